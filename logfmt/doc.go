@@ -87,5 +87,69 @@
 //
 // # On-disk formats
 //
-// (DISK SECTION: byte layouts of log segments, checkpoints and the MANIFEST)
+// ambr's own files. All integers are little-endian; all checksums are
+// xxhash64. Every layout constant below is part of the format.
+//
+// A log segment (v<version>/log-<n>) is a 16-byte header and records back
+// to back. A reader stops cleanly at an incomplete last record (a torn
+// tail: IsTornTail); damage followed by valid records is ErrCorrupt.
+//
+//	segment header (16 bytes)
+//	+------------------+----------------+----------------+
+//	| "ambrlog\x00" (8) | version u32 =1 | segment n u32  |
+//	+------------------+----------------+----------------+
+//
+//	record (RecordFixedSize = 56 bytes, then sources, then messages)
+//	 0                4      5      6          8                  16
+//	+----------------+------+------+----------+------------------+
+//	| length u32     | ver  | flags| nsources | checksum u64     |   checksum covers every byte of the
+//	| (whole record) | u8=1 | u8=0 | u16      |                  |   record except the checksum field
+//	+----------------+------+------+----------+------------------+
+//	| seq i64                      | logged time i64 (unix ns)   |  16..32
+//	+------------------------------+-----------------------------+
+//	| output count u64             | output digest u64           |  32..48
+//	+------------------------------+-----------------------------+
+//	| message area length u32      | message count u32           |  48..56
+//	+------------------------------+-----------------------------+
+//	| nsources × { name len u16 | name | first seq i64 | count u32 }
+//	+-------------------------------------------------------------+
+//	| messages: framed app-protocol messages, as delivered to the app
+//	+-------------------------------------------------------------+
+//
+// Sources say which sender each run of messages came from and with which
+// sender sequence numbers (first seq 0: unsequenced input, such as the app's
+// own impulses); the last of a run is the receiver's watermark for that
+// sender. The output count and digest describe the app's deterministic output
+// stream when the record was logged (see ChainDigest): replays are checked
+// against them.
+//
+// A checkpoint (v<version>/chkpt-<n>) holds the state before segment n's
+// first record:
+//
+//	 0                  8                12               16
+//	+------------------+----------------+----------------+
+//	| "ambrchk\x00" (8) | version u32 =1 | app version u32|
+//	+------------------+----------------+----------------+
+//	| number u64 | next seq i64 | time i64 | out count u64 | out digest u64 |  16..56
+//	+------------+--------------+----------+---------------+----------------+
+//	| bookkeeping length u64 B  | state length u64 S  |                       56..72
+//	+---------------------------+---------------------+
+//	| bookkeeping (B bytes):
+//	|   ninputs u32, ninputs × { name len u16 | name | watermark i64 }
+//	|   noutputs u32, noutputs × { name len u16 | name | last seq i64 |
+//	|       acked seq i64 | nunacked u32 | nunacked × { len u32 | message } }
+//	+-------------------------------------------------------------+
+//	| state (S bytes, opaque to the coordinator)                   |
+//	+-------------------------------------------------------------+
+//	| checksum u64 over everything before it                       |
+//	+-------------------------------------------------------------+
+//
+// The MANIFEST is replaced atomically (temp file, sync, rename, sync dir):
+//
+//	+------------------+----------------+--------------+-----------+--------------+
+//	| "ambrman\x00" (8) | version u32 =1 | body len u32 | JSON body | checksum u64 |
+//	+------------------+----------------+--------------+-----------+--------------+
+//
+// The JSON body (see Manifest) names the current version, the newest valid
+// checkpoint, the first live segment and the app builds that ran.
 package logfmt

@@ -1,0 +1,137 @@
+package layout
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// LogReader returns an instance's records in order across its segments. It
+// is safe on a live log: an incomplete record at the end of the last segment
+// ends the log (TornTail reports it), as the writer may be in the middle of
+// appending it.
+type LogReader struct {
+	fs    vfs.FS
+	in    *Instance
+	segs  []uint64
+	i     int
+	f     vfs.File
+	sr    *logfmt.SegmentReader
+	last  int64 // sequence number of the last record returned
+	seg   uint64
+	off   int64
+	torn  error
+	notes []string
+}
+
+// NewLogReader opens the log at segment from (0: the first present).
+func (in *Instance) NewLogReader(from uint64) (*LogReader, error) {
+	segs, err := in.Segments()
+	if err != nil {
+		return nil, err
+	}
+	lr := &LogReader{fs: in.FS, in: in}
+	for _, s := range segs {
+		if s >= from {
+			lr.segs = append(lr.segs, s)
+		}
+	}
+	return lr, nil
+}
+
+// Position is where the last record returned starts: its segment number and
+// byte offset.
+func (lr *LogReader) Position() (segment uint64, offset int64) { return lr.seg, lr.off }
+
+// TornTail returns the torn-tail error that ended the log, nil if it ended
+// cleanly.
+func (lr *LogReader) TornTail() error { return lr.torn }
+
+// Notes returns remarks about torn tails met before the last segment, which
+// an earlier crash left and which lost nothing acknowledged.
+func (lr *LogReader) Notes() []string { return lr.notes }
+
+// Next returns the next record, io.EOF at the end of the log. The record is
+// reused by the next call. Errors name the segment file.
+func (lr *LogReader) Next() (*logfmt.Record, error) {
+	for {
+		if lr.sr == nil {
+			if lr.i >= len(lr.segs) {
+				return nil, io.EOF
+			}
+			if err := lr.open(lr.segs[lr.i]); err != nil {
+				return nil, err
+			}
+			if lr.sr == nil {
+				continue // an empty segment
+			}
+		}
+		off := lr.sr.Offset()
+		rec, err := lr.sr.Next()
+		if err == nil {
+			if lr.last != 0 && rec.Seq != lr.last+1 {
+				return nil, fmt.Errorf("%s at offset %d: %w: record %d follows record %d", lr.in.SegmentPath(lr.seg), off, logfmt.ErrCorrupt, rec.Seq, lr.last)
+			}
+			lr.last, lr.off = rec.Seq, off
+			return rec, nil
+		}
+		path := lr.in.SegmentPath(lr.seg)
+		lastSeg := lr.i == len(lr.segs)-1
+		switch {
+		case err == io.EOF:
+		case logfmt.IsTornTail(err) && lastSeg:
+			lr.torn = fmt.Errorf("%s: %w", path, err)
+		case logfmt.IsTornTail(err):
+			lr.notes = append(lr.notes, fmt.Sprintf("%s: %v (left by a crash; the next segment continues)", path, err))
+		default:
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		lr.closeSegment()
+		lr.i++
+	}
+}
+
+func (lr *LogReader) open(n uint64) error {
+	path := lr.in.SegmentPath(n)
+	f, err := lr.fs.Open(path)
+	if err != nil {
+		return fmt.Errorf("open log segment: %w", err)
+	}
+	sr, err := logfmt.NewSegmentReader(f)
+	if err != nil {
+		f.Close()
+		if logfmt.IsTornTail(err) {
+			// A segment whose header was being written holds no record.
+			if lr.i == len(lr.segs)-1 {
+				lr.torn = fmt.Errorf("%s: %w", path, err)
+			} else {
+				lr.notes = append(lr.notes, fmt.Sprintf("%s: %v (an empty segment left by a crash)", path, err))
+			}
+			lr.i++
+			return nil
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if h := sr.Header(); uint64(h.Number) != n {
+		f.Close()
+		return fmt.Errorf("%s: %w: header says segment %d", path, logfmt.ErrCorrupt, h.Number)
+	}
+	lr.f, lr.sr, lr.seg = f, sr, n
+	return nil
+}
+
+func (lr *LogReader) closeSegment() {
+	if lr.f != nil {
+		lr.f.Close()
+	}
+	lr.f, lr.sr = nil, nil
+}
+
+// Close releases the open segment.
+func (lr *LogReader) Close() error {
+	lr.closeSegment()
+	lr.i = len(lr.segs)
+	return nil
+}

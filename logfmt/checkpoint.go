@@ -1,0 +1,281 @@
+package logfmt
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Checkpoint file constants. Part of the format.
+const (
+	// CheckpointMagic opens every checkpoint file.
+	CheckpointMagic = "ambrchk\x00"
+	// CheckpointFormatVersion is the version of the checkpoint layout.
+	CheckpointFormatVersion = 1
+	// CheckpointFixedSize is the size of the fixed part before the
+	// bookkeeping and the state.
+	CheckpointFixedSize = 72
+	// MaxBookkeepingSize bounds the coordinator bookkeeping section.
+	MaxBookkeepingSize = 1 << 34
+)
+
+// Watermark is the sequence number of the last message logged from a peer.
+type Watermark struct {
+	Peer string
+	Seq  int64
+}
+
+// OutputStream is the coordinator's bookkeeping of what the app sent to one
+// destination: the sender sequence number of the last message produced, the
+// last one the destination acknowledged as logged, and the messages in
+// between (framed, in the form they are sent), which must be resent after a
+// reconnect or a recovery.
+type OutputStream struct {
+	Peer     string
+	LastSeq  int64
+	AckedSeq int64
+	Unacked  [][]byte
+}
+
+// Checkpoint is the content of a checkpoint file chkpt-<n>: the app's state
+// before record NextSeq, and the coordinator's bookkeeping at that point.
+type Checkpoint struct {
+	// Number is n in chkpt-<n>. Checkpoint n holds the state before the first
+	// record of log segment n.
+	Number uint64
+	// AppVersion is the app version that produced State.
+	AppVersion uint32
+	// NextSeq is the first record not reflected in State.
+	NextSeq int64
+	// Time is when the checkpoint was taken, Unix nanoseconds.
+	Time int64
+	// OutCount and OutDigest describe the output stream the app had produced
+	// when it took the checkpoint (see Record).
+	OutCount  uint64
+	OutDigest uint64
+	Inputs    []Watermark
+	Outputs   []OutputStream
+	// State is the app's serialized state, opaque to the coordinator.
+	State []byte
+}
+
+func appendName(dst []byte, name string) ([]byte, error) {
+	if len(name) > MaxPeerNameLen {
+		return dst, fmt.Errorf("logfmt: name of %d bytes, at most %d", len(name), MaxPeerNameLen)
+	}
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(name)))
+	return append(dst, name...), nil
+}
+
+func (c *Checkpoint) appendBookkeeping(dst []byte) ([]byte, error) {
+	var err error
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(c.Inputs)))
+	for _, w := range c.Inputs {
+		if dst, err = appendName(dst, w.Peer); err != nil {
+			return dst, err
+		}
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(w.Seq))
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(c.Outputs)))
+	for _, o := range c.Outputs {
+		if dst, err = appendName(dst, o.Peer); err != nil {
+			return dst, err
+		}
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(o.LastSeq))
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(o.AckedSeq))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(o.Unacked)))
+		for _, m := range o.Unacked {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m)))
+			dst = append(dst, m...)
+		}
+	}
+	return dst, nil
+}
+
+// WriteCheckpoint writes c to w in the checkpoint file format. The caller
+// syncs and closes the file.
+func WriteCheckpoint(w io.Writer, c *Checkpoint) error {
+	book, err := c.appendBookkeeping(nil)
+	if err != nil {
+		return fmt.Errorf("logfmt: encode checkpoint %d: %w", c.Number, err)
+	}
+	fixed := make([]byte, CheckpointFixedSize)
+	copy(fixed, CheckpointMagic)
+	binary.LittleEndian.PutUint32(fixed[8:], CheckpointFormatVersion)
+	binary.LittleEndian.PutUint32(fixed[12:], c.AppVersion)
+	binary.LittleEndian.PutUint64(fixed[16:], c.Number)
+	binary.LittleEndian.PutUint64(fixed[24:], uint64(c.NextSeq))
+	binary.LittleEndian.PutUint64(fixed[32:], uint64(c.Time))
+	binary.LittleEndian.PutUint64(fixed[40:], c.OutCount)
+	binary.LittleEndian.PutUint64(fixed[48:], c.OutDigest)
+	binary.LittleEndian.PutUint64(fixed[56:], uint64(len(book)))
+	binary.LittleEndian.PutUint64(fixed[64:], uint64(len(c.State)))
+	h := xxhash.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 256<<10)
+	for _, part := range [][]byte{fixed, book, c.State} {
+		if _, err := bw.Write(part); err != nil {
+			return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
+	}
+	if _, err := w.Write(binary.LittleEndian.AppendUint64(nil, h.Sum64())); err != nil {
+		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
+	}
+	return nil
+}
+
+// ReadCheckpoint reads and verifies a checkpoint file. A file that ends early
+// is ErrTruncated (a checkpoint whose writing was cut short); wrong magic, a
+// bad checksum or inconsistent lengths are ErrCorrupt. Either way the caller
+// should fall back to the previous checkpoint. Errors name the offset.
+func ReadCheckpoint(r io.Reader) (*Checkpoint, error) {
+	h := xxhash.New()
+	tr := io.TeeReader(bufio.NewReaderSize(r, 256<<10), h)
+	fixed := make([]byte, CheckpointFixedSize)
+	if err := readFull(tr, fixed, 0, "checkpoint header"); err != nil {
+		return nil, err
+	}
+	if string(fixed[:8]) != CheckpointMagic {
+		return nil, fmt.Errorf("%w at offset 0: not an ambr checkpoint (magic %q)", ErrCorrupt, fixed[:8])
+	}
+	if v := binary.LittleEndian.Uint32(fixed[8:]); v != CheckpointFormatVersion {
+		return nil, fmt.Errorf("%w at offset 8: checkpoint format version %d, this build reads %d", ErrCorrupt, v, CheckpointFormatVersion)
+	}
+	c := &Checkpoint{
+		AppVersion: binary.LittleEndian.Uint32(fixed[12:]),
+		Number:     binary.LittleEndian.Uint64(fixed[16:]),
+		NextSeq:    int64(binary.LittleEndian.Uint64(fixed[24:])),
+		Time:       int64(binary.LittleEndian.Uint64(fixed[32:])),
+		OutCount:   binary.LittleEndian.Uint64(fixed[40:]),
+		OutDigest:  binary.LittleEndian.Uint64(fixed[48:]),
+	}
+	bookLen := binary.LittleEndian.Uint64(fixed[56:])
+	stateLen := binary.LittleEndian.Uint64(fixed[64:])
+	if bookLen > MaxBookkeepingSize || stateLen > 1<<62 {
+		return nil, fmt.Errorf("%w at offset 56: section lengths %d and %d out of range", ErrCorrupt, bookLen, stateLen)
+	}
+	// Read the sections in bounded chunks so that a corrupt length on a short
+	// file fails as truncation instead of allocating the claimed size.
+	book, err := readSection(tr, bookLen, CheckpointFixedSize, "bookkeeping")
+	if err != nil {
+		return nil, err
+	}
+	off := int64(CheckpointFixedSize) + int64(bookLen)
+	state, err := readSection(tr, stateLen, off, "state")
+	if err != nil {
+		return nil, err
+	}
+	off += int64(stateLen)
+	want := h.Sum64()
+	var sum [8]byte
+	if _, err := io.ReadFull(tr, sum[:]); err != nil {
+		return nil, fmt.Errorf("%w at offset %d: checkpoint checksum missing", ErrTruncated, off)
+	}
+	if got := binary.LittleEndian.Uint64(sum[:]); got != want {
+		return nil, fmt.Errorf("%w at offset %d: checkpoint checksum %016x, computed %016x", ErrCorrupt, off, got, want)
+	}
+	if err := c.parseBookkeeping(book); err != nil {
+		return nil, fmt.Errorf("%w at offset %d: bookkeeping: %v", ErrCorrupt, CheckpointFixedSize, err)
+	}
+	c.State = state
+	return c, nil
+}
+
+func readFull(r io.Reader, b []byte, off int64, what string) error {
+	n, err := io.ReadFull(r, b)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w at offset %d: %s cut short after %d of %d bytes", ErrTruncated, off+int64(n), what, n, len(b))
+	}
+	return fmt.Errorf("logfmt: read %s at offset %d: %w", what, off, err)
+}
+
+func readSection(r io.Reader, n uint64, off int64, what string) ([]byte, error) {
+	const chunk = 16 << 20
+	out := make([]byte, 0, min(n, chunk))
+	for uint64(len(out)) < n {
+		k := int(min(n-uint64(len(out)), chunk))
+		start := len(out)
+		out = append(out, make([]byte, k)...)
+		if err := readFull(r, out[start:], off+int64(start), what); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+type byteCursor struct {
+	b   []byte
+	err error
+}
+
+func (c *byteCursor) take(n int) []byte {
+	if c.err != nil {
+		return nil
+	}
+	if n < 0 || len(c.b) < n {
+		c.err = errors.New("section cut short")
+		return nil
+	}
+	v := c.b[:n]
+	c.b = c.b[n:]
+	return v
+}
+
+func (c *byteCursor) u16() uint16 {
+	if v := c.take(2); v != nil {
+		return binary.LittleEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (c *byteCursor) u32() uint32 {
+	if v := c.take(4); v != nil {
+		return binary.LittleEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (c *byteCursor) u64() uint64 {
+	if v := c.take(8); v != nil {
+		return binary.LittleEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (c *byteCursor) name() string { return string(c.take(int(c.u16()))) }
+
+func (c *Checkpoint) parseBookkeeping(b []byte) error {
+	cur := &byteCursor{b: b}
+	nin := cur.u32()
+	for i := uint32(0); i < nin && cur.err == nil; i++ {
+		c.Inputs = append(c.Inputs, Watermark{Peer: cur.name(), Seq: int64(cur.u64())})
+	}
+	nout := cur.u32()
+	for i := uint32(0); i < nout && cur.err == nil; i++ {
+		o := OutputStream{Peer: cur.name(), LastSeq: int64(cur.u64()), AckedSeq: int64(cur.u64())}
+		nm := cur.u32()
+		for j := uint32(0); j < nm && cur.err == nil; j++ {
+			m := cur.take(int(cur.u32()))
+			if cur.err == nil {
+				o.Unacked = append(o.Unacked, append([]byte(nil), m...))
+			}
+		}
+		c.Outputs = append(c.Outputs, o)
+	}
+	if cur.err != nil {
+		return cur.err
+	}
+	if len(cur.b) != 0 {
+		return fmt.Errorf("%d trailing bytes", len(cur.b))
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package logfmt
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func addDiskSeeds(f *testing.F, names ...string) {
+	for _, n := range names {
+		b, err := loadDiskVector(filepath.Join("testdata", "disk", n))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	addDiskSeeds(f, "record.hex")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r Record
+		n, err := DecodeRecord(b, &r)
+		if err != nil {
+			return
+		}
+		enc, err := AppendRecord(nil, &r)
+		if err != nil {
+			t.Fatalf("decoded record does not encode: %v", err)
+		}
+		if !bytes.Equal(enc, b[:n]) {
+			t.Fatalf("decode → encode changed the bytes:\n in: %x\nout: %x", b[:n], enc)
+		}
+	})
+}
+
+func FuzzSegmentReader(f *testing.F) {
+	hdr, _ := loadDiskVector(filepath.Join("testdata", "disk", "segment-header.hex"))
+	rec, _ := loadDiskVector(filepath.Join("testdata", "disk", "record.hex"))
+	f.Add(append(append([]byte(nil), hdr...), rec...))
+	f.Add(hdr)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := NewSegmentReader(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		for {
+			rec, err := r.Next()
+			if err != nil {
+				if err != io.EOF && r.Offset() > int64(len(b)) {
+					t.Fatalf("offset %d past the input's %d bytes", r.Offset(), len(b))
+				}
+				return
+			}
+			if _, err := AppendRecord(nil, rec); err != nil {
+				t.Fatalf("record read from a segment does not encode: %v", err)
+			}
+		}
+	})
+}
+
+func FuzzReadCheckpoint(f *testing.F) {
+	addDiskSeeds(f, "checkpoint.hex")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ReadCheckpoint(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		if err := WriteCheckpoint(&buf, c); err != nil {
+			t.Fatal(err)
+		}
+		c2, err := ReadCheckpoint(&buf)
+		if err != nil {
+			t.Fatalf("re-encoded checkpoint does not decode: %v", err)
+		}
+		if diff := cmp.Diff(c, c2); diff != "" {
+			t.Fatalf("decode → encode → decode differs:\n%s", diff)
+		}
+	})
+}
+
+func FuzzDecodeManifest(f *testing.F) {
+	addDiskSeeds(f, "manifest.hex")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeManifest(b)
+		if err != nil {
+			return
+		}
+		enc, err := EncodeManifest(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m2, err := DecodeManifest(enc)
+		if err != nil {
+			t.Fatalf("re-encoded manifest does not decode: %v", err)
+		}
+		if diff := cmp.Diff(m, m2); diff != "" {
+			t.Fatalf("decode → encode → decode differs:\n%s", diff)
+		}
+	})
+}
+
+var _ = os.ReadFile

@@ -1,0 +1,200 @@
+package logview
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// MessageView is one decoded message of a record.
+type MessageView struct {
+	Type    string `json:"type"`
+	From    string `json:"from,omitempty"`
+	FromSeq int64  `json:"from_seq,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Method  *int32 `json:"method,omitempty"`
+	Size    int    `json:"size"`
+	Args    string `json:"args,omitempty"`
+	ArgsHex string `json:"args_hex,omitempty"`
+	// Batch holds the RPCs of an RPCBatch or CountReplayableRPCBatch.
+	Batch []MessageView `json:"batch,omitempty"`
+	Error string        `json:"error,omitempty"`
+}
+
+// RecordView is one decoded record.
+type RecordView struct {
+	Seq       int64         `json:"seq"`
+	Time      time.Time     `json:"time"`
+	Segment   uint64        `json:"segment"`
+	Offset    int64         `json:"offset"`
+	Size      int           `json:"size"`
+	OutCount  uint64        `json:"out_count"`
+	OutDigest string        `json:"out_digest"`
+	Messages  []MessageView `json:"messages"`
+}
+
+// View decodes rec, found at offset off of segment seg.
+func View(rec *logfmt.Record, seg uint64, off int64) RecordView {
+	v := RecordView{
+		Seq: rec.Seq, Time: rec.LoggedTime(), Segment: seg, Offset: off, Size: rec.EncodedSize(),
+		OutCount: rec.OutCount, OutDigest: fmt.Sprintf("%016x", rec.OutDigest),
+		Messages: []MessageView{},
+	}
+	// Attribute each message to its source run.
+	src, left, seq := 0, uint32(0), int64(0)
+	if len(rec.Sources) > 0 {
+		left, seq = rec.Sources[0].Count, rec.Sources[0].FirstSeq
+	}
+	it := logfmt.NewMessageIter(rec.Messages)
+	for {
+		m, ok := it.Next()
+		if !ok {
+			break
+		}
+		for left == 0 && src+1 < len(rec.Sources) {
+			src++
+			left, seq = rec.Sources[src].Count, rec.Sources[src].FirstSeq
+		}
+		mv := Message(m)
+		if src < len(rec.Sources) && left > 0 {
+			mv.From, mv.FromSeq = rec.Sources[src].Peer, seq
+			left--
+			if seq != 0 {
+				seq++
+			}
+		}
+		v.Messages = append(v.Messages, mv)
+	}
+	if err := it.Err(); err != nil {
+		v.Messages = append(v.Messages, MessageView{Type: "undecodable", Error: err.Error()})
+	}
+	return v
+}
+
+// Message decodes one framed message.
+func Message(m logfmt.Message) MessageView {
+	mv := MessageView{Type: m.Type.String(), Size: m.EncodedLen()}
+	switch m.Type {
+	case logfmt.TypeRPC:
+		r, err := logfmt.ParseRPC(m.Data)
+		if err != nil {
+			mv.Error = err.Error()
+			return mv
+		}
+		id := r.MethodID
+		mv.Kind, mv.Method = strings.ToLower(r.Kind.String()), &id
+		setArgs(&mv, r.Args)
+	case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
+		b, err := logfmt.ParseBatch(m)
+		if err != nil {
+			mv.Error = err.Error()
+			return mv
+		}
+		it := b.Iter()
+		for {
+			sub, ok := it.Next()
+			if !ok {
+				break
+			}
+			mv.Batch = append(mv.Batch, Message(sub))
+		}
+		if err := it.Err(); err != nil {
+			mv.Error = err.Error()
+		}
+	case logfmt.TypeInitialMessage, logfmt.TypeAttachTo:
+		setArgs(&mv, m.Data)
+	}
+	return mv
+}
+
+func setArgs(mv *MessageView, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if printable(b) {
+		mv.Args = string(b)
+	} else {
+		mv.ArgsHex = hex.EncodeToString(b)
+	}
+}
+
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if !unicode.IsPrint(r) && r != '\n' && r != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteText prints v as a header line and one indented line per message.
+// maxArgs bounds how many characters of arguments are shown (0: all).
+func (v RecordView) WriteText(w io.Writer, maxArgs int) error {
+	_, err := fmt.Fprintf(w, "#%-6d %s  %d msg  %d B  log-%d@%d  out %d/%s\n",
+		v.Seq, v.Time.Format("2006-01-02T15:04:05.000000Z07:00"), len(v.Messages), v.Size, v.Segment, v.Offset, v.OutCount, v.OutDigest)
+	if err != nil {
+		return err
+	}
+	for _, m := range v.Messages {
+		if err := writeMessage(w, m, "    ", maxArgs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeMessage(w io.Writer, m MessageView, indent string, maxArgs int) error {
+	var b strings.Builder
+	b.WriteString(indent)
+	from := "-"
+	if m.From != "" {
+		from = m.From
+		if m.FromSeq != 0 {
+			from += ":" + strconv.FormatInt(m.FromSeq, 10)
+		}
+	}
+	fmt.Fprintf(&b, "%-14s %-22s", from, m.Type)
+	if m.Kind != "" {
+		fmt.Fprintf(&b, " %-7s", m.Kind)
+	}
+	if m.Method != nil {
+		fmt.Fprintf(&b, " method %-4d", *m.Method)
+	}
+	fmt.Fprintf(&b, " %4d B", m.Size)
+	switch {
+	case m.Args != "":
+		b.WriteString("  " + shorten(strconv.Quote(m.Args), maxArgs))
+	case m.ArgsHex != "":
+		b.WriteString("  0x" + shorten(m.ArgsHex, maxArgs))
+	}
+	if m.Error != "" {
+		b.WriteString("  error: " + m.Error)
+	}
+	b.WriteByte('\n')
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	for _, sub := range m.Batch {
+		if err := writeMessage(w, sub, indent+"  ", maxArgs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func shorten(s string, n int) string {
+	if n <= 0 || len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
