@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Exit codes, documented in `ambr help`.
+const (
+	exitOK      = 0
+	exitProblem = 1
+	exitUsage   = 2
+)
+
+// exitError carries a specific exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func problemErrorf(format string, args ...any) error {
+	return &exitError{code: exitProblem, err: fmt.Errorf(format, args...)}
+}
+
+// run executes the CLI with args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "ambr: %s\n", strings.TrimSpace(err.Error()))
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitUsage
+}
+
+// globals are the options every command shares.
+type globals struct {
+	home   string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Home returns the runtime home: --home, else $AMBR_HOME, else ./.ambr.
+func (g *globals) Home() string { return layout.HomeFromEnv(g.home) }
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "ambr",
+		Short: "ambr runs immortals: stateful components that behave as if machines never fail",
+		Long: `ambr runs immortals: stateful components whose every input is durably logged
+before it is processed, so they recover exactly after any crash. Because the
+log holds the whole input history, ambr can also show any immortal's state at
+any point of its past, replay it against new builds, and browse it.
+
+Exit codes: 0 success; 1 the command ran and found a problem (damaged data,
+a divergence); 2 the command could not run (bad usage, missing files).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&g.home, "home", "", "runtime home directory (env AMBR_HOME, default ./.ambr)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErrorf("%v (see 'ambr %s --help')", err, c.Name())
+	})
+	root.AddCommand(
+		newLogCmd(g),
+		newCheckpointsCmd(g),
+	)
+	return root
+}
+
+// openInstance resolves NAME|DIR and opens the instance read-only.
+func openInstance(g *globals, nameOrDir string) (*layout.Instance, error) {
+	dir := layout.ResolveDir(g.Home(), nameOrDir)
+	in, err := layout.Open(vfsDefault(), dir)
+	if err != nil {
+		if errors.Is(err, layout.ErrNoInstance) {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("no instance %q: %s has no MANIFEST (check the name, --home, or give the instance directory's path; 'ambr ls' lists instances)", nameOrDir, dir)}
+		}
+		return nil, problemErrorf("%v", err)
+	}
+	return in, nil
+}
