@@ -1,0 +1,403 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// DefaultSegmentSize is the log size at which a coordinator rolls to a new
+// segment and checkpoints, unless configured otherwise.
+const DefaultSegmentSize = 16 << 20
+
+// Options configure a Coordinator.
+type Options struct {
+	// Dir is the instance directory (usually <home>/<name>).
+	Dir string
+	// Name is the instance name.
+	Name string
+	// FS does all disk work; default the real filesystem.
+	FS vfs.FS
+	// Listener accepts the app's connections.
+	Listener AppListener
+	// SegmentSize is the roll-over and checkpoint trigger; default
+	// DefaultSegmentSize.
+	SegmentSize int64
+	// Now is the clock for logged times; default time.Now.
+	Now func() time.Time
+	// Nondeterminism is what to do when a replay differs from the log.
+	Nondeterminism NondeterminismPolicy
+	// App identifies the build that runs, recorded in the MANIFEST.
+	App logfmt.AppBuild
+	// Logger receives progress and warnings; default slog.Default().
+	Logger *slog.Logger
+	// OnStatus, if set, is called after each batch of work with the
+	// coordinator's status.
+	OnStatus func(Status)
+}
+
+// Status is a snapshot of a running coordinator, for displays.
+type Status struct {
+	Phase      string
+	NextSeq    int64
+	Checkpoint uint64
+	Writer     WriterStats
+}
+
+// Coordinator runs one immortal's coordinator: it accepts its app, recovers
+// the instance from disk, and serves the conversation until the app goes
+// away, then waits for the app to come back and recovers again.
+type Coordinator struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// ErrFatal marks errors after which the coordinator must not go on (a disk
+// fault, a damaged log, nondeterminism under the stop policy). Nothing
+// unsynced was acknowledged; fix the cause and start again to recover.
+var ErrFatal = errors.New("coordinator stopped")
+
+// errAppGone ends a conversation whose app disconnected.
+var errAppGone = errors.New("the app disconnected")
+
+// New returns a coordinator for opts.
+func New(opts Options) (*Coordinator, error) {
+	if opts.Listener == nil {
+		return nil, errors.New("engine: Options.Listener is required")
+	}
+	if opts.Name == "" {
+		return nil, errors.New("engine: Options.Name is required")
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("engine: Options.Dir is required")
+	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default()
+	}
+	if opts.SegmentSize == 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Coordinator{opts: opts, log: opts.Logger.With("instance", opts.Name)}, nil
+}
+
+// Run serves app connections until ctx is cancelled (then it returns nil)
+// or a fatal error occurs (then the error wraps ErrFatal).
+func (c *Coordinator) Run(ctx context.Context) error {
+	if err := mkdirAllDurable(c.opts.FS, filepath.Join(c.opts.Dir, layout.VersionDir(0))); err != nil {
+		return fmt.Errorf("%w: %w", ErrFatal, err)
+	}
+	for {
+		conn, err := c.opts.Listener.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: accept the app: %w", ErrFatal, err)
+		}
+		err = c.serve(ctx, conn)
+		conn.Close()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errAppGone):
+			c.log.Info("app disconnected; waiting for it to reconnect", "reason", err)
+		default:
+			return err
+		}
+	}
+}
+
+// event is something that happened on another goroutine of a conversation.
+type event struct {
+	msg      *logfmt.Message
+	state    []byte
+	durable  int64
+	ckptDone uint64
+	err      error // fatal
+	appErr   error // the app connection ended
+}
+
+// conversation is one app connection's worth of state.
+type conversation struct {
+	c        *Coordinator
+	core     *Core
+	manifest *logfmt.Manifest
+	events   chan event
+	done     chan struct{}
+	writer   *LogWriter
+	sender   *appSender
+	ckptWG   sync.WaitGroup
+}
+
+func (v *conversation) post(e event) {
+	select {
+	case v.events <- e:
+	case <-v.done:
+	}
+}
+
+func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
+	fsys := c.opts.FS
+	logDir := filepath.Join(c.opts.Dir, layout.VersionDir(0))
+	rec, err := recoverInstance(fsys, c.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrFatal, err)
+	}
+	for _, n := range rec.notes {
+		c.log.Warn("recovery: " + n)
+	}
+	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{})}
+	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism})
+	if rec.fresh {
+		now := c.opts.Now().UnixNano()
+		v.manifest = &logfmt.Manifest{Instance: c.opts.Name, CommitterID: randomCommitter(), FirstSegment: 1, App: c.opts.App, Created: now}
+		v.core.cfg.CommitterID = v.manifest.CommitterID
+		v.core.StartFresh()
+		c.log.Info("first start")
+	} else {
+		v.manifest = rec.manifest
+		v.core.cfg.CommitterID = v.manifest.CommitterID
+		v.core.StartRecovery(rec.checkpoint, rec.newSegment)
+		for _, r := range rec.records {
+			if err := v.core.ReplayRecord(r); err != nil {
+				return fmt.Errorf("%w: recover: %w", ErrFatal, err)
+			}
+		}
+		v.core.FinishRecovery()
+		c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
+	}
+	if c.opts.App.SHA256 != "" && c.opts.App.SHA256 != v.manifest.App.SHA256 || c.opts.App.Source != "" && v.manifest.App.Source == "" {
+		v.manifest.App = c.opts.App
+	}
+	rec.records = nil
+
+	v.writer = NewLogWriter(fsys, logDir,
+		func(seq int64) { v.post(event{durable: seq}) },
+		func(err error) { v.post(event{err: err}) })
+	v.sender = newAppSender(conn.Send, func(err error) { v.post(event{appErr: err}) })
+	go v.readApp(conn.Recv)
+
+	defer func() {
+		close(v.done)
+		conn.Close()
+		v.sender.close()
+		werr := v.writer.Close()
+		v.ckptWG.Wait()
+		if werr != nil && err != nil && !errors.Is(err, ErrFatal) {
+			err = fmt.Errorf("%w: %w", ErrFatal, werr)
+		}
+	}()
+
+	for {
+		if err := v.dispatch(v.core.Ready()); err != nil {
+			return err
+		}
+		select {
+		case e := <-v.events:
+			if err := v.handle(e); err != nil {
+				return err
+			}
+		drain:
+			for i := 0; i < 4096; i++ {
+				select {
+				case e := <-v.events:
+					if err := v.handle(e); err != nil {
+						return err
+					}
+				default:
+					break drain
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (v *conversation) handle(e event) error {
+	switch {
+	case e.err != nil:
+		return fmt.Errorf("%w: %w", ErrFatal, e.err)
+	case e.appErr != nil:
+		return fmt.Errorf("%w: %w", errAppGone, e.appErr)
+	case e.msg != nil:
+		if err := v.core.AppMessage(*e.msg, e.state); err != nil {
+			return fmt.Errorf("%w: protocol error: %w", errAppGone, err)
+		}
+	case e.durable != 0:
+		v.core.LogDurable(e.durable)
+	case e.ckptDone != 0:
+		v.core.CheckpointDurable(e.ckptDone)
+	}
+	return nil
+}
+
+func (v *conversation) dispatch(rd Ready) error {
+	for _, w := range rd.Warnings {
+		v.c.log.Warn(w)
+	}
+	if rd.Fatal != nil {
+		return fmt.Errorf("%w: %w", ErrFatal, rd.Fatal)
+	}
+	v.writer.Submit(rd.Log)
+	if ck := rd.Checkpoint; ck != nil {
+		m := *v.manifest
+		m.Checkpoint = ck.Number
+		m.Updated = v.c.opts.Now().UnixNano()
+		if len(m.Builds) == 0 || m.Builds[len(m.Builds)-1].App.SHA256 != m.App.SHA256 || m.Builds[len(m.Builds)-1].App.Source != m.App.Source {
+			m.Builds = append(append([]logfmt.BuildRecord(nil), m.Builds...), logfmt.BuildRecord{App: m.App, FromCheckpoint: ck.Number})
+		}
+		v.manifest = &m
+		v.ckptWG.Add(1)
+		go func() {
+			defer v.ckptWG.Done()
+			fsys, dir := v.c.opts.FS, v.c.opts.Dir
+			if err := writeCheckpointFile(fsys, filepath.Join(dir, layout.VersionDir(0)), ck); err != nil {
+				v.post(event{err: err})
+				return
+			}
+			if err := writeManifest(fsys, dir, &m); err != nil {
+				v.post(event{err: err})
+				return
+			}
+			v.post(event{ckptDone: ck.Number})
+		}()
+	}
+	v.sender.send(rd.ToApp)
+	if v.c.opts.OnStatus != nil {
+		v.c.opts.OnStatus(Status{Phase: v.core.Phase(), NextSeq: v.core.NextSeq(), Checkpoint: v.manifest.Checkpoint, Writer: v.writer.Stats()})
+	}
+	return nil
+}
+
+// readApp reads the app's messages and posts them as events.
+func (v *conversation) readApp(r io.Reader) {
+	mr := logfmt.NewMessageReader(r)
+	for {
+		m, err := mr.Next()
+		if err != nil {
+			if err == io.EOF {
+				err = errors.New("connection closed")
+			}
+			v.post(event{appErr: err})
+			return
+		}
+		cp := logfmt.Message{Type: m.Type, Data: append([]byte(nil), m.Data...)}
+		var state []byte
+		if m.Type == logfmt.TypeCheckpoint {
+			if state, err = io.ReadAll(mr.State()); err != nil {
+				v.post(event{appErr: fmt.Errorf("read checkpoint state: %w", err)})
+				return
+			}
+		}
+		v.post(event{msg: &cp, state: state})
+	}
+}
+
+// appSender writes to the app from its own goroutine, through an unbounded
+// queue, so the coordinator's loop never blocks on a slow app.
+type appSender struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  [][]byte
+	closed bool
+	done   chan struct{}
+}
+
+func newAppSender(w io.Writer, onErr func(error)) *appSender {
+	s := &appSender{done: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	go s.loop(w, onErr)
+	return s
+}
+
+func (s *appSender) send(chunks [][]byte) {
+	if len(chunks) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.queue = append(s.queue, chunks...)
+	s.mu.Unlock()
+	s.cond.Signal()
+}
+
+func (s *appSender) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cond.Signal()
+	<-s.done
+}
+
+func (s *appSender) loop(w io.Writer, onErr func(error)) {
+	defer close(s.done)
+	bw := bufio.NewWriterSize(w, 256<<10)
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 && !s.closed {
+			s.cond.Wait()
+		}
+		if s.closed {
+			s.mu.Unlock()
+			return
+		}
+		batch := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		for _, b := range batch {
+			if _, err := bw.Write(b); err != nil {
+				onErr(fmt.Errorf("send to app: %w", err))
+				return
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			onErr(fmt.Errorf("send to app: %w", err))
+			return
+		}
+	}
+}
+
+// mkdirAllDurable creates dir and its missing parents, syncing each parent
+// after an entry was added to it, so that the directories survive a crash.
+func mkdirAllDurable(fsys vfs.FS, dir string) error {
+	if _, err := fsys.Stat(dir); err == nil {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAllDurable(fsys, parent); err != nil {
+			return err
+		}
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if parent != dir {
+		return fsys.SyncDir(parent)
+	}
+	return nil
+}
+
+func randomCommitter() int32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return int32(binary.LittleEndian.Uint32(b[:]) & 0x7fffffff)
+}

@@ -1,0 +1,580 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// phase is where the coordinator is in its conversation with the app.
+type phase int
+
+const (
+	// phaseIdle: neither started nor recovering.
+	phaseIdle phase = iota
+	// phaseFirstStart: TakeBecomingPrimaryCheckpoint sent, waiting for the
+	// app's InitialMessage and initial Checkpoint.
+	phaseFirstStart
+	// phaseRecovering: checkpoint and log are being replayed; the app's
+	// output is regenerated output, deduplicated against the log.
+	phaseRecovering
+	// phaseLive: normal processing.
+	phaseLive
+)
+
+func (p phase) String() string {
+	return [...]string{"idle", "first start", "recovering", "live"}[p]
+}
+
+// NondeterminismPolicy says what the coordinator does when a replay produces
+// output that differs from what the log recorded.
+type NondeterminismPolicy int
+
+const (
+	// NondeterminismStop stops the coordinator with an error naming the record.
+	NondeterminismStop NondeterminismPolicy = iota
+	// NondeterminismWarn reports the record and carries on.
+	NondeterminismWarn
+)
+
+// CoreConfig configures a Core.
+type CoreConfig struct {
+	// Name is the instance's name; self-calls are logged under it.
+	Name string
+	// CommitterID goes into the header of every record sent to the app.
+	CommitterID int32
+	// SegmentSize is the log size at which the coordinator rolls to a new
+	// segment and takes a checkpoint. 0 means never by size.
+	SegmentSize int64
+	// Now is the clock used to time-stamp records. Tests inject their own.
+	Now func() time.Time
+	// Nondeterminism is the policy for replays that differ from the log.
+	Nondeterminism NondeterminismPolicy
+	// AppVersion is stored in checkpoints.
+	AppVersion uint32
+}
+
+// LogWrite is one record for the log writer, with the segment it belongs in.
+// Records arrive in sequence order; a higher Segment than the previous
+// write's means "roll to a new segment before this record".
+type LogWrite struct {
+	Segment uint64
+	Record  *logfmt.Record
+}
+
+// Ready is what the Core wants done, in the order the caller must do it:
+// persist Log (the writer syncs before reporting LogDurable), write
+// Checkpoint (then the MANIFEST, then report CheckpointDurable), send ToApp.
+// Nothing in ToApp depends on a write that has not been reported durable.
+type Ready struct {
+	Log        []LogWrite
+	Checkpoint *logfmt.Checkpoint
+	// ToApp is bytes for the app's send connection, in order.
+	ToApp [][]byte
+	// Warnings are events worth telling the user (refused impulses,
+	// nondeterminism under the warn policy).
+	Warnings []string
+	// Fatal, when set, means the coordinator must stop: the error says why.
+	Fatal error
+}
+
+// IsEmpty reports whether there is nothing to do.
+func (r *Ready) IsEmpty() bool {
+	return len(r.Log) == 0 && r.Checkpoint == nil && len(r.ToApp) == 0 && len(r.Warnings) == 0 && r.Fatal == nil
+}
+
+// delivery is an item of the queue of what goes to the app, in order. A
+// record item waits until its sequence number is durable; a control item
+// goes as soon as it reaches the head.
+type delivery struct {
+	seq  int64 // record sequence number; 0 for control items
+	wire []byte
+}
+
+// expectation is a point of the output stream recorded in the log: after
+// count outgoing messages, the chained digest was digest.
+type expectation struct {
+	seq    int64
+	count  uint64
+	digest uint64
+}
+
+// outStream is the bookkeeping of one destination's output: the sender
+// sequence number of the last message produced, of the last one the
+// destination has logged, and the messages in between (seqs ackedSeq+1 …
+// lastSeq, in order). For the instance's own stream, "logged" means in a
+// durable record of its own log.
+type outStream struct {
+	lastSeq  int64
+	ackedSeq int64
+	unacked  []outMsg
+}
+
+type outMsg struct {
+	seq  int64
+	data []byte
+}
+
+// ack records that the destination has logged everything up to seq.
+func (s *outStream) ack(seq int64) {
+	if seq <= s.ackedSeq {
+		return
+	}
+	s.ackedSeq = seq
+	i := 0
+	for i < len(s.unacked) && s.unacked[i].seq <= seq {
+		i++
+	}
+	s.unacked = s.unacked[i:]
+}
+
+// add records a new message; messages the destination already logged (a
+// replay regenerating them) are not kept. It reports whether it was new.
+func (s *outStream) add(data []byte) bool {
+	s.lastSeq++
+	if s.lastSeq <= s.ackedSeq {
+		return false
+	}
+	s.unacked = append(s.unacked, outMsg{seq: s.lastSeq, data: data})
+	return true
+}
+
+type selfAck struct{ record, self int64 }
+
+// pendingCheckpoint is a checkpoint the Core asked the app for.
+type pendingCheckpoint struct {
+	number  uint64
+	nextSeq int64
+	inputs  []logfmt.Watermark
+}
+
+// Core is the coordinator's state machine. It never touches disk, network or
+// the wall clock: the caller feeds it events (AppMessage, LogDurable,
+// CheckpointDurable) and takes what it wants done from Ready. It is not safe
+// for concurrent use; one goroutine owns it.
+//
+// Invariants it keeps:
+//   - a record reaches the app only after the caller reported it durable;
+//   - records reach the app in sequence order, each exactly once per
+//     conversation;
+//   - checkpoint n holds the state before segment n's first record: the
+//     TakeCheckpoint control goes to the app right after the last record of
+//     segment n-1, and every later record is logged in segment n or after.
+type Core struct {
+	cfg   CoreConfig
+	phase phase
+
+	nextSeq      int64  // sequence number of the next record
+	durable      int64  // highest sequence number reported durable
+	segment      uint64 // segment new records go to
+	segmentBytes int64  // bytes logged to segment so far
+
+	// The record being filled; sealed by Ready.
+	open      *logfmt.Record
+	openBytes []byte
+
+	queue []delivery
+
+	inWM map[string]int64 // last logged sequence number per sender
+	outs map[string]*outStream
+	// selfAcks says, per sealed record not yet durable, the last self-call
+	// it holds, so LogDurable can acknowledge the own output stream.
+	selfAcks []selfAck
+	openSelf int64
+	// loggedSelf is the last self-call in the log recovery read: replayed
+	// self-calls up to it are dropped, not logged again.
+	loggedSelf int64
+	outCount   uint64
+	outDig     uint64
+	expects    []expectation
+
+	firstStartGate bool // hold records until checkpoint 1 is durable
+	// heldCheckpoint is the first checkpoint, held back until record 1 (the
+	// echoed InitialMessage) is durable: once the MANIFEST names checkpoint
+	// 1 the instance counts as started, and its bootstrap input must exist.
+	heldCheckpoint *logfmt.Checkpoint
+	initial        []byte // the app's InitialMessage, framed
+	awaiting       *pendingCheckpoint
+	inFlight       uint64 // checkpoint number being written, 0 if none
+	wantCheckpoint bool   // a checkpoint was asked for while one was busy
+
+	ready Ready
+}
+
+// NewCore returns a Core for cfg. Call StartFresh or StartRecovery next.
+func NewCore(cfg CoreConfig) *Core {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Core{cfg: cfg, inWM: map[string]int64{}, outs: map[string]*outStream{}}
+}
+
+// Phase returns the conversation phase, for status displays.
+func (c *Core) Phase() string { return c.phase.String() }
+
+// NextSeq returns the sequence number the next record will get.
+func (c *Core) NextSeq() int64 { return c.nextSeq }
+
+// StartFresh begins the first-start conversation of a new instance: the app
+// is asked for its initial state; its InitialMessage becomes record 1.
+func (c *Core) StartFresh() {
+	c.phase = phaseFirstStart
+	c.nextSeq, c.durable, c.segment = 1, 0, 1
+	c.firstStartGate = true
+	c.awaiting = &pendingCheckpoint{number: 1, nextSeq: 1}
+	c.enqueueControl(logfmt.TypeTakeBecomingPrimaryCheckpoint)
+}
+
+// StartRecovery begins recovery from checkpoint ck. The caller then feeds
+// every logged record after it, in order, to ReplayRecord, and calls
+// FinishRecovery. newSegment is the number of the segment that records
+// logged from now on go to: one above every segment and checkpoint present.
+func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
+	c.phase = phaseRecovering
+	c.nextSeq = ck.NextSeq
+	c.durable = ck.NextSeq - 1
+	c.segment = newSegment
+	c.outCount, c.outDig = ck.OutCount, ck.OutDigest
+	for _, w := range ck.Inputs {
+		c.inWM[w.Peer] = w.Seq
+	}
+	for _, o := range ck.Outputs {
+		s := &outStream{lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
+		for i, m := range o.Unacked {
+			s.unacked = append(s.unacked, outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
+		}
+		c.outs[o.Peer] = s
+	}
+	hdr := logfmt.AppendCheckpointMessage(nil, int64(len(ck.State)))
+	wire := logfmt.AppendWireRecord(nil, c.cfg.CommitterID, logfmt.SeqCheckpointRecord, hdr)
+	wire = append(wire, ck.State...)
+	c.queue = append(c.queue, delivery{wire: wire})
+}
+
+// ReplayRecord feeds one logged record during recovery.
+func (c *Core) ReplayRecord(rec *logfmt.Record) error {
+	if c.phase != phaseRecovering {
+		return fmt.Errorf("replay record %d: coordinator is %s, not recovering", rec.Seq, c.phase)
+	}
+	if rec.Seq != c.nextSeq {
+		return fmt.Errorf("replay record %d: expected record %d", rec.Seq, c.nextSeq)
+	}
+	for _, s := range rec.Sources {
+		if last := s.LastSeq(); last > c.inWM[s.Peer] {
+			c.inWM[s.Peer] = last
+		}
+	}
+	c.expects = append(c.expects, expectation{seq: rec.Seq, count: rec.OutCount, digest: rec.OutDigest})
+	c.queue = append(c.queue, delivery{seq: rec.Seq, wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, rec.Seq, rec.Messages)})
+	c.nextSeq = rec.Seq + 1
+	c.durable = rec.Seq
+	return nil
+}
+
+// FinishRecovery ends the replayed part: the app is asked to become primary
+// and checkpoint; that checkpoint starts the new segment.
+func (c *Core) FinishRecovery() {
+	c.checkExpectations()
+	// Self-calls the app made before the checkpoint but which never reached
+	// a durable record: the replay will not make them again, so log them now.
+	c.loggedSelf = c.inWM[c.cfg.Name]
+	if s := c.outs[c.cfg.Name]; s != nil {
+		s.ack(c.loggedSelf)
+		for _, m := range s.unacked {
+			c.appendInput(c.cfg.Name, m.seq, m.data)
+		}
+	}
+	c.awaiting = &pendingCheckpoint{number: c.segment, nextSeq: c.nextSeq, inputs: c.watermarks()}
+	c.enqueueControl(logfmt.TypeTakeBecomingPrimaryCheckpoint)
+}
+
+// AppMessage handles one message from the app. For a Checkpoint message,
+// state holds the state bytes that followed it. An error is a protocol
+// violation by the app: the caller should drop the app connection.
+func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
+	switch m.Type {
+	case logfmt.TypeRPC:
+		return c.appRPC(m.Data)
+	case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
+		b, err := logfmt.ParseBatch(m)
+		if err != nil {
+			return fmt.Errorf("app sent a bad batch: %w", err)
+		}
+		it := b.Iter()
+		for {
+			sub, ok := it.Next()
+			if !ok {
+				break
+			}
+			if sub.Type != logfmt.TypeRPC {
+				return fmt.Errorf("app sent a %s inside a batch; batches hold RPCs only", sub.Type)
+			}
+			if err := c.appRPC(sub.Data); err != nil {
+				return err
+			}
+		}
+		return it.Err()
+	case logfmt.TypeAttachTo:
+		return nil // peers are found through the registry; nothing to do here
+	case logfmt.TypeTakeCheckpoint:
+		c.RequestCheckpoint()
+		return nil
+	case logfmt.TypeInitialMessage:
+		if c.phase != phaseFirstStart || c.initial != nil {
+			return fmt.Errorf("app sent InitialMessage while %s; it is only sent once, on first start", c.phase)
+		}
+		c.initial = logfmt.AppendMessage(nil, logfmt.TypeInitialMessage, m.Data)
+		return nil
+	case logfmt.TypeCheckpoint:
+		return c.appCheckpoint(state)
+	default:
+		return fmt.Errorf("app sent a %s message, which apps do not send", m.Type)
+	}
+}
+
+func (c *Core) appRPC(data []byte) error {
+	o, err := logfmt.ParseOutgoingRPC(data)
+	if err != nil {
+		return fmt.Errorf("app sent a bad RPC: %w", err)
+	}
+	dest := string(o.Dest)
+	self := o.IsSelf() || dest == c.cfg.Name
+	body := data[logfmt.ZigZagLen(int64(len(o.Dest)))+len(o.Dest):] // delivery form
+	if o.Kind == logfmt.RPCImpulse {
+		if c.phase != phaseLive {
+			c.ready.Warnings = append(c.ready.Warnings, fmt.Sprintf("refused an impulse (method %d) sent while %s: apps may send impulses only once primary", o.MethodID, c.phase))
+			return nil
+		}
+		if self {
+			// Impulses are new input, not regenerated output: logged once,
+			// unsequenced, outside the deterministic output stream.
+			c.appendInput(c.cfg.Name, 0, logfmt.AppendMessage(nil, logfmt.TypeRPC, body))
+			return nil
+		}
+	}
+	digestDest := o.Dest
+	if self {
+		dest, digestDest = c.cfg.Name, nil
+	}
+	if o.Kind != logfmt.RPCImpulse {
+		c.outCount++
+		c.outDig = logfmt.ChainDigest(c.outDig, digestDest, body)
+		if c.phase == phaseRecovering {
+			c.checkExpectations()
+		}
+	}
+	s := c.outs[dest]
+	if s == nil {
+		s = &outStream{}
+		c.outs[dest] = s
+	}
+	if self {
+		s.lastSeq++
+		if s.lastSeq <= c.loggedSelf {
+			return nil // a replayed self-call that the durable log already holds
+		}
+		msg := logfmt.AppendMessage(nil, logfmt.TypeRPC, body)
+		s.unacked = append(s.unacked, outMsg{seq: s.lastSeq, data: msg})
+		c.appendInput(c.cfg.Name, s.lastSeq, msg)
+		return nil
+	}
+	s.add(append([]byte(nil), data...))
+	return nil
+}
+
+// checkExpectations compares the output stream with the points the log
+// recorded, as far as the app has produced output.
+func (c *Core) checkExpectations() {
+	for len(c.expects) > 0 {
+		e := c.expects[0]
+		if e.count > c.outCount {
+			return
+		}
+		c.expects = c.expects[1:]
+		if e.count < c.outCount {
+			continue // the point lies before the restored checkpoint's output
+		}
+		if e.digest != c.outDig {
+			msg := fmt.Sprintf("nondeterminism: replaying up to record %d, the app's output after %d messages has digest %016x, but the log recorded %016x: the app did not do what it did when the record was first processed", e.seq, e.count, c.outDig, e.digest)
+			if c.cfg.Nondeterminism == NondeterminismStop {
+				c.ready.Fatal = fmt.Errorf("%s (stopping; run with nondeterminism policy \"warn\" to continue anyway)", msg)
+			} else {
+				c.ready.Warnings = append(c.ready.Warnings, msg)
+			}
+		}
+	}
+}
+
+// appendInput adds one framed message from sender (with sender sequence
+// number seq, 0 for unsequenced input) to the open record.
+func (c *Core) appendInput(sender string, seq int64, msg []byte) {
+	if c.open == nil {
+		c.open = &logfmt.Record{}
+		c.openBytes = c.openBytes[:0]
+	}
+	r := c.open
+	n := len(r.Sources)
+	if n > 0 && r.Sources[n-1].Peer == sender && ((seq == 0 && r.Sources[n-1].FirstSeq == 0) ||
+		(seq != 0 && r.Sources[n-1].LastSeq()+1 == seq)) {
+		r.Sources[n-1].Count++
+	} else {
+		r.Sources = append(r.Sources, logfmt.Source{Peer: sender, FirstSeq: seq, Count: 1})
+	}
+	r.Messages = append(r.Messages, msg...)
+	r.MessageCount++
+	if seq > c.inWM[sender] {
+		c.inWM[sender] = seq
+	}
+	if sender == c.cfg.Name && seq > c.openSelf {
+		c.openSelf = seq
+	}
+}
+
+// sealOpen turns the open record into a log write.
+func (c *Core) sealOpen() {
+	r := c.open
+	if r == nil {
+		return
+	}
+	c.open = nil
+	r.Seq = c.nextSeq
+	c.nextSeq++
+	r.Time = c.cfg.Now().UnixNano()
+	r.OutCount, r.OutDigest = c.outCount, c.outDig
+	c.ready.Log = append(c.ready.Log, LogWrite{Segment: c.segment, Record: r})
+	if c.openSelf != 0 {
+		c.selfAcks = append(c.selfAcks, selfAck{record: r.Seq, self: c.openSelf})
+		c.openSelf = 0
+	}
+	c.queue = append(c.queue, delivery{seq: r.Seq, wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, r.Seq, r.Messages)})
+	c.segmentBytes += int64(r.EncodedSize())
+}
+
+// RequestCheckpoint asks for a checkpoint at the next record boundary:
+// records logged so far stay in the current segment, later ones go to a new
+// one, and the app is asked for its state in between. A request while a
+// checkpoint is under way is remembered and served after it.
+func (c *Core) RequestCheckpoint() {
+	if c.phase != phaseLive || c.awaiting != nil || c.inFlight != 0 {
+		c.wantCheckpoint = true
+		return
+	}
+	c.wantCheckpoint = false
+	c.sealOpen()
+	c.segment++
+	c.segmentBytes = 0
+	c.awaiting = &pendingCheckpoint{number: c.segment, nextSeq: c.nextSeq, inputs: c.watermarks()}
+	c.enqueueControl(logfmt.TypeTakeCheckpoint)
+}
+
+func (c *Core) appCheckpoint(state []byte) error {
+	p := c.awaiting
+	if p == nil {
+		return fmt.Errorf("app sent a Checkpoint nobody asked for")
+	}
+	if c.phase == phaseFirstStart && c.initial == nil {
+		return fmt.Errorf("app sent its first Checkpoint before its InitialMessage")
+	}
+	c.awaiting = nil
+	ck := &logfmt.Checkpoint{
+		Number: p.number, AppVersion: c.cfg.AppVersion, NextSeq: p.nextSeq, Time: c.cfg.Now().UnixNano(),
+		OutCount: c.outCount, OutDigest: c.outDig, Inputs: p.inputs, Outputs: c.outputs(),
+		State: append([]byte(nil), state...),
+	}
+	c.inFlight = p.number
+	switch c.phase {
+	case phaseFirstStart:
+		c.phase = phaseLive
+		c.appendInput(c.cfg.Name, 0, c.initial)
+		c.initial = nil
+		c.heldCheckpoint = ck
+		return nil
+	case phaseRecovering:
+		c.phase = phaseLive
+		c.expects = nil
+	}
+	c.ready.Checkpoint = ck
+	return nil
+}
+
+// LogDurable reports that every record up to seq is on stable storage.
+func (c *Core) LogDurable(seq int64) {
+	if seq > c.durable {
+		c.durable = seq
+	}
+	i := 0
+	for i < len(c.selfAcks) && c.selfAcks[i].record <= seq {
+		if s := c.outs[c.cfg.Name]; s != nil {
+			s.ack(c.selfAcks[i].self)
+		}
+		i++
+	}
+	c.selfAcks = c.selfAcks[i:]
+}
+
+// CheckpointDurable reports that checkpoint n and the MANIFEST naming it
+// are on stable storage.
+func (c *Core) CheckpointDurable(n uint64) {
+	if n == c.inFlight {
+		c.inFlight = 0
+	}
+	if n == 1 {
+		c.firstStartGate = false
+	}
+	if c.wantCheckpoint {
+		c.RequestCheckpoint()
+	}
+}
+
+func (c *Core) enqueueControl(t logfmt.MessageType) {
+	body := logfmt.AppendControl(nil, t)
+	c.queue = append(c.queue, delivery{wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, logfmt.SeqControl, body)})
+}
+
+func (c *Core) watermarks() []logfmt.Watermark {
+	out := make([]logfmt.Watermark, 0, len(c.inWM))
+	for p, s := range c.inWM {
+		out = append(out, logfmt.Watermark{Peer: p, Seq: s})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
+}
+
+func (c *Core) outputs() []logfmt.OutputStream {
+	out := make([]logfmt.OutputStream, 0, len(c.outs))
+	for p, s := range c.outs {
+		o := logfmt.OutputStream{Peer: p, LastSeq: s.lastSeq, AckedSeq: s.ackedSeq}
+		for _, m := range s.unacked {
+			o.Unacked = append(o.Unacked, m.data)
+		}
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
+}
+
+// Ready seals the open record and returns everything the caller must do
+// now. The Core forgets it: call Ready once per batch of events.
+func (c *Core) Ready() Ready {
+	c.sealOpen()
+	if c.cfg.SegmentSize > 0 && c.segmentBytes >= c.cfg.SegmentSize {
+		c.RequestCheckpoint()
+	}
+	if c.heldCheckpoint != nil && c.durable >= 1 {
+		c.ready.Checkpoint, c.heldCheckpoint = c.heldCheckpoint, nil
+	}
+	for len(c.queue) > 0 {
+		d := c.queue[0]
+		if d.seq != 0 && (d.seq > c.durable || c.firstStartGate) {
+			break
+		}
+		c.ready.ToApp = append(c.ready.ToApp, d.wire)
+		c.queue[0] = delivery{}
+		c.queue = c.queue[1:]
+	}
+	rd := c.ready
+	c.ready = Ready{}
+	return rd
+}

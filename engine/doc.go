@@ -1,0 +1,28 @@
+// Package engine is the immortal coordinator (IC): it logs every input of an
+// immortal durably before the app sees it, delivers it, checkpoints, and
+// recovers the instance exactly after any crash.
+//
+//	        app process (any language)                 this package
+//	┌──────────────────────────────┐      ┌─────────────────────────────────────┐
+//	│ binding (engine/immortal)    │ recv │ readApp ─► events ─► Core (no I/O)  │
+//	│  handlers, state, impulses   ├─────►│                       │ Ready()     │
+//	│                              │ send │ appSender ◄── ToApp ◄─┤             │
+//	│                              │◄─────┤ LogWriter ◄── Log ◄───┤ (group      │
+//	└──────────────────────────────┘      │ checkpoint+MANIFEST ◄─┘  commit)    │
+//	                                      └─────────────────────────────────────┘
+//
+// Core is the state machine, in the etcd-raft shape: the caller feeds it
+// events (AppMessage, LogDurable, CheckpointDurable) and takes what it wants
+// done from Ready — records to persist, a checkpoint to write, bytes for the
+// app — and it never touches disk, sockets or the clock. Coordinator is the
+// thin goroutine loop around it: the app connection (TCP on loopback, or
+// in-memory pipes for an app hosted in the same process), the LogWriter
+// (adaptive group commit, no timers) and the checkpoint store. All disk work
+// goes through a vfs.FS, so crashes and disk faults are simulated in tests.
+//
+// The rules it keeps (architecture.md): log before deliver; nothing is
+// delivered or acknowledged before it is synced; checkpoint n holds the state
+// before segment n's first record; recovery loads the newest valid checkpoint
+// and replays the log after it, cutting a torn tail (kept as .broken) and
+// never a valid record; every recovery continues in a new segment.
+package engine
