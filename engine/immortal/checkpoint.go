@@ -1,0 +1,131 @@
+package immortal
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// bindingState is the binding's own part of the app's state: the bookkeeping
+// of calls with a result. It is checkpointed with the user's state, so that
+// a call pending when a checkpoint is taken finds its result handler and note
+// after recovery.
+type bindingState struct {
+	nextCallID int64 // the id the next call gets; ids start at 1
+	pending    map[int64]pendingCall
+}
+
+func newBindingState() bindingState {
+	return bindingState{nextCallID: 1, pending: map[int64]pendingCall{}}
+}
+
+// pendingCall is a call whose result has not arrived yet.
+type pendingCall struct {
+	onResult string // name of the HandleResult handler
+	method   string // method called, for errors and tools
+	dest     string // instance called, "" for self
+	note     []byte // codec bytes, nil if the caller gave no note
+}
+
+// The checkpoint bytes, as the coordinator stores them and tools show them:
+//
+//	{"state": <codec bytes>, "binding": {"codec": "json", "next_call_id": 3,
+//	 "pending": {"2": {"on_result": "doubled", "method": "double", "note": ...}}}}
+//
+// The state and notes are embedded as JSON when the codec is JSON, and as
+// base64 strings under "state_b64" and "note_b64" otherwise.
+type checkpointJSON struct {
+	State    json.RawMessage `json:"state,omitempty"`
+	StateB64 *[]byte         `json:"state_b64,omitempty"`
+	Binding  bindingJSON     `json:"binding"`
+}
+
+type bindingJSON struct {
+	Codec      string                 `json:"codec"`
+	NextCallID int64                  `json:"next_call_id"`
+	Pending    map[string]pendingJSON `json:"pending"`
+}
+
+type pendingJSON struct {
+	OnResult string          `json:"on_result"`
+	Method   string          `json:"method"`
+	Dest     string          `json:"dest,omitempty"`
+	Note     json.RawMessage `json:"note,omitempty"`
+	NoteB64  *[]byte         `json:"note_b64,omitempty"`
+}
+
+// embed returns b as JSON to embed if the codec is JSON and b is valid JSON,
+// and otherwise as bytes to store in base64. A nil b gives neither.
+func embed(c Codec, b []byte) (json.RawMessage, *[]byte) {
+	if b == nil {
+		return nil, nil
+	}
+	if c.Name() == (JSONCodec{}).Name() && json.Valid(b) {
+		return json.RawMessage(b), nil
+	}
+	return nil, &b
+}
+
+// unembed is the inverse of embed.
+func unembed(raw json.RawMessage, b64 *[]byte) []byte {
+	switch {
+	case raw != nil:
+		return []byte(raw)
+	case b64 != nil:
+		return append([]byte{}, *b64...)
+	}
+	return nil
+}
+
+// encodeCheckpoint returns the checkpoint bytes for the state, encoded with
+// c, and the binding's bookkeeping.
+func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
+	ck := checkpointJSON{Binding: bindingJSON{
+		Codec:      c.Name(),
+		NextCallID: b.nextCallID,
+		Pending:    make(map[string]pendingJSON, len(b.pending)),
+	}}
+	if state == nil {
+		state = []byte{}
+	}
+	ck.State, ck.StateB64 = embed(c, state)
+	for id, p := range b.pending {
+		pj := pendingJSON{OnResult: p.onResult, Method: p.method, Dest: p.dest}
+		pj.Note, pj.NoteB64 = embed(c, p.note)
+		ck.Binding.Pending[strconv.FormatInt(id, 10)] = pj
+	}
+	out, err := json.Marshal(ck)
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return out, nil
+}
+
+// decodeCheckpoint parses checkpoint bytes made by encodeCheckpoint with a
+// codec of the same name and returns the state's codec bytes and the
+// binding's bookkeeping.
+func decodeCheckpoint(c Codec, data []byte) ([]byte, bindingState, error) {
+	var ck checkpointJSON
+	if err := json.Unmarshal(data, &ck); err != nil {
+		return nil, bindingState{}, fmt.Errorf("checkpoint is not an ambr checkpoint (%d bytes): %w", len(data), err)
+	}
+	if ck.Binding.Codec != c.Name() {
+		return nil, bindingState{}, fmt.Errorf("checkpoint was made with codec %q, the app uses %q", ck.Binding.Codec, c.Name())
+	}
+	if ck.Binding.NextCallID < 1 {
+		return nil, bindingState{}, fmt.Errorf("checkpoint has next_call_id %d, want at least 1", ck.Binding.NextCallID)
+	}
+	b := bindingState{nextCallID: ck.Binding.NextCallID, pending: make(map[int64]pendingCall, len(ck.Binding.Pending))}
+	for key, pj := range ck.Binding.Pending {
+		id, err := strconv.ParseInt(key, 10, 64)
+		if err != nil || id < 1 || id >= b.nextCallID {
+			return nil, bindingState{}, fmt.Errorf("checkpoint has a pending call with id %q, want 1 to %d", key, b.nextCallID-1)
+		}
+		b.pending[id] = pendingCall{onResult: pj.OnResult, method: pj.Method, dest: pj.Dest, note: unembed(pj.Note, pj.NoteB64)}
+	}
+	state := unembed(ck.State, ck.StateB64)
+	if state == nil {
+		return nil, bindingState{}, fmt.Errorf("checkpoint has neither \"state\" nor \"state_b64\"")
+	}
+	return state, b, nil
+}

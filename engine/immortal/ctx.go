@@ -1,0 +1,156 @@
+package immortal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"time"
+
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// runtime is what a Ctx reaches of the session it belongs to: the parts
+// that do not depend on the app's state type.
+type runtime struct {
+	name    string
+	codec   Codec
+	methods map[string]bool // names of request handlers
+	results map[string]bool // names of result handlers
+	bind    *bindingState
+	out     output
+}
+
+// Ctx is what a handler knows about the message it processes, and how it
+// sends messages. Everything it returns is deterministic: the same on replay
+// as the first time. A Ctx is valid only while its handler runs; its methods
+// return an error (or do nothing) afterwards.
+type Ctx struct {
+	rt        *runtime
+	seq       int64
+	index     int
+	now       time.Time
+	replaying bool
+	rng       *rand.Rand
+	done      bool
+}
+
+var errCtxDone = errors.New("immortal: Ctx used after its handler returned")
+
+// Self returns the name of this instance.
+func (c *Ctx) Self() string { return c.rt.name }
+
+// Seq returns the sequence number of the log record being processed. The
+// InitialMessage, which OnFirstStart handles, is record 1.
+func (c *Ctx) Seq() int64 { return c.seq }
+
+// Now returns the logical time of the message being processed: the time its
+// sender put in it. For an impulse and the InitialMessage that is the wall
+// clock when they were made; for a message sent by a handler, that
+// handler's Now. Now is in UTC and the same on replay; handlers must use it
+// rather than the wall clock.
+func (c *Ctx) Now() time.Time { return c.now }
+
+// Rand returns a random number generator for this message, seeded from the
+// instance name, the record's sequence number and the message's index in the
+// record: the same numbers on replay.
+func (c *Ctx) Rand() *rand.Rand {
+	if c.rng == nil {
+		c.rng = rand.New(rand.NewPCG(randSeed(c.rt.name, c.seq, c.index)))
+	}
+	return c.rng
+}
+
+// randSeed derives the seeds of Ctx.Rand. Part of the determinism contract:
+// changing it changes what a replay of an existing log computes.
+func randSeed(name string, seq int64, index int) (uint64, uint64) {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(seq))
+	binary.LittleEndian.PutUint64(b[8:], uint64(index))
+	h.Write(b[:])
+	return h.Sum64(), uint64(seq)<<32 ^ uint64(index)
+}
+
+// Replaying reports whether the app is recovering: the message was processed
+// before, and this run only rebuilds the state. Use it to keep side effects
+// that are not messages (printing, metrics) to live processing. Messages
+// sent while replaying are fine: the coordinator drops the duplicates.
+func (c *Ctx) Replaying() bool { return c.replaying }
+
+// Unmarshal decodes codec bytes (OnFirstStart's init args, a call's note)
+// with the app's codec.
+func (c *Ctx) Unmarshal(data []byte, v any) error { return c.rt.codec.Unmarshal(data, v) }
+
+// Fork sends a fire-and-forget call of method with args to the instance
+// dest; dest "" or Self() is a self-call, which goes through this instance's
+// log. The message leaves when the handler has returned.
+func (c *Ctx) Fork(dest, method string, args any) error {
+	env, dest, err := c.request("fork", dest, method, args)
+	if err != nil {
+		return err
+	}
+	c.rt.out.rpc(dest, logfmt.RPC{Reserved: ReservedRequest, MethodID: MethodID(method), Kind: logfmt.RPCFork, Args: env.Append(nil)})
+	return nil
+}
+
+// Call sends a call of method with args to the instance dest ("" or Self()
+// for a self-call), whose result comes back later as a message of its own:
+// the result handler registered under onResult (HandleResult) then runs with
+// it and with note. The note, encoded with the codec, is kept in the
+// checkpointed bookkeeping of pending calls, so a call survives a checkpoint
+// and recovery; nil means no note.
+func (c *Ctx) Call(dest, method string, args any, onResult string, note any) error {
+	env, dest, err := c.request("call", dest, method, args)
+	if err != nil {
+		return err
+	}
+	if !c.rt.results[onResult] {
+		return fmt.Errorf("immortal: call %s: no result handler %q (register it with HandleResult)", method, onResult)
+	}
+	var nb []byte
+	if note != nil {
+		if nb, err = c.rt.codec.Marshal(note); err != nil {
+			return fmt.Errorf("immortal: call %s: encode note: %w", method, err)
+		}
+	}
+	b := c.rt.bind
+	env.CallID = b.nextCallID
+	env.ReplyTo = c.rt.name
+	b.nextCallID++
+	b.pending[env.CallID] = pendingCall{onResult: onResult, method: method, dest: dest, note: nb}
+	c.rt.out.rpc(dest, logfmt.RPC{Reserved: ReservedRequest, MethodID: MethodID(method), Kind: logfmt.RPCCall, Args: env.Append(nil)})
+	return nil
+}
+
+// request checks a fork or call and returns its envelope, without call id,
+// and its destination as it goes on the wire.
+func (c *Ctx) request(what, dest, method string, args any) (Envelope, string, error) {
+	if c.done {
+		return Envelope{}, "", errCtxDone
+	}
+	if method == "" {
+		return Envelope{}, "", fmt.Errorf("immortal: %s: empty method name", what)
+	}
+	if dest == c.rt.name {
+		dest = ""
+	}
+	if dest == "" && !c.rt.methods[method] {
+		return Envelope{}, "", fmt.Errorf("immortal: %s %s: %s has no handler for it", what, method, c.rt.name)
+	}
+	payload, err := c.rt.codec.Marshal(args)
+	if err != nil {
+		return Envelope{}, "", fmt.Errorf("immortal: %s %s: encode arguments: %w", what, method, err)
+	}
+	return Envelope{Method: method, Time: c.now.UnixNano(), Payload: payload}, dest, nil
+}
+
+// RequestCheckpoint asks the coordinator to take a checkpoint soon, rather
+// than when its log grows large enough. It does nothing while replaying.
+func (c *Ctx) RequestCheckpoint() {
+	if !c.done && !c.replaying {
+		c.rt.out.wantCkpt = true
+	}
+}

@@ -1,0 +1,28 @@
+package immortal
+
+import "errors"
+
+var (
+	// ErrNotPrimary is returned by App.Impulse when the app may not send an
+	// impulse: before the coordinator made it primary, while it replays its
+	// log, and after Serve returned. The returned error wraps it with the
+	// reason.
+	ErrNotPrimary = errors.New("immortal: not primary")
+	// ErrUpgradeNotSupported is returned by Serve when the coordinator asks
+	// for an upgrade (UpgradeTakeCheckpoint, UpgradeService).
+	ErrUpgradeNotSupported = errors.New("immortal: upgrades not supported yet")
+)
+
+// CallError is the error a result handler receives when the called method
+// returned an error (or had no handler, or failed to decode the arguments):
+// the callee's error text, carried back in the result.
+type CallError struct {
+	// Method is the method that was called.
+	Method string
+	// Message is the error text the callee sent.
+	Message string
+}
+
+func (e *CallError) Error() string {
+	return "immortal: call to " + e.Method + " failed: " + e.Message
+}
