@@ -82,4 +82,3 @@ func Run(ctx context.Context, newApp func() App, opts engine.Options) error {
 		}
 	}
 }
-
