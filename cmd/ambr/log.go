@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
@@ -158,7 +159,7 @@ func runLog(g *globals, name string, o logOptions) error {
 			return nil
 		}
 		printed++
-		v := logview.View(rec, seg, off)
+		v := logview.View(rec, seg, off, immortal.DecodeArgs)
 		if o.json {
 			return enc.Encode(v)
 		}

@@ -1,18 +1,28 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ambr-dev/ambr/engine/layout"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// Ctrl-C and SIGTERM cancel the command's context from the first moment
+	// on; long-running commands (run, log --follow) stop cleanly on it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
 
 // Exit codes, documented in `ambr help`.
 const (
@@ -40,9 +50,13 @@ func problemErrorf(format string, args ...any) error {
 
 // run executes the CLI with args and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
@@ -86,6 +100,9 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		return usageErrorf("%v (see 'ambr %s --help')", err, c.Name())
 	})
 	root.AddCommand(
+		newRunCmd(g),
+		newLsCmd(g),
+		newKillCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
 	)

@@ -132,3 +132,15 @@ func readString(b []byte, off int, what string) (string, int, error) {
 	}
 	return string(s), off + int(n), nil
 }
+
+// DecodeArgs recognises this binding's envelope in an RPC's arguments, for
+// tools that show logs: the method name, whether the RPC is a call's result,
+// and the payload (codec bytes). ok is false for arguments of another
+// binding.
+func DecodeArgs(args []byte, reserved byte) (method string, result bool, payload []byte, ok bool) {
+	e, err := ParseEnvelope(args)
+	if err != nil {
+		return "", false, nil, false
+	}
+	return e.Method, reserved == ReservedResult, e.Payload, true
+}

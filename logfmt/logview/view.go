@@ -20,9 +20,13 @@ type MessageView struct {
 	FromSeq int64  `json:"from_seq,omitempty"`
 	Kind    string `json:"kind,omitempty"`
 	Method  *int32 `json:"method,omitempty"`
-	Size    int    `json:"size"`
-	Args    string `json:"args,omitempty"`
-	ArgsHex string `json:"args_hex,omitempty"`
+	// MethodName, Call and Payload come from the binding's envelope in the
+	// arguments, when a decoder recognises it (see ArgsDecoder).
+	MethodName string `json:"method_name,omitempty"`
+	Result     bool   `json:"result,omitempty"`
+	Size       int    `json:"size"`
+	Args       string `json:"args,omitempty"`
+	ArgsHex    string `json:"args_hex,omitempty"`
 	// Batch holds the RPCs of an RPCBatch or CountReplayableRPCBatch.
 	Batch []MessageView `json:"batch,omitempty"`
 	Error string        `json:"error,omitempty"`
@@ -40,8 +44,14 @@ type RecordView struct {
 	Messages  []MessageView `json:"messages"`
 }
 
-// View decodes rec, found at offset off of segment seg.
-func View(rec *logfmt.Record, seg uint64, off int64) RecordView {
+// ArgsDecoder recognises a binding's encoding of RPC arguments: the method
+// name, whether the RPC is a call's result, and the payload. The Go binding
+// provides one; logview itself knows only the protocol.
+type ArgsDecoder func(args []byte, reserved byte) (method string, result bool, payload []byte, ok bool)
+
+// View decodes rec, found at offset off of segment seg. dec, if not nil,
+// decodes RPC arguments further.
+func View(rec *logfmt.Record, seg uint64, off int64, dec ArgsDecoder) RecordView {
 	v := RecordView{
 		Seq: rec.Seq, Time: rec.LoggedTime(), Segment: seg, Offset: off, Size: rec.EncodedSize(),
 		OutCount: rec.OutCount, OutDigest: fmt.Sprintf("%016x", rec.OutDigest),
@@ -62,7 +72,7 @@ func View(rec *logfmt.Record, seg uint64, off int64) RecordView {
 			src++
 			left, seq = rec.Sources[src].Count, rec.Sources[src].FirstSeq
 		}
-		mv := Message(m)
+		mv := Message(m, dec)
 		if src < len(rec.Sources) && left > 0 {
 			mv.From, mv.FromSeq = rec.Sources[src].Peer, seq
 			left--
@@ -79,7 +89,7 @@ func View(rec *logfmt.Record, seg uint64, off int64) RecordView {
 }
 
 // Message decodes one framed message.
-func Message(m logfmt.Message) MessageView {
+func Message(m logfmt.Message, dec ArgsDecoder) MessageView {
 	mv := MessageView{Type: m.Type.String(), Size: m.EncodedLen()}
 	switch m.Type {
 	case logfmt.TypeRPC:
@@ -90,7 +100,13 @@ func Message(m logfmt.Message) MessageView {
 		}
 		id := r.MethodID
 		mv.Kind, mv.Method = strings.ToLower(r.Kind.String()), &id
-		setArgs(&mv, r.Args)
+		args := r.Args
+		if dec != nil {
+			if name, result, payload, ok := dec(r.Args, r.Reserved); ok {
+				mv.MethodName, mv.Result, args = name, result, payload
+			}
+		}
+		setArgs(&mv, args)
 	case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
 		b, err := logfmt.ParseBatch(m)
 		if err != nil {
@@ -103,12 +119,20 @@ func Message(m logfmt.Message) MessageView {
 			if !ok {
 				break
 			}
-			mv.Batch = append(mv.Batch, Message(sub))
+			mv.Batch = append(mv.Batch, Message(sub, dec))
 		}
 		if err := it.Err(); err != nil {
 			mv.Error = err.Error()
 		}
-	case logfmt.TypeInitialMessage, logfmt.TypeAttachTo:
+	case logfmt.TypeInitialMessage:
+		args := m.Data
+		if dec != nil {
+			if _, _, payload, ok := dec(m.Data, 0); ok {
+				args = payload
+			}
+		}
+		setArgs(&mv, args)
+	case logfmt.TypeAttachTo:
 		setArgs(&mv, m.Data)
 	}
 	return mv
@@ -167,8 +191,13 @@ func writeMessage(w io.Writer, m MessageView, indent string, maxArgs int) error 
 	if m.Kind != "" {
 		fmt.Fprintf(&b, " %-7s", m.Kind)
 	}
-	if m.Method != nil {
-		fmt.Fprintf(&b, " method %-4d", *m.Method)
+	switch {
+	case m.Result:
+		fmt.Fprintf(&b, " %-12s", "result")
+	case m.MethodName != "":
+		fmt.Fprintf(&b, " %-12s", m.MethodName)
+	case m.Method != nil:
+		fmt.Fprintf(&b, " method %-5d", *m.Method)
 	}
 	fmt.Fprintf(&b, " %4d B", m.Size)
 	switch {

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ambr-dev/ambr/engine/supervise"
+)
+
+func newKillCmd(g *globals) *cobra.Command {
+	var app, ic, all bool
+	cmd := &cobra.Command{
+		Use:   "kill NAME [--app|--ic|--all]",
+		Short: "SIGKILL an instance's app, coordinator or both (failure injection)",
+		Long: `Kill a running instance with SIGKILL, to see it recover: --app kills only the
+app process (its coordinator restarts it and replays); --ic kills the
+coordinator, the 'ambr run' process, and with it the app (a machine failure:
+run the same 'ambr run' again to recover); --all (the default) kills both.
+
+Exit codes: 0 killed; 2 the instance is not running or bad flags.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n := 0
+			for _, b := range []bool{app, ic, all} {
+				if b {
+					n++
+				}
+			}
+			if n > 1 {
+				return usageErrorf("choose one of --app, --ic, --all")
+			}
+			if n == 0 {
+				all = true
+			}
+			dir := filepath.Join(g.Home(), args[0])
+			st, ok := supervise.ReadRunStatus(dir)
+			if !ok {
+				return usageErrorf("instance %s is not running under %s ('ambr ls' shows what runs)", args[0], g.Home())
+			}
+			var pids []int
+			if app || all {
+				if st.AppPid == 0 {
+					if app {
+						return usageErrorf("instance %s has no app process right now (it is being restarted); try again", args[0])
+					}
+				} else {
+					pids = append(pids, st.AppPid)
+				}
+			}
+			if ic || all {
+				pids = append(pids, st.ICPid)
+			}
+			for _, pid := range pids {
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					return problemErrorf("kill %d: %v", pid, err)
+				}
+				fmt.Fprintf(g.stdout, "killed pid %d\n", pid)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&app, "app", false, "kill only the app process")
+	cmd.Flags().BoolVar(&ic, "ic", false, "kill the coordinator (ambr run) and so the app")
+	cmd.Flags().BoolVar(&all, "all", false, "kill both (default)")
+	return cmd
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/supervise"
+)
+
+// instanceView is one row of `ambr ls`.
+type instanceView struct {
+	Name        string `json:"name"`
+	Dir         string `json:"dir"`
+	State       string `json:"state"`
+	ICPid       int    `json:"ic_pid,omitempty"`
+	AppPid      int    `json:"app_pid,omitempty"`
+	Version     uint32 `json:"version"`
+	LastSeq     int64  `json:"last_seq"`
+	LogBytes    int64  `json:"log_bytes"`
+	Segments    int    `json:"segments"`
+	Checkpoints int    `json:"checkpoints"`
+	Newest      uint64 `json:"newest_checkpoint"`
+	App         string `json:"app,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+func newLsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List the instances under the home",
+		Long: `List the instances under the home: name, running or stopped (with the
+coordinator's and app's pids), app version, last record, log size, segments
+and checkpoints.
+
+--json prints a JSON array with the fields name, dir, state, ic_pid, app_pid,
+version, last_seq, log_bytes, segments, checkpoints, newest_checkpoint, app,
+error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			views, err := listInstances(g.Home())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(views)
+			}
+			if len(views) == 0 {
+				fmt.Fprintf(g.stdout, "no instances under %s (start one with: ambr run ./samples/accumulator)\n", g.Home())
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tIC PID\tAPP PID\tVERSION\tLAST SEQ\tLOG\tSEGMENTS\tCHECKPOINTS\tAPP")
+			for _, v := range views {
+				if v.Error != "" {
+					fmt.Fprintf(tw, "%s\tdamaged\t-\t-\t-\t-\t-\t-\t-\t%s\n", v.Name, v.Error)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d (newest %d)\t%s\n", v.Name, v.State, pidText(v.ICPid), pidText(v.AppPid),
+					v.Version, v.LastSeq, byteSize(v.LogBytes), v.Segments, v.Checkpoints, v.Newest, v.App)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func pidText(pid int) string {
+	if pid == 0 {
+		return "-"
+	}
+	return fmt.Sprint(pid)
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func listInstances(home string) ([]instanceView, error) {
+	entries, err := os.ReadDir(home)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, problemErrorf("list %s: %v", home, err)
+	}
+	var views []instanceView
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(home, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, layout.ManifestFile)); err != nil {
+			continue
+		}
+		views = append(views, describeInstance(e.Name(), dir))
+	}
+	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
+	return views, nil
+}
+
+func describeInstance(name, dir string) instanceView {
+	v := instanceView{Name: name, Dir: dir, State: "stopped"}
+	in, err := layout.Open(vfsDefault(), dir)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	v.Version, v.Newest, v.App = in.Manifest.Version, in.Manifest.Checkpoint, in.Manifest.App.Source
+	if st, ok := supervise.ReadRunStatus(dir); ok {
+		v.State, v.ICPid, v.AppPid = "running", st.ICPid, st.AppPid
+	}
+	segs, _ := in.Segments()
+	ckpts, _ := in.Checkpoints()
+	v.Segments, v.Checkpoints = len(segs), len(ckpts)
+	for _, s := range segs {
+		if fi, err := os.Stat(in.SegmentPath(s)); err == nil {
+			v.LogBytes += fi.Size()
+		}
+	}
+	// The last record: read the newest segment that holds one.
+	for i := len(segs) - 1; i >= 0 && v.LastSeq == 0; i-- {
+		lr, err := in.NewLogReader(segs[i])
+		if err != nil {
+			break
+		}
+		for {
+			r, err := lr.Next()
+			if err != nil {
+				if err != io.EOF {
+					v.Error = err.Error()
+				}
+				break
+			}
+			v.LastSeq = r.Seq
+		}
+		lr.Close()
+	}
+	return v
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ambr-dev/ambr/engine"
+	"github.com/ambr-dev/ambr/engine/supervise"
+)
+
+type runOptions struct {
+	name           string
+	segmentSize    int64
+	nondeterminism string
+	quiet          bool
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run APP [--name NAME] [-- APP_ARGS...]",
+		Short: "Run an immortal: its coordinator here, its app as a supervised child",
+		Long: `Run an immortal in the foreground. The coordinator runs in this process and
+logs every input of the app durably (under --home, default ./.ambr) before the
+app sees it; the app runs as a child process and is restarted when it dies.
+
+APP is a Go package path (./samples/accumulator: built for you) or an
+executable in any language that speaks the AMBROSIA app protocol. The exact
+binary is kept under <home>/.bin, named by its SHA-256, and recorded in the
+instance's MANIFEST, so its history can later be replayed with that build.
+
+Ctrl-C stops cleanly. kill -9 of this process is a machine failure: run the
+same command again and the immortal recovers exactly where it was.
+
+Exit codes: 0 stopped by Ctrl-C; 1 the coordinator stopped on an error (a
+disk fault, a damaged log: the message says which); 2 could not start.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			appArgs := args[1:]
+			if n := cmd.ArgsLenAtDash(); n >= 0 && n != 1 {
+				return usageErrorf("give one APP before --, then the app's own arguments")
+			}
+			return runImmortal(cmd.Context(), g, args[0], appArgs, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.name, "name", "", "instance name (default: the app's base name)")
+	f.Int64Var(&o.segmentSize, "segment-size", engine.DefaultSegmentSize, "log bytes per segment; each roll-over takes a checkpoint")
+	f.StringVar(&o.nondeterminism, "nondeterminism", "stop", "when a recovery replays differently from the log: stop or warn")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "only warnings and errors from the coordinator")
+	return cmd
+}
+
+func defaultName(app string) string {
+	base := filepath.Base(strings.TrimRight(app, "/"))
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+func runImmortal(parent context.Context, g *globals, app string, appArgs []string, o runOptions) error {
+	name := o.name
+	if name == "" {
+		name = defaultName(app)
+	}
+	if !validName.MatchString(name) {
+		return usageErrorf("instance name %q: use letters, digits, '.', '_' and '-' (set it with --name)", name)
+	}
+	policy := engine.NondeterminismStop
+	switch o.nondeterminism {
+	case "stop":
+	case "warn":
+		policy = engine.NondeterminismWarn
+	default:
+		return usageErrorf("--nondeterminism %q: use stop or warn", o.nondeterminism)
+	}
+	home := g.Home()
+	dir := filepath.Join(home, name)
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The signal ends ctx; from here on a second Ctrl-C is ignored rather
+	// than killing the process halfway through its clean stop.
+
+	lock, err := supervise.Lock(dir)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	defer lock.Unlock()
+	build, err := supervise.Resolve(ctx, app, home, g.stderr)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	build.Args = appArgs
+	l, err := engine.ListenTCP(0, 0)
+	if err != nil {
+		return problemErrorf("%v", err)
+	}
+	defer l.Close()
+	level := slog.LevelInfo
+	if o.quiet {
+		level = slog.LevelWarn
+	}
+	logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
+	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
+		Nondeterminism: policy, App: build, Logger: logger})
+	if err != nil {
+		return problemErrorf("%v", err)
+	}
+	status := supervise.RunStatus{ICPid: os.Getpid(), App: build.Path, RecvPort: l.RecvPort, SendPort: l.SendPort, Started: time.Now().UnixNano()}
+	var statusMu sync.Mutex
+	setStatus := func(f func(*supervise.RunStatus)) {
+		statusMu.Lock()
+		defer statusMu.Unlock()
+		f(&status)
+		_ = supervise.WriteRunStatus(dir, status)
+	}
+	setStatus(func(*supervise.RunStatus) {})
+	defer supervise.RemoveRunStatus(dir)
+	logger.Info("running", "instance", name, "dir", dir, "app", build.Source, "sha256", build.SHA256[:12], "ports", fmt.Sprintf("%d/%d", l.RecvPort, l.SendPort))
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	icErr := make(chan error, 1)
+	go func() { icErr <- c.Run(runCtx) }()
+	child := &supervise.Child{
+		Path: build.Path, Args: appArgs,
+		Env:    append(l.Env(), engine.EnvInstance+"="+name),
+		Stdout: g.stdout, Stderr: g.stderr,
+		OnStart: func(pid int) {
+			setStatus(func(s *supervise.RunStatus) { s.AppPid = pid })
+		},
+		OnExit: func(err error) {
+			setStatus(func(s *supervise.RunStatus) { s.AppPid = 0; s.Restarts++ })
+			if runCtx.Err() == nil {
+				logger.Warn("app exited; restarting it", "reason", exitReason(err))
+			}
+		},
+	}
+	childDone := make(chan error, 1)
+	go func() { childDone <- child.Run(runCtx) }()
+
+	var runErr error
+	select {
+	case runErr = <-icErr:
+	case err := <-childDone:
+		runErr = err
+	case <-ctx.Done():
+	}
+	cancel()
+	<-childDone
+	if ctx.Err() == nil && runErr == nil {
+		runErr = <-icErr
+	}
+	if runErr != nil {
+		if errors.Is(runErr, engine.ErrFatal) {
+			return problemErrorf("%v (nothing unlogged was acknowledged; fix the cause and run the same command again to recover)", runErr)
+		}
+		return problemErrorf("%v", runErr)
+	}
+	logger.Info("stopped", "instance", name)
+	return nil
+}
+
+func exitReason(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}

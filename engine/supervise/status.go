@@ -1,0 +1,102 @@
+package supervise
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/gofrs/flock"
+)
+
+// Run status and lock file names inside an instance directory.
+const (
+	RunFile  = "RUN"
+	LockFile = "LOCK"
+)
+
+// RunStatus is what `ambr ls` and `ambr kill` read about a running instance.
+type RunStatus struct {
+	ICPid    int    `json:"ic_pid"`
+	AppPid   int    `json:"app_pid,omitempty"`
+	App      string `json:"app"`
+	RecvPort int    `json:"recv_port,omitempty"`
+	SendPort int    `json:"send_port,omitempty"`
+	Started  int64  `json:"started"`
+	Restarts int    `json:"app_restarts"`
+}
+
+// WriteRunStatus replaces dir/RUN (atomically; it is not durable state).
+func WriteRunStatus(dir string, s RunStatus) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, RunFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, RunFile))
+}
+
+// ReadRunStatus reads dir/RUN; ok is false if there is none or no
+// coordinator holds the instance's lock (a killed one leaves RUN behind,
+// and its pid may linger as a zombie or be reused: the lock does not lie).
+func ReadRunStatus(dir string) (s RunStatus, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, RunFile))
+	if err != nil || json.Unmarshal(b, &s) != nil {
+		return RunStatus{}, false
+	}
+	return s, Locked(dir)
+}
+
+// Locked reports whether a coordinator holds the instance's lock.
+func Locked(dir string) bool {
+	l := flock.New(filepath.Join(dir, LockFile))
+	ok, err := l.TryRLock()
+	if err != nil {
+		return false
+	}
+	if ok {
+		_ = l.Unlock()
+		return false
+	}
+	return true
+}
+
+// RemoveRunStatus removes dir/RUN.
+func RemoveRunStatus(dir string) { _ = os.Remove(filepath.Join(dir, RunFile)) }
+
+// Alive reports whether a process with pid exists.
+func Alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Lock takes the instance's lock, so that only one coordinator ever runs an
+// instance. The pid is written into the file for messages.
+func Lock(dir string) (*flock.Flock, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, LockFile)
+	l := flock.New(path)
+	ok, err := l.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if !ok {
+		b, _ := os.ReadFile(path)
+		pid := strings.TrimSpace(string(b))
+		return nil, fmt.Errorf("instance %s is already running (coordinator pid %s); stop it first, or choose another --name", filepath.Base(dir), pid)
+	}
+	_ = os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	return l, nil
+}
