@@ -100,6 +100,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		return usageErrorf("%v (see 'ambr %s --help')", err, c.Name())
 	})
 	root.AddCommand(
+		newDemoCmd(g),
 		newRunCmd(g),
 		newLsCmd(g),
 		newKillCmd(g),

@@ -1,26 +1,21 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ambr-dev/ambr/engine/immortal"
-	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
-	"github.com/ambr-dev/ambr/engine/vfs"
-	"github.com/ambr-dev/ambr/logfmt"
 	"github.com/ambr-dev/ambr/samples/accumulator/accum"
 )
 
@@ -61,60 +56,6 @@ func binaries(t *testing.T) (ambr, acc string) {
 	return builtBins.ambr, builtBins.acc
 }
 
-// newestAccState reads the newest valid checkpoint's accumulator state.
-func newestAccState(dir string) (accum.State, bool) {
-	in, err := layout.Open(vfs.Default(), dir)
-	if err != nil {
-		return accum.State{}, false
-	}
-	nums, _ := in.Checkpoints()
-	for i := len(nums) - 1; i >= 0; i-- {
-		if ck, err := in.ReadCheckpoint(nums[i]); err == nil {
-			var wrap struct {
-				State accum.State `json:"state"`
-			}
-			if json.Unmarshal(ck.State, &wrap) == nil {
-				return wrap.State, true
-			}
-		}
-	}
-	return accum.State{}, false
-}
-
-// countAdds returns how often each add argument was logged.
-func countAdds(t *testing.T, dir string) map[string]int {
-	t.Helper()
-	in, err := layout.Open(vfs.Default(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lr, err := in.NewLogReader(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lr.Close()
-	adds := map[string]int{}
-	for {
-		r, err := lr.Next()
-		if err == io.EOF {
-			return adds
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		it := logfmt.NewMessageIter(r.Messages)
-		for m, ok := it.Next(); ok; m, ok = it.Next() {
-			if m.Type != logfmt.TypeRPC {
-				continue
-			}
-			rpc, _ := logfmt.ParseRPC(m.Data)
-			if method, _, payload, ok := immortal.DecodeArgs(rpc.Args, rpc.Reserved); ok && method == "add" {
-				adds[string(payload)]++
-			}
-		}
-	}
-}
-
 // TestKillLoopProcesses runs the accumulator under the real ambr binary and
 // SIGKILLs the app process and the whole `ambr run` process at random
 // moments, restarting ambr run each time as a user would. The final state
@@ -141,10 +82,11 @@ func TestKillLoopProcesses(t *testing.T) {
 		}
 		return cmd
 	}
+	killed := map[int]bool{}
 	waitApp := func() int {
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
-			if st, ok := supervise.ReadRunStatus(dir); ok && st.AppPid != 0 && supervise.Alive(st.AppPid) {
+			if st, ok := supervise.ReadRunStatus(dir); ok && st.AppPid != 0 && !killed[st.AppPid] && supervise.Alive(st.AppPid) {
 				return st.AppPid
 			}
 			time.Sleep(2 * time.Millisecond)
@@ -157,9 +99,10 @@ func TestKillLoopProcesses(t *testing.T) {
 	for i := 0; i < 2**killsFlag; i++ {
 		pid := waitApp()
 		time.Sleep(time.Duration(5+rng.IntN(60)) * time.Millisecond)
-		if s, _ := newestAccState(dir); !s.Done {
+		if s, _ := demoState(dir); !s.Done {
 			midRun++
 		}
+		killed[pid] = true
 		if i%2 == 0 {
 			// The app only: its coordinator restarts it and it recovers.
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -174,12 +117,12 @@ func TestKillLoopProcesses(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	var final accum.State
 	for {
-		if s, ok := newestAccState(dir); ok && s.Done {
+		if s, ok := demoState(dir); ok && s.Done {
 			final = s
 			break
 		}
 		if time.Now().After(deadline) {
-			s, _ := newestAccState(dir)
+			s, _ := demoState(dir)
 			t.Fatalf("not done 90s after the last kill; newest state %+v; output:\n%s", s, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -195,7 +138,10 @@ func TestKillLoopProcesses(t *testing.T) {
 	if want := accum.Expected(args); final != want {
 		t.Fatalf("final state %+v, want %+v", final, want)
 	}
-	adds := countAdds(t, dir)
+	adds, err := demoAdds(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(adds) != args.Target {
 		t.Fatalf("log holds %d distinct adds, want %d", len(adds), args.Target)
 	}
@@ -227,4 +173,28 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return string(s.b)
+}
+
+// TestDemo runs `ambr demo` as a user does, from the repository root.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes for several seconds; go test without -short runs it")
+	}
+	ambr, _ := binaries(t)
+	home := t.TempDir()
+	cmd := exec.Command(ambr, "--home", home, "demo", "--kills", "4", "--target", "3000")
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ambr demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"kill  4/4: kill -9", "✓ exactly the same after 4 kills: every step 1..3000 logged once"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	s, ok := demoState(filepath.Join(home, demoInstance))
+	if want := accum.Expected(accum.InitArgs{Target: 3000, Ticks: 10}); !ok || s != want {
+		t.Fatalf("the demo left state %+v, want %+v", s, want)
+	}
 }
