@@ -43,6 +43,12 @@ type Options struct {
 	App logfmt.AppBuild
 	// Logger receives progress and warnings; default slog.Default().
 	Logger *slog.Logger
+	// Retain is how many of the newest checkpoints to keep, with the log
+	// segments from the oldest of them on; older ones are deleted once a new
+	// checkpoint is durable. 0, the default, keeps all history: the tools
+	// (replay, retro-test) live on it. Keep at least 2 so that a damaged
+	// newest checkpoint can fall back to the one before it.
+	Retain int
 	// OnStatus, if set, is called after each batch of work with the
 	// coordinator's status.
 	OnStatus func(Status)
@@ -270,13 +276,24 @@ func (v *conversation) dispatch(rd Ready) error {
 		go func() {
 			defer v.ckptWG.Done()
 			fsys, dir := v.c.opts.FS, v.c.opts.Dir
-			if err := writeCheckpointFile(fsys, filepath.Join(dir, layout.VersionDir(0)), ck); err != nil {
+			logDir := filepath.Join(dir, layout.VersionDir(0))
+			if err := writeCheckpointFile(fsys, logDir, ck); err != nil {
 				v.post(event{err: err})
 				return
+			}
+			var drop []string
+			if v.c.opts.Retain > 0 {
+				m.FirstSegment, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
 			}
 			if err := writeManifest(fsys, dir, &m); err != nil {
 				v.post(event{err: err})
 				return
+			}
+			// Only once the MANIFEST no longer needs them.
+			for _, name := range drop {
+				if err := fsys.Remove(filepath.Join(logDir, name)); err != nil {
+					v.c.log.Warn("retention: could not remove an old file", "file", name, "error", err)
+				}
 			}
 			v.post(event{ckptDone: ck.Number})
 		}()
@@ -373,6 +390,39 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 			return
 		}
 	}
+}
+
+// retention decides which files a retention of keep checkpoints drops once
+// checkpoint newest is durable: checkpoints older than the keep-th newest,
+// and the segments before it. It returns the first segment kept.
+func retention(fsys vfs.FS, logDir string, newest uint64, keep int) (uint64, []string) {
+	ckpts, err := layout.ListCheckpoints(fsys, logDir)
+	if err != nil {
+		return 1, nil
+	}
+	var kept []uint64
+	for i := len(ckpts) - 1; i >= 0 && len(kept) < keep; i-- {
+		if ckpts[i] <= newest {
+			kept = append(kept, ckpts[i])
+		}
+	}
+	if len(kept) < keep {
+		return 1, nil
+	}
+	oldest := kept[len(kept)-1]
+	var drop []string
+	for _, n := range ckpts {
+		if n < oldest {
+			drop = append(drop, layout.CheckpointName(n))
+		}
+	}
+	segs, _ := layout.ListSegments(fsys, logDir)
+	for _, n := range segs {
+		if n < oldest {
+			drop = append(drop, layout.SegmentName(n))
+		}
+	}
+	return oldest, drop
 }
 
 // mkdirAllDurable creates dir and its missing parents, syncing each parent

@@ -52,11 +52,31 @@ func quietLogger() *slog.Logger {
 // error (nil when the target was reached).
 func runRaw(t *testing.T, fsys vfs.FS, app *rawApp, segSize int64) error {
 	t.Helper()
+	return runRawLogged(t, fsys, app, segSize, nil)
+}
+
+// runRawLogged is runRaw with the coordinator's log written to logs.
+func runRawLogged(t *testing.T, fsys vfs.FS, app *rawApp, segSize int64, logs io.Writer) error {
+	t.Helper()
+	opts := Options{SegmentSize: segSize}
+	if logs != nil {
+		opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	return runRawOpts(t, fsys, app, opts)
+}
+
+// runRawOpts is runRaw with options (the test fills in the rest).
+func runRawOpts(t *testing.T, fsys vfs.FS, app *rawApp, opts Options) error {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
 	pl := NewPipeListener()
 	var last atomic.Value
-	c, err := New(Options{Dir: testDir, Name: "counter", FS: fsys, Listener: pl, SegmentSize: segSize,
-		OnStatus: func(s Status) { last.Store(s) },
-		Now:      (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now, Logger: quietLogger()})
+	opts.Dir, opts.Name, opts.FS, opts.Listener = testDir, "counter", fsys, pl
+	opts.OnStatus = func(s Status) { last.Store(s) }
+	opts.Now = (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now
+	c, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

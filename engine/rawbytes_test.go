@@ -71,7 +71,8 @@ func (c *rawConn) expect(seq int64, body string, extra string) {
 
 // TestProtocolLiteralBytes drives the coordinator with an app written as
 // literal bytes: first start, the InitialMessage echo, a self-call, an
-// app-requested checkpoint, an impulse, then a recovery conversation.
+// app-requested checkpoint, an impulse, a recovery conversation (with an
+// impulse the coordinator must refuse), and an RPCBatch.
 func TestProtocolLiteralBytes(t *testing.T) {
 	mem := vfs.NewMem()
 	pl := NewPipeListener()
@@ -119,11 +120,17 @@ func TestProtocolLiteralBytes(t *testing.T) {
 	app.expect(-2, "04 08 06", "040506")
 	app.expect(3, "0a 00 00 0e 02 79", "")
 	app.expect(-1, "02 0b", "")
+	// An impulse while recovering (before the app's checkpoint) is refused:
+	// it must never reach the log.
+	app.send("0c 00 00 00 0e 02 21")
 	app.send("04 08 06" + "070809")
-	// Impulses are refused while recovering, so none was sent before; now a
-	// self-call goes through as record 4.
+	// Now a self-call goes through as record 4: the impulse was not logged.
 	app.send("0c 00 00 00 0a 01 7a")
 	app.expect(4, "0a 00 00 0a 01 7a", "")
+	// An RPCBatch of two self-calls (methods 1 and 2, args "a", "b") is
+	// logged as their two RPCs.
+	app.send("20 05 04" + "0c 00 00 00 02 01 61" + "0c 00 00 00 04 01 62")
+	app.expect(5, "0a 00 00 02 01 61"+"0a 00 00 04 01 62", "")
 
 	cancel()
 	if err := <-errc; err != nil {

@@ -25,6 +25,7 @@ type runOptions struct {
 	segmentSize    int64
 	nondeterminism string
 	quiet          bool
+	retain         int
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -62,6 +63,7 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.Int64Var(&o.segmentSize, "segment-size", engine.DefaultSegmentSize, "log bytes per segment; each roll-over takes a checkpoint")
 	f.StringVar(&o.nondeterminism, "nondeterminism", "stop", "when a recovery replays differently from the log: stop or warn")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "only warnings and errors from the coordinator")
+	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
 
@@ -77,6 +79,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	if !validName.MatchString(name) {
 		return usageErrorf("instance name %q: use letters, digits, '.', '_' and '-' (set it with --name)", name)
+	}
+	if o.retain < 0 {
+		return usageErrorf("--retain %d: give 0 (keep everything) or a number of checkpoints", o.retain)
 	}
 	policy := engine.NondeterminismStop
 	switch o.nondeterminism {
@@ -96,15 +101,16 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	// The signal ends ctx; from here on a second Ctrl-C is ignored rather
 	// than killing the process halfway through its clean stop.
 
+	// Resolve the app first: a run that cannot start leaves no instance.
+	build, err := supervise.Resolve(ctx, app, home, g.stderr)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
 	lock, err := supervise.Lock(dir)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 	defer lock.Unlock()
-	build, err := supervise.Resolve(ctx, app, home, g.stderr)
-	if err != nil {
-		return &exitError{code: exitUsage, err: err}
-	}
 	build.Args = appArgs
 	l, err := engine.ListenTCP(0, 0)
 	if err != nil {
@@ -117,7 +123,7 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
-		Nondeterminism: policy, App: build, Logger: logger})
+		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain})
 	if err != nil {
 		return problemErrorf("%v", err)
 	}

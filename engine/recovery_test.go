@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"bytes"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/vfs"
+)
+
+func readAll(t *testing.T, fsys vfs.FS, path string) []byte {
+	t.Helper()
+	f, err := fsys.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeAll(t *testing.T, fsys vfs.FS, path string, b []byte) {
+	t.Helper()
+	f, err := fsys.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+// TestRecoverTornTailAtEveryOffset cuts the log's last record at every byte
+// offset and recovers: every whole record is kept, the cut bytes are kept
+// beside the segment, and the run completes exactly.
+func TestRecoverTornTailAtEveryOffset(t *testing.T) {
+	const target = 8
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, err := layout.Open(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := in.Segments()
+	last := in.SegmentPath(segs[len(segs)-1])
+	full := readAll(t, mem, last)
+	base, _ := summarize(t, mem)
+	lastLen := len(base.records[int64(len(base.seqs))]) + 56 + 2 + len("counter") + 12
+	start := len(full) - lastLen
+	for cut := start + 1; cut < len(full); cut++ {
+		fs := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+		writeAll(t, fs, last, full[:cut])
+		if err := runRaw(t, fs, newRawApp(target), 1<<20); err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		after, err := summarize(t, fs)
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		checkExactLog(t, after, target, 0)
+		for seq := int64(1); seq < int64(len(base.seqs)); seq++ {
+			if after.records[seq] != base.records[seq] {
+				t.Fatalf("cut at %d: whole record %d changed", cut, seq)
+			}
+		}
+		broken := readAll(t, fs, last+layout.BrokenSuffix)
+		if !bytes.Equal(broken, full[start:cut]) {
+			t.Fatalf("cut at %d: %s holds %d bytes, want the %d cut off", cut, filepath.Base(last)+layout.BrokenSuffix, len(broken), cut-start)
+		}
+		if got := readAll(t, fs, last); !bytes.Equal(got, full[:start]) {
+			t.Fatalf("cut at %d: segment is %d bytes after recovery, want %d", cut, len(got), start)
+		}
+	}
+}
+
+// TestRecoverSkipsDamagedCheckpoint corrupts the newest checkpoint: recovery
+// uses the one before it, replays the longer log, and ends exactly.
+func TestRecoverSkipsDamagedCheckpoint(t *testing.T) {
+	const target = 30
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 200); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := layout.Open(mem, testDir)
+	newest := in.Manifest.Checkpoint
+	if newest < 2 {
+		t.Fatalf("need two checkpoints, MANIFEST names %d", newest)
+	}
+	path := in.CheckpointPath(newest)
+	b := readAll(t, mem, path)
+	b[len(b)/2] ^= 0xff
+	writeAll(t, mem, path, b)
+
+	var logs strings.Builder
+	again := newRawApp(target)
+	if err := runRawLogged(t, mem, again, 200, &logs); err != nil {
+		t.Fatal(err)
+	}
+	if again.count != target {
+		t.Fatalf("recovered count %d, want %d", again.count, target)
+	}
+	if !strings.Contains(logs.String(), "skipped checkpoint") {
+		t.Fatalf("recovery did not say it skipped the damaged checkpoint:\n%s", logs.String())
+	}
+	s, _ := summarize(t, mem)
+	checkExactLog(t, s, target, 0)
+}
+
+// TestRetention keeps the two newest checkpoints and the log from the older
+// of them; recovery still ends exactly, also from the older one.
+func TestRetention(t *testing.T) {
+	const target = 40
+	mem := vfs.NewMem()
+	app := newRawApp(target)
+	if err := runRawOpts(t, mem, app, Options{SegmentSize: 200, Retain: 2}); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := layout.Open(mem, testDir)
+	ckpts, _ := in.Checkpoints()
+	segs, _ := in.Segments()
+	if len(ckpts) > 3 || ckpts[0] < 2 {
+		t.Fatalf("retain 2 left checkpoints %v", ckpts)
+	}
+	if in.Manifest.FirstSegment < 2 || segs[0] < in.Manifest.FirstSegment {
+		t.Fatalf("retain 2: MANIFEST first segment %d, segments %v", in.Manifest.FirstSegment, segs)
+	}
+	// Damage the newest: recovery falls back to the older kept one.
+	path := in.CheckpointPath(in.Manifest.Checkpoint)
+	b := readAll(t, mem, path)
+	b[len(b)-3] ^= 1
+	writeAll(t, mem, path, b)
+	again := newRawApp(target)
+	if err := runRawOpts(t, mem, again, Options{SegmentSize: 200, Retain: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if again.count != target {
+		t.Fatalf("recovered count %d", again.count)
+	}
+}
