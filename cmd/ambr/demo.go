@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ambr-dev/ambr/engine/immortal"
-	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
-	"github.com/ambr-dev/ambr/engine/vfs"
-	"github.com/ambr-dev/ambr/logfmt"
 	"github.com/ambr-dev/ambr/samples/accumulator/accum"
 )
 
@@ -164,7 +159,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 			return usageErrorf("interrupted")
 		case <-time.After(time.Duration(150+rng.IntN(450)) * time.Millisecond):
 		}
-		s, _ := demoState(dir)
+		s, _ := accum.NewestState(dir)
 		killed[pid] = true
 		if rng.IntN(2) == 0 {
 			printf("✗ kill %2d/%d: kill -9 the app (pid %d), last checkpoint at step %d — its coordinator restarts it; it recovers from checkpoint + log\n", i, o.kills, pid, s.Count)
@@ -184,7 +179,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 	printf("… no more kills; letting it finish\n")
 	var final accum.State
 	for {
-		if s, ok := demoState(dir); ok && s.Done {
+		if s, ok := accum.NewestState(dir); ok && s.Done {
 			final = s
 			break
 		}
@@ -200,7 +195,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 	case <-time.After(10 * time.Second):
 	}
 	want := accum.Expected(args)
-	adds, err := demoAdds(dir)
+	adds, err := accum.LoggedAdds(dir)
 	if err != nil {
 		return problemErrorf("read the log: %v", err)
 	}
@@ -221,57 +216,4 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 	printf("✓ exactly the same after %d kills: every step 1..%d logged once, nothing lost, nothing repeated.\n\n", o.kills, args.Target)
 	printf("Look around: ambr ls · ambr log %s --from end · ambr checkpoints %s\n", demoInstance, demoInstance)
 	return nil
-}
-
-// demoState reads the accumulator state of the newest valid checkpoint.
-func demoState(dir string) (accum.State, bool) {
-	in, err := layout.Open(vfs.Default(), dir)
-	if err != nil {
-		return accum.State{}, false
-	}
-	nums, _ := in.Checkpoints()
-	for i := len(nums) - 1; i >= 0; i-- {
-		if ck, err := in.ReadCheckpoint(nums[i]); err == nil {
-			var wrap struct {
-				State accum.State `json:"state"`
-			}
-			if json.Unmarshal(ck.State, &wrap) == nil {
-				return wrap.State, true
-			}
-		}
-	}
-	return accum.State{}, false
-}
-
-// demoAdds counts how often each add argument was logged.
-func demoAdds(dir string) (map[string]int, error) {
-	in, err := layout.Open(vfs.Default(), dir)
-	if err != nil {
-		return nil, err
-	}
-	lr, err := in.NewLogReader(0)
-	if err != nil {
-		return nil, err
-	}
-	defer lr.Close()
-	adds := map[string]int{}
-	for {
-		r, err := lr.Next()
-		if err == io.EOF {
-			return adds, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		it := logfmt.NewMessageIter(r.Messages)
-		for m, ok := it.Next(); ok; m, ok = it.Next() {
-			if m.Type != logfmt.TypeRPC {
-				continue
-			}
-			rpc, _ := logfmt.ParseRPC(m.Data)
-			if method, _, payload, ok := immortal.DecodeArgs(rpc.Args, rpc.Reserved); ok && method == "add" {
-				adds[string(payload)]++
-			}
-		}
-	}
 }

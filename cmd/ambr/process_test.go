@@ -99,7 +99,7 @@ func TestKillLoopProcesses(t *testing.T) {
 	for i := 0; i < 2**killsFlag; i++ {
 		pid := waitApp()
 		time.Sleep(time.Duration(5+rng.IntN(60)) * time.Millisecond)
-		if s, _ := demoState(dir); !s.Done {
+		if s, _ := accum.NewestState(dir); !s.Done {
 			midRun++
 		}
 		killed[pid] = true
@@ -117,12 +117,12 @@ func TestKillLoopProcesses(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	var final accum.State
 	for {
-		if s, ok := demoState(dir); ok && s.Done {
+		if s, ok := accum.NewestState(dir); ok && s.Done {
 			final = s
 			break
 		}
 		if time.Now().After(deadline) {
-			s, _ := demoState(dir)
+			s, _ := accum.NewestState(dir)
 			t.Fatalf("not done 90s after the last kill; newest state %+v; output:\n%s", s, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -138,7 +138,7 @@ func TestKillLoopProcesses(t *testing.T) {
 	if want := accum.Expected(args); final != want {
 		t.Fatalf("final state %+v, want %+v", final, want)
 	}
-	adds, err := demoAdds(dir)
+	adds, err := accum.LoggedAdds(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}
 	}
-	s, ok := demoState(filepath.Join(home, demoInstance))
+	s, ok := accum.NewestState(filepath.Join(home, demoInstance))
 	if want := accum.Expected(accum.InitArgs{Target: 3000, Ticks: 10}); !ok || s != want {
 		t.Fatalf("the demo left state %+v, want %+v", s, want)
 	}

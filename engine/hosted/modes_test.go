@@ -2,7 +2,6 @@ package hosted_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +17,6 @@ import (
 	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/hosted"
 	"github.com/ambr-dev/ambr/engine/immortal"
-	"github.com/ambr-dev/ambr/engine/layout"
-	"github.com/ambr-dev/ambr/engine/vfs"
-	"github.com/ambr-dev/ambr/logfmt"
 	"github.com/ambr-dev/ambr/samples/accumulator/accum"
 )
 
@@ -41,83 +37,31 @@ var args = accum.InitArgs{Target: 300, Ticks: 5}
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// newestState reads the state of the newest valid checkpoint, or false.
-func newestState(dir string) (accum.State, bool) {
-	in, err := layout.Open(vfs.Default(), dir)
-	if err != nil {
-		return accum.State{}, false
-	}
-	nums, _ := in.Checkpoints()
-	for i := len(nums) - 1; i >= 0; i-- {
-		ck, err := in.ReadCheckpoint(nums[i])
-		if err != nil {
-			continue
-		}
-		var wrap struct {
-			State accum.State `json:"state"`
-		}
-		if json.Unmarshal(ck.State, &wrap) == nil {
-			return wrap.State, true
-		}
-	}
-	return accum.State{}, false
-}
-
 // waitDone polls the checkpoints until the state says done.
 func waitDone(t *testing.T, dir string, failed <-chan error) accum.State {
 	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
-		if s, ok := newestState(dir); ok && s.Done {
+		if s, ok := accum.NewestState(dir); ok && s.Done {
 			return s
 		}
 		select {
 		case err := <-failed:
 			t.Fatalf("stopped before done: %v", err)
 		case <-deadline:
-			s, _ := newestState(dir)
+			s, _ := accum.NewestState(dir)
 			t.Fatalf("not done after 60s; newest checkpoint state %+v", s)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
 
-// checkLog asserts the log holds each add exactly once and ticks only as
-// impulses.
+// checkLog asserts the log holds each add exactly once.
 func checkLog(t *testing.T, dir string) {
 	t.Helper()
-	in, err := layout.Open(vfs.Default(), dir)
+	adds, err := accum.LoggedAdds(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	lr, err := in.NewLogReader(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lr.Close()
-	adds := map[string]int{}
-	for {
-		r, err := lr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		it := logfmt.NewMessageIter(r.Messages)
-		for m, ok := it.Next(); ok; m, ok = it.Next() {
-			if m.Type != logfmt.TypeRPC {
-				continue
-			}
-			rpc, _ := logfmt.ParseRPC(m.Data)
-			env, err := immortal.ParseEnvelope(rpc.Args)
-			if err != nil {
-				t.Fatalf("record %d: %v", r.Seq, err)
-			}
-			if env.Method == "add" {
-				adds[string(env.Payload)]++
-			}
-		}
 	}
 	if len(adds) != args.Target {
 		t.Fatalf("log holds %d distinct adds, want %d", len(adds), args.Target)
@@ -162,7 +106,7 @@ func TestSeparateProcessWithAppKills(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd.Wait()
-		if s, _ := newestState(dir); !s.Done {
+		if s, _ := accum.NewestState(dir); !s.Done {
 			killedMidRun++
 		}
 		cmd = start()
