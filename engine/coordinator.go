@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -43,6 +44,12 @@ type Options struct {
 	App logfmt.AppBuild
 	// Logger receives progress and warnings; default slog.Default().
 	Logger *slog.Logger
+	// PeerAddr is where the coordinator listens for other coordinators;
+	// default 127.0.0.1:0 (a free loopback port).
+	PeerAddr string
+	// Registry maps instance names to coordinator addresses; default a
+	// FileRegistry in <home>/.registry, home being Dir's parent.
+	Registry Registry
 	// Retain is how many of the newest checkpoints to keep, with the log
 	// segments from the oldest of them on; older ones are deleted once a new
 	// checkpoint is durable. 0, the default, keeps all history: the tools
@@ -66,9 +73,27 @@ type Status struct {
 // the instance from disk, and serves the conversation until the app goes
 // away, then waits for the app to come back and recovers again.
 type Coordinator struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
+	registry Registry
+	inbound  chan net.Conn
+	// PeerAddr is the address other coordinators reach this one at, once
+	// Run has started listening.
+	peerAddr atomicString
 }
+
+// atomicString is a string safe to read while Run sets it.
+type atomicString struct {
+	mu sync.Mutex
+	s  string
+}
+
+func (a *atomicString) set(s string) { a.mu.Lock(); a.s = s; a.mu.Unlock() }
+func (a *atomicString) get() string  { a.mu.Lock(); defer a.mu.Unlock(); return a.s }
+
+// PeerAddr returns where other coordinators reach this one ("" before Run
+// listens).
+func (c *Coordinator) PeerAddr() string { return c.peerAddr.get() }
 
 // ErrFatal marks errors after which the coordinator must not go on (a disk
 // fault, a damaged log, nondeterminism under the stop policy). Nothing
@@ -101,7 +126,13 @@ func New(opts Options) (*Coordinator, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Coordinator{opts: opts, log: opts.Logger.With("instance", opts.Name)}, nil
+	if opts.PeerAddr == "" {
+		opts.PeerAddr = "127.0.0.1:0"
+	}
+	if opts.Registry == nil {
+		opts.Registry = FileRegistry{Dir: DefaultRegistryDir(filepath.Dir(opts.Dir))}
+	}
+	return &Coordinator{opts: opts, log: opts.Logger.With("instance", opts.Name), registry: opts.Registry, inbound: make(chan net.Conn)}, nil
 }
 
 // Run serves app connections until ctx is cancelled (then it returns nil)
@@ -110,6 +141,28 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err := mkdirAllDurable(c.opts.FS, filepath.Join(c.opts.Dir, layout.VersionDir(0))); err != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, err)
 	}
+	ln, err := net.Listen("tcp", c.opts.PeerAddr)
+	if err != nil {
+		return fmt.Errorf("%w: listen for other coordinators on %s: %w", ErrFatal, c.opts.PeerAddr, err)
+	}
+	addr := ln.Addr().String()
+	c.peerAddr.set(addr)
+	if err := c.registry.Register(c.opts.Name, addr); err != nil {
+		ln.Close()
+		return fmt.Errorf("%w: %w", ErrFatal, err)
+	}
+	acceptDone := make(chan struct{})
+	acceptExited := make(chan struct{})
+	go func() {
+		defer close(acceptExited)
+		c.acceptLoop(ln, acceptDone)
+	}()
+	defer func() {
+		close(acceptDone)
+		ln.Close()
+		<-acceptExited
+		_ = c.registry.Unregister(c.opts.Name, addr)
+	}()
 	for {
 		conn, err := c.opts.Listener.Accept(ctx)
 		if err != nil {
@@ -134,11 +187,17 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // event is something that happened on another goroutine of a conversation.
 type event struct {
 	msg      *logfmt.Message
-	state    []byte
+	state    []byte // checkpoint state; the message of peerMsg
 	durable  int64
 	ckptDone uint64
 	err      error // fatal
 	appErr   error // the app connection ended
+
+	peerUp, peerDown, peerAck string  // an outgoing link's destination
+	seq, gen                  int64   // Welcome's expect / Ack's or message's seq; link generation
+	peerHello                 *inLink // a sender said hello; answer on reply
+	reply                     chan int64
+	peerMsg, peerGone         *inLink
 }
 
 // conversation is one app connection's worth of state.
@@ -151,6 +210,12 @@ type conversation struct {
 	writer   *LogWriter
 	sender   *appSender
 	ckptWG   sync.WaitGroup
+
+	// The coordinator network of this conversation (owned by the loop).
+	links   map[string]*outLink
+	linkGen map[string]int64
+	inlinks map[string]*inLink
+	wg      sync.WaitGroup // link goroutines
 }
 
 func (v *conversation) post(e event) {
@@ -170,7 +235,8 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	for _, n := range rec.notes {
 		c.log.Warn("recovery: " + n)
 	}
-	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{})}
+	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
+		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
 	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism})
 	if rec.fresh {
 		now := c.opts.Now().UnixNano()
@@ -200,6 +266,8 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		func(err error) { v.post(event{err: err}) })
 	v.sender = newAppSender(conn.Send, func(err error) { v.post(event{appErr: err}) })
 	go v.readApp(conn.Recv)
+	v.wg.Add(1)
+	go v.acceptPeers()
 
 	defer func() {
 		close(v.done)
@@ -207,6 +275,10 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		v.sender.close()
 		werr := v.writer.Close()
 		v.ckptWG.Wait()
+		for _, in := range v.inlinks {
+			in.queue.close()
+		}
+		v.wg.Wait()
 		if werr != nil && err != nil && !errors.Is(err, ErrFatal) {
 			err = fmt.Errorf("%w: %w", ErrFatal, werr)
 		}
@@ -247,6 +319,35 @@ func (v *conversation) handle(e event) error {
 	case e.msg != nil:
 		if err := v.core.AppMessage(*e.msg, e.state); err != nil {
 			return fmt.Errorf("%w: protocol error: %w", errAppGone, err)
+		}
+	case e.peerUp != "":
+		v.linkGen[e.peerUp] = e.gen
+		v.core.PeerConnected(e.peerUp, e.seq)
+	case e.peerDown != "":
+		if v.linkGen[e.peerDown] == e.gen {
+			v.core.PeerDisconnected(e.peerDown)
+		}
+	case e.peerAck != "":
+		v.core.PeerAcked(e.peerAck, e.seq)
+	case e.peerHello != nil:
+		in := e.peerHello
+		if old := v.inlinks[in.from]; old != nil && old != in {
+			old.queue.close()
+			old.conn.Close()
+		}
+		v.inlinks[in.from] = in
+		e.reply <- v.core.ExpectFrom(in.from)
+	case e.peerMsg != nil:
+		if v.inlinks[e.peerMsg.from] != e.peerMsg {
+			return nil // a replaced connection's leftovers
+		}
+		if err := v.core.PeerMessage(e.peerMsg.from, e.seq, e.state); err != nil {
+			v.c.log.Warn("peer link: dropping the connection", "peer", e.peerMsg.from, "reason", err)
+			e.peerMsg.conn.Close()
+		}
+	case e.peerGone != nil:
+		if v.inlinks[e.peerGone.from] == e.peerGone {
+			delete(v.inlinks, e.peerGone.from)
 		}
 	case e.durable != 0:
 		v.core.LogDurable(e.durable)
@@ -299,6 +400,19 @@ func (v *conversation) dispatch(rd Ready) error {
 		}()
 	}
 	v.sender.send(rd.ToApp)
+	for _, p := range rd.NeedPeers {
+		v.startLink(p)
+	}
+	for _, m := range rd.PeerSends {
+		if l := v.links[m.Peer]; l != nil {
+			l.send(v.linkGen[m.Peer], logfmt.AppendPeerMessage(nil, m.Seq, m.Msg))
+		}
+	}
+	for _, a := range rd.PeerAcks {
+		if in := v.inlinks[a.Peer]; in != nil {
+			in.queue.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, a.Seq))
+		}
+	}
 	if v.c.opts.OnStatus != nil {
 		v.c.opts.OnStatus(Status{Phase: v.core.Phase(), NextSeq: v.core.NextSeq(), Checkpoint: v.manifest.Checkpoint, Writer: v.writer.Stats()})
 	}

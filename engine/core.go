@@ -73,6 +73,16 @@ type Ready struct {
 	Checkpoint *logfmt.Checkpoint
 	// ToApp is bytes for the app's send connection, in order.
 	ToApp [][]byte
+	// PeerSends are messages for other instances, in order per peer; send
+	// them on the peer's current connection (the Core only emits them while
+	// that peer is connected, and resends from the output buffer after a
+	// reconnect).
+	PeerSends []PeerSend
+	// PeerAcks tell senders what is durably logged: send each on the
+	// sender's inbound connection.
+	PeerAcks []PeerAck
+	// NeedPeers are destinations the network should connect to (once each).
+	NeedPeers []string
 	// Warnings are events worth telling the user (refused impulses,
 	// nondeterminism under the warn policy).
 	Warnings []string
@@ -80,9 +90,24 @@ type Ready struct {
 	Fatal error
 }
 
+// PeerSend is one message for another instance, with its sender sequence
+// number on the stream from this instance to that one.
+type PeerSend struct {
+	Peer string
+	Seq  int64
+	Msg  []byte // a framed RPC message in delivery form
+}
+
+// PeerAck says that everything up to Seq from Peer is durably logged.
+type PeerAck struct {
+	Peer string
+	Seq  int64
+}
+
 // IsEmpty reports whether there is nothing to do.
 func (r *Ready) IsEmpty() bool {
-	return len(r.Log) == 0 && r.Checkpoint == nil && len(r.ToApp) == 0 && len(r.Warnings) == 0 && r.Fatal == nil
+	return len(r.Log) == 0 && r.Checkpoint == nil && len(r.ToApp) == 0 && len(r.Warnings) == 0 && r.Fatal == nil &&
+		len(r.PeerSends) == 0 && len(r.PeerAcks) == 0 && len(r.NeedPeers) == 0
 }
 
 // delivery is an item of the queue of what goes to the app, in order. A
@@ -141,7 +166,10 @@ func (s *outStream) add(data []byte) bool {
 	return true
 }
 
-type selfAck struct{ record, self int64 }
+type durableMark struct {
+	record int64
+	last   map[string]int64
+}
 
 // pendingCheckpoint is a checkpoint the Core asked the app for.
 type pendingCheckpoint struct {
@@ -179,10 +207,15 @@ type Core struct {
 
 	inWM map[string]int64 // last logged sequence number per sender
 	outs map[string]*outStream
-	// selfAcks says, per sealed record not yet durable, the last self-call
-	// it holds, so LogDurable can acknowledge the own output stream.
-	selfAcks []selfAck
-	openSelf int64
+	// marks says, per sealed record not yet durable, the last sequence
+	// number of each sender it holds, so LogDurable can acknowledge what is
+	// durable: to the own output stream, and to peers.
+	marks     []durableMark
+	openMarks map[string]int64
+	// connected tells which destinations the network has a connection to;
+	// known which ones it was asked to connect to.
+	connected map[string]bool
+	known     map[string]bool
 	// loggedSelf is the last self-call in the log recovery read: replayed
 	// self-calls up to it are dropped, not logged again.
 	loggedSelf int64
@@ -208,7 +241,8 @@ func NewCore(cfg CoreConfig) *Core {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Core{cfg: cfg, inWM: map[string]int64{}, outs: map[string]*outStream{}}
+	return &Core{cfg: cfg, inWM: map[string]int64{}, outs: map[string]*outStream{}, openMarks: map[string]int64{},
+		connected: map[string]bool{}, known: map[string]bool{}}
 }
 
 // Phase returns the conversation phase, for status displays.
@@ -246,6 +280,9 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 			s.unacked = append(s.unacked, outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
 		}
 		c.outs[o.Peer] = s
+		if o.Peer != c.cfg.Name {
+			c.needPeer(o.Peer)
+		}
 	}
 	hdr := logfmt.AppendCheckpointMessage(nil, int64(len(ck.State)))
 	wire := logfmt.AppendWireRecord(nil, c.cfg.CommitterID, logfmt.SeqCheckpointRecord, hdr)
@@ -380,7 +417,11 @@ func (c *Core) appRPC(data []byte) error {
 		c.appendInput(c.cfg.Name, s.lastSeq, msg)
 		return nil
 	}
-	s.add(append([]byte(nil), data...))
+	msg := logfmt.AppendMessage(nil, logfmt.TypeRPC, body)
+	if s.add(msg) && c.connected[dest] {
+		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: s.lastSeq, Msg: msg})
+	}
+	c.needPeer(dest)
 	return nil
 }
 
@@ -427,8 +468,8 @@ func (c *Core) appendInput(sender string, seq int64, msg []byte) {
 	if seq > c.inWM[sender] {
 		c.inWM[sender] = seq
 	}
-	if sender == c.cfg.Name && seq > c.openSelf {
-		c.openSelf = seq
+	if seq > c.openMarks[sender] {
+		c.openMarks[sender] = seq
 	}
 }
 
@@ -444,9 +485,9 @@ func (c *Core) sealOpen() {
 	r.Time = c.cfg.Now().UnixNano()
 	r.OutCount, r.OutDigest = c.outCount, c.outDig
 	c.ready.Log = append(c.ready.Log, LogWrite{Segment: c.segment, Record: r})
-	if c.openSelf != 0 {
-		c.selfAcks = append(c.selfAcks, selfAck{record: r.Seq, self: c.openSelf})
-		c.openSelf = 0
+	if len(c.openMarks) > 0 {
+		c.marks = append(c.marks, durableMark{record: r.Seq, last: c.openMarks})
+		c.openMarks = map[string]int64{}
 	}
 	c.queue = append(c.queue, delivery{seq: r.Seq, wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, r.Seq, r.Messages)})
 	c.segmentBytes += int64(r.EncodedSize())
@@ -505,13 +546,91 @@ func (c *Core) LogDurable(seq int64) {
 		c.durable = seq
 	}
 	i := 0
-	for i < len(c.selfAcks) && c.selfAcks[i].record <= seq {
-		if s := c.outs[c.cfg.Name]; s != nil {
-			s.ack(c.selfAcks[i].self)
+	acks := map[string]int64{}
+	for i < len(c.marks) && c.marks[i].record <= seq {
+		for peer, last := range c.marks[i].last {
+			if peer == c.cfg.Name {
+				if s := c.outs[c.cfg.Name]; s != nil {
+					s.ack(last)
+				}
+			} else if last > acks[peer] {
+				acks[peer] = last
+			}
 		}
 		i++
 	}
-	c.selfAcks = c.selfAcks[i:]
+	c.marks = c.marks[i:]
+	for _, p := range sortedKeys(acks) {
+		c.ready.PeerAcks = append(c.ready.PeerAcks, PeerAck{Peer: p, Seq: acks[p]})
+	}
+}
+
+func sortedKeys(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// needPeer asks the network, once, to connect to dest.
+func (c *Core) needPeer(dest string) {
+	if !c.known[dest] {
+		c.known[dest] = true
+		c.ready.NeedPeers = append(c.ready.NeedPeers, dest)
+	}
+}
+
+// ExpectFrom returns the next sequence number this instance wants from
+// sender: what a receiver says when a sender (re)connects.
+func (c *Core) ExpectFrom(sender string) int64 { return c.inWM[sender] + 1 }
+
+// PeerMessage handles a message from another instance's coordinator: a
+// framed RPC in delivery form with the sender's sequence number. A message
+// already logged (a resend) is dropped; the next one is logged; a gap is a
+// protocol error (the caller drops the connection).
+func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
+	if from == c.cfg.Name {
+		return fmt.Errorf("peer message from %q, which is this instance", from)
+	}
+	w := c.inWM[from]
+	switch {
+	case seq <= w:
+		return nil
+	case seq != w+1:
+		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
+	}
+	c.appendInput(from, seq, append([]byte(nil), msg...))
+	return nil
+}
+
+// PeerConnected reports that the connection to dest is up and that dest
+// expects sender sequence number expect next: everything before it is
+// logged there. The Core resends the rest of its output buffer and sends new
+// output from now on.
+func (c *Core) PeerConnected(dest string, expect int64) {
+	s := c.outs[dest]
+	if s == nil {
+		s = &outStream{}
+		c.outs[dest] = s
+	}
+	s.ack(expect - 1)
+	c.connected[dest] = true
+	for _, m := range s.unacked {
+		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: m.seq, Msg: m.data})
+	}
+}
+
+// PeerDisconnected reports that the connection to dest is gone.
+func (c *Core) PeerDisconnected(dest string) { c.connected[dest] = false }
+
+// PeerAcked reports that dest has durably logged everything up to seq: the
+// output buffer is trimmed.
+func (c *Core) PeerAcked(dest string, seq int64) {
+	if s := c.outs[dest]; s != nil {
+		s.ack(seq)
+	}
 }
 
 // CheckpointDurable reports that checkpoint n and the MANIFEST naming it

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/logfmt"
 )
 
 type runOptions struct {
@@ -26,6 +27,9 @@ type runOptions struct {
 	nondeterminism string
 	quiet          bool
 	retain         int
+	registry       string
+	ports          string
+	externalApp    bool
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -63,6 +67,9 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.Int64Var(&o.segmentSize, "segment-size", engine.DefaultSegmentSize, "log bytes per segment; each roll-over takes a checkpoint")
 	f.StringVar(&o.nondeterminism, "nondeterminism", "stop", "when a recovery replays differently from the log: stop or warn")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "only warnings and errors from the coordinator")
+	f.StringVar(&o.registry, "registry", "", "directory of the instance registry shared by peers (default <home>/.registry)")
+	f.StringVar(&o.ports, "ports", "", "RECV,SEND: fixed loopback ports for the app (default: free ones)")
+	f.BoolVar(&o.externalApp, "external-app", false, "run only the coordinator; start the app yourself with the printed environment (then APP is just recorded)")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -101,9 +108,18 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	// The signal ends ctx; from here on a second Ctrl-C is ignored rather
 	// than killing the process halfway through its clean stop.
 
+	recvPort, sendPort := 0, 0
+	if o.ports != "" {
+		if _, err := fmt.Sscanf(o.ports, "%d,%d", &recvPort, &sendPort); err != nil || recvPort <= 0 || sendPort <= 0 {
+			return usageErrorf("--ports %q: give RECV,SEND, two port numbers like 2500,2501", o.ports)
+		}
+	}
 	// Resolve the app first: a run that cannot start leaves no instance.
-	build, err := supervise.Resolve(ctx, app, home, g.stderr)
-	if err != nil {
+	var build logfmt.AppBuild
+	var err error
+	if o.externalApp {
+		build = logfmt.AppBuild{Source: app}
+	} else if build, err = supervise.Resolve(ctx, app, home, g.stderr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
 	lock, err := supervise.Lock(dir)
@@ -112,7 +128,7 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	defer lock.Unlock()
 	build.Args = appArgs
-	l, err := engine.ListenTCP(0, 0)
+	l, err := engine.ListenTCP(recvPort, sendPort)
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -122,8 +138,12 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		level = slog.LevelWarn
 	}
 	logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
+	var registry engine.Registry
+	if o.registry != "" {
+		registry = engine.FileRegistry{Dir: o.registry}
+	}
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
-		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain})
+		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry})
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -137,7 +157,7 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	setStatus(func(*supervise.RunStatus) {})
 	defer supervise.RemoveRunStatus(dir)
-	logger.Info("running", "instance", name, "dir", dir, "app", build.Source, "sha256", build.SHA256[:12], "ports", fmt.Sprintf("%d/%d", l.RecvPort, l.SendPort))
+	logger.Info("running", "instance", name, "dir", dir, "app", build.Source, "sha256", shortHash(build.SHA256), "ports", fmt.Sprintf("%d/%d", l.RecvPort, l.SendPort))
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -158,17 +178,25 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		},
 	}
 	childDone := make(chan error, 1)
-	go func() { childDone <- child.Run(runCtx) }()
+	if o.externalApp {
+		fmt.Fprintf(g.stderr, "coordinator of %s is up; start the app with: %s %s=%s\n", name, strings.Join(l.Env(), " "), engine.EnvInstance, name)
+		go func() { <-runCtx.Done(); childDone <- nil }()
+	} else {
+		go func() { childDone <- child.Run(runCtx) }()
+	}
 
 	var runErr error
+	childReturned := false
 	select {
 	case runErr = <-icErr:
-	case err := <-childDone:
-		runErr = err
+	case runErr = <-childDone:
+		childReturned = true
 	case <-ctx.Done():
 	}
 	cancel()
-	<-childDone
+	if !childReturned {
+		<-childDone
+	}
 	if ctx.Err() == nil && runErr == nil {
 		runErr = <-icErr
 	}
@@ -180,6 +208,13 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	logger.Info("stopped", "instance", name)
 	return nil
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
 }
 
 func exitReason(err error) string {

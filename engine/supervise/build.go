@@ -101,23 +101,30 @@ func keep(source, path, home string, move bool) (logfmt.AppBuild, error) {
 	return logfmt.AppBuild{Source: source, Path: dst, SHA256: sum}, nil
 }
 
+// copyFile copies src to dst through a temporary file of its own, renamed
+// into place: several `ambr run`s may keep the same binary at once, and none
+// may exec a file another is still writing (ETXTBSY).
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	out, err := os.CreateTemp(filepath.Dir(dst), ".copy-*")
 	if err != nil {
 		return err
 	}
+	defer os.Remove(out.Name())
 	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Chmod(0o755); err != nil {
 		out.Close()
 		return err
 	}
 	if err := out.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, dst)
+	return os.Rename(out.Name(), dst)
 }

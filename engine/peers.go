@@ -1,0 +1,327 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// The coordinator network. Each coordinator listens on one TCP port for
+// other coordinators and registers it under its instance name. For every
+// destination its app sends to, it keeps an outgoing link: look the
+// destination up in the registry, dial, say Hello (from, to), read Welcome
+// (the sequence number the receiver expects next), then stream messages and
+// read acks. Links reconnect with backoff, looking the address up again, so
+// a peer that comes back on another port is found. Inbound connections get
+// a Welcome from the Core's watermark and their messages go to the Core;
+// acks go back once the messages are durably logged.
+//
+// Every link belongs to one conversation (one app connection): when the app
+// reconnects, recovery builds a new Core, and the links start over from the
+// receivers' Welcomes.
+
+const (
+	peerDialTimeout  = 2 * time.Second
+	peerHelloTimeout = 5 * time.Second
+	peerBackoffMin   = 20 * time.Millisecond
+	peerBackoffMax   = time.Second
+)
+
+// frameQueue is an unbounded queue of frames for one connection, written by
+// its own goroutine so the coordinator's loop never blocks on a peer.
+type frameQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	frames [][]byte
+	closed bool
+}
+
+func newFrameQueue() *frameQueue {
+	q := &frameQueue{}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *frameQueue) push(b []byte) {
+	q.mu.Lock()
+	if !q.closed {
+		q.frames = append(q.frames, b)
+	}
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+func (q *frameQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// drainTo writes frames to conn until the queue is closed or a write fails.
+func (q *frameQueue) drainTo(conn net.Conn) {
+	for {
+		q.mu.Lock()
+		for len(q.frames) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return
+		}
+		batch := q.frames
+		q.frames = nil
+		q.mu.Unlock()
+		var buf []byte
+		for _, f := range batch {
+			buf = append(buf, f...)
+		}
+		if _, err := conn.Write(buf); err != nil {
+			conn.Close()
+			return
+		}
+	}
+}
+
+// outLink is the outgoing connection to one destination.
+type outLink struct {
+	v    *conversation
+	peer string
+
+	mu    sync.Mutex
+	gen   int64
+	queue *frameQueue // of the current connection; nil while down
+}
+
+func (v *conversation) startLink(peer string) {
+	if _, ok := v.links[peer]; ok {
+		return
+	}
+	l := &outLink{v: v, peer: peer}
+	v.links[peer] = l
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		l.run()
+	}()
+}
+
+// send queues a frame on the connection of generation gen, if it is still
+// the current one.
+func (l *outLink) send(gen int64, frame []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen == gen && l.queue != nil {
+		l.queue.push(frame)
+	}
+}
+
+func (l *outLink) run() {
+	v := l.v
+	backoff := peerBackoffMin
+	lastComplaint := ""
+	complain := func(msg string) {
+		if msg != lastComplaint {
+			v.c.log.Info("peer link: "+msg, "peer", l.peer)
+			lastComplaint = msg
+		}
+	}
+	for {
+		select {
+		case <-v.done:
+			return
+		default:
+		}
+		up, err := l.connectOnce()
+		if err != nil {
+			complain(err.Error())
+		}
+		if up > time.Second {
+			backoff = peerBackoffMin
+		}
+		select {
+		case <-v.done:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, peerBackoffMax)
+	}
+}
+
+// connectOnce runs one connection to the destination, returning how long it
+// was up.
+func (l *outLink) connectOnce() (time.Duration, error) {
+	v := l.v
+	addr, err := v.c.registry.Lookup(l.peer)
+	if err != nil {
+		return 0, fmt.Errorf("waiting for %s to register: %v", l.peer, err)
+	}
+	d := net.Dialer{Timeout: peerDialTimeout}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-v.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach %s at %s: %v", l.peer, addr, err)
+	}
+	defer conn.Close()
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	if _, err := conn.Write(logfmt.AppendPeerHello(nil, v.c.opts.Name, l.peer)); err != nil {
+		return 0, fmt.Errorf("hello to %s: %v", l.peer, err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(peerHelloTimeout))
+	r := logfmt.NewPeerReader(conn)
+	f, err := r.Next()
+	if err != nil {
+		return 0, fmt.Errorf("no welcome from %s at %s: %v", l.peer, addr, err)
+	}
+	if f.Kind == logfmt.PeerReject {
+		return 0, fmt.Errorf("%s at %s refused: %s", l.peer, addr, f.Reason)
+	}
+	if f.Kind != logfmt.PeerWelcome {
+		return 0, fmt.Errorf("%s at %s answered hello with frame kind %d", l.peer, addr, f.Kind)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	start := time.Now()
+	q := newFrameQueue()
+	l.mu.Lock()
+	l.gen++
+	gen := l.gen
+	l.queue = q
+	l.mu.Unlock()
+	go q.drainTo(conn)
+	v.post(event{peerUp: l.peer, seq: f.Seq, gen: gen})
+	v.c.log.Debug("peer link up", "peer", l.peer, "addr", addr, "expect", f.Seq)
+	for {
+		f, err := r.Next()
+		if err != nil {
+			break
+		}
+		if f.Kind == logfmt.PeerAck {
+			v.post(event{peerAck: l.peer, seq: f.Seq})
+		}
+	}
+	l.mu.Lock()
+	if l.gen == gen {
+		l.queue = nil
+	}
+	l.mu.Unlock()
+	q.close()
+	v.post(event{peerDown: l.peer, gen: gen})
+	return time.Since(start), nil
+}
+
+// inLink is an accepted connection from another coordinator.
+type inLink struct {
+	conn  net.Conn
+	from  string
+	queue *frameQueue
+}
+
+// acceptPeers hands the coordinator's accepted connections to this
+// conversation until it ends.
+func (v *conversation) acceptPeers() {
+	defer v.wg.Done()
+	for {
+		select {
+		case conn := <-v.c.inbound:
+			v.wg.Add(1)
+			go func() {
+				defer v.wg.Done()
+				v.serveInbound(conn)
+			}()
+		case <-v.done:
+			return
+		}
+	}
+}
+
+func (v *conversation) serveInbound(conn net.Conn) {
+	defer conn.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-v.done:
+			conn.Close()
+		case <-stop:
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(peerHelloTimeout))
+	r := logfmt.NewPeerReader(conn)
+	f, err := r.Next()
+	if err != nil || f.Kind != logfmt.PeerHello {
+		if err == nil {
+			err = fmt.Errorf("frame kind %d instead of hello", f.Kind)
+		}
+		v.c.log.Warn("peer port: dropped a connection that did not say hello", "remote", conn.RemoteAddr().String(), "reason", err)
+		return
+	}
+	if f.To != v.c.opts.Name {
+		_, _ = conn.Write(logfmt.AppendPeerReject(nil, fmt.Sprintf("this is instance %s, not %s (the registry is stale; it will be updated)", v.c.opts.Name, f.To)))
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	in := &inLink{conn: conn, from: f.From, queue: newFrameQueue()}
+	reply := make(chan int64, 1)
+	v.post(event{peerHello: in, reply: reply})
+	var expect int64
+	select {
+	case expect = <-reply:
+	case <-v.done:
+		return
+	}
+	if _, err := conn.Write(logfmt.AppendPeerSeq(nil, logfmt.PeerWelcome, expect)); err != nil {
+		return
+	}
+	go in.queue.drainTo(conn)
+	defer in.queue.close()
+	for {
+		f, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				v.post(event{peerGone: in})
+			}
+			return
+		}
+		if f.Kind != logfmt.PeerMessage {
+			v.c.log.Warn("peer link: unexpected frame; dropping the connection", "peer", in.from, "kind", f.Kind)
+			v.post(event{peerGone: in})
+			return
+		}
+		v.post(event{peerMsg: in, seq: f.Seq, state: append([]byte(nil), f.Msg...)})
+	}
+}
+
+// acceptLoop accepts coordinator connections for the conversations.
+func (c *Coordinator) acceptLoop(ln net.Listener, done <-chan struct{}) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		select {
+		case c.inbound <- conn:
+		case <-done:
+			conn.Close()
+			return
+		case <-time.After(peerHelloTimeout):
+			// No conversation (the app is down): the peer retries.
+			conn.Close()
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package logfmt
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Coordinator ↔ coordinator frames. ambr's own protocol between ICs (the
+// AMBROSIA app protocol only covers app ↔ IC). One TCP connection carries
+// one direction of messages, from a sender IC to a receiver IC; acks flow
+// back on the same connection. Part of the format.
+//
+//	frame: +-------------+---------+----------------+
+//	       | length u32  | kind u8 | payload        |   length = 1 + len(payload)
+//	       +-------------+---------+----------------+
+//
+//	Hello    sender → receiver  magic "ambrpeer", version u16, from name, to name
+//	                            (names: u16 length + UTF-8)
+//	Welcome  receiver → sender  expect i64: the next sender sequence number it wants
+//	Reject   receiver → sender  reason (UTF-8): wrong instance, not ready
+//	Message  sender → receiver  seq i64, then one framed app-protocol RPC message
+//	                            in delivery form
+//	Ack      receiver → sender  seq i64: everything up to seq is durably logged
+const (
+	PeerHello   byte = 1
+	PeerWelcome byte = 2
+	PeerReject  byte = 3
+	PeerMessage byte = 4
+	PeerAck     byte = 5
+
+	peerMagic       = "ambrpeer"
+	PeerVersion     = 1
+	MaxPeerFrame    = MaxMessageSize + 64
+	peerFrameHeader = 5
+)
+
+// PeerFrame is one decoded coordinator ↔ coordinator frame.
+type PeerFrame struct {
+	Kind byte
+	// From and To name the instances (Hello).
+	From, To string
+	// Seq is the sender sequence number (Message), the next one expected
+	// (Welcome) or the last one durably logged (Ack).
+	Seq int64
+	// Msg is the framed RPC message (Message); Reason the text of a Reject.
+	Msg    []byte
+	Reason string
+}
+
+func appendPeerFrame(dst []byte, kind byte, payload []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+len(payload)))
+	dst = append(dst, kind)
+	return append(dst, payload...)
+}
+
+// AppendPeerHello appends a Hello frame.
+func AppendPeerHello(dst []byte, from, to string) []byte {
+	p := append([]byte(peerMagic), 0, 0)
+	binary.LittleEndian.PutUint16(p[len(peerMagic):], PeerVersion)
+	p, _ = appendName(p, from)
+	p, _ = appendName(p, to)
+	return appendPeerFrame(dst, PeerHello, p)
+}
+
+// AppendPeerSeq appends a Welcome or Ack frame.
+func AppendPeerSeq(dst []byte, kind byte, seq int64) []byte {
+	return appendPeerFrame(dst, kind, binary.LittleEndian.AppendUint64(nil, uint64(seq)))
+}
+
+// AppendPeerReject appends a Reject frame.
+func AppendPeerReject(dst []byte, reason string) []byte {
+	return appendPeerFrame(dst, PeerReject, []byte(reason))
+}
+
+// AppendPeerMessage appends a Message frame carrying msg with sender
+// sequence number seq, without copying msg twice.
+func AppendPeerMessage(dst []byte, seq int64, msg []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+8+len(msg)))
+	dst = append(dst, PeerMessage)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(seq))
+	return append(dst, msg...)
+}
+
+// ParsePeerFrame decodes the payload of a frame of the given kind.
+func ParsePeerFrame(kind byte, p []byte) (PeerFrame, error) {
+	f := PeerFrame{Kind: kind}
+	switch kind {
+	case PeerHello:
+		if len(p) < len(peerMagic)+2 || string(p[:len(peerMagic)]) != peerMagic {
+			return f, fmt.Errorf("%w: not an ambr coordinator hello", ErrMalformed)
+		}
+		if v := binary.LittleEndian.Uint16(p[len(peerMagic):]); v != PeerVersion {
+			return f, fmt.Errorf("%w: peer protocol version %d, this build speaks %d", ErrMalformed, v, PeerVersion)
+		}
+		cur := &byteCursor{b: p[len(peerMagic)+2:]}
+		f.From, f.To = cur.name(), cur.name()
+		if cur.err != nil || len(cur.b) != 0 || f.From == "" || f.To == "" {
+			return f, fmt.Errorf("%w: bad hello names", ErrMalformed)
+		}
+	case PeerWelcome, PeerAck:
+		if len(p) != 8 {
+			return f, fmt.Errorf("%w: %d-byte sequence frame", ErrMalformed, len(p))
+		}
+		f.Seq = int64(binary.LittleEndian.Uint64(p))
+	case PeerReject:
+		f.Reason = string(p)
+	case PeerMessage:
+		if len(p) < 8 {
+			return f, fmt.Errorf("%w: message frame of %d bytes", ErrMalformed, len(p))
+		}
+		f.Seq = int64(binary.LittleEndian.Uint64(p))
+		f.Msg = p[8:]
+		m, n, err := ParseMessage(f.Msg)
+		if err != nil || n != len(f.Msg) || m.Type != TypeRPC {
+			return f, fmt.Errorf("%w: a peer message must hold exactly one RPC", ErrMalformed)
+		}
+	default:
+		return f, fmt.Errorf("%w: unknown peer frame kind %d", ErrMalformed, kind)
+	}
+	return f, nil
+}
+
+// PeerReader reads frames from a coordinator connection.
+type PeerReader struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+// NewPeerReader returns a reader over r.
+func NewPeerReader(r io.Reader) *PeerReader { return &PeerReader{br: bufio.NewReaderSize(r, 64<<10)} }
+
+// Next returns the next frame; its Msg aliases an internal buffer valid
+// until the next call. io.EOF at a clean end.
+func (r *PeerReader) Next() (PeerFrame, error) {
+	var hdr [peerFrameHeader]byte
+	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return PeerFrame{}, fmt.Errorf("%w: peer frame header cut short", ErrTruncated)
+		}
+		return PeerFrame{}, err
+	}
+	n := int(binary.LittleEndian.Uint32(hdr[:4]))
+	if n < 1 || n > MaxPeerFrame {
+		return PeerFrame{}, fmt.Errorf("%w: peer frame length %d", ErrMalformed, n)
+	}
+	if cap(r.buf) < n-1 {
+		r.buf = make([]byte, n-1)
+	}
+	r.buf = r.buf[:n-1]
+	if _, err := io.ReadFull(r.br, r.buf); err != nil {
+		return PeerFrame{}, fmt.Errorf("%w: peer frame cut short: %v", ErrTruncated, err)
+	}
+	return ParsePeerFrame(hdr[4], r.buf)
+}

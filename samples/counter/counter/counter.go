@@ -1,0 +1,88 @@
+// Package counter is the seeds' canonical example of virtual resiliency: a
+// server immortal whose Inc() increments its count and returns it, and a
+// client immortal that on its first start calls Inc() k times, one after the
+// other, keeping every result it receives. Whatever is killed, and whenever,
+// the client's results end as exactly 1, 2, …, k.
+package counter
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ambr-dev/ambr/engine/immortal"
+)
+
+// ServerState is the server's checkpointed state (JSON).
+type ServerState struct {
+	Count int `json:"count"`
+}
+
+// NewServer returns the server app; it prints each Inc to out when live.
+func NewServer(out io.Writer) *immortal.App[ServerState] {
+	app := immortal.New(func() ServerState { return ServerState{} })
+	immortal.Handle(app, "Inc", func(ctx *immortal.Ctx, s *ServerState, _ struct{}) (int, error) {
+		s.Count++
+		if !ctx.Replaying() && out != nil {
+			fmt.Fprintf(out, "Inc() → %d\n", s.Count)
+		}
+		return s.Count, nil
+	})
+	return app
+}
+
+// ClientArgs start a client.
+type ClientArgs struct {
+	Server string `json:"server"`
+	Count  int    `json:"count"`
+}
+
+// ClientState is the client's checkpointed state (JSON).
+type ClientState struct {
+	Server  string `json:"server"`
+	Count   int    `json:"count"`
+	Results []int  `json:"results"`
+	Done    bool   `json:"done"`
+}
+
+// NewClient returns the client app; it prints each result to out when live.
+func NewClient(args ClientArgs, out io.Writer) *immortal.App[ClientState] {
+	app := immortal.New(func() ClientState { return ClientState{Results: []int{}} }, immortal.WithInitArgs(args))
+	call := func(ctx *immortal.Ctx, s *ClientState) error {
+		return ctx.Call(s.Server, "Inc", struct{}{}, "incResult", len(s.Results)+1)
+	}
+	app.OnFirstStart(func(ctx *immortal.Ctx, s *ClientState, raw []byte) error {
+		var a ClientArgs
+		if err := ctx.Unmarshal(raw, &a); err != nil {
+			return err
+		}
+		if a.Server == "" {
+			return errors.New("counter client: no server named (start it with --server NAME)")
+		}
+		s.Server, s.Count = a.Server, a.Count
+		if s.Count == 0 {
+			s.Done = true
+			return nil
+		}
+		return call(ctx, s)
+	})
+	immortal.HandleResult(app, "incResult", func(ctx *immortal.Ctx, s *ClientState, result int, callErr error, note []byte) error {
+		if callErr != nil {
+			return fmt.Errorf("Inc() failed at the server: %w", callErr)
+		}
+		s.Results = append(s.Results, result)
+		if !ctx.Replaying() && out != nil {
+			fmt.Fprintf(out, "result %d: %d\n", len(s.Results), result)
+		}
+		if len(s.Results) < s.Count {
+			return call(ctx, s)
+		}
+		s.Done = true
+		ctx.RequestCheckpoint()
+		if !ctx.Replaying() && out != nil {
+			fmt.Fprintf(out, "done: %d results\n", len(s.Results))
+		}
+		return nil
+	})
+	return app
+}
