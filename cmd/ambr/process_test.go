@@ -17,6 +17,7 @@ import (
 
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/samples/accumulator/accum"
+	"github.com/ambr-dev/ambr/samples/counter/counter"
 )
 
 var (
@@ -175,26 +176,38 @@ func (s *syncBuffer) String() string {
 	return string(s.b)
 }
 
-// TestDemo runs `ambr demo` as a user does, from the repository root.
+// TestDemo runs `ambr demo` (counter) and `ambr demo accumulator` as a user
+// does, from the repository root.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes for several seconds; go test without -short runs it")
 	}
 	ambr, _ := binaries(t)
 	home := t.TempDir()
-	cmd := exec.Command(ambr, "--home", home, "demo", "--kills", "4", "--target", "3000")
-	cmd.Dir = "../.."
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("ambr demo: %v\n%s", err, out)
-	}
-	for _, want := range []string{"kill  4/4: kill -9", "✓ exactly the same after 4 kills: every step 1..3000 logged once"} {
-		if !strings.Contains(string(out), want) {
-			t.Fatalf("demo output lacks %q:\n%s", want, out)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"demo", "--kills", "10", "--count", "100"}, []string{"kill 10/10: kill -9 demo-", "✓ exactly 1..100 after 10 kills: nothing lost, nothing repeated."}},
+		{[]string{"demo", "accumulator", "--kills", "4", "--target", "3000"}, []string{"kill  4/4: kill -9 demo's", "✓ exactly the same after 4 kills: every step 1..3000 logged once"}},
+	} {
+		cmd := exec.Command(ambr, append([]string{"--home", home}, tc.args...)...)
+		cmd.Dir = "../.."
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ambr %v: %v\n%s", tc.args, err, out)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(string(out), want) {
+				t.Fatalf("ambr %v output lacks %q:\n%s", tc.args, want, out)
+			}
 		}
 	}
-	s, ok := accum.NewestState(filepath.Join(home, demoInstance))
-	if want := accum.Expected(accum.InitArgs{Target: 3000, Ticks: 10}); !ok || s != want {
-		t.Fatalf("the demo left state %+v, want %+v", s, want)
+	var s counter.ClientState
+	if !newestState(filepath.Join(home, demoClient), &s) || len(s.Results) != 100 || s.Results[99] != 100 {
+		t.Fatalf("the counter demo left client state %+v", s)
+	}
+	if a, ok := accum.NewestState(filepath.Join(home, demoAccumulator)); !ok || a != accum.Expected(accum.InitArgs{Target: 3000, Ticks: 10}) {
+		t.Fatalf("the accumulator demo left state %+v", a)
 	}
 }

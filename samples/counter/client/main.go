@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 
@@ -15,6 +16,11 @@ import (
 func main() {
 	server := flag.String("server", "server", "the server instance to call")
 	count := flag.Int("count", 10, "how many times to call Inc()")
+	interval := flag.Duration("interval", 0, "wait this long between calls (paced by logged impulses); 0 calls at once")
 	flag.Parse()
-	immortal.Main(counter.NewClient(counter.ClientArgs{Server: *server, Count: *count}, os.Stdout))
+	app := counter.NewClient(counter.ClientArgs{Server: *server, Count: *count, Paced: *interval > 0}, os.Stdout)
+	if *interval > 0 {
+		go counter.Pace(context.Background(), app, *interval)
+	}
+	immortal.Main(app)
 }

@@ -6,9 +6,11 @@
 package counter
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/ambr-dev/ambr/engine/immortal"
 )
@@ -35,12 +37,17 @@ func NewServer(out io.Writer) *immortal.App[ServerState] {
 type ClientArgs struct {
 	Server string `json:"server"`
 	Count  int    `json:"count"`
+	// Paced makes the client wait for a "next" impulse before each call
+	// (see Pace) instead of calling again as soon as a result arrives.
+	Paced bool `json:"paced,omitempty"`
 }
 
 // ClientState is the client's checkpointed state (JSON).
 type ClientState struct {
 	Server  string `json:"server"`
 	Count   int    `json:"count"`
+	Paced   bool   `json:"paced,omitempty"`
+	Pending bool   `json:"pending"`
 	Results []int  `json:"results"`
 	Done    bool   `json:"done"`
 }
@@ -49,6 +56,7 @@ type ClientState struct {
 func NewClient(args ClientArgs, out io.Writer) *immortal.App[ClientState] {
 	app := immortal.New(func() ClientState { return ClientState{Results: []int{}} }, immortal.WithInitArgs(args))
 	call := func(ctx *immortal.Ctx, s *ClientState) error {
+		s.Pending = true
 		return ctx.Call(s.Server, "Inc", struct{}{}, "incResult", len(s.Results)+1)
 	}
 	app.OnFirstStart(func(ctx *immortal.Ctx, s *ClientState, raw []byte) error {
@@ -59,22 +67,38 @@ func NewClient(args ClientArgs, out io.Writer) *immortal.App[ClientState] {
 		if a.Server == "" {
 			return errors.New("counter client: no server named (start it with --server NAME)")
 		}
-		s.Server, s.Count = a.Server, a.Count
+		s.Server, s.Count, s.Paced = a.Server, a.Count, a.Paced
 		if s.Count == 0 {
 			s.Done = true
 			return nil
 		}
+		if s.Paced {
+			return nil // the first "next" impulse makes the first call
+		}
 		return call(ctx, s)
+	})
+	// "next" is an impulse from Pace: make the next call unless one is
+	// under way. Impulses are logged like any input and replayed, never
+	// made again, so pacing does not break determinism.
+	immortal.Handle(app, "next", func(ctx *immortal.Ctx, s *ClientState, _ struct{}) (struct{}, error) {
+		if s.Pending || s.Done || s.Server == "" {
+			return struct{}{}, nil
+		}
+		return struct{}{}, call(ctx, s)
 	})
 	immortal.HandleResult(app, "incResult", func(ctx *immortal.Ctx, s *ClientState, result int, callErr error, note []byte) error {
 		if callErr != nil {
 			return fmt.Errorf("Inc() failed at the server: %w", callErr)
 		}
+		s.Pending = false
 		s.Results = append(s.Results, result)
 		if !ctx.Replaying() && out != nil {
 			fmt.Fprintf(out, "result %d: %d\n", len(s.Results), result)
 		}
 		if len(s.Results) < s.Count {
+			if s.Paced {
+				return nil
+			}
 			return call(ctx, s)
 		}
 		s.Done = true
@@ -85,4 +109,28 @@ func NewClient(args ClientArgs, out io.Writer) *immortal.App[ClientState] {
 		return nil
 	})
 	return app
+}
+
+// Pace sends the client a "next" impulse every interval while it waits to
+// make its next call, until it is done or ctx ends.
+func Pace(ctx context.Context, app *immortal.App[ClientState], every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s, ok := app.State()
+		if !ok || !s.Paced || s.Pending || s.Server == "" {
+			if ok && s.Done {
+				return
+			}
+			continue
+		}
+		if err := app.Impulse("next", struct{}{}); err != nil && !errors.Is(err, immortal.ErrNotPrimary) {
+			return
+		}
+	}
 }
