@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/ambr-dev/ambr/engine"
+	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
 	"github.com/ambr-dev/ambr/samples/counter/counter"
 )
 
@@ -23,6 +26,8 @@ import (
 // a user would, and checked for exact outcomes.
 
 var clientTimeout = flag.Duration("client-timeout", 90*time.Second, "scenarios: how long a client may take")
+
+var scenarioKills = flag.Int("scenario-kills", 50, "scenarios: kills in the kill loop")
 
 var scenarioSize = flag.Int("scenario-size", 150, "scenarios: Inc() calls per client (raise for long runs)")
 
@@ -340,7 +345,7 @@ func TestScenarios(t *testing.T) {
 	})
 
 	t.Run("kill loop", func(t *testing.T) {
-		kills := 50
+		kills := *scenarioKills
 		n := 4 * k
 		server, client := pair(t, n)
 		server.start()
@@ -403,6 +408,79 @@ func TestScenarios(t *testing.T) {
 			}
 		}
 		checkServerLog(t, server, want)
+	})
+
+	t.Run("torn tail", func(t *testing.T) {
+		// A crash leaves half a record at the end of the server's log:
+		// recovery cuts it (keeping a copy) and loses no whole record.
+		server, client := pair(t, k)
+		server.start()
+		client.start()
+		progress(t, server, k/2)
+		server.killAll()
+		in, err := layout.Open(vfs.Default(), server.dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs, _ := in.Segments()
+		last := in.SegmentPath(segs[len(segs)-1])
+		// Half of a copy of the segment's first record: a torn write.
+		b, err := os.ReadFile(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) <= logfmt.SegmentHeaderSize+logfmt.RecordFixedSize {
+			b, _ = os.ReadFile(in.SegmentPath(segs[0]))
+		}
+		n, _ := logfmt.RecordLength(b[logfmt.SegmentHeaderSize:])
+		torn := b[logfmt.SegmentHeaderSize : logfmt.SegmentHeaderSize+n/2]
+		f, err := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(torn)
+		f.Close()
+		server.start()
+		checkExact(t, waitClient(t, client, server).Results, k)
+		checkServerLog(t, server, map[string]int{"client": k})
+		if _, err := os.Stat(last + layout.BrokenSuffix); err != nil {
+			t.Fatalf("recovery kept no copy of the torn tail: %v", err)
+		}
+		if !strings.Contains(server.out.String(), "cut a torn tail of") {
+			t.Fatalf("recovery did not report the torn tail:\n%s", server.out.String())
+		}
+	})
+
+	t.Run("bad checkpoint", func(t *testing.T) {
+		// The newest checkpoint of the server is damaged: recovery uses the
+		// one before it and replays the longer log.
+		server, client := pair(t, k)
+		server.start()
+		client.start()
+		progress(t, server, k/3)
+		server.killAll()
+		server.start() // recovery writes a new checkpoint
+		progress(t, server, 2*k/3)
+		server.killAll()
+		in, err := layout.Open(vfs.Default(), server.dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := in.CheckpointPath(in.Manifest.Checkpoint)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0x40
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		server.start()
+		checkExact(t, waitClient(t, client, server).Results, k)
+		checkServerLog(t, server, map[string]int{"client": k})
+		if !strings.Contains(server.out.String(), fmt.Sprintf("skipped checkpoint %d", in.Manifest.Checkpoint)) {
+			t.Fatalf("recovery did not report skipping checkpoint %d:\n%s", in.Manifest.Checkpoint, server.out.String())
+		}
 	})
 
 	t.Run("migrate", func(t *testing.T) {
