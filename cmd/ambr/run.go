@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
 )
 
@@ -30,6 +32,7 @@ type runOptions struct {
 	registry       string
 	ports          string
 	externalApp    bool
+	diskFault      string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -70,6 +73,8 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.StringVar(&o.registry, "registry", "", "directory of the instance registry shared by peers (default <home>/.registry)")
 	f.StringVar(&o.ports, "ports", "", "RECV,SEND: fixed loopback ports for the app (default: free ones)")
 	f.BoolVar(&o.externalApp, "external-app", false, "run only the coordinator; start the app yourself with the printed environment (then APP is just recorded)")
+	f.StringVar(&o.diskFault, "inject-disk-fault", "", "failure injection for tests: OP:N:ERRNO fails the N-th and later OP (write, sync, create, rename) with ENOSPC or EIO")
+	_ = f.MarkHidden("inject-disk-fault")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -138,12 +143,18 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		level = slog.LevelWarn
 	}
 	logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
+	var fsys vfs.FS
+	if o.diskFault != "" {
+		if fsys, err = faultyFS(o.diskFault); err != nil {
+			return usageErrorf("--inject-disk-fault: %v", err)
+		}
+	}
 	var registry engine.Registry
 	if o.registry != "" {
 		registry = engine.FileRegistry{Dir: o.registry}
 	}
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
-		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry})
+		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys})
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -208,6 +219,29 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	logger.Info("stopped", "instance", name)
 	return nil
+}
+
+// faultyFS parses OP:N:ERRNO into the real filesystem with a fault.
+func faultyFS(spec string) (vfs.FS, error) {
+	parts := strings.Split(spec, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("%q: want OP:N:ERRNO, like write:100:ENOSPC", spec)
+	}
+	ops := map[string]vfs.OpKind{"write": vfs.OpWrite, "sync": vfs.OpSync, "create": vfs.OpCreate, "rename": vfs.OpRename}
+	op, ok := ops[parts[0]]
+	if !ok {
+		return nil, fmt.Errorf("operation %q: use write, sync, create or rename", parts[0])
+	}
+	n, err := strconv.Atoi(parts[1])
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("count %q: a non-negative integer", parts[1])
+	}
+	errs := map[string]error{"ENOSPC": syscall.ENOSPC, "EIO": syscall.EIO}
+	e, ok := errs[parts[2]]
+	if !ok {
+		return nil, fmt.Errorf("error %q: use ENOSPC or EIO", parts[2])
+	}
+	return vfs.NewErrorFS(vfs.Default(), vfs.ErrorAfter(n, e, op)), nil
 }
 
 func shortHash(h string) string {

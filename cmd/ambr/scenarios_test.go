@@ -483,6 +483,35 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 
+	t.Run("disk error", func(t *testing.T) {
+		// The server's log device fills up mid-run (ENOSPC on writes): its
+		// coordinator stops with a clear error and acknowledges nothing it
+		// did not log; once the fault clears, recovery is exact.
+		for _, fault := range []string{"write:60:ENOSPC", "sync:60:EIO"} {
+			server, client := pair(t, k)
+			server.extra = []string{"--inject-disk-fault", fault}
+			server.start()
+			client.start()
+			select {
+			case <-server.done:
+			case <-time.After(*clientTimeout):
+				t.Fatalf("%s: the server kept running", fault)
+			}
+			out := server.out.String()
+			errno := map[bool]string{true: "no space left on device", false: "input/output error"}[strings.Contains(fault, "ENOSPC")]
+			if server.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out, "coordinator stopped") || !strings.Contains(out, errno) ||
+				!strings.Contains(out, "nothing unlogged was acknowledged") {
+				t.Fatalf("%s: exit %d, output:\n%s", fault, server.cmd.ProcessState.ExitCode(), out)
+			}
+			server.extra = nil
+			server.start()
+			checkExact(t, waitClient(t, client, server).Results, k)
+			checkServerLog(t, server, map[string]int{"client": k})
+			client.stop()
+			server.stop()
+		}
+	})
+
 	t.Run("migrate", func(t *testing.T) {
 		// The server's directory is copied to another home and started there
 		// (on another port), the old one stopped; the client finds it
