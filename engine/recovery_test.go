@@ -149,3 +149,56 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("recovered count %d", again.count)
 	}
 }
+
+// TestCrashDuringRecovery crashes a run halfway, then takes the crash state
+// after every filesystem operation of its recovery (which cuts a torn tail,
+// writes a checkpoint and a new segment) and recovers each of those: the
+// run always completes exactly.
+func TestCrashDuringRecovery(t *testing.T) {
+	const target = 10
+	mem := vfs.NewMem()
+	app := newRawApp(target)
+	var mid *vfs.MemFS
+	mem.SetHook(func(op vfs.Op) {
+		if op.Index == 40 {
+			mid = mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+		}
+	})
+	if err := runRaw(t, mem, app, 250); err != nil {
+		t.Fatal(err)
+	}
+	if mid == nil {
+		t.Fatalf("the run had only %d operations", mem.OpCount())
+	}
+	// Tear the crashed state's log as a crash in the middle of a write would.
+	in, err := layout.Open(mid, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := in.Segments()
+	last := in.SegmentPath(segs[len(segs)-1])
+	if b := readAll(t, mid, last); len(b) > 40 {
+		writeAll(t, mid, last, append(b, b[16:40]...))
+	}
+	var states []*vfs.MemFS
+	rec := newRawApp(target)
+	mid.SetHook(func(op vfs.Op) {
+		states = append(states, mid.CrashClone(vfs.CrashOptions{}), mid.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll}))
+	})
+	if err := runRaw(t, mid, rec, 250); err != nil {
+		t.Fatal(err)
+	}
+	mid.SetHook(nil)
+	t.Logf("%d crash states taken during the recovery run", len(states))
+	for i, fs := range states {
+		again := newRawApp(target)
+		if err := runRaw(t, fs, again, 250); err != nil {
+			t.Fatalf("crash state %d: %v", i, err)
+		}
+		s, err := summarize(t, fs)
+		if err != nil {
+			t.Fatalf("crash state %d: %v", i, err)
+		}
+		checkExactLog(t, s, target, 0)
+	}
+}
