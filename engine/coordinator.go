@@ -63,10 +63,12 @@ type Options struct {
 
 // Status is a snapshot of a running coordinator, for displays.
 type Status struct {
-	Phase      string
-	NextSeq    int64
-	Checkpoint uint64
-	Writer     WriterStats
+	Phase string
+	// CheckpointBusy says a checkpoint is asked for or being written.
+	CheckpointBusy bool
+	NextSeq        int64
+	Checkpoint     uint64
+	Writer         WriterStats
 }
 
 // Coordinator runs one immortal's coordinator: it accepts its app, recovers
@@ -414,7 +416,7 @@ func (v *conversation) dispatch(rd Ready) error {
 		}
 	}
 	if v.c.opts.OnStatus != nil {
-		v.c.opts.OnStatus(Status{Phase: v.core.Phase(), NextSeq: v.core.NextSeq(), Checkpoint: v.manifest.Checkpoint, Writer: v.writer.Stats()})
+		v.c.opts.OnStatus(Status{Phase: v.core.Phase(), CheckpointBusy: v.core.CheckpointBusy(), NextSeq: v.core.NextSeq(), Checkpoint: v.manifest.Checkpoint, Writer: v.writer.Stats()})
 	}
 	return nil
 }

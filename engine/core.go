@@ -206,7 +206,10 @@ type Core struct {
 	queue []delivery
 
 	inWM map[string]int64 // last logged sequence number per sender
-	outs map[string]*outStream
+	// sealedWM is inWM as of the last sealed record: what a checkpoint may
+	// claim is logged before its NextSeq (the open record comes after it).
+	sealedWM map[string]int64
+	outs     map[string]*outStream
 	// marks says, per sealed record not yet durable, the last sequence
 	// number of each sender it holds, so LogDurable can acknowledge what is
 	// durable: to the own output stream, and to peers.
@@ -241,12 +244,18 @@ func NewCore(cfg CoreConfig) *Core {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Core{cfg: cfg, inWM: map[string]int64{}, outs: map[string]*outStream{}, openMarks: map[string]int64{},
+	return &Core{cfg: cfg, inWM: map[string]int64{}, sealedWM: map[string]int64{}, outs: map[string]*outStream{}, openMarks: map[string]int64{},
 		connected: map[string]bool{}, known: map[string]bool{}}
 }
 
 // Phase returns the conversation phase, for status displays.
 func (c *Core) Phase() string { return c.phase.String() }
+
+// CheckpointBusy reports whether a checkpoint is asked for, held or being
+// written.
+func (c *Core) CheckpointBusy() bool {
+	return c.awaiting != nil || c.inFlight != 0 || c.heldCheckpoint != nil
+}
 
 // NextSeq returns the sequence number the next record will get.
 func (c *Core) NextSeq() int64 { return c.nextSeq }
@@ -273,6 +282,7 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 	c.outCount, c.outDig = ck.OutCount, ck.OutDigest
 	for _, w := range ck.Inputs {
 		c.inWM[w.Peer] = w.Seq
+		c.sealedWM[w.Peer] = w.Seq
 	}
 	for _, o := range ck.Outputs {
 		s := &outStream{lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
@@ -301,6 +311,7 @@ func (c *Core) ReplayRecord(rec *logfmt.Record) error {
 	for _, s := range rec.Sources {
 		if last := s.LastSeq(); last > c.inWM[s.Peer] {
 			c.inWM[s.Peer] = last
+			c.sealedWM[s.Peer] = last
 		}
 	}
 	c.expects = append(c.expects, expectation{seq: rec.Seq, count: rec.OutCount, digest: rec.OutDigest})
@@ -410,7 +421,10 @@ func (c *Core) appRPC(data []byte) error {
 	if self {
 		s.lastSeq++
 		if s.lastSeq <= c.loggedSelf {
-			return nil // a replayed self-call that the durable log already holds
+			// A replayed self-call that the durable log already holds: it is
+			// acknowledged, which keeps the buffer exactly (acked, last].
+			s.ack(s.lastSeq)
+			return nil
 		}
 		msg := logfmt.AppendMessage(nil, logfmt.TypeRPC, body)
 		s.unacked = append(s.unacked, outMsg{seq: s.lastSeq, data: msg})
@@ -485,6 +499,11 @@ func (c *Core) sealOpen() {
 	r.Time = c.cfg.Now().UnixNano()
 	r.OutCount, r.OutDigest = c.outCount, c.outDig
 	c.ready.Log = append(c.ready.Log, LogWrite{Segment: c.segment, Record: r})
+	for peer, last := range c.openMarks {
+		if last > c.sealedWM[peer] {
+			c.sealedWM[peer] = last
+		}
+	}
 	if len(c.openMarks) > 0 {
 		c.marks = append(c.marks, durableMark{record: r.Seq, last: c.openMarks})
 		c.openMarks = map[string]int64{}
@@ -652,9 +671,12 @@ func (c *Core) enqueueControl(t logfmt.MessageType) {
 	c.queue = append(c.queue, delivery{wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, logfmt.SeqControl, body)})
 }
 
+// watermarks returns the input watermarks as of the last sealed record: a
+// checkpoint's NextSeq is the next record, so messages in the open record
+// are not logged before it.
 func (c *Core) watermarks() []logfmt.Watermark {
-	out := make([]logfmt.Watermark, 0, len(c.inWM))
-	for p, s := range c.inWM {
+	out := make([]logfmt.Watermark, 0, len(c.sealedWM))
+	for p, s := range c.sealedWM {
 		out = append(out, logfmt.Watermark{Peer: p, Seq: s})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
@@ -664,7 +686,12 @@ func (c *Core) watermarks() []logfmt.Watermark {
 func (c *Core) outputs() []logfmt.OutputStream {
 	out := make([]logfmt.OutputStream, 0, len(c.outs))
 	for p, s := range c.outs {
-		o := logfmt.OutputStream{Peer: p, LastSeq: s.lastSeq, AckedSeq: s.ackedSeq}
+		// The format numbers buffered messages from AckedSeq+1 on.
+		acked := s.ackedSeq
+		if len(s.unacked) > 0 {
+			acked = s.unacked[0].seq - 1
+		}
+		o := logfmt.OutputStream{Peer: p, LastSeq: s.lastSeq, AckedSeq: acked}
 		for _, m := range s.unacked {
 			o.Unacked = append(o.Unacked, m.data)
 		}

@@ -93,6 +93,13 @@ func runRawOpts(t *testing.T, fsys vfs.FS, app *rawApp, opts Options) error {
 	var result error
 	select {
 	case <-app.reachedCh:
+		// Let the coordinator finish the checkpoint it is taking (a
+		// recovery's own, say), so that a run always leaves it durable.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if st, ok := last.Load().(Status); ok && st.Phase == "live" && !st.CheckpointBusy {
+				break
+			}
+		}
 	case err := <-errc:
 		result = err
 		if result == nil {

@@ -106,11 +106,7 @@ func (a *rawApp) run(ctx context.Context, toIC io.WriteCloser, fromIC io.ReadClo
 				w.Write(a.state())
 				a.primary, a.replaying = true, false
 				n := a.impulses
-				reached := a.reached()
 				a.mu.Unlock()
-				if reached {
-					a.reachOnce.Do(func() { close(a.reachedCh) })
-				}
 				for i := 0; i < n; i++ {
 					w.Write(logfmt.AppendOutgoingRPC(nil, "", logfmt.RPC{MethodID: 2, Kind: logfmt.RPCImpulse, Args: []byte{byte(i)}}))
 				}
@@ -139,11 +135,7 @@ func (a *rawApp) run(ctx context.Context, toIC io.WriteCloser, fromIC io.ReadClo
 				case 2:
 					a.impulsed++
 				}
-				done := a.reached() && !a.replaying
 				a.mu.Unlock()
-				if done {
-					a.reachOnce.Do(func() { close(a.reachedCh) })
-				}
 			default:
 				return fmt.Errorf("unexpected %s from the coordinator", m.Type)
 			}
@@ -153,6 +145,14 @@ func (a *rawApp) run(ctx context.Context, toIC io.WriteCloser, fromIC io.ReadClo
 		}
 		if err := w.Flush(); err != nil {
 			return err
+		}
+		// Done once primary with all work done, and only after what this
+		// record produced (a checkpoint, say) has left for the coordinator.
+		a.mu.Lock()
+		done := a.primary && !a.replaying && a.reached()
+		a.mu.Unlock()
+		if done {
+			a.reachOnce.Do(func() { close(a.reachedCh) })
 		}
 	}
 }

@@ -32,8 +32,10 @@ import (
 //	deliver FROM TO [n=N]         deliver the messages in flight FROM → TO
 //	ack TO FROM                   deliver TO's acks to FROM
 //	disconnect FROM TO            the link drops; messages in flight are lost
-//	crash NAME [hold]             lose everything not durable; recover (hold: the app
-//	                              acts before the replay is handed to it)
+//	crash NAME [hold]             lose everything not durable; recover (hold: nothing
+//	                              is handed to the app until resume, so the script can
+//	                              make the app send what a replay regenerates first)
+//	resume NAME                   end a hold
 //	state NAME                    the app's count and the output bookkeeping
 func TestCoreScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata/core", func(t *testing.T, path string) {
@@ -110,6 +112,11 @@ func TestCoreScripts(t *testing.T) {
 			case "crash":
 				need(1)
 				w.crash(w.node(t, args[0]), len(args) > 1 && args[1] == "hold")
+			case "resume":
+				need(1)
+				n := w.node(t, args[0])
+				n.held = false
+				w.process(n)
 			case "state":
 				need(1)
 				w.state(w.node(t, args[0]))
@@ -137,6 +144,7 @@ type node struct {
 	ckpts    []*logfmt.Checkpoint
 	count    int // RPCs the app handled: its state
 	hasState bool
+	held     bool
 	clock    time.Time
 }
 
@@ -180,7 +188,9 @@ func (w *world) send(name, dest, method string, impulse bool) {
 		dest = ""
 	}
 	w.appMessage(n, logfmt.Message{Type: logfmt.TypeRPC, Data: rpcData(dest, method, impulse)}, nil)
-	w.process(n)
+	if !n.held {
+		w.process(n)
+	}
 }
 
 func (w *world) appMessage(n *node, m logfmt.Message, state []byte) {
@@ -391,6 +401,7 @@ func (w *world) crash(n *node, hold bool) {
 		}
 	}
 	n.core.FinishRecovery()
+	n.held = hold
 	if !hold {
 		w.process(n)
 	}
