@@ -12,7 +12,6 @@ package accum
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -105,23 +104,13 @@ func checkDone(ctx *immortal.Ctx, s *State, out io.Writer) {
 // Tick feeds the app impulses until it has counted all its ticks or ctx
 // ends. It retries: a tick lost in a crash is sent again.
 func Tick(ctx context.Context, app *immortal.App[State], every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	immortal.Every(ctx, app, every, func(s State) (string, any, bool) {
+		if s.Done {
+			return "", nil, true
 		}
-		s, ok := app.State()
-		if !ok || s.TickTarget == 0 || s.Ticks >= s.TickTarget {
-			if ok && s.Done {
-				return
-			}
-			continue
+		if s.TickTarget == 0 || s.Ticks >= s.TickTarget {
+			return "", nil, false
 		}
-		if err := app.Impulse("tick", s.Ticks); err != nil && !errors.Is(err, immortal.ErrNotPrimary) {
-			return
-		}
-	}
+		return "tick", s.Ticks, false
+	})
 }

@@ -114,23 +114,13 @@ func NewClient(args ClientArgs, out io.Writer) *immortal.App[ClientState] {
 // Pace sends the client a "next" impulse every interval while it waits to
 // make its next call, until it is done or ctx ends.
 func Pace(ctx context.Context, app *immortal.App[ClientState], every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	immortal.Every(ctx, app, every, func(s ClientState) (string, any, bool) {
+		if s.Done {
+			return "", nil, true
 		}
-		s, ok := app.State()
-		if !ok || !s.Paced || s.Pending || s.Server == "" {
-			if ok && s.Done {
-				return
-			}
-			continue
+		if !s.Paced || s.Pending || s.Server == "" {
+			return "", nil, false
 		}
-		if err := app.Impulse("next", struct{}{}); err != nil && !errors.Is(err, immortal.ErrNotPrimary) {
-			return
-		}
-	}
+		return "next", struct{}{}, false
+	})
 }

@@ -134,22 +134,12 @@ func NewServer(args ServerArgs, out io.Writer) *immortal.App[ServerState] {
 // Tick fires the server's self-impulses every interval until it has counted
 // its tick target; a tick lost in a crash is sent again.
 func Tick(ctx context.Context, app *immortal.App[ServerState], every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	immortal.Every(ctx, app, every, func(s ServerState) (string, any, bool) {
+		if s.Ticks >= s.TickTarget {
+			return "", nil, false
 		}
-		s, ok := app.State()
-		if !ok || s.Ticks >= s.TickTarget {
-			continue
-		}
-		if err := app.Impulse("tick", s.Ticks); err != nil && !errors.Is(err, immortal.ErrNotPrimary) {
-			return
-		}
-	}
+		return "tick", s.Ticks, false
+	})
 }
 
 // JobArgs start a job.

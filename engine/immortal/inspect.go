@@ -1,0 +1,79 @@
+package immortal
+
+import (
+	"encoding/json"
+	"io"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// Reading what this binding left in an instance directory, for tools and
+// tests. Both read the files only (safe while the instance runs).
+
+// NewestState decodes into v the app state held by the newest valid
+// checkpoint of the instance in dir (the "state" of this binding's
+// checkpoint). It reports false when there is none to read.
+func NewestState(dir string, v any) bool {
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		return false
+	}
+	nums, _ := in.Checkpoints()
+	for k := len(nums) - 1; k >= 0; k-- {
+		if ck, err := in.ReadCheckpoint(nums[k]); err == nil {
+			var wrap struct {
+				State json.RawMessage `json:"state"`
+			}
+			if json.Unmarshal(ck.State, &wrap) == nil && json.Unmarshal(wrap.State, v) == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// LoggedCalls counts the requests for method in the log of the instance in
+// dir, by sender and by payload: calls[sender] and payloads[payload].
+func LoggedCalls(dir, method string) (calls map[string]int, payloads map[string]int, err error) {
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	lr, err := in.NewLogReader(0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lr.Close()
+	calls, payloads = map[string]int{}, map[string]int{}
+	for {
+		r, err := lr.Next()
+		if err == io.EOF {
+			return calls, payloads, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		src, left := 0, uint32(0)
+		if len(r.Sources) > 0 {
+			left = r.Sources[0].Count
+		}
+		it := logfmt.NewMessageIter(r.Messages)
+		for m, ok := it.Next(); ok; m, ok = it.Next() {
+			for left == 0 && src+1 < len(r.Sources) {
+				src++
+				left = r.Sources[src].Count
+			}
+			left--
+			if m.Type != logfmt.TypeRPC {
+				continue
+			}
+			rpc, _ := logfmt.ParseRPC(m.Data)
+			if name, result, payload, ok := DecodeArgs(rpc.Args, rpc.Reserved); ok && !result && name == method {
+				calls[r.Sources[src].Peer]++
+				payloads[string(payload)]++
+			}
+		}
+	}
+}
