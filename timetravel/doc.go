@@ -1,7 +1,19 @@
 // Package timetravel replays an immortal's checkpoint and log read-only, up
-// to any point in its history, standing in for its coordinator. This first
-// part holds the grammar of points in time (P) shared by every command that
-// takes one:
+// to any point in its history, standing in for its coordinator:
+//
+//	instance dir (read-only)        this package                 app build
+//	  chkpt-k ───────────────► Session ── checkpoint record ──► (recorded binary,
+//	  log-k, log-k+1, … ─────►   │      ── records ≤ P ───────►  or --app)
+//	                             │ ◄──── messages it sends ─────  collected, not sent
+//	                             │ ──── TakeCheckpoint ─────────►
+//	                   Cursor ◄──┘ ◄──── Checkpoint (state at P)
+//
+// It never writes into the instance's directory and works while the instance
+// runs (records are read only up to the last complete one). Stepping forward
+// feeds one more record to the running app; stepping back starts the app
+// again from the nearest checkpoint before the target.
+//
+// Points in time (P) are shared by every command that takes one:
 //
 //	1234 or seq:1234        a record sequence number
 //	2026-11-21T10:15:00Z    RFC 3339: the last record logged at or before it

@@ -73,51 +73,14 @@ func resolvePoint(in *layout.Instance, s string) (int64, error) {
 	if err != nil {
 		return 0, usageErrorf("%v", err)
 	}
-	switch p.Kind {
-	case timetravel.PointSeq:
-		return p.Seq, nil
-	case timetravel.PointCheckpoint:
-		c, err := in.ReadCheckpoint(p.Checkpoint)
-		if err != nil {
-			have, _ := in.Checkpoints()
-			return 0, usageErrorf("point %s: cannot use checkpoint %d (%v); checkpoints present: %v", s, p.Checkpoint, err, have)
-		}
-		return c.NextSeq + p.Offset, nil
-	}
-	// end and times need a scan.
-	lr, err := in.NewLogReader(0)
+	seq, err := timetravel.Resolve(in, p)
 	if err != nil {
+		if errors.Is(err, timetravel.ErrBadPoint) {
+			return 0, usageErrorf("%v", err)
+		}
 		return 0, problemErrorf("%v", err)
 	}
-	defer lr.Close()
-	var last, atOrBefore int64
-	var first time.Time
-	for {
-		rec, err := lr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, problemErrorf("%v", err)
-		}
-		if last == 0 {
-			first = rec.LoggedTime()
-		}
-		last = rec.Seq
-		if p.Kind == timetravel.PointTime && !rec.LoggedTime().After(p.Time) {
-			atOrBefore = rec.Seq
-		}
-	}
-	if last == 0 {
-		return 0, problemErrorf("point %s: the log of %s has no records yet", s, in.Dir)
-	}
-	if p.Kind == timetravel.PointEnd {
-		return last, nil
-	}
-	if atOrBefore == 0 {
-		return 0, usageErrorf("point %s: no record was logged at or before that time; the first was logged at %s", s, first.Format(time.RFC3339Nano))
-	}
-	return atOrBefore, nil
+	return seq, nil
 }
 
 func runLog(g *globals, name string, o logOptions) error {

@@ -104,6 +104,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newRunCmd(g),
 		newLsCmd(g),
 		newKillCmd(g),
+		newReplayCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
 	)

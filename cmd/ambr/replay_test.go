@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+	"github.com/ambr-dev/ambr/samples/counter/counter"
+	"github.com/ambr-dev/ambr/timetravel"
+)
+
+// treeHash fingerprints every file under dir (names, sizes, contents), to
+// prove a reader wrote nothing.
+func treeHash(t *testing.T, dir string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		lines = append(lines, p+" "+hex.EncodeToString(sum[:]))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// incsUpTo counts the Inc() calls logged in records 1..seq of the log.
+func incsUpTo(t *testing.T, dir string) map[int64]int {
+	t.Helper()
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, _ := in.NewLogReader(0)
+	defer lr.Close()
+	counts := map[int64]int{}
+	n := 0
+	for {
+		r, err := lr.Next()
+		if err == io.EOF {
+			return counts
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := logfmt.NewMessageIter(r.Messages)
+		for m, ok := it.Next(); ok; m, ok = it.Next() {
+			if m.Type == logfmt.TypeRPC {
+				n++
+			}
+		}
+		counts[r.Seq] = n
+	}
+}
+
+// TestReplayCounter replays a recorded counter server at every point of
+// its history, forward, backward, and through the CLI, on a read-only
+// check of its directory, while it runs and after.
+func TestReplayCounter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	const k = 40
+	server, client := pair(t, k)
+	server.start()
+	client.start()
+	progress(t, server, k/2)
+	// While the server runs: replay to its end so far.
+	sess, err := timetravel.Open(timetravel.Options{Dir: server.dir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := timetravel.Resolve(sess.Instance(), timetravel.Point{Kind: timetravel.PointEnd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Goto(context.Background(), live); err != nil {
+		t.Fatalf("replay while the instance runs: %v", err)
+	}
+	sess.Close()
+	checkExact(t, waitClient(t, client, server).Results, k)
+	client.stop()
+	server.stop()
+
+	// A copy pulled elsewhere; nothing under it may change.
+	copyDir := filepath.Join(t.TempDir(), "server-copy")
+	if out, err := exec.Command("cp", "-a", server.dir(), copyDir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	before := treeHash(t, copyDir)
+	counts := incsUpTo(t, copyDir)
+	last := int64(len(counts))
+	sess, err = timetravel.Open(timetravel.Options{Dir: copyDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	ctx := context.Background()
+	count := func(c *timetravel.Cursor) int {
+		var wrap struct{ State counter.ServerState }
+		if err := json.Unmarshal(c.State, &wrap); err != nil {
+			t.Fatalf("state after %d: %v", c.Seq, err)
+		}
+		return wrap.State.Count
+	}
+	forward := map[int64]int{}
+	for seq := int64(1); seq <= last; seq++ {
+		c, err := sess.Goto(ctx, seq)
+		if err != nil {
+			t.Fatalf("goto %d: %v", seq, err)
+		}
+		forward[seq] = count(c)
+		if forward[seq] != counts[seq] {
+			t.Fatalf("state after record %d has count %d; %d Inc() calls are logged up to it", seq, forward[seq], counts[seq])
+		}
+	}
+	if forward[last] != k {
+		t.Fatalf("the state at the end has count %d, the live server ended at %d", forward[last], k)
+	}
+	// Step back through every record, then forward again: the same states.
+	for seq := last - 1; seq >= 1; seq-- {
+		c, err := sess.Step(ctx, -1)
+		if err != nil {
+			t.Fatalf("step back to %d: %v", seq, err)
+		}
+		if c.Seq != seq || count(c) != forward[seq] {
+			t.Fatalf("stepping back to %d: at %d with count %d, forward it was %d", seq, c.Seq, count(c), forward[seq])
+		}
+	}
+	for seq := int64(2); seq <= last; seq++ {
+		c, err := sess.Step(ctx, 1)
+		if err != nil || c.Seq != seq || count(c) != forward[seq] {
+			t.Fatalf("stepping forward to %d: %v %+v", seq, err, c)
+		}
+	}
+	sess.Close()
+	if after := treeHash(t, copyDir); after != before {
+		t.Fatalf("time travel changed the instance directory:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// The CLI, as a user types it.
+	out, err := exec.Command(builtBins.ambr, "replay", copyDir, "--until", strconv.FormatInt(last, 10), "--diff", "10", "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ambr replay: %v\n%s", err, out)
+	}
+	var res struct {
+		Seq   int64
+		State counter.ServerState
+		Sent  []struct{ Dest, Method string }
+		Diff  []timetravel.Change
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("ambr replay --json: %v\n%s", err, out)
+	}
+	if res.Seq != last || res.State.Count != k || len(res.Diff) != 1 || res.Diff[0].Path != "count" {
+		t.Fatalf("ambr replay --json gave %+v", res)
+	}
+	if before != treeHash(t, copyDir) {
+		t.Fatal("ambr replay changed the instance directory")
+	}
+}

@@ -1,0 +1,113 @@
+package timetravel
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+)
+
+// ErrBadPoint marks points that do not name a place in this instance's
+// history (past the end, before the oldest checkpoint, an unknown
+// checkpoint, a time before the first record): the user's input is wrong.
+var ErrBadPoint = errors.New("bad point")
+
+// Resolve turns a point into the sequence number of the record it names in
+// in's log: the state "at P" is the state after that record (0: the initial
+// state, before record 1).
+//
+//	seq:N             N
+//	checkpoint:K+N    the record N records past checkpoint K (K+0: the state
+//	                  the checkpoint holds, after record NextSeq-1)
+//	time              the last record logged at or before it
+//	end               the last complete record
+func Resolve(in *layout.Instance, p Point) (int64, error) {
+	if p.Kind == PointCheckpoint {
+		c, err := in.ReadCheckpoint(p.Checkpoint)
+		if err != nil {
+			have, _ := in.Checkpoints()
+			return 0, fmt.Errorf("%w %s: cannot use checkpoint %d (%v); checkpoints present: %v", ErrBadPoint, p, p.Checkpoint, err, have)
+		}
+		seq := c.NextSeq - 1 + p.Offset
+		if p.Offset > 0 {
+			last, err := lastSeq(in)
+			if err != nil {
+				return 0, err
+			}
+			if seq > last {
+				return 0, fmt.Errorf("%w %s: that is record %d, but the log ends at record %d", ErrBadPoint, p, seq, last)
+			}
+		}
+		return seq, nil
+	}
+	lr, err := in.NewLogReader(0)
+	if err != nil {
+		return 0, err
+	}
+	defer lr.Close()
+	var last, atOrBefore int64
+	var first time.Time
+	for {
+		rec, err := lr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		if last == 0 {
+			first = rec.LoggedTime()
+		}
+		last = rec.Seq
+		if p.Kind == PointSeq && rec.Seq == p.Seq {
+			return p.Seq, nil
+		}
+		if p.Kind == PointTime {
+			if rec.LoggedTime().After(p.Time) {
+				break
+			}
+			atOrBefore = rec.Seq
+		}
+	}
+	switch p.Kind {
+	case PointSeq:
+		if last == 0 {
+			return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, in.Dir)
+		}
+		return 0, fmt.Errorf("%w %s: the log holds records up to %d (oldest kept segment starts the history; 'ambr log %s' lists them)", ErrBadPoint, p, last, in.Dir)
+	case PointEnd:
+		if last == 0 {
+			return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, in.Dir)
+		}
+		return last, nil
+	}
+	if atOrBefore == 0 {
+		if last == 0 {
+			return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, in.Dir)
+		}
+		return 0, fmt.Errorf("%w %s: no record was logged at or before that time; the first was logged at %s", ErrBadPoint, p, first.Format(time.RFC3339Nano))
+	}
+	return atOrBefore, nil
+}
+
+// lastSeq returns the log's last complete record.
+func lastSeq(in *layout.Instance) (int64, error) {
+	lr, err := in.NewLogReader(0)
+	if err != nil {
+		return 0, err
+	}
+	defer lr.Close()
+	var last int64
+	for {
+		rec, err := lr.Next()
+		if err == io.EOF {
+			return last, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		last = rec.Seq
+	}
+}

@@ -1,0 +1,203 @@
+package timetravel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/ambr-dev/ambr/engine"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// Sent is one message the app sent while handling replayed input: what a
+// live coordinator would have logged or sent on, collected instead.
+type Sent struct {
+	// Dest is the destination instance; empty for a call to itself.
+	Dest string
+	// RPC is the message in delivery form (its args are the binding's).
+	RPC logfmt.RPC
+}
+
+// appRun is an app process driven by a substitute coordinator: the "repro"
+// conversation of app-protocol.md — a checkpoint, then logged records, and,
+// to read the state, TakeCheckpoint. It never becomes primary.
+type appRun struct {
+	cmd       *exec.Cmd
+	listener  *engine.TCPListener
+	conn      engine.AppConn
+	committer int32
+	msgs      chan appMsg
+	exited    chan error
+	buf       []byte
+}
+
+type appMsg struct {
+	m     logfmt.Message
+	state []byte
+	err   error
+}
+
+// startApp starts exe as the app of instance name and waits for it to
+// connect.
+func startApp(ctx context.Context, exe, name string, env []string, stdout, stderr io.Writer) (*appRun, error) {
+	if _, err := os.Stat(exe); err != nil {
+		return nil, fmt.Errorf("timetravel: app %s: %w", exe, err)
+	}
+	l, err := engine.ListenTCP(0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("timetravel: %w", err)
+	}
+	r := &appRun{listener: l, committer: 1, msgs: make(chan appMsg, 256), exited: make(chan error, 1)}
+	cmd := exec.Command(exe)
+	cmd.Env = append(append(os.Environ(), env...), append(l.Env(), engine.EnvInstance+"="+name)...)
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("timetravel: start app %s: %w", exe, err)
+	}
+	r.cmd = cmd
+	go func() { r.exited <- cmd.Wait() }()
+	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	type accepted struct {
+		c   engine.AppConn
+		err error
+	}
+	ac := make(chan accepted, 1)
+	go func() {
+		c, err := l.Accept(actx)
+		ac <- accepted{c, err}
+	}()
+	select {
+	case a := <-ac:
+		if a.err != nil {
+			r.close()
+			return nil, fmt.Errorf("timetravel: app %s did not connect: %w", exe, a.err)
+		}
+		r.conn = a.c
+	case err := <-r.exited:
+		r.exited <- err
+		r.close()
+		return nil, fmt.Errorf("timetravel: app %s exited before it connected (%v); is it an app that speaks the AMBROSIA protocol?", exe, err)
+	}
+	go r.read()
+	return r, nil
+}
+
+func (r *appRun) read() {
+	mr := logfmt.NewMessageReader(r.conn.Recv)
+	for {
+		m, err := mr.Next()
+		if err != nil {
+			r.msgs <- appMsg{err: err}
+			close(r.msgs)
+			return
+		}
+		am := appMsg{m: logfmt.Message{Type: m.Type, Data: append([]byte(nil), m.Data...)}}
+		if m.Type == logfmt.TypeCheckpoint {
+			if am.state, err = io.ReadAll(mr.State()); err != nil {
+				r.msgs <- appMsg{err: err}
+				close(r.msgs)
+				return
+			}
+		}
+		r.msgs <- am
+	}
+}
+
+func (r *appRun) write(b []byte) error {
+	if _, err := r.conn.Send.Write(b); err != nil {
+		return fmt.Errorf("timetravel: send to the app: %w", err)
+	}
+	return nil
+}
+
+// loadState sends the state to resume from (a checkpoint record).
+func (r *appRun) loadState(state []byte) error {
+	hdr := logfmt.AppendCheckpointMessage(nil, int64(len(state)))
+	b := logfmt.AppendWireRecord(nil, r.committer, logfmt.SeqCheckpointRecord, hdr)
+	return r.write(append(b, state...))
+}
+
+// feed sends one logged record.
+func (r *appRun) feed(rec *logfmt.Record) error {
+	r.buf = logfmt.AppendWireRecord(r.buf[:0], r.committer, rec.Seq, rec.Messages)
+	return r.write(r.buf)
+}
+
+// checkpoint asks the app for its state and returns it with every message
+// the app sent since the previous call.
+func (r *appRun) checkpoint(ctx context.Context) ([]byte, []Sent, error) {
+	if err := r.write(logfmt.AppendWireRecord(nil, r.committer, logfmt.SeqControl, logfmt.AppendControl(nil, logfmt.TypeTakeCheckpoint))); err != nil {
+		return nil, nil, err
+	}
+	var sent []Sent
+	collect := func(data []byte) error {
+		o, err := logfmt.ParseOutgoingRPC(data)
+		if err != nil {
+			return err
+		}
+		rpc := o.RPC
+		rpc.Args = append([]byte(nil), rpc.Args...)
+		sent = append(sent, Sent{Dest: string(o.Dest), RPC: rpc})
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case err := <-r.exited:
+			r.exited <- err
+			return nil, nil, fmt.Errorf("timetravel: the app exited while replaying (%v); its output may say why", err)
+		case am, ok := <-r.msgs:
+			if !ok || am.err != nil {
+				return nil, nil, fmt.Errorf("timetravel: the app's connection ended: %v", am.err)
+			}
+			switch am.m.Type {
+			case logfmt.TypeCheckpoint:
+				return am.state, sent, nil
+			case logfmt.TypeRPC:
+				if err := collect(am.m.Data); err != nil {
+					return nil, nil, fmt.Errorf("timetravel: the app sent a bad RPC: %w", err)
+				}
+			case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
+				b, err := logfmt.ParseBatch(am.m)
+				if err != nil {
+					return nil, nil, fmt.Errorf("timetravel: the app sent a bad batch: %w", err)
+				}
+				it := b.Iter()
+				for m, ok := it.Next(); ok; m, ok = it.Next() {
+					if err := collect(m.Data); err != nil {
+						return nil, nil, fmt.Errorf("timetravel: the app sent a bad RPC: %w", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (r *appRun) close() {
+	if r.conn.Recv != nil {
+		r.conn.Close()
+	}
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		select {
+		case <-r.exited:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	r.listener.Close()
+}
+
+var errClosed = errors.New("timetravel: session closed")

@@ -1,0 +1,239 @@
+package timetravel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// Options configure a time-travel session.
+type Options struct {
+	// Dir is the instance directory. It is only read.
+	Dir string
+	// App is the executable to replay with; default the build the MANIFEST
+	// recorded (kept under the home by its content hash).
+	App string
+	// FromCheckpoint, if not 0, makes every replay start at that checkpoint
+	// (instead of the nearest one before the point).
+	FromCheckpoint uint64
+	// Stdout and Stderr receive the app's output (default: discarded).
+	Stdout, Stderr io.Writer
+	// Progress, if set, is called as records are replayed: done of total
+	// for the current move.
+	Progress func(done, total int64)
+	// Env is added to the app's environment.
+	Env []string
+}
+
+// Cursor is where a session stands: the state after record Seq.
+type Cursor struct {
+	// Seq is the last record the app has processed; 0 is the initial state.
+	Seq int64
+	// Time is when record Seq was logged (zero for the initial state).
+	Time time.Time
+	// State is the app's state after record Seq, as its checkpoint bytes.
+	State []byte
+	// From is the first record replayed to get here: Sent holds what the
+	// app sent while handling records From..Seq.
+	From int64
+	Sent []Sent
+	// Record is record Seq itself (nil for the initial state).
+	Record *logfmt.Record
+	// Segment and Offset are where record Seq lies.
+	Segment uint64
+	Offset  int64
+}
+
+// Session replays one instance read-only, moving a cursor through its
+// history. It keeps one app process positioned at the cursor, so stepping
+// forward costs one record; going back starts the app again from the
+// nearest checkpoint before the target.
+type Session struct {
+	opts Options
+	in   *layout.Instance
+	exe  string
+	name string
+	run  *appRun
+	cur  *Cursor
+	// startSeg is the segment the running replay started in: records after
+	// the cursor are read from there.
+	startSeg uint64
+}
+
+// ErrNoBuild says the recorded build is gone and another must be named.
+var ErrNoBuild = errors.New("no app build to replay with")
+
+// Open opens the instance in opts.Dir for time travel.
+func Open(opts Options) (*Session, error) {
+	in, err := layout.Open(vfs.Default(), opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	exe := opts.App
+	if exe == "" {
+		exe = in.Manifest.App.Path
+		if exe == "" {
+			return nil, fmt.Errorf("%w: the MANIFEST of %s records no kept binary (the app ran outside ambr run); pass --app with the build to use", ErrNoBuild, opts.Dir)
+		}
+		if _, err := os.Stat(exe); err != nil {
+			return nil, fmt.Errorf("%w: the recorded build %s (sha256 %s, from %s) is gone; pass --app with the same build, or another to compare", ErrNoBuild, exe, in.Manifest.App.SHA256, in.Manifest.App.Source)
+		}
+	}
+	if abs, err := filepath.Abs(exe); err == nil {
+		exe = abs
+	}
+	return &Session{opts: opts, in: in, exe: exe, name: in.Manifest.Instance}, nil
+}
+
+// Instance returns the instance being replayed.
+func (s *Session) Instance() *layout.Instance { return s.in }
+
+// App returns the executable the session replays with.
+func (s *Session) App() string { return s.exe }
+
+// Cursor returns where the session stands (nil before the first move).
+func (s *Session) Cursor() *Cursor { return s.cur }
+
+// Close stops the app.
+func (s *Session) Close() {
+	if s.run != nil {
+		s.run.close()
+		s.run = nil
+	}
+}
+
+// Goto moves the cursor to the state after record seq (0: before record 1
+// of the oldest checkpoint that allows it). Going forward continues the
+// running replay; going back starts again from the nearest checkpoint.
+func (s *Session) Goto(ctx context.Context, seq int64) (*Cursor, error) {
+	if seq < 0 {
+		return nil, fmt.Errorf("%w: record %d", ErrBadPoint, seq)
+	}
+	if s.run == nil || s.cur == nil || seq < s.cur.Seq {
+		if err := s.restart(ctx, seq); err != nil {
+			return nil, err
+		}
+	}
+	return s.advance(ctx, seq)
+}
+
+// Step moves the cursor by delta records (negative: back).
+func (s *Session) Step(ctx context.Context, delta int64) (*Cursor, error) {
+	if s.cur == nil {
+		return nil, errors.New("timetravel: step before the first goto")
+	}
+	return s.Goto(ctx, s.cur.Seq+delta)
+}
+
+// restart starts the app from the newest checkpoint at or before seq.
+func (s *Session) restart(ctx context.Context, seq int64) error {
+	s.Close()
+	ck, err := s.startCheckpoint(seq)
+	if err != nil {
+		return err
+	}
+	run, err := startApp(ctx, s.exe, s.name, s.opts.Env, s.opts.Stdout, s.opts.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := run.loadState(ck.State); err != nil {
+		run.close()
+		return err
+	}
+	s.run = run
+	s.cur = &Cursor{Seq: ck.NextSeq - 1, State: ck.State, From: ck.NextSeq}
+	s.startSeg = ck.Number
+	return nil
+}
+
+// startCheckpoint picks the checkpoint a replay to seq starts from.
+func (s *Session) startCheckpoint(seq int64) (*logfmt.Checkpoint, error) {
+	nums, err := s.in.Checkpoints()
+	if err != nil {
+		return nil, err
+	}
+	if s.opts.FromCheckpoint != 0 {
+		ck, err := s.in.ReadCheckpoint(s.opts.FromCheckpoint)
+		if err != nil {
+			return nil, fmt.Errorf("%w: checkpoint %d: %v (checkpoints present: %v)", ErrBadPoint, s.opts.FromCheckpoint, err, nums)
+		}
+		if seq < ck.NextSeq-1 {
+			return nil, fmt.Errorf("%w: record %d comes before checkpoint %d, which holds the state after record %d", ErrBadPoint, seq, ck.Number, ck.NextSeq-1)
+		}
+		return ck, nil
+	}
+	var oldest *logfmt.Checkpoint
+	for i := len(nums) - 1; i >= 0; i-- {
+		ck, err := s.in.ReadCheckpoint(nums[i])
+		if err != nil {
+			continue // a damaged checkpoint: an older one will do
+		}
+		if ck.NextSeq-1 <= seq {
+			return ck, nil
+		}
+		oldest = ck
+	}
+	if oldest == nil {
+		return nil, fmt.Errorf("timetravel: %s has no valid checkpoint to start a replay from", s.in.Dir)
+	}
+	return nil, fmt.Errorf("%w: record %d comes before the oldest checkpoint kept (%d, the state after record %d)", ErrBadPoint, seq, oldest.Number, oldest.NextSeq-1)
+}
+
+// advance feeds records after the cursor up to seq, then reads the state.
+func (s *Session) advance(ctx context.Context, seq int64) (*Cursor, error) {
+	from := s.cur.Seq + 1
+	next := &Cursor{Seq: s.cur.Seq, From: from, State: s.cur.State, Time: s.cur.Time, Record: s.cur.Record, Segment: s.cur.Segment, Offset: s.cur.Offset}
+	if seq > s.cur.Seq {
+		lr, err := s.in.NewLogReader(s.startSeg)
+		if err != nil {
+			return nil, err
+		}
+		defer lr.Close()
+		total := seq - s.cur.Seq
+		for next.Seq < seq {
+			rec, err := lr.Next()
+			if err == io.EOF {
+				return nil, fmt.Errorf("%w: record %d is past the end of the log (the last record is %d)", ErrBadPoint, seq, next.Seq)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if rec.Seq <= s.cur.Seq {
+				continue
+			}
+			if err := s.run.feed(rec); err != nil {
+				return nil, err
+			}
+			next.Seq = rec.Seq
+			if rec.Seq == seq {
+				c := *rec
+				c.Messages = append([]byte(nil), rec.Messages...)
+				c.Sources = append([]logfmt.Source(nil), rec.Sources...)
+				next.Record, next.Time = &c, rec.LoggedTime()
+				next.Segment, next.Offset = lr.Position()
+			}
+			if s.opts.Progress != nil {
+				s.opts.Progress(rec.Seq-s.cur.Seq, total)
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	state, sent, err := s.run.checkpoint(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	next.State, next.Sent = state, sent
+	s.cur = next
+	return next, nil
+}
