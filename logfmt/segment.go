@@ -210,3 +210,11 @@ func findValidRecord(b []byte, after int64) (int, bool) {
 	}
 	return 0, false
 }
+
+// ResumeSegmentReader returns a reader of segment h that starts at the
+// record boundary off (r must be positioned there), as if it had just read
+// the record with sequence number prev. An index of record offsets lets a
+// reader start anywhere without reading what comes before.
+func ResumeSegmentReader(r io.Reader, h SegmentHeader, off int64, prev int64) *SegmentReader {
+	return &SegmentReader{r: r, header: h, off: off, last: prev, buf: make([]byte, 0, 64<<10)}
+}

@@ -111,3 +111,51 @@ func lastSeq(in *layout.Instance) (int64, error) {
 		last = rec.Seq
 	}
 }
+
+// Resolve is Resolve through the index: no scan of the log.
+func (ix *Index) Resolve(p Point) (int64, error) {
+	switch p.Kind {
+	case PointCheckpoint:
+		c, err := ix.in.ReadCheckpoint(p.Checkpoint)
+		if err != nil {
+			have, _ := ix.in.Checkpoints()
+			return 0, fmt.Errorf("%w %s: cannot use checkpoint %d (%v); checkpoints present: %v", ErrBadPoint, p, p.Checkpoint, err, have)
+		}
+		seq := c.NextSeq - 1 + p.Offset
+		if seq > ix.Last() {
+			return 0, fmt.Errorf("%w %s: that is record %d, but the log ends at record %d", ErrBadPoint, p, seq, ix.Last())
+		}
+		return seq, nil
+	case PointSeq:
+		if _, ok, err := ix.Entry(p.Seq); err != nil {
+			return 0, err
+		} else if !ok {
+			if ix.Last() == 0 {
+				return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, ix.in.Dir)
+			}
+			return 0, fmt.Errorf("%w %s: the log holds records up to %d (oldest kept segment starts the history; 'ambr log %s' lists them)", ErrBadPoint, p, ix.Last(), ix.in.Dir)
+		}
+		return p.Seq, nil
+	case PointEnd:
+		if ix.Last() == 0 {
+			return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, ix.in.Dir)
+		}
+		return ix.Last(), nil
+	}
+	seq, err := ix.AtOrBefore(p.Time)
+	if err != nil {
+		return 0, err
+	}
+	if seq == 0 {
+		first, _, _ := ix.firstEntry()
+		return 0, fmt.Errorf("%w %s: no record was logged at or before that time; the first was logged at %s", ErrBadPoint, p, first.Time.Format(time.RFC3339Nano))
+	}
+	return seq, nil
+}
+
+func (ix *Index) firstEntry() (IndexEntry, bool, error) {
+	var first IndexEntry
+	found := false
+	err := ix.Range(0, ix.Last(), func(e IndexEntry) bool { first, found = e, true; return false })
+	return first, found, err
+}

@@ -2,6 +2,8 @@ package timetravel
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +33,15 @@ type Options struct {
 	Progress func(done, total int64)
 	// Env is added to the app's environment.
 	Env []string
+	// Index, if set, is the instance's time-travel cache: records are read
+	// from indexed offsets and replays start from the nearest snapshot of
+	// the app's state, taken every SnapshotEvery records (default 1024).
+	Index         *Index
+	SnapshotEvery int64
 }
+
+// MaxSent bounds the messages a Cursor keeps; SentTotal counts them all.
+const MaxSent = 10000
 
 // Cursor is where a session stands: the state after record Seq.
 type Cursor struct {
@@ -43,8 +53,9 @@ type Cursor struct {
 	State []byte
 	// From is the first record replayed to get here: Sent holds what the
 	// app sent while handling records From..Seq.
-	From int64
-	Sent []Sent
+	From      int64
+	Sent      []Sent
+	SentTotal int
 	// Record is record Seq itself (nil for the initial state).
 	Record *logfmt.Record
 	// Segment and Offset are where record Seq lies.
@@ -61,8 +72,9 @@ type Session struct {
 	in   *layout.Instance
 	exe  string
 	name string
-	run  *appRun
-	cur  *Cursor
+	run   *appRun
+	cur   *Cursor
+	build string // sha256 of the app executable: the key of its snapshots
 	// startSeg is the segment the running replay started in: records after
 	// the cursor are read from there.
 	startSeg uint64
@@ -90,7 +102,29 @@ func Open(opts Options) (*Session, error) {
 	if abs, err := filepath.Abs(exe); err == nil {
 		exe = abs
 	}
-	return &Session{opts: opts, in: in, exe: exe, name: in.Manifest.Instance}, nil
+	if opts.SnapshotEvery <= 0 {
+		opts.SnapshotEvery = 1024
+	}
+	s := &Session{opts: opts, in: in, exe: exe, name: in.Manifest.Instance}
+	if opts.Index != nil {
+		if s.build, err = fileSHA256(exe); err != nil {
+			return nil, fmt.Errorf("timetravel: hash %s: %w", exe, err)
+		}
+	}
+	return s, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Instance returns the instance being replayed.
@@ -140,16 +174,26 @@ func (s *Session) restart(ctx context.Context, seq int64) error {
 	if err != nil {
 		return err
 	}
+	startSeq, state := ck.NextSeq-1, ck.State
+	if s.opts.Index != nil && s.opts.FromCheckpoint == 0 {
+		at, snap, ok, err := s.opts.Index.Snapshot(s.build, seq)
+		if err != nil {
+			return err
+		}
+		if ok && at > startSeq {
+			startSeq, state = at, snap
+		}
+	}
 	run, err := startApp(ctx, s.exe, s.name, s.opts.Env, s.opts.Stdout, s.opts.Stderr)
 	if err != nil {
 		return err
 	}
-	if err := run.loadState(ck.State); err != nil {
+	if err := run.loadState(state); err != nil {
 		run.close()
 		return err
 	}
 	s.run = run
-	s.cur = &Cursor{Seq: ck.NextSeq - 1, State: ck.State, From: ck.NextSeq}
+	s.cur = &Cursor{Seq: startSeq, State: state, From: startSeq + 1}
 	s.startSeg = ck.Number
 	return nil
 }
@@ -192,7 +236,7 @@ func (s *Session) advance(ctx context.Context, seq int64) (*Cursor, error) {
 	from := s.cur.Seq + 1
 	next := &Cursor{Seq: s.cur.Seq, From: from, State: s.cur.State, Time: s.cur.Time, Record: s.cur.Record, Segment: s.cur.Segment, Offset: s.cur.Offset}
 	if seq > s.cur.Seq {
-		lr, err := s.in.NewLogReader(s.startSeg)
+		lr, err := s.logFrom(s.cur.Seq + 1)
 		if err != nil {
 			return nil, err
 		}
@@ -223,6 +267,17 @@ func (s *Session) advance(ctx context.Context, seq int64) (*Cursor, error) {
 			if s.opts.Progress != nil {
 				s.opts.Progress(rec.Seq-s.cur.Seq, total)
 			}
+			if ix := s.opts.Index; ix != nil && rec.Seq%s.opts.SnapshotEvery == 0 && rec.Seq < seq {
+				state, sent, err := s.run.checkpoint(ctx)
+				if err != nil {
+					s.Close()
+					return nil, err
+				}
+				next.addSent(sent)
+				if err := ix.PutSnapshot(s.build, rec.Seq, state); err != nil {
+					return nil, err
+				}
+			}
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -233,7 +288,30 @@ func (s *Session) advance(ctx context.Context, seq int64) (*Cursor, error) {
 		s.Close()
 		return nil, err
 	}
-	next.State, next.Sent = state, sent
+	next.State = state
+	next.addSent(sent)
 	s.cur = next
 	return next, nil
+}
+
+func (c *Cursor) addSent(sent []Sent) {
+	c.SentTotal += len(sent)
+	if room := MaxSent - len(c.Sent); room > 0 {
+		c.Sent = append(c.Sent, sent[:min(room, len(sent))]...)
+	}
+}
+
+// logFrom opens the log at record seq: at its indexed offset when the index
+// has it, else by reading from the replay's starting segment.
+func (s *Session) logFrom(seq int64) (*layout.LogReader, error) {
+	if ix := s.opts.Index; ix != nil {
+		e, ok, err := ix.Entry(seq)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return s.in.NewLogReaderAt(e.Segment, e.Offset, seq-1)
+		}
+	}
+	return s.in.NewLogReader(s.startSeg)
 }

@@ -26,6 +26,7 @@ type replayOptions struct {
 	app            string
 	json           bool
 	appOutput      bool
+	noCache        bool
 }
 
 func newReplayCmd(g *globals) *cobra.Command {
@@ -39,6 +40,11 @@ starts the app build, hands it the nearest checkpoint before P and the logged
 records up to P, collects what the app sends instead of sending it, then asks
 for the state. The instance's directory is never written; the instance may be
 running, or be a copy from another machine.
+
+An index of the log and snapshots of the state (every 1024 records) are kept
+in Badger under <home>/.timetravel, so later replays start from the nearest
+snapshot; it is a cache (delete it freely) and notices a log that grew or
+changed.
 
 The build is the one that made the history (the MANIFEST records it, kept
 under <home>/.bin by its hash); --app replays another (an executable, or a Go
@@ -72,6 +78,7 @@ Exit codes: 0 printed; 1 the replay failed (the app exited or misbehaved);
 	f.StringVar(&o.app, "app", "", "replay with this build (executable or Go package path) instead of the recorded one")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	f.BoolVar(&o.appOutput, "app-output", false, "show what the app prints while replaying (on stderr)")
+	f.BoolVar(&o.noCache, "no-cache", false, "do not use or build the time-travel index and snapshots under the home")
 	return cmd
 }
 
@@ -247,13 +254,25 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 			app = b.Path
 		}
 	}
-	seq, err := timetravel.Resolve(in, until)
+	bar := startProgress(g.stderr)
+	defer bar.close()
+	resolve := func(p timetravel.Point) (int64, error) { return timetravel.Resolve(in, p) }
+	var ix *timetravel.Index
+	if !o.noCache {
+		if ix, err = timetravel.OpenIndex(timetravel.CacheDir(g.Home(), in.Dir), in); err != nil {
+			return problemErrorf("%v", err)
+		}
+		defer ix.Close()
+		if err := ix.Update(func(n int64) { bar.set(n, max(n, ix.Last())) }); err != nil {
+			return problemErrorf("index the log: %v", err)
+		}
+		resolve = ix.Resolve
+	}
+	seq, err := resolve(until)
 	if err != nil {
 		return replayErr(err)
 	}
-	bar := startProgress(g.stderr)
-	defer bar.close()
-	opts := timetravel.Options{Dir: in.Dir, App: app, FromCheckpoint: o.fromCheckpoint, Progress: bar.set}
+	opts := timetravel.Options{Dir: in.Dir, App: app, FromCheckpoint: o.fromCheckpoint, Progress: bar.set, Index: ix}
 	if o.appOutput {
 		opts.Stdout, opts.Stderr = g.stderr, g.stderr
 	}
@@ -281,7 +300,7 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 		res.StateHex = hex.EncodeToString(cur.State)
 	}
 	if diffPoint != nil {
-		seq2, err := timetravel.Resolve(in, *diffPoint)
+		seq2, err := resolve(*diffPoint)
 		if err != nil {
 			return replayErr(err)
 		}

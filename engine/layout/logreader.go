@@ -41,6 +41,41 @@ func (in *Instance) NewLogReader(from uint64) (*LogReader, error) {
 	return lr, nil
 }
 
+// NewLogReaderAt opens the log at a known record boundary: segment seg at
+// byte offset off, where the record after prev starts (from an index).
+func (in *Instance) NewLogReaderAt(seg uint64, off int64, prev int64) (*LogReader, error) {
+	lr, err := in.NewLogReader(seg)
+	if err != nil {
+		return nil, err
+	}
+	if len(lr.segs) == 0 || lr.segs[0] != seg {
+		return nil, fmt.Errorf("%s: %w: segment %d is gone", in.SegmentPath(seg), logfmt.ErrCorrupt, seg)
+	}
+	path := in.SegmentPath(seg)
+	f, err := lr.fs.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open log segment: %w", err)
+	}
+	var hdr [logfmt.SegmentHeaderSize]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: read header: %w", path, err)
+	}
+	h, err := logfmt.ParseSegmentHeader(hdr[:])
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	lr.f, lr.seg, lr.last = f, seg, prev
+	lr.sr = logfmt.ResumeSegmentReader(io.NewSectionReader(f, off, st.Size()-off), h, off, prev)
+	return lr, nil
+}
+
 // Position is where the last record returned starts: its segment number and
 // byte offset.
 func (lr *LogReader) Position() (segment uint64, offset int64) { return lr.seg, lr.off }

@@ -1,0 +1,403 @@
+package debug
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/go-delve/delve/service/api"
+)
+
+// maxMatches bounds how many functions a name suffix or substring may match
+// before BreakFunction calls the name ambiguous.
+const maxMatches = 16
+
+var (
+	fileLineSpec = regexp.MustCompile(`^(.+\.go):(\d+)$`)
+	// closureName matches the names the compiler gives function literals:
+	// main.main.func1, main.main.func1.2, pkg.F[go.shape.int].func3.
+	closureName = regexp.MustCompile(`\.func\d+(\.\d+)*$`)
+)
+
+// Breakpoint is a breakpoint as set by a Session.
+type Breakpoint struct {
+	ID int
+	// Functions are the functions it stops in (several for a pattern that
+	// matched several functions, or a generic function's instantiations).
+	Functions []string
+	// File and Line are its (first) location.
+	File string
+	Line int
+	// Hits is how many times it was hit so far.
+	Hits int
+}
+
+// Break sets a breakpoint at spec: FILE.go:LINE as BreakLine takes it,
+// anything else as BreakFunction does.
+func (s *Session) Break(spec string) (int, error) {
+	if m := fileLineSpec.FindStringSubmatch(spec); m != nil {
+		line, err := strconv.Atoi(m[2])
+		if err != nil {
+			return 0, fmt.Errorf("debug: break %q: %w", spec, err)
+		}
+		return s.BreakLine(m[1], line)
+	}
+	return s.BreakFunction(spec)
+}
+
+// BreakLine sets a breakpoint at line of file. file may be any suffix of
+// the source file's path that names one file, e.g. "main.go",
+// "server/main.go" or an absolute path. A line inside a generic function
+// stops in every instantiation.
+func (s *Session) BreakLine(file string, line int) (int, error) {
+	spec := fmt.Sprintf("%s:%d", file, line)
+	if err := s.usable(); err != nil {
+		return 0, fmt.Errorf("debug: break %s: %w", spec, err)
+	}
+	locs, _, err := s.client.FindLocation(api.EvalScope{GoroutineID: -1}, spec, false, nil)
+	if err != nil {
+		return 0, fmt.Errorf("debug: break %s: %w", spec, err)
+	}
+	id, err := s.createBreakpoint(locs, spec)
+	if err != nil {
+		return 0, fmt.Errorf("debug: break %s: %w", spec, err)
+	}
+	return id, nil
+}
+
+// BreakFunction sets a breakpoint at the first line of the functions spec
+// names, one breakpoint over all of them. The first of these rules that
+// matches anything decides:
+//
+//  1. /REGEXP/: every function whose full name matches REGEXP (Delve's
+//     syntax), e.g. /^main\.main\.func/.
+//  2. A function literal named spec in its source: closures outside the
+//     standard library whose `func` keyword is on a line of the form
+//     `spec := func`, `spec = func`, `spec: func`, `"spec": func` or
+//     `"spec", func` — the last is a handler registered by method name, as
+//     in immortal.Handle(app, "Inc", func(ctx *immortal.Ctx, …) …), so that
+//     the method name of `ambr replay --break METHOD` stops in its handler.
+//     The source files must be readable at the paths the binary records.
+//  3. A function location as `dlv break` takes it: a full name (main.main,
+//     github.com/x/y.(*T).M, main.main.func1) or Delve's shorter forms that
+//     name one function (y.(*T).M, T.M, (*T).M, M, y.F). A generic function
+//     named without type arguments stops in all its instantiations.
+//  4. A suffix of the name at a '.' or '/' boundary, type arguments left
+//     out, outside the standard library: "func1", "main.func2",
+//     "Handle.func1" for main.Handle[go.shape.int,…].func1.
+//  5. A substring of the name, type arguments left out, outside the
+//     standard library: "Inc" for main.(*Counter).Inc.func1.
+//
+// Rules 4 and 5 fail as ambiguous beyond 16 functions. FILE.go:LINE is
+// refused here (use BreakLine or Break).
+func (s *Session) BreakFunction(spec string) (int, error) {
+	if err := s.usable(); err != nil {
+		return 0, fmt.Errorf("debug: break %q: %w", spec, err)
+	}
+	if spec == "" {
+		return 0, errors.New("debug: break: empty function name")
+	}
+	if fileLineSpec.MatchString(spec) {
+		return 0, fmt.Errorf("debug: break %q: a FILE:LINE, not a function; use BreakLine", spec)
+	}
+	locs, expr, err := s.findFunction(spec)
+	if err != nil {
+		return 0, fmt.Errorf("debug: break %q: %w", spec, err)
+	}
+	id, err := s.createBreakpoint(locs, expr)
+	if err != nil {
+		return 0, fmt.Errorf("debug: break %q: %w", spec, err)
+	}
+	return id, nil
+}
+
+// findFunction applies BreakFunction's rules to spec. expr is a location
+// expression Delve can re-evaluate to find the same functions again (when
+// the target is restarted from a `dlv connect` client), or "".
+func (s *Session) findFunction(spec string) (locs []api.Location, expr string, err error) {
+	scope := api.EvalScope{GoroutineID: -1}
+	if strings.HasPrefix(spec, "/") && strings.HasSuffix(spec, "/") && len(spec) > 1 {
+		locs, _, err := s.client.FindLocation(scope, spec, false, nil)
+		return locs, spec, err
+	}
+
+	std, err := s.stdPackages()
+	if err != nil {
+		return nil, "", err
+	}
+	if locs, err := s.namedClosures(spec, std); err != nil || len(locs) > 0 {
+		return locs, "", err
+	}
+
+	if locs, _, err := s.client.FindLocation(scope, spec, false, nil); err == nil && len(locs) > 0 {
+		return locs, spec, nil
+	}
+
+	all, err := s.client.ListFunctions("", 0)
+	if err != nil {
+		return nil, "", err
+	}
+	var suffix, substring []string
+	for _, fn := range all {
+		name := stripTypeArgs(fn)
+		if std[funcPackage(name)] {
+			continue
+		}
+		if hasNameSuffix(name, spec) {
+			suffix = append(suffix, fn)
+		}
+		if strings.Contains(name, spec) {
+			substring = append(substring, fn)
+		}
+	}
+	for _, names := range [][]string{suffix, substring} {
+		switch {
+		case len(names) == 0:
+			continue
+		case len(names) > maxMatches:
+			return nil, "", fmt.Errorf("ambiguous: %d functions match, e.g. %s; use a longer name or /REGEXP/",
+				len(names), strings.Join(names[:3], ", "))
+		}
+		locs, _, err := s.client.FindLocation(scope, exactNames(names), false, nil)
+		return locs, "", err
+	}
+	return nil, "", errors.New("no function matches (see BreakFunction for the rules; /REGEXP/ matches full names)")
+}
+
+// namedClosures finds the function literals outside the standard library
+// that the source names spec (rule 2 of BreakFunction).
+func (s *Session) namedClosures(spec string, std map[string]bool) ([]api.Location, error) {
+	if strings.ContainsAny(spec, "\"` \t\n") {
+		return nil, nil
+	}
+	q := regexp.QuoteMeta(spec)
+	var named *regexp.Regexp
+	if isIdent(spec) {
+		named = regexp.MustCompile(`(\b` + q + `\s*(:=|=|:)|"` + q + `"\s*[:,])\s*func\b`)
+	} else {
+		named = regexp.MustCompile(`"` + q + `"\s*[:,]\s*func\b`)
+	}
+
+	closures, _, err := s.client.FindLocation(api.EvalScope{GoroutineID: -1}, "/"+closureName.String()+"/", false, nil)
+	if err != nil {
+		if strings.Contains(err.Error(), "not found") { // no closures at all
+			return nil, nil
+		}
+		return nil, err
+	}
+	lines := sourceLines{}
+	var found []api.Location
+	for _, loc := range closures {
+		if loc.Function == nil || std[funcPackage(stripTypeArgs(loc.Function.Name()))] {
+			continue
+		}
+		// The entry PC is on the line of the func keyword; loc.Line is the
+		// first line of the body.
+		entry, _, err := s.client.FindLocation(api.EvalScope{GoroutineID: -1}, fmt.Sprintf("*%#x", loc.Function.Value), false, nil)
+		if err != nil || len(entry) == 0 {
+			continue
+		}
+		if named.MatchString(lines.line(entry[0].File, entry[0].Line)) {
+			found = append(found, loc)
+		}
+	}
+	return found, nil
+}
+
+// createBreakpoint sets one breakpoint at every PC of locs.
+func (s *Session) createBreakpoint(locs []api.Location, expr string) (int, error) {
+	var pcs []uint64
+	var funcs []string
+	for _, loc := range locs {
+		if len(loc.PCs) == 0 && loc.PC != 0 {
+			loc.PCs = []uint64{loc.PC}
+		}
+		pcs = append(pcs, loc.PCs...)
+		if loc.Function != nil {
+			funcs = append(funcs, loc.Function.Name())
+		}
+	}
+	slices.Sort(pcs)
+	pcs = slices.Compact(pcs)
+	if len(pcs) == 0 {
+		return 0, errors.New("no code at this location")
+	}
+	slices.Sort(funcs)
+	funcs = slices.Compact(funcs)
+	if len(locs) != 1 {
+		// Delve re-evaluates an expression only if it has one location.
+		expr = ""
+	}
+	bp, err := s.client.CreateBreakpointWithExpr(&api.Breakpoint{Addr: pcs[0], Addrs: pcs}, expr, nil, false)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	if s.bpFuncs == nil {
+		s.bpFuncs = map[int][]string{}
+	}
+	s.bpFuncs[bp.ID] = funcs
+	s.mu.Unlock()
+	return bp.ID, nil
+}
+
+// Breakpoints lists the breakpoints set, by this Session or by a client
+// attached to Addr.
+func (s *Session) Breakpoints() ([]Breakpoint, error) {
+	if err := s.usable(); err != nil {
+		return nil, fmt.Errorf("debug: breakpoints: %w", err)
+	}
+	bps, err := s.client.ListBreakpoints(false)
+	if err != nil {
+		return nil, fmt.Errorf("debug: breakpoints: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Breakpoint
+	for _, bp := range bps {
+		if bp.ID < 0 { // Delve's internal ones (unrecovered panic, fatal error)
+			continue
+		}
+		funcs := s.bpFuncs[bp.ID]
+		if funcs == nil && bp.FunctionName != "" {
+			funcs = []string{bp.FunctionName}
+		}
+		out = append(out, Breakpoint{ID: bp.ID, Functions: funcs, File: bp.File, Line: bp.Line, Hits: int(bp.TotalHitCount)})
+	}
+	return out, nil
+}
+
+// Clear removes breakpoint id.
+func (s *Session) Clear(id int) error {
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("debug: clear breakpoint %d: %w", id, err)
+	}
+	if _, err := s.client.ClearBreakpoint(id); err != nil {
+		return fmt.Errorf("debug: clear breakpoint %d: %w", id, err)
+	}
+	s.mu.Lock()
+	delete(s.bpFuncs, id)
+	s.mu.Unlock()
+	return nil
+}
+
+// stdPackages is the set of the target's standard library packages: those
+// whose source directory is in the GOROOT the runtime was built from.
+func (s *Session) stdPackages() (map[string]bool, error) {
+	pkgs, err := s.client.ListPackagesBuildInfo("", false)
+	if err != nil {
+		return nil, err
+	}
+	goroot := ""
+	for _, p := range pkgs {
+		if p.ImportPath == "runtime" {
+			goroot = filepath.Dir(p.DirectoryPath) + string(filepath.Separator)
+		}
+	}
+	std := map[string]bool{}
+	for _, p := range pkgs {
+		if goroot != "" && strings.HasPrefix(p.DirectoryPath, goroot) {
+			std[p.ImportPath] = true
+		}
+	}
+	for _, p := range []string{"runtime", "internal", "type", "go"} { // compiler-generated names
+		std[p] = true
+	}
+	return std, nil
+}
+
+// exactNames is a Delve regexp location that matches exactly names.
+func exactNames(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		// Delve's location parser ends the regexp at an unescaped '/'.
+		quoted[i] = strings.ReplaceAll(regexp.QuoteMeta(n), "/", `\/`)
+	}
+	return "/^(?:" + strings.Join(quoted, "|") + ")$/"
+}
+
+// stripTypeArgs removes the bracketed type arguments from a function name:
+// main.F[go.shape.int].func1 becomes main.F.func1.
+func stripTypeArgs(name string) string {
+	if !strings.Contains(name, "[") {
+		return name
+	}
+	var b strings.Builder
+	depth := 0
+	for _, r := range name {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// funcPackage is the import path of the package of a function name without
+// type arguments: github.com/x/y.(*T).M is in github.com/x/y.
+func funcPackage(name string) string {
+	slash := strings.LastIndexByte(name, '/')
+	dot := strings.IndexByte(name[slash+1:], '.')
+	if dot < 0 {
+		return name
+	}
+	return name[:slash+1+dot]
+}
+
+// hasNameSuffix reports whether name ends with suffix at a boundary of its
+// parts.
+func hasNameSuffix(name, suffix string) bool {
+	if !strings.HasSuffix(name, suffix) {
+		return false
+	}
+	if len(name) == len(suffix) {
+		return true
+	}
+	switch name[len(name)-len(suffix)-1] {
+	case '.', '/':
+		return true
+	}
+	return strings.HasPrefix(suffix, ".") || strings.HasPrefix(suffix, "(")
+}
+
+func isIdent(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || unicode.IsLetter(r) || i > 0 && unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// sourceLines reads lines of source files, each file once.
+type sourceLines map[string][]string
+
+func (sl sourceLines) line(file string, n int) string {
+	lines, ok := sl[file]
+	if !ok {
+		if f, err := os.Open(file); err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				lines = append(lines, sc.Text())
+			}
+			f.Close()
+		}
+		sl[file] = lines
+	}
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	return lines[n-1]
+}

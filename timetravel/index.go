@@ -1,0 +1,397 @@
+package timetravel
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/ambr-dev/ambr/engine/immortal"
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// Index is the time-travel cache of one instance, kept in Badger under the
+// home (never in the instance's directory): for every record its place in
+// the log, logged time and a one-line summary, and snapshots of the app's
+// state every few records, per app build. It is a cache: deleting it loses
+// nothing. It notices a log that has grown (and indexes the rest) and one
+// that has changed or shrunk (and starts over).
+//
+//	key                          value
+//	m                            meta: JSON of what was indexed (segments, sizes, last record)
+//	r ‖ be64(seq)                segment u64 ‖ offset i64 ‖ logged time i64 ‖ size u32 ‖ summary
+//	s ‖ build sha256 ‖ be64(seq) the app's state after record seq, replayed with that build
+type Index struct {
+	db *badger.DB
+	in *layout.Instance
+	m  indexMeta
+}
+
+// IndexFormat is the version of the index layout; a cache of another version
+// is rebuilt.
+const IndexFormat = 1
+
+type indexMeta struct {
+	Format   int                  `json:"format"`
+	Dir      string               `json:"dir"`
+	Segments map[uint64]*segIndex `json:"segments"`
+	Last     int64                `json:"last"`
+}
+
+// segIndex is how far a segment is indexed: its size then, where its last
+// indexed record starts and ends, and that record's sequence number.
+type segIndex struct {
+	Size    int64 `json:"size"`
+	LastOff int64 `json:"last_off"`
+	End     int64 `json:"end"`
+	LastSeq int64 `json:"last_seq"`
+}
+
+// IndexEntry is what the index knows about one record.
+type IndexEntry struct {
+	Seq     int64
+	Segment uint64
+	Offset  int64
+	Time    time.Time
+	Size    int
+	// Summary is one line: sender, kind and method of each message.
+	Summary string
+}
+
+// CacheDir is where the index of the instance in dir lives under home.
+func CacheDir(home, dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(home, ".timetravel", filepath.Base(abs)+"-"+hex.EncodeToString(sum[:6]))
+}
+
+// OpenIndex opens (or creates) the index in cacheDir for in.
+func OpenIndex(cacheDir string, in *layout.Instance) (*Index, error) {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("timetravel: index: %w", err)
+	}
+	opts := badger.DefaultOptions(cacheDir).WithLogger(nil).WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).WithValueLogFileSize(64 << 20).WithBlockCacheSize(32 << 20).WithIndexCacheSize(16 << 20)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("timetravel: open index in %s (delete it if it is damaged: it is only a cache): %w", cacheDir, err)
+	}
+	ix := &Index{db: db, in: in}
+	if err := ix.loadMeta(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+// Close closes the index.
+func (ix *Index) Close() error { return ix.db.Close() }
+
+func (ix *Index) loadMeta() error {
+	ix.m = indexMeta{Format: IndexFormat, Dir: ix.in.Dir, Segments: map[uint64]*segIndex{}}
+	return ix.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get([]byte("m"))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error {
+			var m indexMeta
+			if json.Unmarshal(v, &m) == nil && m.Format == IndexFormat && m.Segments != nil {
+				ix.m = m
+			}
+			return nil
+		})
+	})
+}
+
+// Last returns the last indexed record (0 if none).
+func (ix *Index) Last() int64 { return ix.m.Last }
+
+// Update brings the index up to date with the log: it indexes records
+// appended since, or starts over when the log changed under it. progress,
+// if set, is called with the number of records indexed so far.
+func (ix *Index) Update(progress func(n int64)) error {
+	segs, err := ix.in.Segments()
+	if err != nil {
+		return err
+	}
+	if !ix.stillValid(segs) {
+		if err := ix.db.DropAll(); err != nil {
+			return fmt.Errorf("timetravel: reset index: %w", err)
+		}
+		ix.m = indexMeta{Format: IndexFormat, Dir: ix.in.Dir, Segments: map[uint64]*segIndex{}}
+	}
+	// Resume after the last indexed record, or from the first segment.
+	var lr *layout.LogReader
+	if ix.m.Last > 0 {
+		seg, si := ix.lastSegment()
+		lr, err = ix.in.NewLogReaderAt(seg, si.End, si.LastSeq)
+	} else {
+		lr, err = ix.in.NewLogReader(0)
+	}
+	if err != nil {
+		return err
+	}
+	defer lr.Close()
+	wb := ix.db.NewWriteBatch()
+	defer wb.Cancel()
+	var n int64
+	for {
+		rec, err := lr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		seg, off := lr.Position()
+		size := rec.EncodedSize()
+		v := make([]byte, 0, 32+64)
+		v = binary.BigEndian.AppendUint64(v, seg)
+		v = binary.BigEndian.AppendUint64(v, uint64(off))
+		v = binary.BigEndian.AppendUint64(v, uint64(rec.Time))
+		v = binary.BigEndian.AppendUint32(v, uint32(size))
+		v = append(v, summarize(rec)...)
+		if err := wb.Set(recordKey(rec.Seq), v); err != nil {
+			return fmt.Errorf("timetravel: index: %w", err)
+		}
+		si := ix.m.Segments[seg]
+		if si == nil {
+			si = &segIndex{}
+			ix.m.Segments[seg] = si
+		}
+		si.LastOff, si.End, si.LastSeq = off, off+int64(size), rec.Seq
+		ix.m.Last = rec.Seq
+		n++
+		if progress != nil && n%4096 == 0 {
+			progress(n)
+		}
+	}
+	for s, si := range ix.m.Segments {
+		if st, err := os.Stat(ix.in.SegmentPath(s)); err == nil {
+			si.Size = st.Size()
+		}
+	}
+	meta, _ := json.Marshal(ix.m)
+	if err := wb.Set([]byte("m"), meta); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("timetravel: index: %w", err)
+	}
+	if progress != nil {
+		progress(n)
+	}
+	return nil
+}
+
+// stillValid checks that what was indexed is still in the log as it was:
+// every indexed segment is there, no smaller, and its last indexed record is
+// still the same record.
+func (ix *Index) stillValid(present []uint64) bool {
+	if ix.m.Dir != ix.in.Dir && ix.m.Last > 0 {
+		return false
+	}
+	have := map[uint64]bool{}
+	for _, s := range present {
+		have[s] = true
+	}
+	for s, si := range ix.m.Segments {
+		if !have[s] {
+			return false
+		}
+		st, err := os.Stat(ix.in.SegmentPath(s))
+		if err != nil || st.Size() < si.End {
+			return false
+		}
+		lr, err := ix.in.NewLogReaderAt(s, si.LastOff, si.LastSeq-1)
+		if err != nil {
+			return false
+		}
+		rec, err := lr.Next()
+		ok := err == nil && rec.Seq == si.LastSeq
+		lr.Close()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (ix *Index) lastSegment() (uint64, *segIndex) {
+	keys := make([]uint64, 0, len(ix.m.Segments))
+	for s := range ix.m.Segments {
+		keys = append(keys, s)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	s := keys[len(keys)-1]
+	return s, ix.m.Segments[s]
+}
+
+func recordKey(seq int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("r"), uint64(seq))
+}
+
+// summarize is a one-line description of a record's messages.
+func summarize(rec *logfmt.Record) string {
+	var parts []string
+	src, left := 0, uint32(0)
+	if len(rec.Sources) > 0 {
+		left = rec.Sources[0].Count
+	}
+	it := logfmt.NewMessageIter(rec.Messages)
+	for m, ok := it.Next(); ok; m, ok = it.Next() {
+		for left == 0 && src+1 < len(rec.Sources) {
+			src++
+			left = rec.Sources[src].Count
+		}
+		left--
+		from := ""
+		if src < len(rec.Sources) {
+			from = rec.Sources[src].Peer
+		}
+		desc := m.Type.String()
+		if m.Type == logfmt.TypeRPC {
+			r, err := logfmt.ParseRPC(m.Data)
+			if err == nil {
+				desc = strings.ToLower(r.Kind.String())
+				if name, result, _, ok := immortal.DecodeArgs(r.Args, r.Reserved); ok {
+					if result {
+						name = "result"
+					}
+					desc += " " + name
+				} else {
+					desc += fmt.Sprintf(" method %d", r.MethodID)
+				}
+			}
+		}
+		parts = append(parts, from+" "+desc)
+		if len(parts) == 8 {
+			parts = append(parts, "…")
+			break
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Entry returns what the index knows about record seq.
+func (ix *Index) Entry(seq int64) (IndexEntry, bool, error) {
+	var e IndexEntry
+	found := false
+	err := ix.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(recordKey(seq))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error {
+			if len(v) < 28 {
+				return fmt.Errorf("timetravel: index entry of record %d is damaged (delete the cache)", seq)
+			}
+			e = IndexEntry{Seq: seq, Segment: binary.BigEndian.Uint64(v), Offset: int64(binary.BigEndian.Uint64(v[8:])),
+				Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))).UTC(), Size: int(binary.BigEndian.Uint32(v[24:])), Summary: string(v[28:])}
+			found = true
+			return nil
+		})
+	})
+	return e, found, err
+}
+
+// Range calls f for records from..to in order (a page of the log view).
+func (ix *Index) Range(from, to int64, f func(IndexEntry) bool) error {
+	return ix.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte("r")})
+		defer it.Close()
+		for it.Seek(recordKey(from)); it.Valid(); it.Next() {
+			seq := int64(binary.BigEndian.Uint64(it.Item().Key()[1:]))
+			if seq > to {
+				return nil
+			}
+			var e IndexEntry
+			err := it.Item().Value(func(v []byte) error {
+				e = IndexEntry{Seq: seq, Segment: binary.BigEndian.Uint64(v), Offset: int64(binary.BigEndian.Uint64(v[8:])),
+					Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))).UTC(), Size: int(binary.BigEndian.Uint32(v[24:])), Summary: string(v[28:])}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if !f(e) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// AtOrBefore returns the last record logged at or before t (0 if none),
+// by binary search over the records' logged times.
+func (ix *Index) AtOrBefore(t time.Time) (int64, error) {
+	lo, hi := int64(1), ix.m.Last
+	ans := int64(0)
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		e, ok, err := ix.Entry(mid)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			// Below the oldest kept record.
+			lo = mid + 1
+			continue
+		}
+		if e.Time.After(t) {
+			hi = mid - 1
+		} else {
+			ans, lo = mid, mid+1
+		}
+	}
+	return ans, nil
+}
+
+func snapKey(build string, seq int64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte("s"), build...), uint64(seq))
+}
+
+// Snapshot returns the newest snapshot of build's state at or before seq.
+func (ix *Index) Snapshot(build string, seq int64) (at int64, state []byte, ok bool, err error) {
+	err = ix.db.View(func(txn *badger.Txn) error {
+		prefix := append([]byte("s"), build...)
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+		defer it.Close()
+		it.Seek(snapKey(build, seq))
+		if !it.Valid() {
+			return nil
+		}
+		k := it.Item().Key()
+		at = int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+		state, err = it.Item().ValueCopy(nil)
+		ok = err == nil
+		return err
+	})
+	return at, state, ok, err
+}
+
+// PutSnapshot stores build's state after record seq.
+func (ix *Index) PutSnapshot(build string, seq int64, state []byte) error {
+	return ix.db.Update(func(txn *badger.Txn) error { return txn.Set(snapKey(build, seq), state) })
+}
