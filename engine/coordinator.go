@@ -333,9 +333,13 @@ func (v *conversation) handle(e event) error {
 		v.core.PeerAcked(e.peerAck, e.seq)
 	case e.peerHello != nil:
 		in := e.peerHello
-		if old := v.inlinks[in.from]; old != nil && old != in {
+		if old := v.inlinks[in.from]; old != nil && old != in && v.core.AcceptingPeers() {
 			old.queue.close()
 			old.conn.Close()
+		}
+		if !v.core.AcceptingPeers() {
+			e.reply <- -1 // not yet: the sender retries
+			return nil
 		}
 		v.inlinks[in.from] = in
 		e.reply <- v.core.ExpectFrom(in.from)
@@ -509,18 +513,27 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 }
 
 // retention decides which files a retention of keep checkpoints drops once
-// checkpoint newest is durable: checkpoints older than the keep-th newest,
-// and the segments before it. It returns the first segment kept.
+// checkpoint newest is durable: checkpoints older than the keep-th newest
+// valid one, damaged ones among them, and the segments before it. Only
+// checkpoints that read back valid count as kept, so a torn file left by a
+// crash never stands in for the fallback. It returns the first segment kept.
 func retention(fsys vfs.FS, logDir string, newest uint64, keep int) (uint64, []string) {
 	ckpts, err := layout.ListCheckpoints(fsys, logDir)
 	if err != nil {
 		return 1, nil
 	}
 	var kept []uint64
+	invalid := map[uint64]bool{}
 	for i := len(ckpts) - 1; i >= 0 && len(kept) < keep; i-- {
-		if ckpts[i] <= newest {
-			kept = append(kept, ckpts[i])
+		n := ckpts[i]
+		if n > newest {
+			continue
 		}
+		if _, err := layout.ReadCheckpointFile(fsys, filepath.Join(logDir, layout.CheckpointName(n))); err != nil {
+			invalid[n] = true
+			continue
+		}
+		kept = append(kept, n)
 	}
 	if len(kept) < keep {
 		return 1, nil
@@ -528,7 +541,7 @@ func retention(fsys vfs.FS, logDir string, newest uint64, keep int) (uint64, []s
 	oldest := kept[len(kept)-1]
 	var drop []string
 	for _, n := range ckpts {
-		if n < oldest {
+		if n < oldest || (invalid[n] && n < newest) {
 			drop = append(drop, layout.CheckpointName(n))
 		}
 	}

@@ -209,7 +209,10 @@ type Core struct {
 	// sealedWM is inWM as of the last sealed record: what a checkpoint may
 	// claim is logged before its NextSeq (the open record comes after it).
 	sealedWM map[string]int64
-	outs     map[string]*outStream
+	// durableWM is inWM as of the last durable record: what a receiver may
+	// tell a (re)connecting sender it has logged.
+	durableWM map[string]int64
+	outs      map[string]*outStream
 	// marks says, per sealed record not yet durable, the last sequence
 	// number of each sender it holds, so LogDurable can acknowledge what is
 	// durable: to the own output stream, and to peers.
@@ -244,7 +247,7 @@ func NewCore(cfg CoreConfig) *Core {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Core{cfg: cfg, inWM: map[string]int64{}, sealedWM: map[string]int64{}, outs: map[string]*outStream{}, openMarks: map[string]int64{},
+	return &Core{cfg: cfg, inWM: map[string]int64{}, sealedWM: map[string]int64{}, durableWM: map[string]int64{}, outs: map[string]*outStream{}, openMarks: map[string]int64{},
 		connected: map[string]bool{}, known: map[string]bool{}}
 }
 
@@ -283,6 +286,7 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 	for _, w := range ck.Inputs {
 		c.inWM[w.Peer] = w.Seq
 		c.sealedWM[w.Peer] = w.Seq
+		c.durableWM[w.Peer] = w.Seq
 	}
 	for _, o := range ck.Outputs {
 		s := &outStream{lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
@@ -312,6 +316,7 @@ func (c *Core) ReplayRecord(rec *logfmt.Record) error {
 		if last := s.LastSeq(); last > c.inWM[s.Peer] {
 			c.inWM[s.Peer] = last
 			c.sealedWM[s.Peer] = last
+			c.durableWM[s.Peer] = last
 		}
 	}
 	c.expects = append(c.expects, expectation{seq: rec.Seq, count: rec.OutCount, digest: rec.OutDigest})
@@ -401,6 +406,11 @@ func (c *Core) appRPC(data []byte) error {
 			c.appendInput(c.cfg.Name, 0, logfmt.AppendMessage(nil, logfmt.TypeRPC, body))
 			return nil
 		}
+		// An impulse to another instance would take a sequence number of
+		// the stream to it that a replay never makes again, shifting every
+		// later message: refused until impulses get a stream of their own.
+		c.ready.Warnings = append(c.ready.Warnings, fmt.Sprintf("refused an impulse (method %d) to %s: impulses to other instances are not supported yet; send the impulse to this instance and fork from its handler", o.MethodID, dest))
+		return nil
 	}
 	digestDest := o.Dest
 	if self {
@@ -420,7 +430,7 @@ func (c *Core) appRPC(data []byte) error {
 	}
 	if self {
 		s.lastSeq++
-		if s.lastSeq <= c.loggedSelf {
+		if c.phase == phaseRecovering && s.lastSeq <= c.loggedSelf {
 			// A replayed self-call that the durable log already holds: it is
 			// acknowledged, which keeps the buffer exactly (acked, last].
 			s.ack(s.lastSeq)
@@ -552,6 +562,17 @@ func (c *Core) appCheckpoint(state []byte) error {
 		c.heldCheckpoint = ck
 		return nil
 	case phaseRecovering:
+		// Every point the log recorded must have been reached by now: the
+		// app answered after handling all replayed records.
+		if len(c.expects) > 0 {
+			e := c.expects[len(c.expects)-1]
+			msg := fmt.Sprintf("nondeterminism: the replay produced %d outgoing messages, but the log recorded %d by record %d: the app did not do what it did when the records were first processed", c.outCount, e.count, e.seq)
+			if c.cfg.Nondeterminism == NondeterminismStop {
+				c.ready.Fatal = fmt.Errorf("%s (stopping; run with nondeterminism policy \"warn\" to continue anyway)", msg)
+			} else {
+				c.ready.Warnings = append(c.ready.Warnings, msg)
+			}
+		}
 		c.phase = phaseLive
 		c.expects = nil
 	}
@@ -568,6 +589,9 @@ func (c *Core) LogDurable(seq int64) {
 	acks := map[string]int64{}
 	for i < len(c.marks) && c.marks[i].record <= seq {
 		for peer, last := range c.marks[i].last {
+			if last > c.durableWM[peer] {
+				c.durableWM[peer] = last
+			}
 			if peer == c.cfg.Name {
 				if s := c.outs[c.cfg.Name]; s != nil {
 					s.ack(last)
@@ -579,6 +603,9 @@ func (c *Core) LogDurable(seq int64) {
 		i++
 	}
 	c.marks = c.marks[i:]
+	if c.firstStartGate {
+		return // no acks before the instance exists for good (none are expected)
+	}
 	for _, p := range sortedKeys(acks) {
 		c.ready.PeerAcks = append(c.ready.PeerAcks, PeerAck{Peer: p, Seq: acks[p]})
 	}
@@ -602,8 +629,19 @@ func (c *Core) needPeer(dest string) {
 }
 
 // ExpectFrom returns the next sequence number this instance wants from
-// sender: what a receiver says when a sender (re)connects.
-func (c *Core) ExpectFrom(sender string) int64 { return c.inWM[sender] + 1 }
+// sender: what a receiver says when a sender (re)connects. It counts only
+// durably logged messages, because the sender drops everything before it:
+// messages logged but not yet synced are sent again and dropped here as
+// duplicates.
+func (c *Core) ExpectFrom(sender string) int64 { return c.durableWM[sender] + 1 }
+
+// AcceptingPeers reports whether messages from other instances may be
+// logged: not before the first start is complete (the first checkpoint
+// durable), so that nothing is acknowledged for an instance that a crash
+// would make start over, and the InitialMessage is its first input.
+func (c *Core) AcceptingPeers() bool {
+	return c.phase != phaseIdle && c.phase != phaseFirstStart && !c.firstStartGate
+}
 
 // PeerMessage handles a message from another instance's coordinator: a
 // framed RPC in delivery form with the sender's sequence number. A message
@@ -612,6 +650,9 @@ func (c *Core) ExpectFrom(sender string) int64 { return c.inWM[sender] + 1 }
 func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 	if from == c.cfg.Name {
 		return fmt.Errorf("peer message from %q, which is this instance", from)
+	}
+	if !c.AcceptingPeers() {
+		return fmt.Errorf("peer message from %s before this instance's first start is complete", from)
 	}
 	w := c.inWM[from]
 	switch {
@@ -636,6 +677,15 @@ func (c *Core) PeerConnected(dest string, expect int64) {
 	}
 	s.ack(expect - 1)
 	c.connected[dest] = true
+	// Sends queued for the previous connection would go out ahead of the
+	// resend on this one: drop them; the resend covers them.
+	kept := c.ready.PeerSends[:0]
+	for _, ps := range c.ready.PeerSends {
+		if ps.Peer != dest {
+			kept = append(kept, ps)
+		}
+	}
+	c.ready.PeerSends = kept
 	for _, m := range s.unacked {
 		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: m.seq, Msg: m.data})
 	}

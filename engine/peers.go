@@ -285,6 +285,10 @@ func (v *conversation) serveInbound(conn net.Conn) {
 	case <-v.done:
 		return
 	}
+	if expect < 0 {
+		_, _ = conn.Write(logfmt.AppendPeerReject(nil, fmt.Sprintf("%s is not ready: its first start is not complete", v.c.opts.Name)))
+		return
+	}
 	if _, err := conn.Write(logfmt.AppendPeerSeq(nil, logfmt.PeerWelcome, expect)); err != nil {
 		return
 	}

@@ -264,3 +264,33 @@ func dumpInstance(fsys vfs.FS) string {
 	}
 	return b.String()
 }
+
+// TestRetentionSkipsTornCheckpoint (found in review): with Retain 2, a torn
+// checkpoint left by a crash must not count as one of the two kept, or the
+// last good fallback is deleted.
+func TestRetentionSkipsTornCheckpoint(t *testing.T) {
+	const target = 40
+	mem := vfs.NewMem()
+	opts := Options{SegmentSize: 200, Retain: 2}
+	for i := 0; i < 3; i++ {
+		if err := runRawOpts(t, mem, newRawApp(target), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, _ := layout.Open(mem, testDir)
+	ckpts, _ := in.Checkpoints()
+	// A crash while the next checkpoint was being written leaves a torn file.
+	good := readAll(t, mem, in.CheckpointPath(in.Manifest.Checkpoint))
+	writeAll(t, mem, in.CheckpointPath(ckpts[len(ckpts)-1]+1), good[:len(good)/2])
+	if err := runRawOpts(t, mem, newRawApp(target), opts); err != nil {
+		t.Fatal(err)
+	}
+	in, _ = layout.Open(mem, testDir)
+	path := in.CheckpointPath(in.Manifest.Checkpoint)
+	b := readAll(t, mem, path)
+	b[len(b)-3] ^= 1
+	writeAll(t, mem, path, b)
+	if err := runRawOpts(t, mem, newRawApp(target), opts); err != nil {
+		t.Fatalf("newest checkpoint damaged, and no fallback was kept: %v", err)
+	}
+}

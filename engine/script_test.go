@@ -344,12 +344,12 @@ func (w *world) deliver(from, to *node, limit int) {
 		return
 	}
 	for _, s := range msgs[:limit] {
-		before := to.core.ExpectFrom(from.name)
+		before := to.core.inWM[from.name]
 		if err := to.core.PeerMessage(from.name, s.Seq, s.Msg); err != nil {
 			w.printf("%s→%s #%d rejected: %v\n", from.name, to.name, s.Seq, err)
 			continue
 		}
-		if to.core.ExpectFrom(from.name) == before {
+		if to.core.inWM[from.name] == before {
 			w.printf("%s→%s #%d: a duplicate, dropped\n", from.name, to.name, s.Seq)
 		} else {
 			w.printf("%s→%s #%d delivered\n", from.name, to.name, s.Seq)

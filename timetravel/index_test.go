@@ -111,3 +111,5 @@ func TestIndexSnapshots(t *testing.T) {
 		t.Fatalf("after the change, goto 1500: from %d, %v", c.From, err)
 	}
 }
+
+func layoutOpen(dir string) (*layout.Instance, error) { return layout.Open(vfs.Default(), dir) }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -128,16 +127,25 @@ func (s *Session) findFunction(spec string) (locs []api.Location, expr string, e
 		return locs, spec, err
 	}
 
-	std, err := s.stdPackages()
-	if err != nil {
-		return nil, "", err
-	}
-	if locs, err := s.namedClosures(spec, std); err != nil || len(locs) > 0 {
+	if locs, err := s.namedClosures(spec); err != nil || len(locs) > 0 {
 		return locs, "", err
 	}
 
-	if locs, _, err := s.client.FindLocation(scope, spec, false, nil); err == nil && len(locs) > 0 {
-		return locs, spec, nil
+	if locs, _, err := s.client.FindLocation(scope, spec, false, nil); err == nil {
+		var user, std []api.Location
+		for _, loc := range locs {
+			if loc.Function != nil && !s.code.isUser(loc.Function.Name()) {
+				std = append(std, loc)
+			} else {
+				user = append(user, loc)
+			}
+		}
+		switch {
+		case len(user) > 0:
+			return user, spec, nil
+		case len(std) > 0 && strings.ContainsAny(spec, "./"):
+			return std, spec, nil
+		}
 	}
 
 	all, err := s.client.ListFunctions("", 0)
@@ -146,10 +154,10 @@ func (s *Session) findFunction(spec string) (locs []api.Location, expr string, e
 	}
 	var suffix, substring []string
 	for _, fn := range all {
-		name := stripTypeArgs(fn)
-		if std[funcPackage(name)] {
+		if !s.code.isUser(fn) {
 			continue
 		}
+		name := stripTypeArgs(fn)
 		if hasNameSuffix(name, spec) {
 			suffix = append(suffix, fn)
 		}
@@ -171,18 +179,18 @@ func (s *Session) findFunction(spec string) (locs []api.Location, expr string, e
 	return nil, "", errors.New("no function matches (see BreakFunction for the rules; /REGEXP/ matches full names)")
 }
 
-// namedClosures finds the function literals outside the standard library
-// that the source names spec (rule 2 of BreakFunction).
-func (s *Session) namedClosures(spec string, std map[string]bool) ([]api.Location, error) {
+// namedClosures finds the function literals in user code that the source
+// names spec (rule 2 of BreakFunction).
+func (s *Session) namedClosures(spec string) ([]api.Location, error) {
 	if strings.ContainsAny(spec, "\"` \t\n") {
 		return nil, nil
 	}
 	q := regexp.QuoteMeta(spec)
 	var named *regexp.Regexp
 	if isIdent(spec) {
-		named = regexp.MustCompile(`(\b` + q + `\s*(:=|=|:)|"` + q + `"\s*[:,])\s*func\b`)
+		named = regexp.MustCompile(`(\b` + q + `\s*(:=|=|:)|"` + q + `"\s*[:,])\s*func\s*\(`)
 	} else {
-		named = regexp.MustCompile(`"` + q + `"\s*[:,]\s*func\b`)
+		named = regexp.MustCompile(`"` + q + `"\s*[:,]\s*func\s*\(`)
 	}
 
 	closures, _, err := s.client.FindLocation(api.EvalScope{GoroutineID: -1}, "/"+closureName.String()+"/", false, nil)
@@ -192,19 +200,13 @@ func (s *Session) namedClosures(spec string, std map[string]bool) ([]api.Locatio
 		}
 		return nil, err
 	}
-	lines := sourceLines{}
+	src := sourceLines{}
 	var found []api.Location
 	for _, loc := range closures {
-		if loc.Function == nil || std[funcPackage(stripTypeArgs(loc.Function.Name()))] {
+		if loc.Function == nil || !s.code.isUser(loc.Function.Name()) {
 			continue
 		}
-		// The entry PC is on the line of the func keyword; loc.Line is the
-		// first line of the body.
-		entry, _, err := s.client.FindLocation(api.EvalScope{GoroutineID: -1}, fmt.Sprintf("*%#x", loc.Function.Value), false, nil)
-		if err != nil || len(entry) == 0 {
-			continue
-		}
-		if named.MatchString(lines.line(entry[0].File, entry[0].Line)) {
+		if named.MatchString(src.funcLine(loc.File, loc.Line)) {
 			found = append(found, loc)
 		}
 	}
@@ -249,7 +251,7 @@ func (s *Session) createBreakpoint(locs []api.Location, expr string) (int, error
 }
 
 // Breakpoints lists the breakpoints set, by this Session or by a client
-// attached to Addr.
+// attached to Addr, by ID.
 func (s *Session) Breakpoints() ([]Breakpoint, error) {
 	if err := s.usable(); err != nil {
 		return nil, fmt.Errorf("debug: breakpoints: %w", err)
@@ -271,6 +273,7 @@ func (s *Session) Breakpoints() ([]Breakpoint, error) {
 		}
 		out = append(out, Breakpoint{ID: bp.ID, Functions: funcs, File: bp.File, Line: bp.Line, Hits: int(bp.TotalHitCount)})
 	}
+	slices.SortFunc(out, func(a, b Breakpoint) int { return a.ID - b.ID })
 	return out, nil
 }
 
@@ -286,31 +289,6 @@ func (s *Session) Clear(id int) error {
 	delete(s.bpFuncs, id)
 	s.mu.Unlock()
 	return nil
-}
-
-// stdPackages is the set of the target's standard library packages: those
-// whose source directory is in the GOROOT the runtime was built from.
-func (s *Session) stdPackages() (map[string]bool, error) {
-	pkgs, err := s.client.ListPackagesBuildInfo("", false)
-	if err != nil {
-		return nil, err
-	}
-	goroot := ""
-	for _, p := range pkgs {
-		if p.ImportPath == "runtime" {
-			goroot = filepath.Dir(p.DirectoryPath) + string(filepath.Separator)
-		}
-	}
-	std := map[string]bool{}
-	for _, p := range pkgs {
-		if goroot != "" && strings.HasPrefix(p.DirectoryPath, goroot) {
-			std[p.ImportPath] = true
-		}
-	}
-	for _, p := range []string{"runtime", "internal", "type", "go"} { // compiler-generated names
-		std[p] = true
-	}
-	return std, nil
 }
 
 // exactNames is a Delve regexp location that matches exactly names.
@@ -383,7 +361,18 @@ func isIdent(s string) bool {
 // sourceLines reads lines of source files, each file once.
 type sourceLines map[string][]string
 
-func (sl sourceLines) line(file string, n int) string {
+// maxSignatureLines is how far above the first line of a function
+// literal's body funcLine looks for its func keyword.
+const maxSignatureLines = 8
+
+var funcKeyword = regexp.MustCompile(`\bfunc\s*\(`)
+
+// funcLine is the line that holds the func keyword of the function literal
+// whose body starts at line n of file: the nearest line at or above n that
+// has one. Delve has the body's first line, not the literal's; a
+// signature spread over several lines is allowed for. "" if the file
+// cannot be read.
+func (sl sourceLines) funcLine(file string, n int) string {
 	lines, ok := sl[file]
 	if !ok {
 		if f, err := os.Open(file); err == nil {
@@ -396,8 +385,10 @@ func (sl sourceLines) line(file string, n int) string {
 		}
 		sl[file] = lines
 	}
-	if n < 1 || n > len(lines) {
-		return ""
+	for i := min(n, len(lines)); i >= 1 && i > n-maxSignatureLines; i-- {
+		if funcKeyword.MatchString(lines[i-1]) {
+			return lines[i-1]
+		}
 	}
-	return lines[n-1]
+	return ""
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +46,7 @@ type Session struct {
 	client *rpc2.RPCClient
 	addr   string
 	pid    int
+	code   userCode
 
 	outputs    []*os.File // read ends of the target's stdout and stderr pipes
 	outputDone sync.WaitGroup
@@ -77,10 +80,10 @@ type Stop struct {
 	// Goroutine is the ID of the goroutine that stopped, 0 if the thread
 	// that stopped was not running one.
 	Goroutine int
-	// Args and Locals are the arguments (results included, named ~r0, ~r1…
-	// when unnamed) and the local variables visible at Line in the innermost
-	// frame, in Delve's order, read with LoadConfig. Variables captured by
-	// a closure are among its locals.
+	// Args and Locals are the arguments (with named results; unnamed ones,
+	// ~r0, ~r1…, are left out: Eval reads them) and the local variables
+	// visible at Line in the innermost frame, in Delve's order, read with
+	// LoadConfig. Variables captured by a closure are among its locals.
 	Args, Locals []Var
 }
 
@@ -119,7 +122,7 @@ func Start(ctx context.Context, exe string, args, env []string, stdout, stderr i
 		return nil, fmt.Errorf("debug: start %s: %w", exe, err)
 	}
 
-	s := &Session{goroutine: -1}
+	s := &Session{goroutine: -1, code: readUserCode(path)}
 	stdoutRedirect, err := s.redirect(stdout)
 	if err != nil {
 		return nil, fmt.Errorf("debug: start %s: stdout: %w", exe, err)
@@ -316,6 +319,10 @@ func (s *Session) stop(state *api.DebuggerState) (*Stop, error) {
 	scope := api.EvalScope{GoroutineID: gid}
 	args, err := s.client.ListFunctionArgs(scope, LoadConfig)
 	if err == nil {
+		// Unnamed results hold garbage until the function returns.
+		args = slices.DeleteFunc(args, func(v api.Variable) bool {
+			return v.Flags&api.VariableReturnArgument != 0 && strings.HasPrefix(v.Name, "~")
+		})
 		stop.Args = vars(args)
 		var locals []api.Variable
 		locals, err = s.client.ListLocalVariables(scope, LoadConfig)

@@ -6,7 +6,9 @@
 // main dials its own server and sends "Inc 1", "Inc 2", "Inc 3"; each
 // request goes through the generic wrapper, the "Inc" handler and the
 // handle closure, which adds n to state.count and returns the new count.
-// The lines marked "// break:NAME" are looked up by the tests.
+// The lines marked "// break:NAME" are where the tests expect to stop: a
+// breakpoint on a closure stops on the line of its func keyword, where
+// Delve puts the end of its prologue.
 package main
 
 import (
@@ -55,13 +57,13 @@ func Handle[S, A, R any](app *App[S], method string, fn func(ctx *Ctx, s *S, arg
 func main() {
 	app := &App[state]{state: state{name: "counter"}, handlers: map[string]func(*Ctx, *state, string) (string, error){}}
 	calls := 0
-	handle := func(n int, s *state) int {
-		s.count += n // break:handle
+	handle := func(n int, s *state) int { // break:handle
+		s.count += n
 		calls++
 		return s.count
 	}
-	Handle(app, "Inc", func(ctx *Ctx, s *state, n int) (int, error) {
-		seq := ctx.Seq // break:Inc
+	Handle(app, "Inc", func(ctx *Ctx, s *state, n int) (int, error) { // break:Inc
+		seq := ctx.Seq
 		_ = seq
 		return handle(n, s), nil
 	})
