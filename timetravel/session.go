@@ -68,10 +68,10 @@ type Cursor struct {
 // forward costs one record; going back starts the app again from the
 // nearest checkpoint before the target.
 type Session struct {
-	opts Options
-	in   *layout.Instance
-	exe  string
-	name string
+	opts  Options
+	in    *layout.Instance
+	exe   string
+	name  string
 	run   *appRun
 	cur   *Cursor
 	build string // sha256 of the app executable: the key of its snapshots
