@@ -71,28 +71,33 @@ func (s *Session) BreakLine(file string, line int) (int, error) {
 	return id, nil
 }
 
-// BreakFunction sets a breakpoint at the first line of the functions spec
-// names, one breakpoint over all of them. The first of these rules that
-// matches anything decides:
+// BreakFunction sets one breakpoint at the entry of all the functions spec
+// names (after the prologue: for a function literal, on the line of its func
+// keyword). "User code" below is package main and the modules the binary's
+// build information lists (its main module and dependencies), not the
+// standard library. The first of these rules that matches anything decides:
 //
 //  1. /REGEXP/: every function whose full name matches REGEXP (Delve's
 //     syntax), e.g. /^main\.main\.func/.
-//  2. A function literal named spec in its source: closures outside the
-//     standard library whose `func` keyword is on a line of the form
-//     `spec := func`, `spec = func`, `spec: func`, `"spec": func` or
-//     `"spec", func` — the last is a handler registered by method name, as
-//     in immortal.Handle(app, "Inc", func(ctx *immortal.Ctx, …) …), so that
-//     the method name of `ambr replay --break METHOD` stops in its handler.
-//     The source files must be readable at the paths the binary records.
+//  2. A function literal in user code that its source names spec: its func
+//     keyword is on a line of the form `spec := func(`, `spec = func(`,
+//     `spec: func(`, `"spec": func(` or `"spec", func(`. The last is a
+//     handler registered by method name, immortal.Handle(app, "Inc",
+//     func(ctx *immortal.Ctx, …) …), so `ambr replay --break Inc` stops in
+//     the handler of Inc. The source must be readable at the paths recorded
+//     in the binary.
 //  3. A function location as `dlv break` takes it: a full name (main.main,
-//     github.com/x/y.(*T).M, main.main.func1) or Delve's shorter forms that
-//     name one function (y.(*T).M, T.M, (*T).M, M, y.F). A generic function
-//     named without type arguments stops in all its instantiations.
-//  4. A suffix of the name at a '.' or '/' boundary, type arguments left
-//     out, outside the standard library: "func1", "main.func2",
-//     "Handle.func1" for main.Handle[go.shape.int,…].func1.
-//  5. A substring of the name, type arguments left out, outside the
-//     standard library: "Inc" for main.(*Counter).Inc.func1.
+//     github.com/x/y.(*T).M, main.main.func1) or Delve's shorter forms
+//     (y.(*T).M, T.M, (*T).M, M, y.F). A generic function named without
+//     type arguments stops in all its instantiations. Of Delve's matches,
+//     those in user code are kept; standard library ones only if there are
+//     none and spec is qualified (fmt.Println, not Println), so "handle"
+//     does not land in runtime.(*immortalWeakHandle).handle.
+//  4. A suffix of the names of user code, type arguments left out, at a
+//     '.' or '/': "func1", "main.func2", "Handle.func1" for
+//     main.Handle[go.shape.int,…].func1.
+//  5. A substring of the names of user code, type arguments left out:
+//     "Inc" for main.(*Counter).Inc.func1.
 //
 // Rules 4 and 5 fail as ambiguous beyond 16 functions. FILE.go:LINE is
 // refused here (use BreakLine or Break).
@@ -176,11 +181,13 @@ func (s *Session) findFunction(spec string) (locs []api.Location, expr string, e
 		locs, _, err := s.client.FindLocation(scope, exactNames(names), false, nil)
 		return locs, "", err
 	}
-	return nil, "", errors.New("no function matches (see BreakFunction for the rules; /REGEXP/ matches full names)")
+	return nil, "", errors.New("no function of the program matches (qualify standard library functions, e.g. fmt.Println; /REGEXP/ matches every full name)")
 }
 
 // namedClosures finds the function literals in user code that the source
-// names spec (rule 2 of BreakFunction).
+// names spec (rule 2 of BreakFunction). Delve has no declaration line for
+// a function, so the func keyword is looked for in the source, at or above
+// the line where the literal's code starts.
 func (s *Session) namedClosures(spec string) ([]api.Location, error) {
 	if strings.ContainsAny(spec, "\"` \t\n") {
 		return nil, nil

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -85,13 +84,13 @@ func (b *syncBuffer) String() string {
 // start runs the test program under the debugger, skipping the test if
 // the environment does not allow debugging, and detaches at the end of the
 // test, checking that the target is gone and no goroutine leaked.
-func start(t *testing.T, ctx context.Context, env []string, stdout *syncBuffer) *Session {
+func start(t *testing.T, ctx context.Context, args, env []string, stdout *syncBuffer) *Session {
 	t.Helper()
 	if stdout == nil {
 		stdout = &syncBuffer{}
 	}
 	var stderr syncBuffer
-	s, err := Start(ctx, progExe, nil, env, stdout, &stderr)
+	s, err := Start(ctx, progExe, args, env, stdout, &stderr)
 	if err != nil {
 		if strings.Contains(err.Error(), "operation not permitted") {
 			t.Skipf("the debugger cannot trace processes here (ptrace denied, e.g. by seccomp or kernel.yama.ptrace_scope=3): %v", err)
@@ -113,13 +112,13 @@ func start(t *testing.T, ctx context.Context, env []string, stdout *syncBuffer) 
 	return s
 }
 
-// alive reports whether process pid exists (and is not a zombie).
+// alive reports whether process pid exists and is not a zombie.
 func alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return syscall.Kill(pid, 0) == nil && !errors.Is(err, os.ErrNotExist)
+		return false
 	}
-	// pid (comm) STATE ...
+	// pid (comm) STATE …
 	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
 }
@@ -188,7 +187,7 @@ func wantAt(t *testing.T, stop *Stop, marker string, bp int) {
 // the next hit and lets the program finish.
 func TestHandleClosure(t *testing.T) {
 	stdout := &syncBuffer{}
-	s := start(t, context.Background(), []string{"PROG_GREETING=hello from env"}, stdout)
+	s := start(t, context.Background(), nil, []string{"PROG_GREETING=hello from env"}, stdout)
 
 	bp, err := s.BreakFunction("handle")
 	if err != nil {
@@ -239,7 +238,7 @@ func TestHandleClosure(t *testing.T) {
 // FILE:LINE) and in the handler registered as "Inc" (by method name), and
 // reads their shape-typed and captured variables.
 func TestGenericHandler(t *testing.T) {
-	s := start(t, context.Background(), nil, nil)
+	s := start(t, context.Background(), nil, nil, nil)
 	generic, err := s.Break(fmt.Sprintf("prog/main.go:%d", progLines()["generic"]))
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +283,7 @@ func TestGenericHandler(t *testing.T) {
 // TestDlvConnect attaches a second client, as `dlv connect ADDR` does, to
 // the headless server while the Session is stopped at a breakpoint.
 func TestDlvConnect(t *testing.T) {
-	s := start(t, context.Background(), nil, nil)
+	s := start(t, context.Background(), nil, nil, nil)
 	bp, err := s.BreakFunction("handle")
 	if err != nil {
 		t.Fatal(err)
@@ -336,23 +335,26 @@ func TestDlvConnect(t *testing.T) {
 
 // TestBreakFunctionRules resolves specs by each of BreakFunction's rules.
 func TestBreakFunctionRules(t *testing.T) {
-	s := start(t, context.Background(), nil, nil)
+	s := start(t, context.Background(), nil, nil, nil)
+	// The one instantiation of Handle: App[state], int arguments and results.
+	const handle = "main.Handle[go.shape.struct { main.count int; main.name string },go.shape.int,go.shape.int]"
 	for _, tc := range []struct {
+		rule string
 		spec string
 		want string // the functions, comma-separated, or "error: …"
 	}{
-		{`/^main\.serve$/`, "main.serve"},      // 1: regexp
-		{"handle", "main.main.func1"},          // 2: named closure
-		{"Inc", "main.main.func2"},             // 2: registered handler
-		{"main.main.func1", "main.main.func1"}, // 3: Delve
-		{"main.serve", "main.serve"},           // 3: Delve
-		{"serve", "main.serve"},                // 3: Delve, short form
-		{"main.Handle", "main.Handle[go.shape.struct { main.count int; main.name string },go.shape.int,go.shape.int]"},        // 3: generic
-		{"Handle.func1", "main.Handle[go.shape.struct { main.count int; main.name string },go.shape.int,go.shape.int].func1"}, // 4: suffix
-		{"in.gowrap", "main.main.gowrap1"},               // 5: substring
-		{"nosuchfunction", "error: no function matches"}, // nothing
-		{"func1", "main.Handle[go.shape.struct { main.count int; main.name string },go.shape.int,go.shape.int].func1,main.main.func1"}, // 3: Delve, outside the standard library
-		{"main.go:10", "error: a FILE:LINE, not a function"},                                                                           // refused
+		{"1 regexp", `/^main\.serve$/`, "main.serve"},
+		{"2 closure variable", "handle", "main.main.func1"},
+		{"2 registered handler", "Inc", "main.main.func2"},
+		{"3 Delve, full name", "main.main.func1", "main.main.func1"},
+		{"3 Delve, full name", "main.serve", "main.serve"},
+		{"3 Delve, short name", "serve", "main.serve"},
+		{"3 Delve, generic", "main.Handle", handle},
+		{"3 Delve, user code only", "func1", handle + ".func1,main.main.func1"},
+		{"4 suffix", "Handle.func1", handle + ".func1"},
+		{"5 substring", "in.gowrap", "main.main.gowrap1"},
+		{"no match", "nosuchfunction", "error: no function of the program matches"},
+		{"not a function", "main.go:10", "error: a FILE:LINE, not a function"},
 	} {
 		id, err := s.BreakFunction(tc.spec)
 		var got string
@@ -376,7 +378,7 @@ func TestBreakFunctionRules(t *testing.T) {
 			continue
 		}
 		if got != tc.want {
-			t.Errorf("BreakFunction(%q) → %s, want %s", tc.spec, got, tc.want)
+			t.Errorf("rule %s: BreakFunction(%q) → %s, want %s", tc.rule, tc.spec, got, tc.want)
 		}
 	}
 }
@@ -385,7 +387,7 @@ func TestBreakFunctionRules(t *testing.T) {
 // session and the target.
 func TestStartContextKills(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := start(t, ctx, nil, nil)
+	s := start(t, ctx, nil, nil, nil)
 	cancel()
 	deadline := time.Now().Add(10 * time.Second)
 	for alive(s.Pid()) && time.Now().Before(deadline) {
@@ -397,6 +399,64 @@ func TestStartContextKills(t *testing.T) {
 	if _, err := s.Continue(); err == nil {
 		t.Error("Continue after the context was cancelled: no error")
 	}
+}
+
+// TestHalt stops a target that never hits a breakpoint when the context of
+// ContinueContext ends, continues it again, and detaches while it runs.
+func TestHalt(t *testing.T) {
+	stdout := &syncBuffer{}
+	s := start(t, context.Background(), []string{"-hang"}, nil, stdout)
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		stop, err := s.ContinueContext(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || stop == nil || stop.Exited {
+			t.Fatalf("ContinueContext: %+v, %v; want a halted stop and DeadlineExceeded", stop, err)
+		}
+		t.Logf("halted at %s:%d in %s, goroutine %d", filepath.Base(stop.File), stop.Line, stop.Function, stop.Goroutine)
+	}
+	if got := stdout.String(); !strings.Contains(got, "count=6") {
+		t.Errorf("target stdout %q: the program did not get to its end", got)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Continue()
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Detach(true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Continue interrupted by Detach: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Continue still running 10s after Detach")
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	for _, tc := range []struct {
+		exe  string
+		env  []string
+		want string
+	}{
+		{filepath.Join(t.TempDir(), "missing"), nil, "no such file or directory"},
+		{progExe, []string{"NOEQUALS"}, `environment entry "NOEQUALS" is not KEY=VALUE`},
+		{"/etc/passwd", nil, "could not launch process"},
+	} {
+		s, err := Start(context.Background(), tc.exe, nil, tc.env, nil, nil)
+		if err == nil {
+			s.Detach(true)
+			t.Errorf("Start(%s, env %q): no error", tc.exe, tc.env)
+		} else if !strings.HasPrefix(err.Error(), "debug: start ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Start(%s, env %q): %v, want %q", tc.exe, tc.env, err, tc.want)
+		}
+	}
+	goleak.VerifyNone(t)
 }
 
 func TestBuildDebugError(t *testing.T) {

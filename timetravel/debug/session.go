@@ -21,11 +21,8 @@ import (
 	"github.com/go-delve/delve/service/rpccommon"
 )
 
-// LoadConfig is how much of a variable a Stop or Eval reads: pointers are
-// followed, nested values are read two levels deep, strings up to 256
-// bytes, slices, arrays and maps up to 64 elements, all struct fields. What
-// is left out shows as "..." (or "(more)") in Var.Value.
-var LoadConfig = api.LoadConfig{
+// loadConfig is how much of a variable a Stop or Eval reads (see Var).
+var loadConfig = api.LoadConfig{
 	FollowPointers:     true,
 	MaxVariableRecurse: 2,
 	MaxStringLen:       256,
@@ -50,11 +47,11 @@ type Session struct {
 
 	outputs    []*os.File // read ends of the target's stdout and stderr pipes
 	outputDone sync.WaitGroup
-	stopCtx    func() bool // unregisters the context.AfterFunc of Start
 
 	mu        sync.Mutex
-	goroutine int64 // goroutine of the last Stop; -1: the current thread's
-	running   bool  // a Continue is under way
+	stopCtx   func() bool // unregisters the context.AfterFunc of Start
+	goroutine int64       // goroutine of the last Stop; -1: the current thread's
+	running   bool        // a Continue is under way
 	detached  bool
 	bpFuncs   map[int][]string // breakpoint ID → the functions it was set in
 
@@ -82,8 +79,8 @@ type Stop struct {
 	Goroutine int
 	// Args and Locals are the arguments (with named results; unnamed ones,
 	// ~r0, ~r1…, are left out: Eval reads them) and the local variables
-	// visible at Line in the innermost frame, in Delve's order, read with
-	// LoadConfig. Variables captured by a closure are among its locals.
+	// visible at Line in the innermost frame, in Delve's order. Variables
+	// captured by a closure are among its locals.
 	Args, Locals []Var
 }
 
@@ -94,7 +91,10 @@ type Var struct {
 	Type string
 	// Value is the value as Delve's `print` shows it on one line, e.g.
 	// `*main.state {count: 1, name: "counter"}`; a value that cannot be read
-	// shows the reason, e.g. "(unreadable …)".
+	// shows the reason, e.g. "(unreadable …)". Pointers are followed; nested
+	// values are read two levels deep, strings up to 256 bytes, slices,
+	// arrays and maps up to 64 elements, and what is left out shows as
+	// "...", "(more)" or "+N more".
 	Value string
 }
 
@@ -123,27 +123,33 @@ func Start(ctx context.Context, exe string, args, env []string, stdout, stderr i
 	}
 
 	s := &Session{goroutine: -1, code: readUserCode(path)}
+	// Until Delve has them, the files for the target's output are ours to
+	// close.
+	var handed []*os.File
+	fail := func(err error) (*Session, error) {
+		for _, f := range handed {
+			f.Close()
+		}
+		s.closeOutputs()
+		return nil, fmt.Errorf("debug: start %s: %w", exe, err)
+	}
 	stdoutRedirect, err := s.redirect(stdout)
 	if err != nil {
-		return nil, fmt.Errorf("debug: start %s: stdout: %w", exe, err)
+		return fail(fmt.Errorf("stdout: %w", err))
 	}
+	handed = append(handed, stdoutRedirect.File)
 	stderrRedirect, err := s.redirect(stderr)
 	if err != nil {
-		stdoutRedirect.File.Close()
-		s.closeOutputs()
-		return nil, fmt.Errorf("debug: start %s: stderr: %w", exe, err)
+		return fail(fmt.Errorf("stderr: %w", err))
 	}
+	handed = append(handed, stderrRedirect.File)
 
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		stdoutRedirect.File.Close()
-		stderrRedirect.File.Close()
-		s.closeOutputs()
-		return nil, fmt.Errorf("debug: start %s: headless server: %w", exe, err)
+		return fail(fmt.Errorf("headless server: %w", err))
 	}
 	ln := &acceptListener{Listener: tcp}
 	s.addr = tcp.Addr().String()
-
 	s.server = rpccommon.NewServer(&service.Config{
 		Listener:           ln,
 		ProcessArgs:        append([]string{path}, args...),
@@ -158,15 +164,11 @@ func Start(ctx context.Context, exe string, args, env []string, stdout, stderr i
 			Stderr:         stderrRedirect,
 		},
 	})
-	// Run launches the target (Delve closes the redirect files once the
-	// target has them) and starts accepting connections.
+	// Run launches the target, which closes the output files once the
+	// target has them (closing them again is harmless), and starts serving.
 	if err := withEnv(env, s.server.Run); err != nil {
-		// Delve did not get as far as closing them if the launch failed early.
-		stdoutRedirect.File.Close()
-		stderrRedirect.File.Close()
 		ln.Close()
-		s.closeOutputs()
-		return nil, fmt.Errorf("debug: start %s: %w", exe, err)
+		return fail(err)
 	}
 	defer func() {
 		if err != nil {
@@ -184,7 +186,9 @@ func Start(ctx context.Context, exe string, args, env []string, stdout, stderr i
 		return nil, fmt.Errorf("debug: start %s: %w", exe, err)
 	}
 	s.pid = state.Pid
+	s.mu.Lock() // the AfterFunc may run at once
 	s.stopCtx = context.AfterFunc(ctx, func() { s.Detach(true) })
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -203,7 +207,7 @@ func (s *Session) redirect(w io.Writer) (proc.OutputRedirect, error) {
 	s.outputDone.Add(1)
 	go func() {
 		defer s.outputDone.Done()
-		io.Copy(w, r) //nolint:errcheck // the target's output is best effort
+		_, _ = io.Copy(w, r) // the target's output is best effort
 	}()
 	return proc.OutputRedirect{File: pw}, nil
 }
@@ -272,6 +276,9 @@ func (s *Session) ContinueContext(ctx context.Context) (*Stop, error) {
 	}
 	s.setRunning(false)
 	halted := !halt() && ctx.Err() != nil
+	if err := s.usable(); err != nil { // Detach halted the target
+		return nil, fmt.Errorf("debug: continue: %w", err)
+	}
 	if last == nil {
 		return nil, errors.New("debug: continue: no state from the debugger")
 	}
@@ -317,7 +324,7 @@ func (s *Session) stop(state *api.DebuggerState) (*Stop, error) {
 	s.setGoroutine(gid)
 
 	scope := api.EvalScope{GoroutineID: gid}
-	args, err := s.client.ListFunctionArgs(scope, LoadConfig)
+	args, err := s.client.ListFunctionArgs(scope, loadConfig)
 	if err == nil {
 		// Unnamed results hold garbage until the function returns.
 		args = slices.DeleteFunc(args, func(v api.Variable) bool {
@@ -325,7 +332,7 @@ func (s *Session) stop(state *api.DebuggerState) (*Stop, error) {
 		})
 		stop.Args = vars(args)
 		var locals []api.Variable
-		locals, err = s.client.ListLocalVariables(scope, LoadConfig)
+		locals, err = s.client.ListLocalVariables(scope, loadConfig)
 		stop.Locals = vars(locals)
 	}
 	// Where the target was halted (in the runtime, say) there may be no
@@ -373,7 +380,7 @@ func (s *Session) Eval(expr string) (Var, error) {
 	s.mu.Lock()
 	gid := s.goroutine
 	s.mu.Unlock()
-	v, err := s.client.EvalVariable(api.EvalScope{GoroutineID: gid}, expr, LoadConfig)
+	v, err := s.client.EvalVariable(api.EvalScope{GoroutineID: gid}, expr, loadConfig)
 	if err != nil {
 		return Var{}, fmt.Errorf("debug: eval %q: %w", expr, err)
 	}
@@ -403,9 +410,10 @@ func (s *Session) Detach(kill bool) error {
 	s.detachOnce.Do(func() {
 		s.mu.Lock()
 		s.detached = true
+		stopCtx := s.stopCtx
 		s.mu.Unlock()
-		if s.stopCtx != nil {
-			s.stopCtx()
+		if stopCtx != nil {
+			stopCtx()
 		}
 		// Stop halts a running target, detaches from it, killing it (forced
 		// for a launched target), and closes the listener.

@@ -6,6 +6,8 @@
 // main dials its own server and sends "Inc 1", "Inc 2", "Inc 3"; each
 // request goes through the generic wrapper, the "Inc" handler and the
 // handle closure, which adds n to state.count and returns the new count.
+// With -hang it does not exit after that.
+//
 // The lines marked "// break:NAME" are where the tests expect to stop: a
 // breakpoint on a closure stops on the line of its func keyword, where
 // Delve puts the end of its prologue.
@@ -18,6 +20,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 )
 
 type state struct {
@@ -93,6 +96,11 @@ func main() {
 	conn.Close()
 	<-done
 	fmt.Printf("count=%d calls=%d %s\n", app.state.count, calls, os.Getenv("PROG_GREETING"))
+	if len(os.Args) > 1 && os.Args[1] == "-hang" {
+		for {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // serve answers the requests of the first connection on ln, one line
