@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/logfmt"
 )
 
 // ErrBadPoint marks points that do not name a place in this instance's
@@ -158,4 +159,28 @@ func (ix *Index) firstEntry() (IndexEntry, bool, error) {
 	found := false
 	err := ix.Range(0, ix.Last(), func(e IndexEntry) bool { first, found = e, true; return false })
 	return first, found, err
+}
+
+// RecordAt reads record seq of in's log.
+func RecordAt(in *layout.Instance, seq int64) (*logfmt.Record, error) {
+	lr, err := in.NewLogReader(0)
+	if err != nil {
+		return nil, err
+	}
+	defer lr.Close()
+	for {
+		rec, err := lr.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: there is no record %d", ErrBadPoint, seq)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rec.Seq == seq {
+			c := *rec
+			c.Messages = append([]byte(nil), rec.Messages...)
+			c.Sources = append([]logfmt.Source(nil), rec.Sources...)
+			return &c, nil
+		}
+	}
 }

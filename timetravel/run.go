@@ -2,7 +2,6 @@ package timetravel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,8 +24,34 @@ type Sent struct {
 // appRun is an app process driven by a substitute coordinator: the "repro"
 // conversation of app-protocol.md — a checkpoint, then logged records, and,
 // to read the state, TakeCheckpoint. It never becomes primary.
+// Process is a running app started by a Launch function.
+type Process interface {
+	Wait() error
+	Kill() error
+}
+
+// LaunchFunc starts exe with env added to the environment. The default runs
+// it as a plain child process; a debugger can run it instead.
+type LaunchFunc func(ctx context.Context, exe string, env []string, stdout, stderr io.Writer) (Process, error)
+
+type execProcess struct{ cmd *exec.Cmd }
+
+func (p execProcess) Wait() error { return p.cmd.Wait() }
+func (p execProcess) Kill() error { return p.cmd.Process.Kill() }
+
+// ExecLaunch runs the app as a child process.
+func ExecLaunch(ctx context.Context, exe string, env []string, stdout, stderr io.Writer) (Process, error) {
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return execProcess{cmd}, nil
+}
+
 type appRun struct {
-	cmd       *exec.Cmd
+	proc      Process
 	listener  *engine.TCPListener
 	conn      engine.AppConn
 	committer int32
@@ -43,7 +68,7 @@ type appMsg struct {
 
 // startApp starts exe as the app of instance name and waits for it to
 // connect.
-func startApp(ctx context.Context, exe, name string, env []string, stdout, stderr io.Writer) (*appRun, error) {
+func startApp(ctx context.Context, launch LaunchFunc, exe, name string, env []string, stdout, stderr io.Writer) (*appRun, error) {
 	if _, err := os.Stat(exe); err != nil {
 		return nil, fmt.Errorf("timetravel: app %s: %w", exe, err)
 	}
@@ -52,21 +77,22 @@ func startApp(ctx context.Context, exe, name string, env []string, stdout, stder
 		return nil, fmt.Errorf("timetravel: %w", err)
 	}
 	r := &appRun{listener: l, committer: 1, msgs: make(chan appMsg, 256), exited: make(chan error, 1)}
-	cmd := exec.Command(exe)
-	cmd.Env = append(append(os.Environ(), env...), append(l.Env(), engine.EnvInstance+"="+name)...)
 	if stdout == nil {
 		stdout = io.Discard
 	}
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
+	if launch == nil {
+		launch = ExecLaunch
+	}
+	proc, err := launch(ctx, exe, append(append([]string(nil), env...), append(l.Env(), engine.EnvInstance+"="+name)...), stdout, stderr)
+	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("timetravel: start app %s: %w", exe, err)
 	}
-	r.cmd = cmd
-	go func() { r.exited <- cmd.Wait() }()
+	r.proc = proc
+	go func() { r.exited <- proc.Wait() }()
 	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	type accepted struct {
@@ -190,8 +216,8 @@ func (r *appRun) close() {
 	if r.conn.Recv != nil {
 		r.conn.Close()
 	}
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
+	if r.proc != nil {
+		_ = r.proc.Kill()
 		select {
 		case <-r.exited:
 		case <-time.After(5 * time.Second):
@@ -199,5 +225,3 @@ func (r *appRun) close() {
 	}
 	r.listener.Close()
 }
-
-var errClosed = errors.New("timetravel: session closed")

@@ -38,6 +38,8 @@ type Options struct {
 	// the app's state, taken every SnapshotEvery records (default 1024).
 	Index         *Index
 	SnapshotEvery int64
+	// Launch starts the app (default: a child process).
+	Launch LaunchFunc
 }
 
 // MaxSent bounds the messages a Cursor keeps; SentTotal counts them all.
@@ -184,7 +186,7 @@ func (s *Session) restart(ctx context.Context, seq int64) error {
 			startSeq, state = at, snap
 		}
 	}
-	run, err := startApp(ctx, s.exe, s.name, s.opts.Env, s.opts.Stdout, s.opts.Stderr)
+	run, err := startApp(ctx, s.opts.Launch, s.exe, s.name, s.opts.Env, s.opts.Stdout, s.opts.Stderr)
 	if err != nil {
 		return err
 	}
@@ -314,4 +316,38 @@ func (s *Session) logFrom(seq int64) (*layout.LogReader, error) {
 		}
 	}
 	return s.in.NewLogReader(s.startSeg)
+}
+
+// Deliver hands the app the record after the cursor without asking for its
+// state: for a debugger that stops in the record's handler. The session is
+// then only good for Close.
+func (s *Session) Deliver(ctx context.Context) (*logfmt.Record, error) {
+	if s.run == nil || s.cur == nil {
+		return nil, errors.New("timetravel: deliver before the first goto")
+	}
+	lr, err := s.logFrom(s.cur.Seq + 1)
+	if err != nil {
+		return nil, err
+	}
+	defer lr.Close()
+	for {
+		rec, err := lr.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: there is no record after %d", ErrBadPoint, s.cur.Seq)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rec.Seq <= s.cur.Seq {
+			continue
+		}
+		if err := s.run.feed(rec); err != nil {
+			return nil, err
+		}
+		c := *rec
+		c.Messages = append([]byte(nil), rec.Messages...)
+		c.Sources = append([]logfmt.Source(nil), rec.Sources...)
+		s.cur = nil
+		return &c, nil
+	}
 }

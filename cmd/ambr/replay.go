@@ -27,6 +27,9 @@ type replayOptions struct {
 	json           bool
 	appOutput      bool
 	noCache        bool
+	debug          bool
+	breakAt        string
+	wait           bool
 }
 
 func newReplayCmd(g *globals) *cobra.Command {
@@ -56,6 +59,13 @@ checkpoint K; checkpoint:K is the state the checkpoint holds), or end.
 
 --diff P2 also replays to P2 and prints what changed from P to P2.
 
+--debug builds the app from its Go source with debug information and runs it
+under Delve, linked into ambr (no dlv needed): it replays up to the record
+before P, sets a breakpoint (--break METHOD or FILE:LINE; by default the
+method the record at P calls), delivers the record at P, and prints where the
+handler stopped with its arguments and locals, and the address for
+'dlv connect' or an editor.
+
 --json prints one object: instance, app, seq, time, from, records, state
 (the app's state when it is JSON, else state_hex), binding (the Go binding's
 bookkeeping), sent ([{dest, kind, method, result, payload | payload_hex}]),
@@ -78,6 +88,9 @@ Exit codes: 0 printed; 1 the replay failed (the app exited or misbehaved);
 	f.StringVar(&o.app, "app", "", "replay with this build (executable or Go package path) instead of the recorded one")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	f.BoolVar(&o.appOutput, "app-output", false, "show what the app prints while replaying (on stderr)")
+	f.BoolVar(&o.debug, "debug", false, "build the app with debug info, run it under Delve (built in), and stop in the handler of the record at P")
+	f.StringVar(&o.breakAt, "break", "", "with --debug: where to stop, METHOD (a handler's name) or FILE:LINE (default: the method of the record at P)")
+	f.BoolVar(&o.wait, "wait", isTerminal(os.Stdin), "with --debug: keep the app stopped for dlv connect until Ctrl-C (default when run from a terminal)")
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use or build the time-travel index and snapshots under the home")
 	return cmd
 }
@@ -245,7 +258,7 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 		return problemErrorf("%v", err)
 	}
 	app := o.app
-	if app != "" {
+	if app != "" && !o.debug { // --debug builds the source itself
 		if st, err := os.Stat(app); err != nil || st.IsDir() {
 			b, err := supervise.Resolve(ctx, app, g.Home(), g.stderr)
 			if err != nil {
@@ -271,6 +284,10 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 	seq, err := resolve(until)
 	if err != nil {
 		return replayErr(err)
+	}
+	if o.debug {
+		bar.close()
+		return runReplayDebug(ctx, g, in, seq, o)
 	}
 	opts := timetravel.Options{Dir: in.Dir, App: app, FromCheckpoint: o.fromCheckpoint, Progress: bar.set, Index: ix}
 	if o.appOutput {
@@ -393,4 +410,10 @@ func printReplay(w io.Writer, in *layout.Instance, res replayResult) {
 			}
 		}
 	}
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

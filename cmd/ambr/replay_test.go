@@ -182,3 +182,53 @@ func TestReplayCounter(t *testing.T) {
 		t.Fatal("ambr replay changed the instance directory")
 	}
 }
+
+// TestReplayDebug runs `ambr replay --debug` on a recorded counter server:
+// Delve (built into ambr) stops in the Inc handler of the requested record
+// and reports the count as it was before that message.
+func TestReplayDebug(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds with debug information and runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	const k = 12
+	server, client := pair(t, k)
+	server.start()
+	client.start()
+	checkExact(t, waitClient(t, client, server).Results, k)
+	client.stop()
+	server.stop()
+	// Record 1 is the InitialMessage; record r holds the (r-1)th Inc().
+	const at = 9
+	out, err := exec.Command(builtBins.ambr, "--home", server.home, "replay", "server", "--until", strconv.Itoa(at),
+		"--debug", "--wait=false", "--json", "--app", "../../samples/counter/server").Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("ambr replay --debug: %v\n%s%s", err, out, stderr)
+	}
+	var res struct {
+		Seq      int64
+		Function string
+		File     string
+		Args     []struct{ Name, Type, Value string }
+		Addr     string
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if res.Seq != at || !strings.HasSuffix(res.Function, "counter.NewServer.func2") || !strings.HasSuffix(res.File, "samples/counter/counter/counter.go") || res.Addr == "" {
+		t.Fatalf("stopped at %+v", res)
+	}
+	var state string
+	for _, a := range res.Args {
+		if a.Name == "s" {
+			state = a.Value
+		}
+	}
+	if want := "{Count: " + strconv.Itoa(at-2) + "}"; !strings.HasSuffix(state, want) {
+		t.Fatalf("the handler's state is %q, want the count before record %d: %s", state, at, want)
+	}
+}
