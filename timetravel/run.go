@@ -21,9 +21,37 @@ type Sent struct {
 	RPC logfmt.RPC
 }
 
-// appRun is an app process driven by a substitute coordinator: the "repro"
+// Driver is an app process driven by a substitute coordinator: the "repro"
 // conversation of app-protocol.md — a checkpoint, then logged records, and,
-// to read the state, TakeCheckpoint. It never becomes primary.
+// to read the state, TakeCheckpoint. It never becomes primary. Sessions use
+// one; retro-tests drive two side by side.
+type Driver = appRun
+
+// StartDriver starts exe as the app of instance name (launch nil: a child
+// process) and waits for it to connect.
+func StartDriver(ctx context.Context, launch LaunchFunc, exe, name string, env []string, stdout, stderr io.Writer) (*Driver, error) {
+	return startApp(ctx, launch, exe, name, env, stdout, stderr)
+}
+
+// LoadState sends the state to resume from.
+func (r *appRun) LoadState(state []byte) error { return r.loadState(state) }
+
+// Feed sends one logged record.
+func (r *appRun) Feed(rec *logfmt.Record) error { return r.feed(rec) }
+
+// Checkpoint asks for the state and returns it with the messages the app
+// sent since the previous call.
+func (r *appRun) Checkpoint(ctx context.Context) ([]byte, []Sent, error) { return r.checkpoint(ctx) }
+
+// Control sends a data-less control message (UpgradeService, say).
+func (r *appRun) Control(t logfmt.MessageType) error {
+	return r.write(logfmt.AppendWireRecord(nil, r.committer, logfmt.SeqControl, logfmt.AppendControl(nil, t)))
+}
+
+// Close stops the app.
+func (r *appRun) Close() { r.close() }
+
+// appRun is the Driver's implementation.
 // Process is a running app started by a Launch function.
 type Process interface {
 	Wait() error

@@ -105,6 +105,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newLsCmd(g),
 		newKillCmd(g),
 		newReplayCmd(g),
+		newRetroCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
 	)

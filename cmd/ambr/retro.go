@@ -1,0 +1,342 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/retro"
+	"github.com/ambr-dev/ambr/timetravel"
+)
+
+type retroOptions struct {
+	candidate      string
+	recorded       string
+	fromCheckpoint uint64
+	until          string
+	json           bool
+	junit          string
+	parallel       int
+}
+
+func newRetroCmd(g *globals) *cobra.Command {
+	var o retroOptions
+	cmd := &cobra.Command{
+		Use:   "retro-test NAME... --candidate APP",
+		Short: "Replay recorded history into a candidate build and name the first divergence",
+		Long: `Replay the recorded input of each instance into a candidate build and compare
+what it does with what the recorded run did: the messages it sends and the
+state it is in after every record. The
+recorded build (the MANIFEST's, kept under <home>/.bin; or --recorded)
+regenerates the expected messages, checked against the output digests in the
+log. Nothing is written to the instances; they may be running.
+
+The report names the first divergent record — its sequence number, logged
+time, the input, the expected and actual messages as a diff, and the state
+difference — then a summary: records replayed, divergent records, first and
+last divergence.
+
+APP is a Go package path (built for you) or an executable speaking the app
+protocol. --until takes a point (1234, a time, checkpoint:K+N, end).
+
+--json prints {"diverged": bool, "reports": [report...]}, a report being
+{instance, dir, candidate, recorded, from, until, records, divergent,
+states_compared, states_differing, first: {seq, time, input, expected,
+actual, diff, state_diff}, last_divergent_seq, first_state_diff, duration,
+error}. --junit FILE writes JUnit XML (one test case per instance) for CI.
+
+Exit codes: 0 no divergence; 1 a divergence; 2 could not run.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.candidate == "" {
+				return usageErrorf("--candidate APP is required: the build to test against the recorded history")
+			}
+			if o.parallel < 1 {
+				return usageErrorf("--parallel must be at least 1")
+			}
+			return runRetro(cmd.Context(), g, args, o, false)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.candidate, "candidate", "", "the build to test (Go package path or executable)")
+	f.StringVar(&o.recorded, "recorded", "", "the build that made the history (default: the one the MANIFEST records)")
+	f.Uint64Var(&o.fromCheckpoint, "from-checkpoint", 0, "start at this checkpoint (default: the oldest kept)")
+	f.StringVar(&o.until, "until", "", "stop after this point (default: the end)")
+	f.BoolVar(&o.json, "json", false, "print JSON")
+	f.StringVar(&o.junit, "junit", "", "also write JUnit XML to this file")
+	f.IntVar(&o.parallel, "parallel", 2, "instances tested at once")
+	return cmd
+}
+
+// retroResult is one instance's outcome.
+type retroResult struct {
+	*retro.Report
+	Name  string `json:"name"`
+	Error string `json:"error,omitempty"`
+	err   error
+}
+
+func resolveApp(ctx context.Context, g *globals, app string) (string, error) {
+	if st, err := os.Stat(app); err == nil && !st.IsDir() {
+		return app, nil
+	}
+	b, err := supervise.Resolve(ctx, app, g.Home(), g.stderr)
+	if err != nil {
+		return "", err
+	}
+	return b.Path, nil
+}
+
+func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, upgrade bool) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	candidate, err := resolveApp(ctx, g, o.candidate)
+	if err != nil {
+		return usageErrorf("--candidate: %v", err)
+	}
+	recorded := ""
+	if o.recorded != "" {
+		if recorded, err = resolveApp(ctx, g, o.recorded); err != nil {
+			return usageErrorf("--recorded: %v", err)
+		}
+	}
+	bar := startProgress(g.stderr)
+	defer bar.close()
+	var progMu sync.Mutex
+	done, total := map[int]int64{}, map[int]int64{}
+	results := make([]retroResult, len(names))
+	sem := make(chan struct{}, o.parallel)
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func(i int, name string) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			res := retroResult{Name: name}
+			defer func() { results[i] = res }()
+			in, err := openInstance(g, name)
+			if err != nil {
+				res.err = err
+				return
+			}
+			opts := retro.Options{Dir: in.Dir, Candidate: candidate, Recorded: recorded, FromCheckpoint: o.fromCheckpoint, UpgradeTest: upgrade,
+				Progress: func(d, t int64) {
+					progMu.Lock()
+					done[i], total[i] = d, t
+					var sd, st int64
+					for k := range total {
+						sd, st = sd+done[k], st+total[k]
+					}
+					progMu.Unlock()
+					bar.set(sd, st)
+				}}
+			if o.until != "" {
+				p, err := timetravel.ParsePoint(o.until)
+				if err != nil {
+					res.err = usageErrorf("--until: %v", err)
+					return
+				}
+				if opts.Until, err = timetravel.Resolve(in, p); err != nil {
+					res.err = err
+					return
+				}
+			}
+			res.Report, res.err = retro.Run(ctx, opts)
+		}(i, name)
+	}
+	wg.Wait()
+	bar.close()
+	diverged, failed := false, false
+	for i := range results {
+		r := &results[i]
+		if r.err != nil {
+			failed = true
+			r.Error = r.err.Error()
+		} else if r.Diverged() {
+			diverged = true
+		}
+	}
+	if o.junit != "" {
+		if err := writeJUnit(o.junit, results, o.candidate, upgrade); err != nil {
+			return problemErrorf("write %s: %v", o.junit, err)
+		}
+	}
+	if o.json {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Diverged bool          `json:"diverged"`
+			Reports  []retroResult `json:"reports"`
+		}{diverged, results}); err != nil {
+			return err
+		}
+	} else {
+		for i := range results {
+			printRetro(g.stdout, &results[i], o.candidate, upgrade)
+		}
+	}
+	switch {
+	case failed:
+		var first error
+		for _, r := range results {
+			if r.err != nil {
+				first = r.err
+				break
+			}
+		}
+		if errors.Is(first, timetravel.ErrBadPoint) || errors.Is(first, timetravel.ErrNoBuild) {
+			return usageErrorf("%s", strings.TrimPrefix(first.Error(), "ambr: "))
+		}
+		return &exitError{code: exitUsage, err: fmt.Errorf("could not run: %v", first)}
+	case diverged:
+		return &exitError{code: exitProblem, err: errors.New("the candidate diverged from the recorded history")}
+	}
+	return nil
+}
+
+func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
+	what := "retro-test"
+	if upgrade {
+		what = "upgrade test"
+	}
+	if r.err != nil {
+		fmt.Fprintf(w, "%s of %s against %s could not run: %v\n\n", what, r.Name, candidate, r.err)
+		return
+	}
+	fmt.Fprintf(w, "%s of %s against %s (recorded build %s)\n", what, r.Name, candidate, r.Recorded)
+	fmt.Fprintf(w, "replayed records %d..%d: %d records, %d diverged", r.From, r.Until, r.Records, r.Divergent)
+	if r.Divergent > 0 {
+		fmt.Fprintf(w, " (first #%d, last #%d)", r.First.Seq, r.LastSeq)
+	}
+	if !upgrade {
+		fmt.Fprintf(w, "; states differ after %d of them", r.StatesDiffering)
+	}
+	fmt.Fprintf(w, " — %s\n", r.Duration)
+	if d := r.First; d != nil {
+		fmt.Fprintf(w, "first divergence: record #%d, logged %s\n", d.Seq, d.Time.Format(time.RFC3339Nano))
+		for _, m := range d.Input.Messages {
+			from := m.From
+			if m.FromSeq != 0 {
+				from = fmt.Sprintf("%s:%d", m.From, m.FromSeq)
+			}
+			name := m.MethodName
+			if m.Result {
+				name = "result"
+			}
+			fmt.Fprintf(w, "  input: %s %s %s %s%s\n", from, m.Kind, name, m.Args, m.ArgsHex)
+		}
+		fmt.Fprintln(w, "  messages sent (- expected, + actual):")
+		for _, line := range d.Messages {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+		if len(d.State) > 0 {
+			fmt.Fprintf(w, "  state after #%d (expected → actual):\n", d.Seq)
+			for _, c := range d.State {
+				fmt.Fprintf(w, "    %s: %s → %s\n", c.Path, orNone(c.Old), orNone(c.New))
+			}
+		}
+	}
+	if s := r.FirstStateDiff; s != nil && (r.First == nil || s.Seq != r.First.Seq) {
+		fmt.Fprintf(w, "states first differ after record #%d:\n", s.Seq)
+		for _, c := range s.Changes {
+			fmt.Fprintf(w, "    %s: %s → %s\n", c.Path, orNone(c.Old), orNone(c.New))
+		}
+	}
+	if !r.Diverged() {
+		fmt.Fprintln(w, "✓ no divergence")
+	}
+	fmt.Fprintln(w)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// JUnit XML, the shape CI systems read.
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Time     string      `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Classname string        `xml:"classname,attr"`
+	Name      string        `xml:"name,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitProblem `xml:"failure,omitempty"`
+	Error     *junitProblem `xml:"error,omitempty"`
+}
+
+type junitProblem struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",chardata"`
+}
+
+func writeJUnit(path string, results []retroResult, candidate string, upgrade bool) error {
+	what := "retro-test"
+	if upgrade {
+		what = "upgrade-test"
+	}
+	suites := junitSuites{Name: "ambr " + what}
+	for i := range results {
+		r := &results[i]
+		c := junitCase{Classname: "ambr." + what, Name: fmt.Sprintf("%s against %s", r.Name, candidate)}
+		s := junitSuite{Name: r.Name, Tests: 1}
+		switch {
+		case r.err != nil:
+			c.Error = &junitProblem{Message: r.err.Error(), Type: "could not run"}
+			s.Errors, suites.Errors = 1, suites.Errors+1
+		case r.Diverged():
+			var text strings.Builder
+			printRetro(&text, r, candidate, upgrade)
+			msg := "the states differ"
+			if r.First != nil {
+				msg = fmt.Sprintf("first divergence at record %d", r.First.Seq)
+			}
+			c.Failure = &junitProblem{Message: msg, Type: "divergence", Text: text.String()}
+			s.Failures, suites.Failures = 1, suites.Failures+1
+		}
+		if r.Report != nil {
+			if d, err := time.ParseDuration(r.Duration); err == nil {
+				c.Time = fmt.Sprintf("%.3f", d.Seconds())
+				s.Time = c.Time
+			}
+		}
+		s.Cases = []junitCase{c}
+		suites.Suites = append(suites.Suites, s)
+		suites.Tests++
+	}
+	b, err := xml.MarshalIndent(suites, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644)
+}

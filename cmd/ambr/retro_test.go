@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func goBuild(t *testing.T, out, pkg string, args ...string) string {
+	t.Helper()
+	path := filepath.Join(filepath.Dir(builtBins.ambr), out)
+	cmd := exec.Command("go", append(append([]string{"build", "-o", path}, args...), pkg)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return path
+}
+
+type retroJSON struct {
+	Diverged bool
+	Reports  []struct {
+		Name      string
+		Records   int64
+		Divergent int64
+		Error     string
+		First     *struct {
+			Seq      int64
+			Expected []struct{ Method, Payload string; Result bool }
+			Actual   []struct{ Method, Payload string; Result bool }
+			Diff     []string
+		}
+	}
+}
+
+func runRetroJSON(t *testing.T, home string, args ...string) (retroJSON, int, string) {
+	t.Helper()
+	cmd := exec.Command(builtBins.ambr, append([]string{"--home", home, "retro-test", "--json"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var res retroJSON
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("retro-test --json: %v\n%s\n%s", err, out, stderr.String())
+	}
+	return res, code, stderr.String()
+}
+
+// TestRetroCounter records a counter server run and retro-tests candidates
+// against it: the same build (no divergence), a build with a bug from the
+// 50th Inc() on (exit 1, the record of the 50th Inc() named with expected
+// and actual results), and candidates that read the wall clock or depend on
+// map iteration order (caught at the record where they first differ).
+func TestRetroCounter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	buggy := goBuild(t, "server-buggy", "../../samples/counter/server-buggy")
+	wallclock := goBuild(t, "wallclock", "../../retro/testdata/wallclock")
+	const k = 60
+	server, client := pair(t, k)
+	server.start()
+	client.start()
+	checkExact(t, waitClient(t, client, server).Results, k)
+	client.stop()
+	server.stop()
+	home := server.home
+
+	res, code, stderr := runRetroJSON(t, home, "server", "--candidate", counterBins.server)
+	if code != 0 || res.Diverged || res.Reports[0].Divergent != 0 || res.Reports[0].Records != k+1 {
+		t.Fatalf("same build: exit %d, %+v\n%s", code, res, stderr)
+	}
+
+	junit := filepath.Join(t.TempDir(), "retro.xml")
+	res, code, stderr = runRetroJSON(t, home, "server", "--candidate", buggy, "--junit", junit)
+	r := res.Reports[0]
+	// Record 1 is the InitialMessage; record 51 holds the 50th Inc().
+	if code != 1 || r.First == nil || r.First.Seq != 51 || r.Divergent != k+1-50 {
+		t.Fatalf("buggy: exit %d, %+v\n%s", code, r, stderr)
+	}
+	if len(r.First.Expected) != 1 || r.First.Expected[0].Payload != "50" || len(r.First.Actual) != 1 || r.First.Actual[0].Payload != "1050" {
+		t.Fatalf("buggy: expected/actual at the first divergence: %+v", r.First)
+	}
+	var suites struct {
+		XMLName  xml.Name `xml:"testsuites"`
+		Failures int      `xml:"failures,attr"`
+		Suites   []struct {
+			Cases []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+					Text    string `xml:",chardata"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(b, &suites); err != nil {
+		t.Fatalf("--junit is not valid XML: %v\n%s", err, b)
+	}
+	if suites.Failures != 1 || len(suites.Suites) != 1 || suites.Suites[0].Cases[0].Failure == nil ||
+		suites.Suites[0].Cases[0].Failure.Message != "first divergence at record 51" || !strings.Contains(suites.Suites[0].Cases[0].Failure.Text, "+ → client fork result 1050") {
+		t.Fatalf("JUnit report: %s", b)
+	}
+
+	// The text report as a user reads it.
+	out, _ := exec.Command(builtBins.ambr, "--home", home, "retro-test", "server", "--candidate", buggy).Output()
+	for _, want := range []string{"first divergence: record #51", "input: client:50 call Inc {}", "- → client fork result 50", "+ → client fork result 1050"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("report lacks %q:\n%s", want, out)
+		}
+	}
+
+	res, code, _ = runRetroJSON(t, home, "server", "--candidate", wallclock)
+	if code != 1 || res.Reports[0].First == nil || res.Reports[0].First.Seq != 2 {
+		t.Fatalf("wall clock candidate: exit %d, first %+v", code, res.Reports[0].First)
+	}
+}
+
+// TestRetroMapOrder records a run with a build that sorts map keys before
+// sending, then retro-tests the same code built without sorting: its
+// messages follow Go's random map order and the first record is caught.
+func TestRetroMapOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	sortedBin := goBuild(t, "maporder-sorted", "../../retro/testdata/maporder", "-ldflags", "-X main.sorted=yes")
+	randomBin := goBuild(t, "maporder-random", "../../retro/testdata/maporder")
+	const k = 10
+	home := t.TempDir()
+	server := newInst(t, home, "server", sortedBin)
+	client := newInst(t, home, "client", counterBins.client, "--server", "server", "--count", "10")
+	t.Cleanup(func() { client.stop(); server.stop() })
+	server.start()
+	client.start()
+	checkExact(t, waitClient(t, client, server).Results, k)
+	client.stop()
+	server.stop()
+	res, code, stderr := runRetroJSON(t, home, "server", "--candidate", randomBin)
+	if code != 1 || res.Reports[0].First == nil || res.Reports[0].First.Seq != 2 {
+		t.Fatalf("map order candidate: exit %d, %+v\n%s", code, res.Reports[0], stderr)
+	}
+}
+
+// TestRecoveryNondeterminism runs a server that reads the wall clock in its
+// handler, kills its app, and checks that the coordinator's replay notices
+// the app no longer does what the log recorded: with the default policy it
+// stops, naming the record; with --nondeterminism warn it says so and goes on.
+func TestRecoveryNondeterminism(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	wallclock := goBuild(t, "wallclock", "../../retro/testdata/wallclock")
+	for _, policy := range []string{"stop", "warn"} {
+		home := t.TempDir()
+		server := newInst(t, home, "server", wallclock)
+		server.extra = []string{"--nondeterminism", policy}
+		client := newInst(t, home, "client", counterBins.client, "--server", "server", "--count", "1000")
+		t.Cleanup(func() { client.stop(); server.stop() })
+		server.start()
+		client.start()
+		progress(t, server, 20)
+		server.killApp()
+		if policy == "stop" {
+			select {
+			case <-server.done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the coordinator did not stop on a nondeterministic replay")
+			}
+			out := server.out.String()
+			if server.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out, "nondeterminism: replaying up to record ") {
+				t.Fatalf("stop policy: exit %d, output:\n%s", server.cmd.ProcessState.ExitCode(), out)
+			}
+			continue
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(server.out.String(), "nondeterminism: replaying up to record ") {
+			if time.Now().After(deadline) {
+				t.Fatalf("warn policy: no warning; output:\n%s", server.out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		select {
+		case <-server.done:
+			t.Fatalf("warn policy: the coordinator stopped:\n%s", server.out.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
