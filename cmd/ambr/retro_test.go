@@ -31,9 +31,15 @@ type retroJSON struct {
 		Error     string
 		First     *struct {
 			Seq      int64
-			Expected []struct{ Method, Payload string; Result bool }
-			Actual   []struct{ Method, Payload string; Result bool }
-			Diff     []string
+			Expected []struct {
+				Method, Payload string
+				Result          bool
+			}
+			Actual []struct {
+				Method, Payload string
+				Result          bool
+			}
+			Diff []string
 		}
 	}
 }
