@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/immortal"
@@ -139,17 +140,33 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Instance: in.Manifest.Instance, Dir: in.Dir, Candidate: abs(opts.Candidate), Recorded: abs(recorded), From: ck.NextSeq, Until: ck.NextSeq - 1}
-	stderr := opts.Stderr
-	exp, err := timetravel.StartDriver(ctx, nil, recorded, in.Manifest.Instance, nil, stderr, stderr)
+	// Keep the end of each app's output: when one fails, it says why.
+	expOut, actOut := &tail{max: 2048}, &tail{max: 2048}
+	var expW, actW io.Writer = expOut, actOut
+	if opts.Stderr != nil {
+		expW, actW = io.MultiWriter(expOut, opts.Stderr), io.MultiWriter(actOut, opts.Stderr)
+	}
+	exp, err := timetravel.StartDriver(ctx, nil, recorded, in.Manifest.Instance, nil, expW, expW)
 	if err != nil {
 		return nil, fmt.Errorf("start the recorded build: %w", err)
 	}
 	defer exp.Close()
-	act, err := timetravel.StartDriver(ctx, nil, opts.Candidate, in.Manifest.Instance, nil, stderr, stderr)
+	act, err := timetravel.StartDriver(ctx, nil, opts.Candidate, in.Manifest.Instance, nil, actW, actW)
 	if err != nil {
 		return nil, fmt.Errorf("start the candidate: %w", err)
 	}
 	defer act.Close()
+	failed := func(who string, seq int64, err error, out *tail) error {
+		d := act
+		if out == expOut {
+			d = exp
+		}
+		d.WaitExit(2 * time.Second) // its last words, if it is going away
+		if said := out.String(); said != "" {
+			return fmt.Errorf("%s failed at record %d: %w; its last output: %s", who, seq, err, said)
+		}
+		return fmt.Errorf("%s failed at record %d: %w", who, seq, err)
+	}
 	for _, d := range []*timetravel.Driver{exp, act} {
 		if err := d.LoadState(ck.State); err != nil {
 			return nil, err
@@ -188,18 +205,31 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err := stream.expect(rec); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrRecordedDiffers, err)
 		}
-		for _, d := range []*timetravel.Driver{exp, act} {
-			if err := d.Feed(rec); err != nil {
-				return nil, err
-			}
+		if err := exp.Feed(rec); err != nil {
+			return nil, failed("the recorded build", rec.Seq, err, expOut)
 		}
-		es, esent, eerr := exp.Checkpoint(ctx)
-		if eerr != nil {
-			return nil, fmt.Errorf("the recorded build, record %d: %w", rec.Seq, eerr)
+		if err := act.Feed(rec); err != nil {
+			return nil, failed("the candidate", rec.Seq, err, actOut)
 		}
+		// Both apps work on the record at once; then both answer.
+		type answer struct {
+			state []byte
+			sent  []timetravel.Sent
+			err   error
+		}
+		expDone := make(chan answer, 1)
+		go func() {
+			st, sent, err := exp.Checkpoint(ctx)
+			expDone <- answer{st, sent, err}
+		}()
 		as, asent, aerr := act.Checkpoint(ctx)
+		ea := <-expDone
+		es, esent, eerr := ea.state, ea.sent, ea.err
+		if eerr != nil {
+			return nil, failed("the recorded build", rec.Seq, eerr, expOut)
+		}
 		if aerr != nil {
-			return nil, fmt.Errorf("the candidate failed at record %d: %w", rec.Seq, aerr)
+			return nil, failed("the candidate", rec.Seq, aerr, actOut)
 		}
 		if err := stream.add(esent); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrRecordedDiffers, err)
@@ -422,3 +452,26 @@ func (o *outputStream) add(sent []timetravel.Sent) error {
 }
 
 func (o *outputStream) finish() error { return o.check() }
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}

@@ -51,6 +51,18 @@ func (r *appRun) Control(t logfmt.MessageType) error {
 // Close stops the app.
 func (r *appRun) Close() { r.close() }
 
+// WaitExit waits up to d for the app to exit on its own (and its output to
+// be copied), reporting whether it did.
+func (r *appRun) WaitExit(d time.Duration) bool {
+	select {
+	case err := <-r.exited:
+		r.exited <- err
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // appRun is the Driver's implementation.
 // Process is a running app started by a Launch function.
 type Process interface {

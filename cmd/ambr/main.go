@@ -106,6 +106,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newKillCmd(g),
 		newReplayCmd(g),
 		newRetroCmd(g),
+		newUpgradeCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
 	)

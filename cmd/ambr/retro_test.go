@@ -211,3 +211,44 @@ func TestRecoveryNondeterminism(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeTest checks `ambr upgrade test` on a recorded counter server:
+// server-v2 takes over the state (converted to its new layout) and history
+// with no divergence; a build without a next version, and one whose
+// conversion fails, are reported with the reason (exit 2).
+func TestUpgradeTest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	v2 := goBuild(t, "server-v2", "../../samples/counter/server-v2")
+	bad := goBuild(t, "badupgrade", "../../retro/testdata/badupgrade")
+	const k = 30
+	server, client := pair(t, k)
+	server.start()
+	client.start()
+	checkExact(t, waitClient(t, client, server).Results, k)
+	client.stop()
+	server.stop()
+	run := func(candidate string) (string, int) {
+		cmd := exec.Command(builtBins.ambr, "--home", server.home, "upgrade", "test", "server", "--candidate", candidate)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		return string(out), 0
+	}
+	out, code := run(v2)
+	if code != 0 || !strings.Contains(out, "replayed records 1..31: 31 records, 0 diverged") || !strings.Contains(out, "✓ no divergence") {
+		t.Fatalf("server-v2: exit %d\n%s", code, out)
+	}
+	out, code = run(counterBins.server)
+	if code != 2 || !strings.Contains(out, "the app was not built with immortal.Upgrade") {
+		t.Fatalf("a build without a next version: exit %d\n%s", code, out)
+	}
+	out, code = run(bad)
+	if code != 2 || !strings.Contains(out, "converting the state to the next version failed: the new layout needs a field") {
+		t.Fatalf("a failing conversion: exit %d\n%s", code, out)
+	}
+}

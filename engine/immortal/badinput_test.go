@@ -125,7 +125,7 @@ func TestBadInputFromCoordinator(t *testing.T) {
 			name:    "upgrade",
 			started: true,
 			input:   control(logfmt.TypeUpgradeTakeCheckpoint),
-			want:    "immortal: control record: coordinator sent UpgradeTakeCheckpoint: immortal: upgrades not supported yet",
+			want:    "immortal: control record: coordinator sent UpgradeTakeCheckpoint, but the app was not built with immortal.Upgrade: immortal: no next version to upgrade to",
 			is:      ErrUpgradeNotSupported,
 		},
 		{

@@ -9,8 +9,9 @@ var (
 	// reason.
 	ErrNotPrimary = errors.New("immortal: not primary")
 	// ErrUpgradeNotSupported is returned by Serve when the coordinator asks
-	// for an upgrade (UpgradeTakeCheckpoint, UpgradeService).
-	ErrUpgradeNotSupported = errors.New("immortal: upgrades not supported yet")
+	// for an upgrade (UpgradeTakeCheckpoint, UpgradeService) but the app
+	// carries no next version (see Upgrade).
+	ErrUpgradeNotSupported = errors.New("immortal: no next version to upgrade to")
 )
 
 // CallError is the error a result handler receives when the called method

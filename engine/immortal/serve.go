@@ -45,7 +45,7 @@ func (a *App[S]) Serve(ctx context.Context, toIC io.Writer, fromIC io.Reader) er
 		}
 	}()
 
-	s := newSession(a, name)
+	var s processor = newSession(a, name)
 	rr := logfmt.NewRecordReader(fromIC)
 	for {
 		h, body, err := rr.Next()
@@ -56,6 +56,10 @@ func (a *App[S]) Serve(ctx context.Context, toIC io.Writer, fromIC io.Reader) er
 			return fmt.Errorf("immortal: read from coordinator: %w", err)
 		}
 		out, err := s.record(h, body, rr.State())
+		if sw, ok := err.(*switchCode); ok {
+			// The next version takes over from here on.
+			s, out, err = sw.next, sw.out, nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -72,7 +76,7 @@ func (a *App[S]) Serve(ctx context.Context, toIC io.Writer, fromIC io.Reader) er
 		}
 		// Only now, with the checkpoint that made it primary sent, may
 		// impulses follow.
-		a.setPhase(s.phase)
+		s.afterRecord()
 	}
 }
 

@@ -69,6 +69,11 @@ func (s *session[S]) record(h logfmt.WireHeader, body []byte, state io.Reader) (
 	it := logfmt.NewMessageIter(body)
 	for m, ok := it.Next(); ok; m, ok = it.Next() {
 		if err := s.message(h.Seq, &index, m, state); err != nil {
+			if sw, ok := err.(*switchCode); ok {
+				s.rt.out.flush()
+				sw.out = append(s.rt.out.take(), sw.out...)
+				return nil, sw
+			}
 			return nil, fmt.Errorf("immortal: %s: %w", describeSeq(h.Seq), err)
 		}
 	}
@@ -130,7 +135,17 @@ func (s *session[S]) message(seq int64, index *int, m logfmt.Message, state io.R
 		s.phase = phaseLive
 		return nil
 	case logfmt.TypeUpgradeTakeCheckpoint, logfmt.TypeUpgradeService:
-		return fmt.Errorf("coordinator sent %v: %w", m.Type, ErrUpgradeNotSupported)
+		if s.app.upgrade == nil {
+			return fmt.Errorf("coordinator sent %v, but the app was not built with immortal.Upgrade: %w", m.Type, ErrUpgradeNotSupported)
+		}
+		if err := s.needState(m.Type.String()); err != nil {
+			return err
+		}
+		sw, err := s.app.upgrade(s, m.Type == logfmt.TypeUpgradeTakeCheckpoint)
+		if err != nil {
+			return err
+		}
+		return sw
 	}
 	return fmt.Errorf("unexpected %v message from the coordinator", m.Type)
 }

@@ -1,0 +1,76 @@
+package immortal
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// processor is what Serve feeds records to: a session of the current code.
+// An upgrade replaces it with a session of the next code.
+type processor interface {
+	record(h logfmt.WireHeader, body []byte, state io.Reader) ([]byte, error)
+	afterRecord()
+}
+
+// switchCode is returned by a session that hands over to the next code.
+type switchCode struct {
+	next processor
+	out  []byte
+}
+
+func (e *switchCode) Error() string { return "immortal: switching to the next version" }
+
+// Upgrade makes app carry the code of its next version: when the
+// coordinator asks for the upgrade — UpgradeService in an upgrade test (the
+// recorded history then runs on the new code), UpgradeTakeCheckpoint in a
+// live upgrade (the new code then checkpoints its converted state) — the
+// binding converts the state with convert and hands everything that follows
+// to next's handlers. The binding's own bookkeeping (pending calls, call
+// ids) carries over, so next must register result handlers under the same
+// names as app for calls that may be pending.
+//
+//	v1 := counter.NewServer(os.Stdout)             // the code that runs today
+//	v2 := immortal.New(func() StateV2 { return StateV2{} })
+//	immortal.Handle(v2, "Inc", incV2)
+//	immortal.Upgrade(v1, v2, func(s counter.ServerState) (StateV2, error) {
+//		return StateV2{Value: s.Count, Version: 2}, nil
+//	})
+//	immortal.Main(v1)
+func Upgrade[S, S2 any](app *App[S], next *App[S2], convert func(S) (S2, error)) {
+	app.checkOpen("Upgrade")
+	app.upgrade = func(old *session[S], takeCheckpoint bool) (*switchCode, error) {
+		st, err := convert(app.state)
+		if err != nil {
+			return nil, fmt.Errorf("converting the state to the next version failed: %w", err)
+		}
+		next.mu.Lock()
+		next.state, next.bind, next.started = st, app.bind, true
+		next.mu.Unlock()
+		app.lmu.Lock()
+		w, name := app.wire, app.name
+		app.lmu.Unlock()
+		next.lmu.Lock()
+		next.frozen, next.wire, next.name = true, w, name
+		next.lmu.Unlock()
+		ns := newSession(next, old.rt.name)
+		ns.phase = old.phase
+		sw := &switchCode{next: ns}
+		if takeCheckpoint {
+			next.mu.Lock()
+			err := ns.checkpoint()
+			next.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			ns.rt.out.flush()
+			sw.out = ns.rt.out.take()
+		}
+		return sw, nil
+	}
+}
+
+// afterRecord publishes the session's phase to its app (impulses are allowed
+// once it is primary).
+func (s *session[S]) afterRecord() { s.app.setPhase(s.phase) }
