@@ -135,7 +135,8 @@ func (w *LogWriter) loop() {
 func (w *LogWriter) flush(batch []LogWrite) error {
 	w.buf = w.buf[:0]
 	var last int64
-	for _, lw := range batch {
+	for i, lw := range batch {
+		start := i == 0
 		if lw.Segment != w.seg {
 			if err := w.writeBuf(); err != nil {
 				return err
@@ -143,6 +144,12 @@ func (w *LogWriter) flush(batch []LogWrite) error {
 			if err := w.roll(lw.Segment); err != nil {
 				return err
 			}
+			start = true
+		}
+		// The first record of each file's part of this write starts a write:
+		// readers use it to tell a torn last write from corruption.
+		if start {
+			lw.Record.Flags |= logfmt.FlagWriteStart
 		}
 		var err error
 		if w.buf, err = logfmt.AppendRecord(w.buf, lw.Record); err != nil {

@@ -27,6 +27,16 @@ const (
 	MaxPeerNameLen = 1<<16 - 1
 )
 
+// Record flags. Part of the format.
+const (
+	// FlagWriteStart marks the first record of one write of the log (a
+	// group-commit flush), which is synced as a whole before the next write
+	// begins. A reader uses it to tell damage inside the last, never synced
+	// write (a torn tail: its pages may reach the disk in any order) from
+	// damage in a write that a later write followed (corruption).
+	FlagWriteStart byte = 1
+)
+
 // Byte offsets inside a record's fixed part. Part of the format.
 const (
 	recOffLength     = 0
@@ -67,6 +77,8 @@ func (s Source) LastSeq() int64 {
 // Record is one entry of an instance's log: a batch of input messages logged
 // together, in the order the app must process them.
 type Record struct {
+	// Flags are the record's flags (FlagWriteStart).
+	Flags byte
 	// Seq is the record's sequence number. Records of an instance are
 	// numbered 1, 2, 3, … with no gaps across segments.
 	Seq int64
@@ -125,7 +137,7 @@ func AppendRecord(dst []byte, r *Record) ([]byte, error) {
 	b := dst[start:]
 	binary.LittleEndian.PutUint32(b[recOffLength:], uint32(size))
 	b[recOffVersion] = RecordFormatVersion
-	b[recOffFlags] = 0
+	b[recOffFlags] = r.Flags
 	binary.LittleEndian.PutUint16(b[recOffNumSources:], uint16(len(r.Sources)))
 	binary.LittleEndian.PutUint64(b[recOffSeq:], uint64(r.Seq))
 	binary.LittleEndian.PutUint64(b[recOffTime:], uint64(r.Time))
@@ -189,6 +201,7 @@ func DecodeRecord(b []byte, r *Record) (int, error) {
 	if got, want := recordChecksum(rec), binary.LittleEndian.Uint64(rec[recOffChecksum:]); got != want {
 		return 0, fmt.Errorf("%w: record checksum %016x, stored %016x", ErrCorrupt, got, want)
 	}
+	r.Flags = rec[recOffFlags]
 	r.Seq = int64(binary.LittleEndian.Uint64(rec[recOffSeq:]))
 	r.Time = int64(binary.LittleEndian.Uint64(rec[recOffTime:]))
 	r.OutCount = binary.LittleEndian.Uint64(rec[recOffOutCount:])

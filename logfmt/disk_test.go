@@ -395,3 +395,54 @@ func BenchmarkDecodeSegmentRecord(b *testing.B) {
 		}
 	}
 }
+
+// TestSegmentDamageInLastWrite: the log is written in writes (group-commit
+// flushes), each synced before the next begins and started by a record
+// with FlagWriteStart. A crash can leave the last, unsynced write with a
+// damaged record followed by valid ones (its pages reach the disk in any
+// order): that is a torn tail. Damage in a write that a later write
+// followed is corruption.
+func TestSegmentDamageInLastWrite(t *testing.T) {
+	var buf bytes.Buffer
+	buf.Write(AppendSegmentHeader(nil, 1))
+	var ends []int
+	for seq := int64(1); seq <= 6; seq++ {
+		r := diskTestRecord(seq, 1)
+		if seq == 1 || seq == 4 { // two writes: records 1-3 and 4-6
+			r.Flags = FlagWriteStart
+		}
+		b, err := AppendRecord(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(b)
+		ends = append(ends, buf.Len())
+	}
+	seg := buf.Bytes()
+	damage := func(rec int) []byte { // zero the middle of record rec (1-based)
+		b := append([]byte(nil), seg...)
+		start := SegmentHeaderSize
+		if rec > 1 {
+			start = ends[rec-2]
+		}
+		for i := start + 20; i < start+40; i++ {
+			b[i] = 0
+		}
+		return b
+	}
+	recs, off, err := readSegment(damage(5))
+	if !IsTornTail(err) || len(recs) != 4 || off != int64(ends[3]) {
+		t.Fatalf("damage in the last write: %d records to offset %d, %v; want 4 records and a torn tail", len(recs), off, err)
+	}
+	recs, _, err = readSegment(damage(2))
+	if !errors.Is(err, ErrCorrupt) || len(recs) != 1 || !strings.Contains(err.Error(), "a later write begins at offset") {
+		t.Fatalf("damage in a synced write: %d records, %v; want corruption", len(recs), err)
+	}
+	if _, err := DecodeRecord(seg[SegmentHeaderSize:], new(Record)); err != nil {
+		t.Fatal(err)
+	}
+	var r Record
+	if _, err := DecodeRecord(seg[ends[2]:], &r); err != nil || r.Flags != FlagWriteStart {
+		t.Fatalf("record 4 decodes with flags %d, %v", r.Flags, err)
+	}
+}

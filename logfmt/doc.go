@@ -103,7 +103,7 @@
 //	 0                4      5      6          8                  16
 //	+----------------+------+------+----------+------------------+
 //	| length u32     | ver  | flags| nsources | checksum u64     |   checksum covers every byte of the
-//	| (whole record) | u8=1 | u8=0 | u16      |                  |   record except the checksum field
+//	| (whole record) | u8=1 | u8   | u16      |                  |   record except the checksum field
 //	+----------------+------+------+----------+------------------+
 //	| seq i64                      | logged time i64 (unix ns)   |  16..32
 //	+------------------------------+-----------------------------+
@@ -115,6 +115,11 @@
 //	+-------------------------------------------------------------+
 //	| messages: framed app-protocol messages, as delivered to the app
 //	+-------------------------------------------------------------+
+//
+// Flags bit 0 (FlagWriteStart) marks the first record of each write of the
+// log; a write is synced before the next begins. Damage followed by a later
+// write's first record is corruption; damage inside the last write (whose
+// pages may reach the disk in any order before its sync) is a torn tail.
 //
 // Sources say which sender each run of messages came from and with which
 // sender sequence numbers (first seq 0: unsequenced input, such as the app's

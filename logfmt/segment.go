@@ -162,18 +162,22 @@ func (s *SegmentReader) next() (*Record, error) {
 	return &s.rec, nil
 }
 
-// damaged classifies a bad record at s.off: if any valid record follows it in
-// the rest of the segment, the damage is in the middle of the log (corrupt);
-// otherwise it is the torn tail of an interrupted write. s.buf holds what was
-// read of the bad record so far.
+// damaged classifies a bad record at s.off. A write of the log is synced
+// as a whole before the next one begins, and its first record carries
+// FlagWriteStart. If a valid record that starts a later write follows the
+// damage, the damaged write had been synced: the damage is in the middle of
+// the log (corrupt). Otherwise the damage lies in the last write, which a
+// crash interrupted before it was synced, so nothing in it was ever
+// acknowledged: a torn tail, even if some of its later pages reached the
+// disk. s.buf holds what was read of the bad record so far.
 func (s *SegmentReader) damaged(reason string) error {
 	rest, err := io.ReadAll(s.r)
 	if err != nil {
 		return fmt.Errorf("logfmt: read record at offset %d: %w", s.off, err)
 	}
 	tail := append(append([]byte(nil), s.buf...), rest...)
-	if at, ok := findValidRecord(tail[1:], s.last); ok {
-		return fmt.Errorf("%w at offset %d: %s (a valid record follows at offset %d)", ErrCorrupt, s.off, reason, s.off+1+int64(at))
+	if at, ok := findWriteStart(tail[1:], s.last); ok {
+		return fmt.Errorf("%w at offset %d: %s (a later write begins at offset %d)", ErrCorrupt, s.off, reason, s.off+1+int64(at))
 	}
 	return fmt.Errorf("%w at offset %d: %s", ErrTornTail, s.off, reason)
 }
@@ -188,13 +192,14 @@ func reason(err error) string {
 	return msg
 }
 
-// findValidRecord looks for a complete, checksummed record with a sequence
-// number above after, anywhere in b. It is only used on the error path.
-func findValidRecord(b []byte, after int64) (int, bool) {
+// findWriteStart looks for a complete, checksummed record that starts a
+// write (FlagWriteStart) with a sequence number above after, anywhere in b.
+// It is only used on the error path.
+func findWriteStart(b []byte, after int64) (int, bool) {
 	var r Record
 	for i := 0; i+RecordFixedSize <= len(b); i++ {
 		c := b[i:]
-		if c[recOffVersion] != RecordFormatVersion {
+		if c[recOffVersion] != RecordFormatVersion || c[recOffFlags]&FlagWriteStart == 0 {
 			continue
 		}
 		length := int(binary.LittleEndian.Uint32(c[recOffLength:]))

@@ -26,10 +26,14 @@ func NewSegmentWriter(w io.Writer, n uint32) (*SegmentWriter, error) {
 	return s, nil
 }
 
-// Append encodes and writes one record.
+// Append encodes and writes one record, as a write of its own
+// (FlagWriteStart is set).
 func (s *SegmentWriter) Append(r *Record) error {
 	var err error
+	flags := r.Flags
+	r.Flags |= FlagWriteStart
 	s.buf, err = AppendRecord(s.buf[:0], r)
+	r.Flags = flags
 	if err != nil {
 		return err
 	}
