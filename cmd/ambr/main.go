@@ -107,6 +107,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newReplayCmd(g),
 		newRetroCmd(g),
 		newUpgradeCmd(g),
+		newTuiCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
 	)
