@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -634,11 +636,49 @@ func (b *browserModel) menu() []menuItem {
 	if b.mark != 0 {
 		items = append(items, menuItem{label: fmt.Sprintf("diff #%d → #%d (d)", b.mark, b.cursor), run: b.Diff})
 	}
-	items = append(items,
-		menuItem{label: "retro-test a build from here", hint: "coming: ambr retro-test"},
-		menuItem{label: "debug this record's handler", hint: "coming: ambr replay --debug"},
+	seq := strconv.FormatInt(b.cursor, 10)
+	retro := menuItem{label: "retro-test a build up to here", hint: "needs ambr tui --candidate APP"}
+	if c := b.c.opts.Candidate; c != "" {
+		retro.label = "retro-test " + c + " up to here"
+		retro.run = func() tea.Cmd {
+			return b.runAmbr("retro-test", "retro-test", b.dir, "--candidate", c, "--until", seq)
+		}
+	}
+	items = append(items, retro,
+		menuItem{label: "debug this record's handler (Delve)", run: func() tea.Cmd {
+			return b.runAmbr("replay --debug", "replay", b.dir, "--until", seq, "--debug", "--wait", "--no-cache")
+		}},
 	)
 	return items
+}
+
+// actionDoneMsg says an ambr command run from the menu has returned.
+type actionDoneMsg struct {
+	id   int
+	what string
+	err  error
+}
+
+// ambrCommand is the command line an action runs: ambr itself, in a shell
+// that waits for enter afterwards so its output can be read. The shell
+// traps (but does not ignore) Ctrl-C, so Ctrl-C ends ambr and returns here.
+func ambrCommand(ambr, home string, args ...string) *exec.Cmd {
+	script := `trap : INT; "$0" "$@"; printf '\n(enter returns to ambr tui) '; read _`
+	return exec.Command("sh", append([]string{"-c", script, ambr, "--home", home}, args...)...)
+}
+
+// runAmbr hands the terminal to an ambr command and comes back.
+func (b *browserModel) runAmbr(what string, args ...string) tea.Cmd {
+	ambr := b.c.opts.Ambr
+	if ambr == "" {
+		if self, err := os.Executable(); err == nil {
+			ambr = self
+		}
+	}
+	id := b.id
+	return tea.ExecProcess(ambrCommand(ambr, b.c.opts.Home, args...), func(err error) tea.Msg {
+		return actionDoneMsg{id: id, what: what, err: err}
+	})
 }
 
 // update handles msg.
@@ -657,6 +697,16 @@ func (b *browserModel) update(msg tea.Msg) tea.Cmd {
 		b.first, b.last, b.markers, b.running = msg.first, msg.last, msg.markers, msg.running
 		b.top, b.cursor = b.first, b.first
 		return tea.Batch(b.ensureWindow(), b.scheduleState())
+	case actionDoneMsg:
+		if msg.id != b.id {
+			return nil
+		}
+		if msg.err != nil {
+			b.setError("ambr %s: %v", msg.what, msg.err)
+		} else {
+			b.setStatus("back from ambr %s", msg.what)
+		}
+		return nil
 	case indexUpdatedMsg:
 		if msg.id != b.id {
 			return nil
@@ -862,7 +912,7 @@ func (b *browserModel) key(msg tea.KeyMsg) tea.Cmd {
 		case key.Matches(msg, k.Enter):
 			it := items[min(b.menuIdx, len(items)-1)]
 			if it.run == nil {
-				b.setStatus("%s: not available yet (%s)", it.label, it.hint)
+				b.setStatus("%s: %s", it.label, it.hint)
 				return nil
 			}
 			b.menuOpen = false

@@ -25,6 +25,11 @@ type Options struct {
 	// App, if set, is the executable the state pane replays with instead
 	// of the build the MANIFEST recorded.
 	App string
+	// Candidate, if set, is the build the "retro-test from here" action
+	// tests (an executable or a Go package path).
+	Candidate string
+	// Ambr is the ambr executable the actions run (default: this one).
+	Ambr string
 	// Input and Output default to the terminal (os.Stdin, os.Stdout).
 	Input  io.Reader
 	Output io.Writer

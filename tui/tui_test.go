@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -365,8 +366,8 @@ func TestFollow(t *testing.T) {
 	}
 }
 
-// TestMenuAndHelp: enter offers actions on the record; those to come are
-// there, disabled, saying which command will do it.
+// TestMenuAndHelp: enter offers actions on the record; retro-test is there,
+// disabled, saying how to enable it (a candidate build).
 func TestMenuAndHelp(t *testing.T) {
 	home := testHome(t)
 	s := startTUI(t, Options{Home: home, Instance: filepath.Join(home, "server")}, 80, 24)
@@ -375,9 +376,9 @@ func TestMenuAndHelp(t *testing.T) {
 	s.waitFor("keys (? or esc closes)", "next match", "step back", "quit")
 	s.press("?")
 	s.press("j", "enter")
-	s.waitFor("actions on #2", "retro-test a build from here", "(coming: ambr retro-test)", "(coming: ambr replay --debug)")
-	s.press("j", "j", "j", "enter")
-	s.waitFor("debug this record's handler: not available yet")
+	s.waitFor("actions on #2", "retro-test a build up to here", "(needs ambr tui --candidate APP)", "debug this record's handler (Delve)")
+	s.press("j", "j", "enter")
+	s.waitFor("retro-test a build up to here: needs ambr tui --candidate APP")
 	s.press("esc", "enter", "j", "enter") // mark #2 from the menu
 	s.waitFor("marked #2")
 	s.press("q")
@@ -451,4 +452,19 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(benchTemp)
 	}
 	os.Exit(code)
+}
+
+// TestActionCommands: the menu's actions run ambr as a user would type it,
+// in a shell that waits for enter afterwards.
+func TestActionCommands(t *testing.T) {
+	cmd := ambrCommand("/usr/bin/ambr", "/h", "replay", "/h/server", "--until", "7", "--debug", "--wait")
+	want := []string{"sh", "-c", `trap : INT; "$0" "$@"; printf '\n(enter returns to ambr tui) '; read _`, "/usr/bin/ambr", "--home", "/h", "replay", "/h/server", "--until", "7", "--debug", "--wait"}
+	if strings.Join(cmd.Args, "|") != strings.Join(want, "|") {
+		t.Fatalf("command %q\nwant %q", cmd.Args, want)
+	}
+	// The shell passes the arguments through untouched.
+	out, err := exec.Command("sh", "-c", `"$0" "$@"`, "echo", "a b", "c").Output()
+	if err != nil || string(out) != "a b c\n" {
+		t.Fatalf("sh passes %q, %v", out, err)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -10,7 +11,7 @@ import (
 )
 
 func newTuiCmd(g *globals) *cobra.Command {
-	var app string
+	var app, candidate string
 	cmd := &cobra.Command{
 		Use:   "tui [NAME|DIR]",
 		Short: "Browse instances, logs, state and time in a terminal UI",
@@ -42,7 +43,7 @@ Exit codes: 0 the user quit; 1 the terminal UI failed; 2 no such instance,
 bad flags, or not a terminal.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := tui.Options{Home: g.Home(), Output: g.stdout}
+			opts := tui.Options{Home: g.Home(), Output: g.stdout, Candidate: candidate}
 			if len(args) == 1 {
 				in, err := openInstance(g, args[0])
 				if err != nil {
@@ -63,12 +64,17 @@ bad flags, or not a terminal.`,
 				}
 				opts.App = app
 			}
-			if err := tui.Run(cmd.Context(), opts); err != nil {
+			// The TUI reads Ctrl-C as a key. It is not tied to the command's
+			// context, which SIGINT cancels: a command the TUI hands the
+			// terminal to (replay --debug) is stopped with Ctrl-C, and the
+			// signal reaches this process too.
+			if err := tui.Run(context.Background(), opts); err != nil {
 				return problemErrorf("tui: %v", err)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&candidate, "candidate", "", "a build to retro-test from the record under the cursor (the actions menu, enter)")
 	cmd.Flags().StringVar(&app, "app", "", "replay with this build (executable or Go package path) instead of the recorded one")
 	return cmd
 }
