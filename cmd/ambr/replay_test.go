@@ -162,7 +162,7 @@ func TestReplayCounter(t *testing.T) {
 	}
 
 	// The CLI, as a user types it.
-	out, err := exec.Command(builtBins.ambr, "replay", copyDir, "--until", strconv.FormatInt(last, 10), "--diff", "10", "--json").CombinedOutput()
+	out, err := exec.Command(builtBins.ambr, "--home", t.TempDir(), "replay", copyDir, "--until", strconv.FormatInt(last, 10), "--diff", "10", "--json").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ambr replay: %v\n%s", err, out)
 	}
