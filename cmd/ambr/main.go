@@ -108,6 +108,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newRetroCmd(g),
 		newUpgradeCmd(g),
 		newTuiCmd(g),
+		newBenchCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
 	)

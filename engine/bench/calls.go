@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/ambr-dev/ambr/engine/hosted"
+	"github.com/ambr-dev/ambr/engine/immortal"
+	"github.com/ambr-dev/ambr/samples/counter/counter"
+)
+
+// CallRow is one system's calls with a result at a number of calls in
+// flight: the rate over the measured calls and their latency percentiles
+// (milliseconds), each a summary over the runs.
+type CallRow struct {
+	System   string  `json:"system"`
+	InFlight int     `json:"in_flight"`
+	Calls    int     `json:"calls"`
+	PerSec   Summary `json:"per_sec"`
+	P50ms    Summary `json:"p50_ms"`
+	P99ms    Summary `json:"p99_ms"`
+	P999ms   Summary `json:"p99_9_ms"`
+}
+
+// callSample is one run's calls.
+type callSample struct {
+	perSec float64
+	lat    []time.Duration
+}
+
+// rowOf summarizes runs into a row.
+func rowOf(system string, inflight, calls int, runs []callSample) CallRow {
+	var rate, p50, p99, p999 []float64
+	for _, r := range runs {
+		rate = append(rate, r.perSec)
+		p50 = append(p50, ms(Percentile(r.lat, 50)))
+		p99 = append(p99, ms(Percentile(r.lat, 99)))
+		p999 = append(p999, ms(Percentile(r.lat, 99.9)))
+	}
+	return CallRow{System: system, InFlight: inflight, Calls: calls, PerSec: Summarize(rate), P50ms: Summarize(p50), P99ms: Summarize(p99), P999ms: Summarize(p999)}
+}
+
+// The ambr side: samples/counter's server and a client immortal that keeps
+// InFlight calls of Inc() in flight until Total have returned. The client
+// times each call from the handler that made it to the handler of its
+// result (live only; a side effect outside the state).
+
+type callArgs struct {
+	Server   string `json:"server"`
+	Total    int64  `json:"total"`
+	InFlight int64  `json:"in_flight"`
+}
+
+type callState struct {
+	Args   callArgs `json:"args"`
+	Issued int64    `json:"issued"`
+	Done   int64    `json:"done"`
+}
+
+// callClock is the client's stopwatch, written by its handlers only.
+type callClock struct {
+	warmup        int64
+	sent          []time.Time
+	lat           []time.Duration
+	warmEnd, last time.Time
+}
+
+func newCallClient(args callArgs, clk *callClock, done *signal) *immortal.App[callState] {
+	app := immortal.New(func() callState { return callState{} }, immortal.WithInitArgs(args), immortal.WithLogger(quiet))
+	call := func(ctx *immortal.Ctx, s *callState) error {
+		s.Issued++
+		if !ctx.Replaying() {
+			clk.sent[s.Issued] = time.Now()
+		}
+		return ctx.Call(s.Args.Server, "Inc", struct{}{}, "incResult", s.Issued)
+	}
+	app.OnFirstStart(func(ctx *immortal.Ctx, s *callState, raw []byte) error { return ctx.Unmarshal(raw, &s.Args) })
+	immortal.Handle(app, "go", func(ctx *immortal.Ctx, s *callState, _ struct{}) (struct{}, error) {
+		for s.Issued < s.Args.Total && s.Issued-s.Done < s.Args.InFlight {
+			if err := call(ctx, s); err != nil {
+				return struct{}{}, err
+			}
+		}
+		return struct{}{}, nil
+	})
+	immortal.HandleResult(app, "incResult", func(ctx *immortal.Ctx, s *callState, n int, callErr error, note []byte) error {
+		if callErr != nil {
+			return callErr
+		}
+		var idx int64
+		if err := ctx.Unmarshal(note, &idx); err != nil {
+			return err
+		}
+		s.Done++
+		if !ctx.Replaying() {
+			now := time.Now()
+			if idx > clk.warmup {
+				clk.lat = append(clk.lat, now.Sub(clk.sent[idx]))
+			}
+			if s.Done == clk.warmup {
+				clk.warmEnd = now
+			}
+			if s.Done == s.Args.Total {
+				clk.last = now
+				done.raise()
+			}
+		}
+		if s.Issued < s.Args.Total {
+			return call(ctx, s)
+		}
+		return nil
+	})
+	return app
+}
+
+// runAmbrCalls runs fresh counter server and client instances under dir and
+// measures total calls (after warmup more) with inflight in flight.
+func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int) (callSample, error) {
+	home, err := os.MkdirTemp(dir, "calls-")
+	if err != nil {
+		return callSample{}, err
+	}
+	defer os.RemoveAll(home)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	all := int64(total + warmup)
+	clk := &callClock{warmup: int64(warmup), sent: make([]time.Time, all+1), lat: make([]time.Duration, 0, total)}
+	done := newSignal()
+	srv := counter.NewServer(nil)
+	cli := newCallClient(callArgs{Server: "counter", Total: all, InFlight: int64(inflight)}, clk, done)
+	runCtx, stop := context.WithCancel(ctx)
+	ns := startNode(runCtx, home, "counter", fsFor(logDurable), 0, func() hosted.App { return srv })
+	nc := startNode(runCtx, home, "client", fsFor(logDurable), 0, func() hosted.App { return cli })
+	sample, err := func() (callSample, error) {
+		for _, n := range []*node{ns, nc} {
+			if err := n.waitLive(ctx); err != nil {
+				return callSample{}, err
+			}
+		}
+		start := time.Now()
+		if err := impulse(ctx, cli, "go", struct{}{}); err != nil {
+			return callSample{}, err
+		}
+		if err := done.wait(ctx, fmt.Sprintf("%d calls", all), ns, nc); err != nil {
+			return callSample{}, err
+		}
+		from := clk.warmEnd
+		if warmup == 0 {
+			from = start
+		}
+		return callSample{perSec: float64(total) / clk.last.Sub(from).Seconds(), lat: clk.lat}, nil
+	}()
+	if serr := stopNodes(stop, ns, nc); err == nil && serr != nil {
+		err = serr
+	}
+	return sample, err
+}
+
+// runGRPCCalls makes total calls of Inc (after warmup more) on conn from
+// inflight goroutines, each with a fresh idempotency key.
+func runGRPCCalls(ctx context.Context, conn *grpc.ClientConn, total, warmup, inflight int) (callSample, error) {
+	var prefix [8]byte
+	_, _ = rand.Read(prefix[:])
+	call := func(i int64) error {
+		key := binary.LittleEndian.AppendUint64(append([]byte(nil), prefix[:]...), uint64(i))
+		return conn.Invoke(ctx, "/"+grpcService+"/Inc", &wrapperspb.BytesValue{Value: key}, new(wrapperspb.Int64Value))
+	}
+	for i := 0; i < warmup; i++ {
+		if err := call(int64(total + 1 + i)); err != nil {
+			return callSample{}, err
+		}
+	}
+	var next atomic.Int64
+	lats := make([][]time.Duration, inflight)
+	errs := make(chan error, inflight)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(total) {
+					return
+				}
+				t := time.Now()
+				if err := call(i); err != nil {
+					errs <- err
+					return
+				}
+				lats[g] = append(lats[g], time.Since(t))
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return callSample{}, err
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return callSample{perSec: float64(total) / el.Seconds(), lat: all}, nil
+}

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package bench
+
+import "os"
+
+// fadviseDontNeed is a no-op here: reads may come from the page cache.
+func fadviseDontNeed(*os.File) error { return nil }
+
+func isTmpfs(string) bool { return false }
