@@ -163,11 +163,12 @@ type demoProc struct {
 	prefix  string // output lines shown with this prefix; "" hides them
 	cmd     *exec.Cmd
 	done    chan struct{}
-	killed  map[int]bool
+	killed  map[int64]bool // app processes killed, by start time (pids are reused)
+	started int64          // start time of the app appPid last returned
 }
 
 func (d *demoRun) proc(name, bin, prefix string, appArgs ...string) *demoProc {
-	p := &demoProc{d: d, name: name, bin: bin, appArgs: appArgs, prefix: prefix, killed: map[int]bool{}}
+	p := &demoProc{d: d, name: name, bin: bin, appArgs: appArgs, prefix: prefix, killed: map[int64]bool{}}
 	d.procs = append(d.procs, p)
 	return p
 }
@@ -206,7 +207,8 @@ func (p *demoProc) start() error {
 func (p *demoProc) appPid() (int, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if st, ok := supervise.ReadRunStatus(p.dir()); ok && st.AppPid != 0 && !p.killed[st.AppPid] && supervise.Alive(st.AppPid) {
+		if st, ok := supervise.ReadRunStatus(p.dir()); ok && st.AppPid != 0 && !p.killed[st.AppStarted] && supervise.Alive(st.AppPid) {
+			p.started = st.AppStarted
 			return st.AppPid, nil
 		}
 		select {
@@ -227,12 +229,12 @@ func (p *demoProc) kill(n, of int, whole bool, at string) error {
 	}
 	if !whole {
 		p.d.printf("✗ kill %2d/%d: kill -9 %s's app (pid %d) %s — its coordinator restarts it; it recovers from checkpoint + log\n", n, of, p.name, pid, at)
-		p.killed[pid] = true
+		p.killed[p.started] = true
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return nil
 	}
 	p.d.printf("✗ kill %2d/%d: kill -9 %s's 'ambr run' (pid %d) %s — a machine failure; running the same command again\n", n, of, p.name, p.cmd.Process.Pid, at)
-	p.killed[pid] = true
+	p.killed[p.started] = true
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 	return p.start()

@@ -83,11 +83,13 @@ func TestKillLoopProcesses(t *testing.T) {
 		}
 		return cmd
 	}
-	killed := map[int]bool{}
+	killed := map[int64]bool{} // by start time: pids are reused
+	var started int64
 	waitApp := func() int {
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
-			if st, ok := supervise.ReadRunStatus(dir); ok && st.AppPid != 0 && !killed[st.AppPid] && supervise.Alive(st.AppPid) {
+			if st, ok := supervise.ReadRunStatus(dir); ok && st.AppPid != 0 && !killed[st.AppStarted] && supervise.Alive(st.AppPid) {
+				started = st.AppStarted
 				return st.AppPid
 			}
 			time.Sleep(2 * time.Millisecond)
@@ -103,7 +105,7 @@ func TestKillLoopProcesses(t *testing.T) {
 		if s, _ := accum.NewestState(dir); !s.Done {
 			midRun++
 		}
-		killed[pid] = true
+		killed[started] = true
 		if i%2 == 0 {
 			// The app only: its coordinator restarts it and it recovers.
 			_ = syscall.Kill(pid, syscall.SIGKILL)

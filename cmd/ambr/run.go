@@ -179,10 +179,10 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		Env:    append(l.Env(), engine.EnvInstance+"="+name),
 		Stdout: g.stdout, Stderr: g.stderr,
 		OnStart: func(pid int) {
-			setStatus(func(s *supervise.RunStatus) { s.AppPid = pid })
+			setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = pid, time.Now().UnixNano() })
 		},
 		OnExit: func(err error) {
-			setStatus(func(s *supervise.RunStatus) { s.AppPid = 0; s.Restarts++ })
+			setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = 0, 0; s.Restarts++ })
 			if runCtx.Err() == nil {
 				logger.Warn("app exited; restarting it", "reason", exitReason(err))
 			}

@@ -62,11 +62,11 @@ type inst struct {
 	out      *syncBuffer
 	cmd      *exec.Cmd
 	done     chan struct{}
-	killed   map[int]bool
+	killed   map[int64]bool // app processes killed, by start time (pids are reused)
 }
 
 func newInst(t *testing.T, home, name, bin string, appArgs ...string) *inst {
-	return &inst{t: t, name: name, home: home, bin: bin, appArgs: appArgs, out: &syncBuffer{}, killed: map[int]bool{}}
+	return &inst{t: t, name: name, home: home, bin: bin, appArgs: appArgs, out: &syncBuffer{}, killed: map[int64]bool{}}
 }
 
 func (i *inst) dir() string { return filepath.Join(i.home, i.name) }
@@ -94,23 +94,29 @@ func (i *inst) start() {
 
 // appPid waits for the instance's current app process.
 func (i *inst) appPid() int {
+	pid, _ := i.app()
+	return pid
+}
+
+// app waits for the instance's current app process: its pid and start time.
+func (i *inst) app() (int, int64) {
 	i.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if st, ok := supervise.ReadRunStatus(i.dir()); ok && st.AppPid != 0 && !i.killed[st.AppPid] && supervise.Alive(st.AppPid) {
-			return st.AppPid
+		if st, ok := supervise.ReadRunStatus(i.dir()); ok && st.AppPid != 0 && !i.killed[st.AppStarted] && supervise.Alive(st.AppPid) {
+			return st.AppPid, st.AppStarted
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	i.t.Fatalf("%s: no app process came up; output:\n%s", i.name, i.out.String())
-	return 0
+	return 0, 0
 }
 
 // killApp SIGKILLs only the app; its coordinator restarts it.
 func (i *inst) killApp() {
 	i.t.Helper()
-	pid := i.appPid()
-	i.killed[pid] = true
+	pid, started := i.app()
+	i.killed[started] = true
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 

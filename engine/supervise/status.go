@@ -21,13 +21,15 @@ const (
 
 // RunStatus is what `ambr ls` and `ambr kill` read about a running instance.
 type RunStatus struct {
-	ICPid    int    `json:"ic_pid"`
-	AppPid   int    `json:"app_pid,omitempty"`
-	App      string `json:"app"`
-	RecvPort int    `json:"recv_port,omitempty"`
-	SendPort int    `json:"send_port,omitempty"`
-	Started  int64  `json:"started"`
-	Restarts int    `json:"app_restarts"`
+	ICPid  int `json:"ic_pid"`
+	AppPid int `json:"app_pid,omitempty"`
+	// AppStarted (Unix ns) tells app processes apart: pids are reused.
+	AppStarted int64  `json:"app_started,omitempty"`
+	App        string `json:"app"`
+	RecvPort   int    `json:"recv_port,omitempty"`
+	SendPort   int    `json:"send_port,omitempty"`
+	Started    int64  `json:"started"`
+	Restarts   int    `json:"app_restarts"`
 }
 
 // WriteRunStatus replaces dir/RUN (atomically; it is not durable state).
