@@ -1,97 +1,20 @@
 package tui
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
-	"github.com/ambr-dev/ambr/engine/vfs"
 )
 
 // instanceInfo is one row of the instances view (what `ambr ls` says).
-type instanceInfo struct {
-	Name, Dir   string
-	Running     bool
-	Version     uint32
-	LastSeq     int64
-	LogBytes    int64
-	Segments    int
-	Checkpoints int
-	Newest      uint64
-	App         string
-	Error       string
-}
+type instanceInfo = supervise.InstanceInfo
 
 // listInstances describes the instances under home, by name.
-func listInstances(home string) ([]instanceInfo, error) {
-	entries, err := os.ReadDir(home)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", home, err)
-	}
-	var out []instanceInfo
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(home, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, layout.ManifestFile)); err != nil {
-			continue
-		}
-		out = append(out, describeInstance(e.Name(), dir))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-// describeInstance reads what `ambr ls` shows about the instance in dir.
-func describeInstance(name, dir string) instanceInfo {
-	v := instanceInfo{Name: name, Dir: dir}
-	in, err := layout.Open(vfs.Default(), dir)
-	if err != nil {
-		v.Error = err.Error()
-		return v
-	}
-	v.Version, v.Newest, v.App = in.Manifest.Version, in.Manifest.Checkpoint, in.Manifest.App.Source
-	_, v.Running = supervise.ReadRunStatus(dir)
-	segs, _ := in.Segments()
-	ckpts, _ := in.Checkpoints()
-	v.Segments, v.Checkpoints = len(segs), len(ckpts)
-	for _, s := range segs {
-		if fi, err := os.Stat(in.SegmentPath(s)); err == nil {
-			v.LogBytes += fi.Size()
-		}
-	}
-	for i := len(segs) - 1; i >= 0 && v.LastSeq == 0; i-- {
-		lr, err := in.NewLogReader(segs[i])
-		if err != nil {
-			break
-		}
-		for {
-			r, err := lr.Next()
-			if err != nil {
-				if err != io.EOF {
-					v.Error = err.Error()
-				}
-				break
-			}
-			v.LastSeq = r.Seq
-		}
-		lr.Close()
-	}
-	return v
-}
+func listInstances(home string) ([]instanceInfo, error) { return supervise.ListInstances(home) }
 
 func byteSize(n int64) string {
 	switch {

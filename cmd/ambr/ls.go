@@ -2,17 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 )
 
@@ -97,64 +91,19 @@ func byteSize(n int64) string {
 }
 
 func listInstances(home string) ([]instanceView, error) {
-	entries, err := os.ReadDir(home)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	infos, err := supervise.ListInstances(home)
 	if err != nil {
-		return nil, problemErrorf("list %s: %v", home, err)
+		return nil, problemErrorf("%v", err)
 	}
-	var views []instanceView
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
+	views := make([]instanceView, 0, len(infos))
+	for _, v := range infos {
+		state := "stopped"
+		if v.Running {
+			state = "running"
 		}
-		dir := filepath.Join(home, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, layout.ManifestFile)); err != nil {
-			continue
-		}
-		views = append(views, describeInstance(e.Name(), dir))
+		views = append(views, instanceView{Name: v.Name, Dir: v.Dir, State: state, ICPid: v.ICPid, AppPid: v.AppPid,
+			Version: v.Version, LastSeq: v.LastSeq, LogBytes: v.LogBytes, Segments: v.Segments, Checkpoints: v.Checkpoints,
+			Newest: v.Newest, App: v.App, Error: v.Error})
 	}
-	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
 	return views, nil
-}
-
-func describeInstance(name, dir string) instanceView {
-	v := instanceView{Name: name, Dir: dir, State: "stopped"}
-	in, err := layout.Open(vfsDefault(), dir)
-	if err != nil {
-		v.Error = err.Error()
-		return v
-	}
-	v.Version, v.Newest, v.App = in.Manifest.Version, in.Manifest.Checkpoint, in.Manifest.App.Source
-	if st, ok := supervise.ReadRunStatus(dir); ok {
-		v.State, v.ICPid, v.AppPid = "running", st.ICPid, st.AppPid
-	}
-	segs, _ := in.Segments()
-	ckpts, _ := in.Checkpoints()
-	v.Segments, v.Checkpoints = len(segs), len(ckpts)
-	for _, s := range segs {
-		if fi, err := os.Stat(in.SegmentPath(s)); err == nil {
-			v.LogBytes += fi.Size()
-		}
-	}
-	// The last record: read the newest segment that holds one.
-	for i := len(segs) - 1; i >= 0 && v.LastSeq == 0; i-- {
-		lr, err := in.NewLogReader(segs[i])
-		if err != nil {
-			break
-		}
-		for {
-			r, err := lr.Next()
-			if err != nil {
-				if err != io.EOF {
-					v.Error = err.Error()
-				}
-				break
-			}
-			v.LastSeq = r.Seq
-		}
-		lr.Close()
-	}
-	return v
 }
