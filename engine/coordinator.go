@@ -189,7 +189,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // event is something that happened on another goroutine of a conversation.
 type event struct {
 	msg      *logfmt.Message
-	state    []byte // checkpoint state; the message of peerMsg
+	state    []byte // checkpoint state
 	durable  int64
 	ckptDone uint64
 	err      error // fatal
@@ -200,6 +200,7 @@ type event struct {
 	peerHello                 *inLink // a sender said hello; answer on reply
 	reply                     chan int64
 	peerMsg, peerGone         *inLink
+	batch                     *inBatch // of peerMsg
 }
 
 // conversation is one app connection's worth of state.
@@ -344,12 +345,19 @@ func (v *conversation) handle(e event) error {
 		v.inlinks[in.from] = in
 		e.reply <- v.core.ExpectFrom(in.from)
 	case e.peerMsg != nil:
-		if v.inlinks[e.peerMsg.from] != e.peerMsg {
+		in, b := e.peerMsg, e.batch
+		defer in.recycle(b) // the Core copies what it keeps
+		if v.inlinks[in.from] != in {
 			return nil // a replaced connection's leftovers
 		}
-		if err := v.core.PeerMessage(e.peerMsg.from, e.seq, e.state); err != nil {
-			v.c.log.Warn("peer link: dropping the connection", "peer", e.peerMsg.from, "reason", err)
-			e.peerMsg.conn.Close()
+		start := 0
+		for i, end := range b.ends {
+			if err := v.core.PeerMessage(in.from, b.seqs[i], b.arena[start:end]); err != nil {
+				v.c.log.Warn("peer link: dropping the connection", "peer", in.from, "reason", err)
+				in.conn.Close()
+				return nil
+			}
+			start = end
 		}
 	case e.peerGone != nil:
 		if v.inlinks[e.peerGone.from] == e.peerGone {
@@ -409,10 +417,16 @@ func (v *conversation) dispatch(rd Ready) error {
 	for _, p := range rd.NeedPeers {
 		v.startLink(p)
 	}
-	for _, m := range rd.PeerSends {
-		if l := v.links[m.Peer]; l != nil {
-			l.send(v.linkGen[m.Peer], logfmt.AppendPeerMessage(nil, m.Seq, m.Msg))
+	for sends := rd.PeerSends; len(sends) > 0; {
+		// A run of messages to one peer goes to its queue in one step.
+		peer, n := sends[0].Peer, 1
+		for n < len(sends) && sends[n].Peer == peer {
+			n++
 		}
+		if l := v.links[peer]; l != nil {
+			l.send(v.linkGen[peer], sends[:n])
+		}
+		sends = sends[n:]
 	}
 	for _, a := range rd.PeerAcks {
 		if in := v.inlinks[a.Peer]; in != nil {

@@ -132,6 +132,7 @@ type expectation struct {
 // lastSeq, in order). For the instance's own stream, "logged" means in a
 // durable record of its own log.
 type outStream struct {
+	peer     string
 	lastSeq  int64
 	ackedSeq int64
 	unacked  []outMsg
@@ -164,6 +165,16 @@ func (s *outStream) add(data []byte) bool {
 	}
 	s.unacked = append(s.unacked, outMsg{seq: s.lastSeq, data: data})
 	return true
+}
+
+// outStream returns the output stream to dest, made if there is none.
+func (c *Core) outStream(dest string) *outStream {
+	s := c.outs[dest]
+	if s == nil {
+		s = &outStream{peer: dest}
+		c.outs[dest] = s
+	}
+	return s
 }
 
 type durableMark struct {
@@ -199,9 +210,14 @@ type Core struct {
 	segment      uint64 // segment new records go to
 	segmentBytes int64  // bytes logged to segment so far
 
-	// The record being filled; sealed by Ready.
-	open      *logfmt.Record
-	openBytes []byte
+	// The record being filled; sealed by Ready. openWire holds its
+	// messages after room for the wire header, so that sealing makes the
+	// record the app receives without copying them again. lastSize is the
+	// size of the previous record's messages: the next one starts with
+	// that much room.
+	open     *logfmt.Record
+	openWire []byte
+	lastSize int
 
 	queue []delivery
 
@@ -289,7 +305,7 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 		c.durableWM[w.Peer] = w.Seq
 	}
 	for _, o := range ck.Outputs {
-		s := &outStream{lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
+		s := &outStream{peer: o.Peer, lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
 		for i, m := range o.Unacked {
 			s.unacked = append(s.unacked, outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
 		}
@@ -345,7 +361,8 @@ func (c *Core) FinishRecovery() {
 
 // AppMessage handles one message from the app. For a Checkpoint message,
 // state holds the state bytes that followed it. An error is a protocol
-// violation by the app: the caller should drop the app connection.
+// violation by the app: the caller should drop the app connection. The Core
+// keeps m.Data and rewrites parts of it: the caller must not use it again.
 func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
 	switch m.Type {
 	case logfmt.TypeRPC:
@@ -392,9 +409,17 @@ func (c *Core) appRPC(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("app sent a bad RPC: %w", err)
 	}
-	dest := string(o.Dest)
-	self := o.IsSelf() || dest == c.cfg.Name
-	body := data[logfmt.ZigZagLen(int64(len(o.Dest)))+len(o.Dest):] // delivery form
+	self := o.IsSelf() || string(o.Dest) == c.cfg.Name
+	prefix := logfmt.ZigZagLen(int64(len(o.Dest))) + len(o.Dest)
+	body := data[prefix:] // delivery form
+	// deliveryMsg frames body for delivery, over the destination bytes
+	// where they leave room: o.Dest is unusable afterwards.
+	deliveryMsg := func() []byte {
+		if m := logfmt.DeliveryFormInPlace(data, prefix); m != nil {
+			return m
+		}
+		return logfmt.AppendMessage(nil, logfmt.TypeRPC, body)
+	}
 	if o.Kind == logfmt.RPCImpulse {
 		if c.phase != phaseLive {
 			c.ready.Warnings = append(c.ready.Warnings, fmt.Sprintf("refused an impulse (method %d) sent while %s: apps may send impulses only once primary", o.MethodID, c.phase))
@@ -403,31 +428,36 @@ func (c *Core) appRPC(data []byte) error {
 		if self {
 			// Impulses are new input, not regenerated output: logged once,
 			// unsequenced, outside the deterministic output stream.
-			c.appendInput(c.cfg.Name, 0, logfmt.AppendMessage(nil, logfmt.TypeRPC, body))
+			c.appendInput(c.cfg.Name, 0, deliveryMsg())
 			return nil
 		}
 		// An impulse to another instance would take a sequence number of
 		// the stream to it that a replay never makes again, shifting every
 		// later message: refused until impulses get a stream of their own.
-		c.ready.Warnings = append(c.ready.Warnings, fmt.Sprintf("refused an impulse (method %d) to %s: impulses to other instances are not supported yet; send the impulse to this instance and fork from its handler", o.MethodID, dest))
+		c.ready.Warnings = append(c.ready.Warnings, fmt.Sprintf("refused an impulse (method %d) to %s: impulses to other instances are not supported yet; send the impulse to this instance and fork from its handler", o.MethodID, o.Dest))
 		return nil
 	}
 	digestDest := o.Dest
 	if self {
-		dest, digestDest = c.cfg.Name, nil
+		digestDest = nil
 	}
-	if o.Kind != logfmt.RPCImpulse {
-		c.outCount++
-		c.outDig = logfmt.ChainDigest(c.outDig, digestDest, body)
-		if c.phase == phaseRecovering {
-			c.checkExpectations()
+	c.outCount++
+	c.outDig = logfmt.ChainDigest(c.outDig, digestDest, body)
+	if c.phase == phaseRecovering {
+		c.checkExpectations()
+	}
+	// Looked up with string(bytes), which does not allocate; the stream
+	// holds the name as a string for what needs one.
+	var s *outStream
+	if self {
+		s = c.outStream(c.cfg.Name)
+	} else {
+		s = c.outs[string(o.Dest)]
+		if s == nil {
+			s = c.outStream(string(o.Dest))
 		}
 	}
-	s := c.outs[dest]
-	if s == nil {
-		s = &outStream{}
-		c.outs[dest] = s
-	}
+	dest := s.peer
 	if self {
 		s.lastSeq++
 		if c.phase == phaseRecovering && s.lastSeq <= c.loggedSelf {
@@ -436,12 +466,12 @@ func (c *Core) appRPC(data []byte) error {
 			s.ack(s.lastSeq)
 			return nil
 		}
-		msg := logfmt.AppendMessage(nil, logfmt.TypeRPC, body)
+		msg := deliveryMsg()
 		s.unacked = append(s.unacked, outMsg{seq: s.lastSeq, data: msg})
 		c.appendInput(c.cfg.Name, s.lastSeq, msg)
 		return nil
 	}
-	msg := logfmt.AppendMessage(nil, logfmt.TypeRPC, body)
+	msg := deliveryMsg()
 	if s.add(msg) && c.connected[dest] {
 		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: s.lastSeq, Msg: msg})
 	}
@@ -477,7 +507,7 @@ func (c *Core) checkExpectations() {
 func (c *Core) appendInput(sender string, seq int64, msg []byte) {
 	if c.open == nil {
 		c.open = &logfmt.Record{}
-		c.openBytes = c.openBytes[:0]
+		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(c.lastSize, len(msg), 256))
 	}
 	r := c.open
 	n := len(r.Sources)
@@ -487,7 +517,7 @@ func (c *Core) appendInput(sender string, seq int64, msg []byte) {
 	} else {
 		r.Sources = append(r.Sources, logfmt.Source{Peer: sender, FirstSeq: seq, Count: 1})
 	}
-	r.Messages = append(r.Messages, msg...)
+	c.openWire = append(c.openWire, msg...)
 	r.MessageCount++
 	if seq > c.inWM[sender] {
 		c.inWM[sender] = seq
@@ -504,6 +534,8 @@ func (c *Core) sealOpen() {
 		return
 	}
 	c.open = nil
+	r.Messages = c.openWire[logfmt.WireHeaderSize:]
+	c.lastSize = len(r.Messages)
 	r.Seq = c.nextSeq
 	c.nextSeq++
 	r.Time = c.cfg.Now().UnixNano()
@@ -518,7 +550,13 @@ func (c *Core) sealOpen() {
 		c.marks = append(c.marks, durableMark{record: r.Seq, last: c.openMarks})
 		c.openMarks = map[string]int64{}
 	}
-	c.queue = append(c.queue, delivery{seq: r.Seq, wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, r.Seq, r.Messages)})
+	// The wire header goes into the room left for it: the record for the
+	// app shares its messages with the record for the log.
+	wire := logfmt.AppendWireHeader(c.openWire[:0], logfmt.WireHeader{
+		CommitterID: c.cfg.CommitterID, Size: int32(len(c.openWire)), CheckBytes: logfmt.CheckBytes(r.Messages), Seq: r.Seq,
+	})
+	c.openWire = nil
+	c.queue = append(c.queue, delivery{seq: r.Seq, wire: wire[:logfmt.WireHeaderSize+len(r.Messages)]})
 	c.segmentBytes += int64(r.EncodedSize())
 }
 
@@ -646,7 +684,8 @@ func (c *Core) AcceptingPeers() bool {
 // PeerMessage handles a message from another instance's coordinator: a
 // framed RPC in delivery form with the sender's sequence number. A message
 // already logged (a resend) is dropped; the next one is logged; a gap is a
-// protocol error (the caller drops the connection).
+// protocol error (the caller drops the connection). msg is copied into the
+// open record, not kept: the caller may reuse it.
 func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 	if from == c.cfg.Name {
 		return fmt.Errorf("peer message from %q, which is this instance", from)
@@ -661,7 +700,7 @@ func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 	case seq != w+1:
 		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
 	}
-	c.appendInput(from, seq, append([]byte(nil), msg...))
+	c.appendInput(from, seq, msg)
 	return nil
 }
 
@@ -670,11 +709,7 @@ func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 // logged there. The Core resends the rest of its output buffer and sends new
 // output from now on.
 func (c *Core) PeerConnected(dest string, expect int64) {
-	s := c.outs[dest]
-	if s == nil {
-		s = &outStream{}
-		c.outs[dest] = s
-	}
+	s := c.outStream(dest)
 	s.ack(expect - 1)
 	c.connected[dest] = true
 	// Sends queued for the previous connection would go out ahead of the

@@ -33,13 +33,20 @@ const (
 )
 
 // frameQueue is an unbounded queue of frames for one connection, written by
-// its own goroutine so the coordinator's loop never blocks on a peer.
+// its own goroutine so the coordinator's loop never blocks on a peer. Frames
+// are appended straight into a byte buffer that the writer swaps with a
+// spare one: no allocation per frame, one write per batch.
 type frameQueue struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
-	frames [][]byte
+	buf    []byte // frames waiting
+	spare  []byte // the buffer the writer last wrote, empty, for reuse
 	closed bool
 }
+
+// maxSpareFrameBuf caps the buffer a queue keeps for reuse: a burst must not
+// pin its peak size for the life of the connection.
+const maxSpareFrameBuf = 4 << 20
 
 func newFrameQueue() *frameQueue {
 	q := &frameQueue{}
@@ -47,10 +54,23 @@ func newFrameQueue() *frameQueue {
 	return q
 }
 
-func (q *frameQueue) push(b []byte) {
+// push queues a whole frame.
+func (q *frameQueue) push(frame []byte) {
 	q.mu.Lock()
 	if !q.closed {
-		q.frames = append(q.frames, b)
+		q.buf = append(q.buf, frame...)
+	}
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// pushMessages queues a Message frame for each of msgs, which are in order.
+func (q *frameQueue) pushMessages(msgs []PeerSend) {
+	q.mu.Lock()
+	if !q.closed {
+		for _, m := range msgs {
+			q.buf = logfmt.AppendPeerMessage(q.buf, m.Seq, m.Msg)
+		}
 	}
 	q.mu.Unlock()
 	q.cond.Signal()
@@ -67,23 +87,24 @@ func (q *frameQueue) close() {
 func (q *frameQueue) drainTo(conn net.Conn) {
 	for {
 		q.mu.Lock()
-		for len(q.frames) == 0 && !q.closed {
+		for len(q.buf) == 0 && !q.closed {
 			q.cond.Wait()
 		}
 		if q.closed {
 			q.mu.Unlock()
 			return
 		}
-		batch := q.frames
-		q.frames = nil
+		out := q.buf
+		q.buf, q.spare = q.spare, nil
 		q.mu.Unlock()
-		var buf []byte
-		for _, f := range batch {
-			buf = append(buf, f...)
-		}
-		if _, err := conn.Write(buf); err != nil {
+		if _, err := conn.Write(out); err != nil {
 			conn.Close()
 			return
+		}
+		if cap(out) <= maxSpareFrameBuf {
+			q.mu.Lock()
+			q.spare = out[:0]
+			q.mu.Unlock()
 		}
 	}
 }
@@ -111,13 +132,13 @@ func (v *conversation) startLink(peer string) {
 	}()
 }
 
-// send queues a frame on the connection of generation gen, if it is still
+// send queues messages on the connection of generation gen, if it is still
 // the current one.
-func (l *outLink) send(gen int64, frame []byte) {
+func (l *outLink) send(gen int64, msgs []PeerSend) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.gen == gen && l.queue != nil {
-		l.queue.push(frame)
+		l.queue.pushMessages(msgs)
 	}
 }
 
@@ -230,6 +251,55 @@ type inLink struct {
 	conn  net.Conn
 	from  string
 	queue *frameQueue
+	free  chan *inBatch // batches the loop is done with, for reuse
+}
+
+// inBatch is the messages read from an inbound connection in one go: what
+// had arrived by the time the first one was read, up to a limit. Message i
+// is arena[ends[i-1]:ends[i]], with sender sequence number seqs[i].
+type inBatch struct {
+	seqs  []int64
+	ends  []int
+	arena []byte
+}
+
+// Limits of one inbound batch: large enough that the loop handles many
+// messages per event, small enough to keep a batch's memory bounded.
+const (
+	maxInBatchMsgs  = 4096
+	maxInBatchBytes = 4 << 20
+)
+
+func (b *inBatch) add(seq int64, msg []byte) {
+	b.arena = append(b.arena, msg...)
+	b.seqs = append(b.seqs, seq)
+	b.ends = append(b.ends, len(b.arena))
+}
+
+func (b *inBatch) full() bool {
+	return len(b.ends) >= maxInBatchMsgs || len(b.arena) >= maxInBatchBytes
+}
+
+// batch returns an empty batch, reusing one the loop handed back.
+func (in *inLink) batch() *inBatch {
+	select {
+	case b := <-in.free:
+		b.seqs, b.ends, b.arena = b.seqs[:0], b.ends[:0], b.arena[:0]
+		return b
+	default:
+		return &inBatch{}
+	}
+}
+
+// recycle hands a handled batch back to the connection's reader.
+func (in *inLink) recycle(b *inBatch) {
+	if cap(b.arena) > 2*maxInBatchBytes {
+		return // grown by a giant message: let it go
+	}
+	select {
+	case in.free <- b:
+	default:
+	}
 }
 
 // acceptPeers hands the coordinator's accepted connections to this
@@ -276,7 +346,7 @@ func (v *conversation) serveInbound(conn net.Conn) {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	in := &inLink{conn: conn, from: f.From, queue: newFrameQueue()}
+	in := &inLink{conn: conn, from: f.From, queue: newFrameQueue(), free: make(chan *inBatch, 2)}
 	reply := make(chan int64, 1)
 	v.post(event{peerHello: in, reply: reply})
 	var expect int64
@@ -295,19 +365,35 @@ func (v *conversation) serveInbound(conn net.Conn) {
 	go in.queue.drainTo(conn)
 	defer in.queue.close()
 	for {
-		f, err := r.Next()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				v.post(event{peerGone: in})
+		// One event per batch: the first message, then every whole one
+		// already received, so a busy link costs the loop one event per
+		// read rather than one per message.
+		b := in.batch()
+		for {
+			f, err := r.Next()
+			if err != nil {
+				if len(b.ends) > 0 {
+					v.post(event{peerMsg: in, batch: b})
+				}
+				if !errors.Is(err, net.ErrClosed) {
+					v.post(event{peerGone: in})
+				}
+				return
 			}
-			return
+			if f.Kind != logfmt.PeerMessage {
+				if len(b.ends) > 0 {
+					v.post(event{peerMsg: in, batch: b})
+				}
+				v.c.log.Warn("peer link: unexpected frame; dropping the connection", "peer", in.from, "kind", f.Kind)
+				v.post(event{peerGone: in})
+				return
+			}
+			b.add(f.Seq, f.Msg)
+			if b.full() || !r.Buffered() {
+				break
+			}
 		}
-		if f.Kind != logfmt.PeerMessage {
-			v.c.log.Warn("peer link: unexpected frame; dropping the connection", "peer", in.from, "kind", f.Kind)
-			v.post(event{peerGone: in})
-			return
-		}
-		v.post(event{peerMsg: in, seq: f.Seq, state: append([]byte(nil), f.Msg...)})
+		v.post(event{peerMsg: in, batch: b})
 	}
 }
 

@@ -124,8 +124,9 @@ func ParsePeerFrame(kind byte, p []byte) (PeerFrame, error) {
 
 // PeerReader reads frames from a coordinator connection.
 type PeerReader struct {
-	br  *bufio.Reader
-	buf []byte
+	br      *bufio.Reader
+	buf     []byte
+	discard int // bytes of the last frame still in br
 }
 
 // NewPeerReader returns a reader over r.
@@ -134,6 +135,9 @@ func NewPeerReader(r io.Reader) *PeerReader { return &PeerReader{br: bufio.NewRe
 // Next returns the next frame; its Msg aliases an internal buffer valid
 // until the next call. io.EOF at a clean end.
 func (r *PeerReader) Next() (PeerFrame, error) {
+	if err := r.skipLast(); err != nil {
+		return PeerFrame{}, err
+	}
 	var hdr [peerFrameHeader]byte
 	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
 		if err == io.ErrUnexpectedEOF {
@@ -145,6 +149,16 @@ func (r *PeerReader) Next() (PeerFrame, error) {
 	if n < 1 || n > MaxPeerFrame {
 		return PeerFrame{}, fmt.Errorf("%w: peer frame length %d", ErrMalformed, n)
 	}
+	// A frame that fits in the read buffer is parsed where it lies (no
+	// copy) and skipped on the next call.
+	if n-1 <= r.br.Size() {
+		p, err := r.br.Peek(n - 1)
+		if err != nil {
+			return PeerFrame{}, fmt.Errorf("%w: peer frame cut short: %v", ErrTruncated, err)
+		}
+		r.discard = n - 1
+		return ParsePeerFrame(hdr[4], p)
+	}
 	if cap(r.buf) < n-1 {
 		r.buf = make([]byte, n-1)
 	}
@@ -153,4 +167,28 @@ func (r *PeerReader) Next() (PeerFrame, error) {
 		return PeerFrame{}, fmt.Errorf("%w: peer frame cut short: %v", ErrTruncated, err)
 	}
 	return ParsePeerFrame(hdr[4], r.buf)
+}
+
+func (r *PeerReader) skipLast() error {
+	if r.discard == 0 {
+		return nil
+	}
+	_, err := r.br.Discard(r.discard)
+	r.discard = 0
+	return err
+}
+
+// Buffered reports whether a whole frame has already been received, so that
+// Next returns without waiting for the connection: receivers use it to
+// gather a batch of frames before handing them on.
+func (r *PeerReader) Buffered() bool {
+	if r.skipLast() != nil || r.br.Buffered() < peerFrameHeader {
+		return false
+	}
+	hdr, err := r.br.Peek(peerFrameHeader)
+	if err != nil {
+		return false
+	}
+	n := int(binary.LittleEndian.Uint32(hdr[:4]))
+	return n >= 1 && r.br.Buffered() >= peerFrameHeader+n-1
 }

@@ -50,3 +50,38 @@ func TestPeerGarbage(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerReaderBuffered: Buffered says whether Next can return a whole
+// frame without reading the connection, frames larger than the read buffer
+// included, and never claims a frame that is cut short.
+func TestPeerReaderBuffered(t *testing.T) {
+	small := AppendRPC(nil, RPC{MethodID: 1, Kind: RPCFork, Args: []byte("abc")})
+	big := AppendRPC(nil, RPC{MethodID: 2, Kind: RPCFork, Args: bytes.Repeat([]byte{7}, 100<<10)})
+	var b []byte
+	b = AppendPeerMessage(b, 1, small)
+	b = AppendPeerMessage(b, 2, small)
+	b = AppendPeerMessage(b, 3, big)
+	b = AppendPeerMessage(b, 4, small)
+	cut := AppendPeerMessage(nil, 5, small)
+	b = append(b, cut[:len(cut)-1]...)
+	r := NewPeerReader(bytes.NewReader(b))
+	wantBuffered := []bool{true, false, true, false} // after frames 1..4
+	for i, want := range []struct {
+		seq int64
+		msg []byte
+	}{{1, small}, {2, small}, {3, big}, {4, small}} {
+		f, err := r.Next()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i+1, err)
+		}
+		if f.Seq != want.seq || !bytes.Equal(f.Msg, want.msg) {
+			t.Fatalf("frame %d: seq %d, %d bytes; want seq %d, %d bytes", i+1, f.Seq, len(f.Msg), want.seq, len(want.msg))
+		}
+		if got := r.Buffered(); got != wantBuffered[i] {
+			t.Fatalf("Buffered after frame %d = %v, want %v", i+1, got, wantBuffered[i])
+		}
+	}
+	if _, err := r.Next(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("cut frame: %v, want ErrTruncated", err)
+	}
+}

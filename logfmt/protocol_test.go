@@ -1029,3 +1029,34 @@ func TestParseZeroAllocs(t *testing.T) {
 		t.Errorf("decoding allocates %v times, want 0", allocs)
 	}
 }
+
+// TestDeliveryFormInPlace: rewriting an outgoing RPC into delivery form
+// over its destination gives the same bytes as building it anew, or nil
+// exactly when the destination leaves too little room.
+func TestDeliveryFormInPlace(t *testing.T) {
+	for _, dest := range []string{"", "a", "ab", "srv", "server-with-a-long-name"} {
+		for _, n := range []int{0, 50, 200, 20000, 3 << 20} {
+			out := AppendOutgoingRPC(nil, dest, RPC{MethodID: 9, Kind: RPCFork, Args: bytes.Repeat([]byte{'x'}, n)})
+			m, _, err := ParseMessage(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := ZigZagLen(int64(len(dest))) + len(dest)
+			want := AppendMessage(nil, TypeRPC, m.Data[prefix:])
+			got := DeliveryFormInPlace(m.Data, prefix)
+			hdr := len(want) - (len(m.Data) - prefix) // want's frame header
+			if got == nil {
+				if hdr <= prefix {
+					t.Errorf("dest %q, %d bytes: nil although the destination has room", dest, n)
+				}
+				continue
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("dest %q, %d bytes: in place %x…, want %x…", dest, n, got[:min(8, len(got))], want[:min(8, len(want))])
+			}
+			if cap(got) != len(got) {
+				t.Errorf("dest %q: the result must not be appendable into what follows it", dest)
+			}
+		}
+	}
+}

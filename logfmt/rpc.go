@@ -131,6 +131,24 @@ func ParseOutgoingRPC(data []byte) (OutgoingRPC, error) {
 	return OutgoingRPC{Dest: data[n:end:end], RPC: r}, nil
 }
 
+// DeliveryFormInPlace turns data, the data of an outgoing RPC whose first
+// prefix bytes are its destination (length and name), into a framed TypeRPC
+// message in delivery form, by writing the frame header over the end of the
+// destination. It returns the message, which aliases data, or nil when the
+// destination is too short to make room for the header: the caller then
+// builds it with AppendMessage(nil, TypeRPC, data[prefix:]). It saves a
+// copy per message where the coordinator owns data; the destination bytes
+// are gone afterwards.
+func DeliveryFormInPlace(data []byte, prefix int) []byte {
+	body := len(data) - prefix
+	hdr := ZigZagLen(1+int64(body)) + 1
+	if hdr > prefix {
+		return nil
+	}
+	appendFrameHeader(data[prefix-hdr:prefix-hdr], TypeRPC, body)
+	return data[prefix-hdr : len(data) : len(data)]
+}
+
 // AppendOutgoingRPC appends a whole framed TypeRPC message in its outgoing
 // form (app → IC): size, type, destination, then the four fields of r. An
 // empty dest makes a self-call.
