@@ -787,7 +787,8 @@ func (c *Core) outputs() []logfmt.OutputStream {
 }
 
 // Ready seals the open record and returns everything the caller must do
-// now. The Core forgets it: call Ready once per batch of events.
+// now. The Core forgets it: call Ready once per batch of events. The lists
+// in it are valid until the next call to Ready, which reuses their arrays.
 func (c *Core) Ready() Ready {
 	c.sealOpen()
 	if c.cfg.SegmentSize > 0 && c.segmentBytes >= c.cfg.SegmentSize {
@@ -806,6 +807,8 @@ func (c *Core) Ready() Ready {
 		c.queue = c.queue[1:]
 	}
 	rd := c.ready
-	c.ready = Ready{}
+	// The next batch reuses the arrays of this one's lists: no growing from
+	// empty on every batch. rd is the caller's until it calls Ready again.
+	c.ready = Ready{Log: rd.Log[:0], ToApp: rd.ToApp[:0], PeerSends: rd.PeerSends[:0], PeerAcks: rd.PeerAcks[:0]}
 	return rd
 }

@@ -34,19 +34,23 @@ const (
 
 // frameQueue is an unbounded queue of frames for one connection, written by
 // its own goroutine so the coordinator's loop never blocks on a peer. Frames
-// are appended straight into a byte buffer that the writer swaps with a
-// spare one: no allocation per frame, one write per batch.
+// are appended straight into fixed-size chunks, which the writer sends with
+// one writev and then recycles: no allocation or regrowth per frame, and no
+// copy beyond the one into the chunk.
 type frameQueue struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
-	buf    []byte // frames waiting
-	spare  []byte // the buffer the writer last wrote, empty, for reuse
+	chunks [][]byte // frames waiting, in order; appended to at the last
+	free   [][]byte // empty chunks for reuse
 	closed bool
 }
 
-// maxSpareFrameBuf caps the buffer a queue keeps for reuse: a burst must not
-// pin its peak size for the life of the connection.
-const maxSpareFrameBuf = 4 << 20
+const (
+	frameChunkSize = 256 << 10
+	// maxFreeChunks caps what a queue keeps for reuse: a burst must not
+	// pin its peak size for the life of the connection.
+	maxFreeChunks = 16
+)
 
 func newFrameQueue() *frameQueue {
 	q := &frameQueue{}
@@ -54,11 +58,30 @@ func newFrameQueue() *frameQueue {
 	return q
 }
 
+// room returns the chunk to append a frame of n bytes to, the last one if
+// it has room. Called with q.mu held.
+func (q *frameQueue) room(n int) []byte {
+	if k := len(q.chunks); k > 0 && cap(q.chunks[k-1])-len(q.chunks[k-1]) >= n {
+		return q.chunks[k-1]
+	}
+	var c []byte
+	if n > frameChunkSize {
+		c = make([]byte, 0, n) // a frame of its own
+	} else if k := len(q.free); k > 0 {
+		c, q.free = q.free[k-1], q.free[:k-1]
+	} else {
+		c = make([]byte, 0, frameChunkSize)
+	}
+	q.chunks = append(q.chunks, c)
+	return c
+}
+
 // push queues a whole frame.
 func (q *frameQueue) push(frame []byte) {
 	q.mu.Lock()
 	if !q.closed {
-		q.buf = append(q.buf, frame...)
+		c := q.room(len(frame))
+		q.chunks[len(q.chunks)-1] = append(c, frame...)
 	}
 	q.mu.Unlock()
 	q.cond.Signal()
@@ -69,7 +92,8 @@ func (q *frameQueue) pushMessages(msgs []PeerSend) {
 	q.mu.Lock()
 	if !q.closed {
 		for _, m := range msgs {
-			q.buf = logfmt.AppendPeerMessage(q.buf, m.Seq, m.Msg)
+			c := q.room(logfmt.PeerMessageFrameSize(len(m.Msg)))
+			q.chunks[len(q.chunks)-1] = logfmt.AppendPeerMessage(c, m.Seq, m.Msg)
 		}
 	}
 	q.mu.Unlock()
@@ -85,27 +109,31 @@ func (q *frameQueue) close() {
 
 // drainTo writes frames to conn until the queue is closed or a write fails.
 func (q *frameQueue) drainTo(conn net.Conn) {
+	var out [][]byte
 	for {
 		q.mu.Lock()
-		for len(q.buf) == 0 && !q.closed {
+		for len(q.chunks) == 0 && !q.closed {
 			q.cond.Wait()
 		}
 		if q.closed {
 			q.mu.Unlock()
 			return
 		}
-		out := q.buf
-		q.buf, q.spare = q.spare, nil
+		out, q.chunks = q.chunks, out[:0]
 		q.mu.Unlock()
-		if _, err := conn.Write(out); err != nil {
+		bufs := net.Buffers(out) // WriteTo consumes bufs, not out
+		if _, err := bufs.WriteTo(conn); err != nil {
 			conn.Close()
 			return
 		}
-		if cap(out) <= maxSpareFrameBuf {
-			q.mu.Lock()
-			q.spare = out[:0]
-			q.mu.Unlock()
+		q.mu.Lock()
+		for i, c := range out {
+			if cap(c) == frameChunkSize && len(q.free) < maxFreeChunks {
+				q.free = append(q.free, c[:0])
+			}
+			out[i] = nil
 		}
+		q.mu.Unlock()
 	}
 }
 
@@ -287,7 +315,7 @@ func (in *inLink) batch() *inBatch {
 		b.seqs, b.ends, b.arena = b.seqs[:0], b.ends[:0], b.arena[:0]
 		return b
 	default:
-		return &inBatch{}
+		return &inBatch{seqs: make([]int64, 0, 256), ends: make([]int, 0, 256), arena: make([]byte, 0, 64<<10)}
 	}
 }
 
@@ -346,7 +374,7 @@ func (v *conversation) serveInbound(conn net.Conn) {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	in := &inLink{conn: conn, from: f.From, queue: newFrameQueue(), free: make(chan *inBatch, 2)}
+	in := &inLink{conn: conn, from: f.From, queue: newFrameQueue(), free: make(chan *inBatch, 4)}
 	reply := make(chan int64, 1)
 	v.post(event{peerHello: in, reply: reply})
 	var expect int64

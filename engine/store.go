@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"fmt"
 	"path/filepath"
 
@@ -20,12 +19,7 @@ func writeCheckpointFile(fsys vfs.FS, dir string, ck *logfmt.Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := logfmt.WriteCheckpoint(bw, ck); err != nil {
-		f.Close()
-		return fmt.Errorf("write checkpoint %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
+	if err := logfmt.WriteCheckpoint(f, ck); err != nil {
 		f.Close()
 		return fmt.Errorf("write checkpoint %s: %w", path, err)
 	}

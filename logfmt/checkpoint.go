@@ -71,35 +71,72 @@ func appendName(dst []byte, name string) ([]byte, error) {
 	return append(dst, name...), nil
 }
 
-func (c *Checkpoint) appendBookkeeping(dst []byte) ([]byte, error) {
-	var err error
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(c.Inputs)))
+// bookkeepingSize returns the size of the bookkeeping section, or an error
+// if a name is too long to encode.
+func (c *Checkpoint) bookkeepingSize() (int64, error) {
+	n := int64(4 + 4)
 	for _, w := range c.Inputs {
-		if dst, err = appendName(dst, w.Peer); err != nil {
-			return dst, err
+		if len(w.Peer) > MaxPeerNameLen {
+			return 0, fmt.Errorf("logfmt: name of %d bytes, at most %d", len(w.Peer), MaxPeerNameLen)
 		}
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(w.Seq))
+		n += 2 + int64(len(w.Peer)) + 8
 	}
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(c.Outputs)))
 	for _, o := range c.Outputs {
-		if dst, err = appendName(dst, o.Peer); err != nil {
-			return dst, err
+		if len(o.Peer) > MaxPeerNameLen {
+			return 0, fmt.Errorf("logfmt: name of %d bytes, at most %d", len(o.Peer), MaxPeerNameLen)
 		}
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(o.LastSeq))
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(o.AckedSeq))
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(o.Unacked)))
+		n += 2 + int64(len(o.Peer)) + 8 + 8 + 4
 		for _, m := range o.Unacked {
-			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m)))
-			dst = append(dst, m...)
+			n += 4 + int64(len(m))
 		}
 	}
-	return dst, nil
+	return n, nil
 }
 
-// WriteCheckpoint writes c to w in the checkpoint file format. The caller
-// syncs and closes the file.
+// writeBookkeeping writes the bookkeeping section to w, the buffered messages
+// without gathering them first: output buffers can be large.
+func (c *Checkpoint) writeBookkeeping(w *bufio.Writer) error {
+	var scratch [2 + MaxPeerNameLen + 20]byte
+	b := binary.LittleEndian.AppendUint32(scratch[:0], uint32(len(c.Inputs)))
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	for _, wm := range c.Inputs {
+		b, _ = appendName(scratch[:0], wm.Peer)
+		b = binary.LittleEndian.AppendUint64(b, uint64(wm.Seq))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	b = binary.LittleEndian.AppendUint32(scratch[:0], uint32(len(c.Outputs)))
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	for _, o := range c.Outputs {
+		b, _ = appendName(scratch[:0], o.Peer)
+		b = binary.LittleEndian.AppendUint64(b, uint64(o.LastSeq))
+		b = binary.LittleEndian.AppendUint64(b, uint64(o.AckedSeq))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(o.Unacked)))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		for _, m := range o.Unacked {
+			if _, err := w.Write(binary.LittleEndian.AppendUint32(scratch[:0], uint32(len(m)))); err != nil {
+				return err
+			}
+			if _, err := w.Write(m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// WriteCheckpoint writes c to w in the checkpoint file format, through a
+// buffer of its own (w need not be buffered). The caller syncs and closes
+// the file.
 func WriteCheckpoint(w io.Writer, c *Checkpoint) error {
-	book, err := c.appendBookkeeping(nil)
+	bookLen, err := c.bookkeepingSize()
 	if err != nil {
 		return fmt.Errorf("logfmt: encode checkpoint %d: %w", c.Number, err)
 	}
@@ -112,14 +149,18 @@ func WriteCheckpoint(w io.Writer, c *Checkpoint) error {
 	binary.LittleEndian.PutUint64(fixed[32:], uint64(c.Time))
 	binary.LittleEndian.PutUint64(fixed[40:], c.OutCount)
 	binary.LittleEndian.PutUint64(fixed[48:], c.OutDigest)
-	binary.LittleEndian.PutUint64(fixed[56:], uint64(len(book)))
+	binary.LittleEndian.PutUint64(fixed[56:], uint64(bookLen))
 	binary.LittleEndian.PutUint64(fixed[64:], uint64(len(c.State)))
 	h := xxhash.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 256<<10)
-	for _, part := range [][]byte{fixed, book, c.State} {
-		if _, err := bw.Write(part); err != nil {
-			return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
-		}
+	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<20)
+	if _, err := bw.Write(fixed); err != nil {
+		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
+	}
+	if err := c.writeBookkeeping(bw); err != nil {
+		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
+	}
+	if _, err := bw.Write(c.State); err != nil {
+		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)

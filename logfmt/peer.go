@@ -74,6 +74,10 @@ func AppendPeerReject(dst []byte, reason string) []byte {
 	return appendPeerFrame(dst, PeerReject, []byte(reason))
 }
 
+// PeerMessageFrameSize is the size of a Message frame carrying a message of
+// msgLen bytes.
+func PeerMessageFrameSize(msgLen int) int { return peerFrameHeader + 8 + msgLen }
+
 // AppendPeerMessage appends a Message frame carrying msg with sender
 // sequence number seq, without copying msg twice.
 func AppendPeerMessage(dst []byte, seq int64, msg []byte) []byte {

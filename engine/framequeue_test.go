@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"bytes"
+	"net"
+	"testing"
+
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// TestFrameQueueOrder: frames of every size, chunk-sized and larger ones
+// included, pushed while the writer drains, arrive whole and in order.
+func TestFrameQueueOrder(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	in, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	q := newFrameQueue()
+	done := make(chan struct{})
+	go func() { q.drainTo(out); close(done) }()
+
+	sizes := []int{0, 1, 100, frameChunkSize - 13, frameChunkSize, 3 * frameChunkSize, 4 << 10}
+	var want [][]byte
+	seq := int64(0)
+	for round := 0; round < 40; round++ {
+		var batch []PeerSend
+		for _, n := range sizes {
+			seq++
+			body := bytes.Repeat([]byte{byte(seq)}, n)
+			msg := logfmt.AppendMessage(nil, logfmt.TypeRPC, logfmt.AppendRPC(nil, logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: body}))
+			batch = append(batch, PeerSend{Seq: seq, Msg: msg})
+			want = append(want, msg)
+		}
+		q.pushMessages(batch)
+		q.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, seq))
+	}
+	r := logfmt.NewPeerReader(in)
+	next := int64(1)
+	for next <= seq {
+		f, err := r.Next()
+		if err != nil {
+			t.Fatalf("after message %d: %v", next-1, err)
+		}
+		if f.Kind == logfmt.PeerAck {
+			continue
+		}
+		if f.Seq != next || !bytes.Equal(f.Msg, want[next-1]) {
+			t.Fatalf("message %d: got seq %d, %d bytes; want %d bytes", next, f.Seq, len(f.Msg), len(want[next-1]))
+		}
+		next++
+	}
+	q.close()
+	<-done
+	if len(q.free) > maxFreeChunks {
+		t.Fatalf("%d free chunks kept, at most %d", len(q.free), maxFreeChunks)
+	}
+}
