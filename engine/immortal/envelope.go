@@ -3,7 +3,6 @@ package immortal
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"unicode/utf8"
 
@@ -68,41 +67,76 @@ func (e Envelope) Append(dst []byte) []byte {
 // ParseEnvelope decodes an envelope. The Payload of the result aliases b.
 // Errors wrap ErrBadEnvelope.
 func ParseEnvelope(b []byte) (Envelope, error) {
+	r, err := parseEnvelope(b)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return Envelope{Flags: r.flags, Method: string(r.method), CallID: r.callID, Time: r.time, ReplyTo: string(r.replyTo), Payload: r.payload}, nil
+}
+
+// rawEnvelope is a decoded envelope whose method name and reply-to instance
+// alias the input, as bytes: the session turns them into strings only where
+// a string is kept, so that reading a message does not allocate.
+type rawEnvelope struct {
+	flags   byte
+	method  []byte
+	callID  int64
+	time    int64
+	replyTo []byte
+	payload []byte
+}
+
+// parseEnvelope is ParseEnvelope without allocation: everything in the
+// result aliases b. The strings are checked to be UTF-8 all the same.
+func parseEnvelope(b []byte) (rawEnvelope, error) {
 	if len(b) < 2 {
-		return Envelope{}, fmt.Errorf("%w: %d bytes, want at least 2", ErrBadEnvelope, len(b))
+		return rawEnvelope{}, fmt.Errorf("%w: %d bytes, want at least 2", ErrBadEnvelope, len(b))
 	}
 	if b[0] != EnvelopeVersion {
-		return Envelope{}, fmt.Errorf("%w: version %d, want %d", ErrBadEnvelope, b[0], EnvelopeVersion)
+		return rawEnvelope{}, fmt.Errorf("%w: version %d, want %d", ErrBadEnvelope, b[0], EnvelopeVersion)
 	}
-	e := Envelope{Flags: b[1]}
+	e := rawEnvelope{flags: b[1]}
 	off := 2
 	var err error
-	if e.Method, off, err = readString(b, off, "method name"); err != nil {
-		return Envelope{}, err
+	if e.method, off, err = readString(b, off, "method name"); err != nil {
+		return rawEnvelope{}, err
 	}
-	if e.CallID, off, err = readInt(b, off, "call id"); err != nil {
-		return Envelope{}, err
+	if e.callID, off, err = readInt(b, off, "call id", ""); err != nil {
+		return rawEnvelope{}, err
 	}
-	if e.CallID < 0 {
-		return Envelope{}, fmt.Errorf("%w: negative call id %d", ErrBadEnvelope, e.CallID)
+	if e.callID < 0 {
+		return rawEnvelope{}, fmt.Errorf("%w: negative call id %d", ErrBadEnvelope, e.callID)
 	}
-	if e.Time, off, err = readInt(b, off, "time"); err != nil {
-		return Envelope{}, err
+	if e.time, off, err = readInt(b, off, "time", ""); err != nil {
+		return rawEnvelope{}, err
 	}
-	if e.ReplyTo, off, err = readString(b, off, "reply-to instance"); err != nil {
-		return Envelope{}, err
+	if e.replyTo, off, err = readString(b, off, "reply-to instance"); err != nil {
+		return rawEnvelope{}, err
 	}
-	e.Payload = b[off:]
+	e.payload = b[off:]
 	return e, nil
 }
 
 // MethodID returns the method id that goes in the RPC for the method name:
 // the 32-bit FNV-1a hash of the name with the sign bit cleared, since
 // negative ids are reserved for the system. Part of the format.
-func MethodID(name string) int32 {
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return int32(h.Sum32() & math.MaxInt32)
+func MethodID(name string) int32 { return methodID(name) }
+
+// methodID is MethodID for a name held as a string or as bytes. It computes
+// FNV-1a itself (TestMethodID pins it to hash/fnv's values) because that is
+// cheaper than going through hash.Hash32, which copies a string name into a
+// []byte, and as cheap as looking a cached id up in a map.
+func methodID[T string | []byte](name T) int32 {
+	const (
+		offset32 = 2166136261
+		prime32  = 16777619
+	)
+	h := uint32(offset32)
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= prime32
+	}
+	return int32(h & math.MaxInt32)
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -110,27 +144,32 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-func readInt(b []byte, off int, what string) (int64, int, error) {
+// readInt reads a ZigZag integer at off. The field is named what+suffix in
+// errors; the two are joined only then, so that a successful read does not
+// allocate.
+func readInt(b []byte, off int, what, suffix string) (int64, int, error) {
 	v, n, err := logfmt.ReadZigZag(b[off:])
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %s at offset %d: %v", ErrBadEnvelope, what, off, err)
+		return 0, 0, fmt.Errorf("%w: %s%s at offset %d: %v", ErrBadEnvelope, what, suffix, off, err)
 	}
 	return v, off + n, nil
 }
 
-func readString(b []byte, off int, what string) (string, int, error) {
-	n, off, err := readInt(b, off, what+" length")
+// readString reads a length-prefixed UTF-8 string at off. The result aliases
+// b.
+func readString(b []byte, off int, what string) ([]byte, int, error) {
+	n, off, err := readInt(b, off, what, " length")
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	if n < 0 || n > int64(len(b)-off) {
-		return "", 0, fmt.Errorf("%w: %s of %d bytes at offset %d, %d bytes left", ErrBadEnvelope, what, n, off, len(b)-off)
+		return nil, 0, fmt.Errorf("%w: %s of %d bytes at offset %d, %d bytes left", ErrBadEnvelope, what, n, off, len(b)-off)
 	}
 	s := b[off : off+int(n)]
 	if !utf8.Valid(s) {
-		return "", 0, fmt.Errorf("%w: %s at offset %d is not UTF-8", ErrBadEnvelope, what, off)
+		return nil, 0, fmt.Errorf("%w: %s at offset %d is not UTF-8", ErrBadEnvelope, what, off)
 	}
-	return string(s), off + int(n), nil
+	return s, off + int(n), nil
 }
 
 // DecodeArgs recognises this binding's envelope in an RPC's arguments, for

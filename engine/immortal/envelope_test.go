@@ -3,6 +3,7 @@ package immortal
 import (
 	"bytes"
 	"errors"
+	"hash/fnv"
 	"math"
 	"strings"
 	"testing"
@@ -109,6 +110,22 @@ func TestMethodID(t *testing.T) {
 	for _, tt := range tests {
 		if got := MethodID(tt.name); got != tt.want || got < 0 {
 			t.Errorf("MethodID(%q) = %#x, want %#x", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestMethodIDMatchesHashFNV checks the hand-written FNV-1a of methodID
+// against hash/fnv, for names held as strings and as bytes.
+func TestMethodIDMatchesHashFNV(t *testing.T) {
+	for _, name := range []string{"", "a", "count", "data", "echo", "progress", "ünïcode", strings.Repeat("long method name ", 10)} {
+		h := fnv.New32a()
+		h.Write([]byte(name))
+		want := int32(h.Sum32() & math.MaxInt32)
+		if got := MethodID(name); got != want {
+			t.Errorf("MethodID(%q) = %#x, hash/fnv gives %#x", name, got, want)
+		}
+		if got := methodID([]byte(name)); got != want {
+			t.Errorf("methodID([]byte(%q)) = %#x, hash/fnv gives %#x", name, got, want)
 		}
 	}
 }

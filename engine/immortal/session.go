@@ -39,6 +39,7 @@ type session[S any] struct {
 	app   *App[S]
 	rt    runtime
 	phase phase
+	names map[string]string // interned caller names, see intern
 }
 
 func newSession[S any](a *App[S], name string) *session[S] {
@@ -251,8 +252,8 @@ func (s *session[S]) initialMessage(seq int64, index int, data []byte) error {
 	ctx := s.ctx(seq, index, env.Time)
 	defer func() { ctx.done = true }()
 	var herr error
-	if err := s.protect("OnFirstStart", func() { herr = a.onFirstStart(ctx, &a.state, args) }); err != nil {
-		return fmt.Errorf("message %d: %w", index, err)
+	if p := protect(func() { herr = a.onFirstStart(ctx, &a.state, args) }); p != nil {
+		return fmt.Errorf("message %d: %w", index, p.err("OnFirstStart"))
 	}
 	if herr != nil {
 		s.report(slog.LevelError, "OnFirstStart failed", ctx, "error", herr)
@@ -276,16 +277,18 @@ func (s *session[S]) rpc(seq int64, index int, data []byte) error {
 		s.report(slog.LevelWarn, "skipping an RPC with a system method id", ctx, "method_id", r.MethodID)
 		return nil
 	}
-	env, err := ParseEnvelope(r.Args)
+	// The envelope's strings stay bytes: the handler is found with them and
+	// they become strings only on the paths that keep one.
+	env, err := parseEnvelope(r.Args)
 	if err != nil {
 		s.report(slog.LevelError, "skipping an RPC this binding cannot read", ctx, "method_id", r.MethodID, "error", err)
 		return nil
 	}
-	if id := MethodID(env.Method); id != r.MethodID {
-		s.report(slog.LevelError, "skipping an RPC whose method id does not match its name", ctx, "method", env.Method, "method_id", r.MethodID, "want", id)
+	if id := methodID(env.method); id != r.MethodID {
+		s.report(slog.LevelError, "skipping an RPC whose method id does not match its name", ctx, "method", string(env.method), "method_id", r.MethodID, "want", id)
 		return nil
 	}
-	ctx.now = time.Unix(0, env.Time).UTC()
+	ctx.now = time.Unix(0, env.time).UTC()
 	switch r.Reserved {
 	case ReservedRequest:
 		err = s.request(ctx, r.Kind, env)
@@ -302,59 +305,79 @@ func (s *session[S]) rpc(seq int64, index int, data []byte) error {
 
 // request runs the handler of a call, fork or impulse and, for a call, sends
 // the result back.
-func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env Envelope) error {
+func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env rawEnvelope) error {
 	a := s.app
-	wantResult := kind == logfmt.RPCCall && env.CallID != 0
+	wantResult := kind == logfmt.RPCCall && env.callID != 0
 	var result []byte
 	var herr error
-	if h, ok := a.handlers[env.Method]; !ok {
-		herr = fmt.Errorf("immortal: %s has no handler for method %s", s.rt.name, env.Method)
-	} else if err := s.protect(env.Method, func() { result, herr = h(ctx, &a.state, env.Payload, wantResult) }); err != nil {
-		return err
+	// a.handlers[string(bytes)] does not allocate the string.
+	if h, ok := a.handlers[string(env.method)]; !ok {
+		herr = fmt.Errorf("immortal: %s has no handler for method %s", s.rt.name, env.method)
+	} else if p := protect(func() { result, herr = h(ctx, &a.state, env.payload, wantResult) }); p != nil {
+		return p.err(string(env.method))
 	}
 	if !wantResult {
 		if herr != nil {
-			s.report(slog.LevelError, "handler failed", ctx, "method", env.Method, "kind", kind, "error", herr)
+			s.report(slog.LevelError, "handler failed", ctx, "method", string(env.method), "kind", kind, "error", herr)
 		}
 		return nil
 	}
-	if env.ReplyTo == "" {
-		s.report(slog.LevelError, "dropping the result of a call that names no caller", ctx, "method", env.Method, "call_id", env.CallID)
+	if len(env.replyTo) == 0 {
+		s.report(slog.LevelError, "dropping the result of a call that names no caller", ctx, "method", string(env.method), "call_id", env.callID)
 		return nil
 	}
-	reply := Envelope{CallID: env.CallID, Time: ctx.now.UnixNano(), Payload: result}
+	reply := Envelope{CallID: env.callID, Time: ctx.now.UnixNano(), Payload: result}
 	if herr != nil {
 		reply.Flags, reply.Payload = FlagError, []byte(herr.Error())
 	}
-	dest := env.ReplyTo
-	if dest == s.rt.name {
-		dest = ""
+	dest := ""
+	if string(env.replyTo) != s.rt.name {
+		dest = s.intern(env.replyTo)
 	}
 	s.rt.out.rpc(dest, logfmt.RPC{Reserved: ReservedResult, MethodID: MethodID(""), Kind: logfmt.RPCFork, Args: reply.Append(nil)})
 	return nil
 }
 
+// maxInterned bounds the names intern keeps.
+const maxInterned = 1024
+
+// intern returns b as a string, allocating it only the first time: callers
+// are few instances that call again and again.
+func (s *session[S]) intern(b []byte) string {
+	if str, ok := s.names[string(b)]; ok {
+		return str
+	}
+	str := string(b)
+	if len(s.names) < maxInterned {
+		if s.names == nil {
+			s.names = map[string]string{}
+		}
+		s.names[str] = str
+	}
+	return str
+}
+
 // result runs the result handler of a pending call.
-func (s *session[S]) result(ctx *Ctx, env Envelope) error {
+func (s *session[S]) result(ctx *Ctx, env rawEnvelope) error {
 	a := s.app
-	p, ok := s.rt.bind.pending[env.CallID]
+	p, ok := s.rt.bind.pending[env.callID]
 	if !ok {
-		s.report(slog.LevelWarn, "skipping the result of a call that is not pending", ctx, "call_id", env.CallID)
+		s.report(slog.LevelWarn, "skipping the result of a call that is not pending", ctx, "call_id", env.callID)
 		return nil
 	}
-	delete(s.rt.bind.pending, env.CallID)
+	delete(s.rt.bind.pending, env.callID)
 	h, ok := a.results[p.onResult]
 	if !ok {
-		s.report(slog.LevelError, "dropping a result: no result handler", ctx, "on_result", p.onResult, "method", p.method, "call_id", env.CallID)
+		s.report(slog.LevelError, "dropping a result: no result handler", ctx, "on_result", p.onResult, "method", p.method, "call_id", env.callID)
 		return nil
 	}
 	var callErr error
-	if env.Flags&FlagError != 0 {
-		callErr = &CallError{Method: p.method, Message: string(env.Payload)}
+	if env.flags&FlagError != 0 {
+		callErr = &CallError{Method: p.method, Message: string(env.payload)}
 	}
 	var herr error
-	if err := s.protect(p.onResult, func() { herr = h(ctx, &a.state, env.Payload, callErr, p.note) }); err != nil {
-		return err
+	if pp := protect(func() { herr = h(ctx, &a.state, env.payload, callErr, p.note) }); pp != nil {
+		return pp.err(p.onResult)
 	}
 	if herr != nil {
 		s.report(slog.LevelError, "result handler failed", ctx, "on_result", p.onResult, "method", p.method, "error", herr)
@@ -362,16 +385,29 @@ func (s *session[S]) result(ctx *Ctx, env Envelope) error {
 	return nil
 }
 
-// protect runs f and turns a panic into an error: the state may be half
-// changed, so Serve stops.
-func (s *session[S]) protect(handler string, f func()) (err error) {
+// protect runs the handler call f and returns what it panicked with, nil if
+// it returned. A panic is fatal: the state may be half changed, so Serve
+// stops. The caller names the handler only then, so that a call that
+// returns costs no allocation.
+func protect(f func()) (p *handlerPanic) {
 	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("handler %s panicked: %v\n%s", handler, p, debug.Stack())
+		if v := recover(); v != nil {
+			p = &handlerPanic{value: v, stack: debug.Stack()}
 		}
 	}()
 	f()
 	return nil
+}
+
+// handlerPanic is a panic of a handler, caught by protect.
+type handlerPanic struct {
+	value any
+	stack []byte
+}
+
+// err returns the error Serve stops with.
+func (p *handlerPanic) err(handler string) error {
+	return fmt.Errorf("handler %s panicked: %v\n%s", handler, p.value, p.stack)
 }
 
 // report logs an event about the message ctx belongs to.
