@@ -30,7 +30,7 @@ type Ctx struct {
 	rt        *runtime
 	seq       int64
 	index     int
-	now       time.Time
+	now       int64 // Unix nanoseconds; Now makes the time.Time
 	replaying bool
 	rng       *rand.Rand
 	done      bool
@@ -50,7 +50,7 @@ func (c *Ctx) Seq() int64 { return c.seq }
 // clock when they were made; for a message sent by a handler, that
 // handler's Now. Now is in UTC and the same on replay; handlers must use it
 // rather than the wall clock.
-func (c *Ctx) Now() time.Time { return c.now }
+func (c *Ctx) Now() time.Time { return time.Unix(0, c.now).UTC() }
 
 // Rand returns a random number generator for this message, seeded from the
 // instance name, the record's sequence number and the message's index in the
@@ -144,7 +144,7 @@ func (c *Ctx) request(what, dest, method string, args any) (Envelope, string, er
 	if err != nil {
 		return Envelope{}, "", fmt.Errorf("immortal: %s %s: encode arguments: %w", what, method, err)
 	}
-	return Envelope{Method: method, Time: c.now.UnixNano(), Payload: payload}, dest, nil
+	return Envelope{Method: method, Time: c.now, Payload: payload}, dest, nil
 }
 
 // RequestCheckpoint asks the coordinator to take a checkpoint soon, rather

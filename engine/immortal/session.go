@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
-	"time"
 
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -39,6 +38,7 @@ type session[S any] struct {
 	app   *App[S]
 	rt    runtime
 	phase phase
+	ctxs  []Ctx             // the rest of the current slab of session.ctx
 	names map[string]string // interned caller names, see intern
 }
 
@@ -225,10 +225,24 @@ func (s *session[S]) loadCheckpoint(m logfmt.Message, state io.Reader) error {
 	return nil
 }
 
+// ctxSlab is how many Ctx values session.ctx allocates at a time.
+const ctxSlab = 64
+
 // ctx returns the Ctx for a handler of the message at index of record seq,
-// whose envelope carries the logical time t.
+// whose envelope carries the logical time t (Unix nanoseconds).
+//
+// Each message gets a Ctx of its own, never reused, so that one a handler
+// keeps stays done and keeps its own message's data; they are carved out of
+// slabs to make one allocation per ctxSlab messages rather than one per
+// message. A kept Ctx keeps its slab alive.
 func (s *session[S]) ctx(seq int64, index int, t int64) *Ctx {
-	return &Ctx{rt: &s.rt, seq: seq, index: index, now: time.Unix(0, t).UTC(), replaying: s.phase == phaseRecovering}
+	if len(s.ctxs) == 0 {
+		s.ctxs = make([]Ctx, ctxSlab)
+	}
+	c := &s.ctxs[0]
+	s.ctxs = s.ctxs[1:]
+	*c = Ctx{rt: &s.rt, seq: seq, index: index, now: t, replaying: s.phase == phaseRecovering}
+	return c
 }
 
 // initialMessage runs OnFirstStart on the InitialMessage handed back by the
@@ -288,7 +302,7 @@ func (s *session[S]) rpc(seq int64, index int, data []byte) error {
 		s.report(slog.LevelError, "skipping an RPC whose method id does not match its name", ctx, "method", string(env.method), "method_id", r.MethodID, "want", id)
 		return nil
 	}
-	ctx.now = time.Unix(0, env.time).UTC()
+	ctx.now = env.time
 	switch r.Reserved {
 	case ReservedRequest:
 		err = s.request(ctx, r.Kind, env)
@@ -326,7 +340,7 @@ func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env rawEnvelope) err
 		s.report(slog.LevelError, "dropping the result of a call that names no caller", ctx, "method", string(env.method), "call_id", env.callID)
 		return nil
 	}
-	reply := Envelope{CallID: env.callID, Time: ctx.now.UnixNano(), Payload: result}
+	reply := Envelope{CallID: env.callID, Time: ctx.now, Payload: result}
 	if herr != nil {
 		reply.Flags, reply.Payload = FlagError, []byte(herr.Error())
 	}
