@@ -20,6 +20,23 @@ type runtime struct {
 	results map[string]bool // names of result handlers
 	bind    *bindingState
 	out     output
+	env     []byte // scratch for the envelope of an outgoing RPC, see send
+}
+
+// maxScratch bounds the envelope buffer runtime.send keeps between RPCs.
+const maxScratch = 64 << 10
+
+// send adds an outgoing RPC of method whose arguments are env. The envelope
+// is encoded into a buffer kept from one RPC to the next, from which
+// output.rpc copies it into the held RPCs: no allocation per message, where
+// env.Append(nil) made a buffer for each. A buffer grown by a large
+// envelope is not kept.
+func (rt *runtime) send(dest string, reserved byte, method string, kind logfmt.RPCKind, env Envelope) {
+	rt.env = env.Append(rt.env[:0])
+	rt.out.rpc(dest, logfmt.RPC{Reserved: reserved, MethodID: MethodID(method), Kind: kind, Args: rt.env})
+	if cap(rt.env) > maxScratch {
+		rt.env = nil
+	}
 }
 
 // Ctx is what a handler knows about the message it processes, and how it
@@ -92,7 +109,7 @@ func (c *Ctx) Fork(dest, method string, args any) error {
 	if err != nil {
 		return err
 	}
-	c.rt.out.rpc(dest, logfmt.RPC{Reserved: ReservedRequest, MethodID: MethodID(method), Kind: logfmt.RPCFork, Args: env.Append(nil)})
+	c.rt.send(dest, ReservedRequest, method, logfmt.RPCFork, env)
 	return nil
 }
 
@@ -121,7 +138,7 @@ func (c *Ctx) Call(dest, method string, args any, onResult string, note any) err
 	env.ReplyTo = c.rt.name
 	b.nextCallID++
 	b.pending[env.CallID] = pendingCall{onResult: onResult, method: method, dest: dest, note: nb}
-	c.rt.out.rpc(dest, logfmt.RPC{Reserved: ReservedRequest, MethodID: MethodID(method), Kind: logfmt.RPCCall, Args: env.Append(nil)})
+	c.rt.send(dest, ReservedRequest, method, logfmt.RPCCall, env)
 	return nil
 }
 

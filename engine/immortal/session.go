@@ -348,7 +348,7 @@ func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env rawEnvelope) err
 	if string(env.replyTo) != s.rt.name {
 		dest = s.intern(env.replyTo)
 	}
-	s.rt.out.rpc(dest, logfmt.RPC{Reserved: ReservedResult, MethodID: MethodID(""), Kind: logfmt.RPCFork, Args: reply.Append(nil)})
+	s.rt.send(dest, ReservedResult, "", logfmt.RPCFork, reply)
 	return nil
 }
 
