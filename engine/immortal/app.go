@@ -116,10 +116,20 @@ func Handle[S, A, R any](app *App[S], method string, fn func(ctx *Ctx, s *S, arg
 	if fn == nil {
 		panic("immortal: Handle " + method + " with a nil function")
 	}
+	// The arguments are decoded into slot, not into a variable of each
+	// call: a pointer handed to the codec (an interface) escapes, so that
+	// would be an allocation per message. Handlers of an app run one at a
+	// time, and slot is zeroed before and after each decode, so it holds
+	// nothing between calls and fn gets exactly what a fresh variable
+	// would hold.
+	slot := new(A)
 	app.register(method, func(ctx *Ctx, s *S, payload []byte, wantResult bool) ([]byte, error) {
 		var args A
 		if len(payload) > 0 {
-			if err := ctx.rt.codec.Unmarshal(payload, &args); err != nil {
+			*slot = args // zero, even after a decode that panicked
+			err := ctx.rt.codec.Unmarshal(payload, slot)
+			args, *slot = *slot, args
+			if err != nil {
 				return nil, fmt.Errorf("immortal: %s: decode arguments: %w", method, err)
 			}
 		}
@@ -171,10 +181,14 @@ func HandleResult[S, R any](app *App[S], name string, fn func(ctx *Ctx, s *S, re
 	if _, dup := app.results[name]; dup {
 		panic("immortal: result handler " + name + " registered twice")
 	}
+	slot := new(R) // as in Handle: no allocation per decode
 	app.results[name] = func(ctx *Ctx, s *S, payload []byte, callErr error, note []byte) error {
 		var r R
 		if callErr == nil && len(payload) > 0 {
-			if err := ctx.rt.codec.Unmarshal(payload, &r); err != nil {
+			*slot = r
+			err := ctx.rt.codec.Unmarshal(payload, slot)
+			r, *slot = *slot, r
+			if err != nil {
 				callErr = fmt.Errorf("immortal: result for %s: decode: %w", name, err)
 			}
 		}

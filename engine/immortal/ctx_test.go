@@ -63,3 +63,41 @@ func TestKeptCtx(t *testing.T) {
 		t.Errorf("kept Ctx values sent %x (%v)", out, err)
 	}
 }
+
+// TestHandleDecodesIntoZero checks that each message's arguments are
+// decoded into a zero value, though Handle reuses where it decodes them:
+// JSON merges into a map it is given, so a leftover would show.
+func TestHandleDecodesIntoZero(t *testing.T) {
+	app := New(func() int { return 0 }, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	var got []map[string]int
+	Handle(app, "m", func(ctx *Ctx, s *int, args map[string]int) (struct{}, error) {
+		got = append(got, args)
+		return struct{}{}, nil
+	})
+	s := newSession(app, "server")
+	if _, err := s.record(logfmt.WireHeader{Seq: logfmt.SeqControl}, logfmt.AppendControl(nil, logfmt.TypeTakeBecomingPrimaryCheckpoint), nil); err != nil {
+		t.Fatal(err)
+	}
+	var body []byte
+	for _, p := range []string{`{"a":1}`, `{"b":2}`, `{"d":4,"e":"x"}`, ``, `{"c":3}`} {
+		env := Envelope{Method: "m", Payload: []byte(p)}
+		body = logfmt.AppendRPC(body, logfmt.RPC{MethodID: MethodID("m"), Kind: logfmt.RPCFork, Args: env.Append(nil)})
+	}
+	if _, err := s.record(logfmt.WireHeader{Seq: 2}, body, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]int{{"a": 1}, {"b": 2}, nil, {"c": 3}} // the bad one is not handled
+	if len(got) != len(want) {
+		t.Fatalf("handler got %v, want %v", got, want)
+	}
+	for i := range want {
+		if len(got[i]) != len(want[i]) || (want[i] != nil && got[i] == nil) {
+			t.Errorf("message %d: handler got %v, want %v", i, got[i], want[i])
+		}
+		for k, v := range want[i] {
+			if got[i][k] != v {
+				t.Errorf("message %d: handler got %v, want %v", i, got[i], want[i])
+			}
+		}
+	}
+}
