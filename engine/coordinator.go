@@ -350,14 +350,9 @@ func (v *conversation) handle(e event) error {
 		if v.inlinks[in.from] != in {
 			return nil // a replaced connection's leftovers
 		}
-		start := 0
-		for i, end := range b.ends {
-			if err := v.core.PeerMessage(in.from, b.seqs[i], b.arena[start:end]); err != nil {
-				v.c.log.Warn("peer link: dropping the connection", "peer", in.from, "reason", err)
-				in.conn.Close()
-				return nil
-			}
-			start = end
+		if err := v.core.PeerMessages(in.from, b.seqs, b.ends, b.arena); err != nil {
+			v.c.log.Warn("peer link: dropping the connection", "peer", in.from, "reason", err)
+			in.conn.Close()
 		}
 	case e.peerGone != nil:
 		if v.inlinks[e.peerGone.from] == e.peerGone {

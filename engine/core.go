@@ -132,10 +132,14 @@ type expectation struct {
 // lastSeq, in order). For the instance's own stream, "logged" means in a
 // durable record of its own log.
 type outStream struct {
-	peer     string
-	lastSeq  int64
-	ackedSeq int64
-	unacked  []outMsg
+	peer string
+	// connected says the network has a connection to peer; needed that
+	// it was asked to make one (the Core's maps say the same; these spare
+	// a lookup per message).
+	connected, needed bool
+	lastSeq           int64
+	ackedSeq          int64
+	unacked           []outMsg
 }
 
 type outMsg struct {
@@ -234,10 +238,10 @@ type Core struct {
 	// durable: to the own output stream, and to peers.
 	marks     []durableMark
 	openMarks map[string]int64
-	// connected tells which destinations the network has a connection to;
-	// known which ones it was asked to connect to.
-	connected map[string]bool
-	known     map[string]bool
+	// known tells which destinations the network was asked to connect to.
+	known map[string]bool
+	// lastOut is the stream of the last message sent to another instance.
+	lastOut *outStream
 	// loggedSelf is the last self-call in the log recovery read: replayed
 	// self-calls up to it are dropped, not logged again.
 	loggedSelf int64
@@ -264,7 +268,7 @@ func NewCore(cfg CoreConfig) *Core {
 		cfg.Now = time.Now
 	}
 	return &Core{cfg: cfg, inWM: map[string]int64{}, sealedWM: map[string]int64{}, durableWM: map[string]int64{}, outs: map[string]*outStream{}, openMarks: map[string]int64{},
-		connected: map[string]bool{}, known: map[string]bool{}}
+		known: map[string]bool{}}
 }
 
 // Phase returns the conversation phase, for status displays.
@@ -446,16 +450,20 @@ func (c *Core) appRPC(data []byte) error {
 	if c.phase == phaseRecovering {
 		c.checkExpectations()
 	}
-	// Looked up with string(bytes), which does not allocate; the stream
-	// holds the name as a string for what needs one.
+	// Looked up with string(bytes), which does not allocate, and only when
+	// the destination differs from the last message's; the stream holds
+	// the name as a string for what needs one.
 	var s *outStream
-	if self {
+	switch {
+	case self:
 		s = c.outStream(c.cfg.Name)
-	} else {
-		s = c.outs[string(o.Dest)]
-		if s == nil {
+	case c.lastOut != nil && c.lastOut.peer == string(o.Dest):
+		s = c.lastOut
+	default:
+		if s = c.outs[string(o.Dest)]; s == nil {
 			s = c.outStream(string(o.Dest))
 		}
+		c.lastOut = s
 	}
 	dest := s.peer
 	if self {
@@ -472,10 +480,13 @@ func (c *Core) appRPC(data []byte) error {
 		return nil
 	}
 	msg := deliveryMsg()
-	if s.add(msg) && c.connected[dest] {
+	if s.add(msg) && s.connected {
 		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: s.lastSeq, Msg: msg})
 	}
-	c.needPeer(dest)
+	if !s.needed {
+		s.needed = true
+		c.needPeer(dest)
+	}
 	return nil
 }
 
@@ -502,28 +513,48 @@ func (c *Core) checkExpectations() {
 	}
 }
 
+// maxOpenRecord is the size of messages past which the open record is
+// sealed before more are added: records stay small enough to pipeline
+// (the app handles one while the next is logged), and far below the 2 GiB
+// a record can hold. A single larger message gets a record of its own.
+const maxOpenRecord = 1 << 20
+
 // appendInput adds one framed message from sender (with sender sequence
 // number seq, 0 for unsequenced input) to the open record.
 func (c *Core) appendInput(sender string, seq int64, msg []byte) {
+	c.appendRun(sender, seq, 1, msg)
+}
+
+// appendRun adds count framed messages from sender, back to back in msgs,
+// to the open record: sender sequence numbers seq, seq+1, …, or all
+// unsequenced if seq is 0.
+func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
+	if c.open != nil && len(c.openWire)-logfmt.WireHeaderSize+len(msgs) > maxOpenRecord {
+		c.sealOpen()
+	}
 	if c.open == nil {
 		c.open = &logfmt.Record{}
-		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(c.lastSize, len(msg), 256))
+		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(c.lastSize, len(msgs), 256))
 	}
 	r := c.open
 	n := len(r.Sources)
 	if n > 0 && r.Sources[n-1].Peer == sender && ((seq == 0 && r.Sources[n-1].FirstSeq == 0) ||
 		(seq != 0 && r.Sources[n-1].LastSeq()+1 == seq)) {
-		r.Sources[n-1].Count++
+		r.Sources[n-1].Count += count
 	} else {
-		r.Sources = append(r.Sources, logfmt.Source{Peer: sender, FirstSeq: seq, Count: 1})
+		r.Sources = append(r.Sources, logfmt.Source{Peer: sender, FirstSeq: seq, Count: count})
 	}
-	c.openWire = append(c.openWire, msg...)
-	r.MessageCount++
-	if seq > c.inWM[sender] {
-		c.inWM[sender] = seq
+	c.openWire = append(c.openWire, msgs...)
+	r.MessageCount += count
+	if seq == 0 {
+		return
 	}
-	if seq > c.openMarks[sender] {
-		c.openMarks[sender] = seq
+	last := seq + int64(count) - 1
+	if last > c.inWM[sender] {
+		c.inWM[sender] = last
+	}
+	if last > c.openMarks[sender] {
+		c.openMarks[sender] = last
 	}
 }
 
@@ -704,6 +735,51 @@ func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 	return nil
 }
 
+// PeerMessages handles messages from one sender, in order, as PeerMessage
+// would one by one: message i is arena[ends[i-1]:ends[i]] (from 0 for the
+// first) with sequence number seqs[i]. The accepted ones are copied into
+// the open record in one piece. On a gap, the messages before it are kept
+// and the error is returned.
+func (c *Core) PeerMessages(from string, seqs []int64, ends []int, arena []byte) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	if from == c.cfg.Name {
+		return fmt.Errorf("peer message from %q, which is this instance", from)
+	}
+	if !c.AcceptingPeers() {
+		return fmt.Errorf("peer message from %s before this instance's first start is complete", from)
+	}
+	w := c.inWM[from]
+	i := 0
+	for i < len(seqs) && seqs[i] <= w {
+		i++ // resends of what is logged
+	}
+	j := i
+	for j < len(seqs) && seqs[j] == w+1+int64(j-i) {
+		j++
+	}
+	if j > i {
+		start := 0
+		if i > 0 {
+			start = ends[i-1]
+		}
+		// In pieces of at most maxOpenRecord (or one larger message).
+		for i < j {
+			k := i + 1
+			for k < j && ends[k]-start <= maxOpenRecord {
+				k++
+			}
+			c.appendRun(from, seqs[i], uint32(k-i), arena[start:ends[k-1]])
+			start, i = ends[k-1], k
+		}
+	}
+	if j < len(seqs) {
+		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seqs[j], c.inWM[from]+1)
+	}
+	return nil
+}
+
 // PeerConnected reports that the connection to dest is up and that dest
 // expects sender sequence number expect next: everything before it is
 // logged there. The Core resends the rest of its output buffer and sends new
@@ -711,7 +787,7 @@ func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 func (c *Core) PeerConnected(dest string, expect int64) {
 	s := c.outStream(dest)
 	s.ack(expect - 1)
-	c.connected[dest] = true
+	s.connected = true
 	// Sends queued for the previous connection would go out ahead of the
 	// resend on this one: drop them; the resend covers them.
 	kept := c.ready.PeerSends[:0]
@@ -727,7 +803,11 @@ func (c *Core) PeerConnected(dest string, expect int64) {
 }
 
 // PeerDisconnected reports that the connection to dest is gone.
-func (c *Core) PeerDisconnected(dest string) { c.connected[dest] = false }
+func (c *Core) PeerDisconnected(dest string) {
+	if s := c.outs[dest]; s != nil {
+		s.connected = false
+	}
+}
 
 // PeerAcked reports that dest has durably logged everything up to seq: the
 // output buffer is trimmed.

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/ambr-dev/ambr/logfmt"
@@ -50,5 +52,93 @@ func TestFirstStartRefusesPeers(t *testing.T) {
 	}
 	if err := c.PeerMessage("client", 1, peerFork("Inc-1")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// liveCore returns a Core past its first start, accepting peer messages,
+// with nothing pending.
+func liveCore(t *testing.T) *Core {
+	t.Helper()
+	c := NewCore(CoreConfig{Name: "server", CommitterID: 1})
+	c.StartFresh()
+	_ = c.Ready()
+	if err := c.AppMessage(logfmt.Message{Type: logfmt.TypeInitialMessage, Data: []byte("init")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AppMessage(logfmt.Message{Type: logfmt.TypeCheckpoint}, []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Ready()
+	c.LogDurable(1)
+	_ = c.Ready()
+	c.CheckpointDurable(1)
+	_ = c.Ready()
+	return c
+}
+
+// TestPeerMessagesBatch: a batch handled at once logs the same records as
+// its messages handled one by one — resends dropped, records split at the
+// size limit, the messages before a gap kept and the gap refused.
+func TestPeerMessagesBatch(t *testing.T) {
+	var seqs []int64
+	var ends []int
+	var arena []byte
+	add := func(seq int64, msg []byte) {
+		seqs = append(seqs, seq)
+		arena = append(arena, msg...)
+		ends = append(ends, len(arena))
+	}
+	big := string(make([]byte, 3000))
+	for seq := int64(1); seq <= 2000; seq++ {
+		add(seq, peerFork(fmt.Sprintf("m%d-%s", seq, big[:int(seq*7)%3000])))
+	}
+	add(2002, peerFork("after a gap"))
+	msgAt := func(i int64) []byte {
+		if i == 0 {
+			return arena[:ends[0]]
+		}
+		return arena[ends[i-1]:ends[i]]
+	}
+
+	one, all := liveCore(t), liveCore(t)
+	// Messages 1..3 arrive first: the batch repeats them (a resend).
+	for seq := int64(1); seq <= 3; seq++ {
+		for _, c := range []*Core{one, all} {
+			if err := c.PeerMessage("client", seq, msgAt(seq-1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, _ = one.Ready(), all.Ready()
+
+	var errOne error
+	start := 0
+	for i, end := range ends {
+		if err := one.PeerMessage("client", seqs[i], arena[start:end]); err != nil {
+			errOne = err
+			break
+		}
+		start = end
+	}
+	errAll := all.PeerMessages("client", seqs, ends, arena)
+	if errOne == nil || errAll == nil || errOne.Error() != errAll.Error() {
+		t.Fatalf("gap: one by one %v, batch %v", errOne, errAll)
+	}
+	ro, ra := one.Ready().Log, all.Ready().Log
+	if len(ro) < 2 || len(ro) != len(ra) {
+		t.Fatalf("%d records one by one, %d batched; want the same, and a split", len(ro), len(ra))
+	}
+	for i := range ro {
+		a, b := ro[i].Record, ra[i].Record
+		if fmt.Sprint(a.Sources) != fmt.Sprint(b.Sources) || a.MessageCount != b.MessageCount || !bytes.Equal(a.Messages, b.Messages) {
+			t.Fatalf("record %d: one by one %v (%d msgs, %d bytes), batched %v (%d msgs, %d bytes)",
+				i, a.Sources, a.MessageCount, len(a.Messages), b.Sources, b.MessageCount, len(b.Messages))
+		}
+		if len(a.Messages) > maxOpenRecord {
+			t.Fatalf("record %d holds %d bytes of messages, above the %d limit", i, len(a.Messages), maxOpenRecord)
+		}
+	}
+	if got := all.ExpectFrom("client"); got != 1 { // nothing durable yet beyond the first start
+		t.Fatalf("ExpectFrom = %d before anything is durable", got)
 	}
 }
