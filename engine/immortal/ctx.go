@@ -48,8 +48,8 @@ type Ctx struct {
 	seq       int64
 	index     int
 	now       int64 // Unix nanoseconds; Now makes the time.Time
-	replaying bool
 	rng       *rand.Rand
+	replaying bool
 	done      bool
 }
 

@@ -14,18 +14,22 @@ type output struct {
 	rpcs     []byte          // framed outgoing RPCs not yet in out
 	nrpcs    int             // number of messages in rpcs
 	attached map[string]bool // destinations sent AttachTo on this connection
+	lastDest string          // in attached: saves a lookup for a run of RPCs to one destination
 	wantCkpt bool            // send TakeCheckpoint after the record's RPCs
 }
 
 // rpc adds an outgoing RPC. dest is "" for a self-call. The first RPC to any
 // other destination is preceded by AttachTo(dest).
 func (o *output) rpc(dest string, r logfmt.RPC) {
-	if dest != "" && !o.attached[dest] {
-		if o.attached == nil {
-			o.attached = map[string]bool{}
+	if dest != "" && dest != o.lastDest {
+		if !o.attached[dest] {
+			if o.attached == nil {
+				o.attached = map[string]bool{}
+			}
+			o.attached[dest] = true
+			o.out = logfmt.AppendAttachTo(o.out, dest)
 		}
-		o.attached[dest] = true
-		o.out = logfmt.AppendAttachTo(o.out, dest)
+		o.lastDest = dest
 	}
 	if o.nrpcs > 0 && len(o.rpcs) > maxBatchBytes {
 		o.flushRPCs()
