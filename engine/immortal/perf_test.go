@@ -21,8 +21,11 @@ type rawBytesCodec struct{}
 func (rawBytesCodec) Name() string { return "raw-bytes" }
 
 func (rawBytesCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.([]byte); ok {
-		return b, nil
+	switch x := v.(type) {
+	case []byte:
+		return x, nil
+	case struct{}:
+		return nil, nil // as JSON would give "{}", without allocating
 	}
 	return json.Marshal(v)
 }
@@ -42,24 +45,31 @@ type forwardState struct {
 
 // forwardSession returns a live session whose "data" handler forks its
 // payload to "peer", and a record body of n "data" RPCs with payloads of
-// size bytes.
-func forwardSession(tb testing.TB, n, size int) (*session[forwardState], []byte) {
+// size bytes. With boxed, the handler forks one payload boxed once for all,
+// so that what allocates is the binding alone: an app boxes the []byte it
+// gives Fork into an interface, one allocation per message.
+func forwardSession(tb testing.TB, n, size int, boxed bool) (*session[forwardState], []byte) {
 	tb.Helper()
 	app := New(func() forwardState { return forwardState{} },
 		WithCodec(rawBytesCodec{}), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	Handle(app, "data", func(ctx *Ctx, s *forwardState, p []byte) (struct{}, error) {
-		s.Msgs++
-		s.Bytes += int64(len(p))
-		return struct{}{}, ctx.Fork("peer", "echo", p)
-	})
-	s := newSession(app, "server")
-	if _, err := s.record(logfmt.WireHeader{Seq: logfmt.SeqControl}, logfmt.AppendControl(nil, logfmt.TypeTakeBecomingPrimaryCheckpoint), nil); err != nil {
-		tb.Fatal(err)
-	}
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = byte(i)
 	}
+	var box any = payload
+	Handle(app, "data", func(ctx *Ctx, s *forwardState, p []byte) (struct{}, error) {
+		s.Msgs++
+		s.Bytes += int64(len(p))
+		if boxed {
+			return struct{}{}, ctx.Fork("peer", "echo", box)
+		}
+		return struct{}{}, ctx.Fork("peer", "echo", p)
+	})
+	Handle(app, "get", func(ctx *Ctx, s *forwardState, _ struct{}) (struct{}, error) {
+		s.Msgs++
+		return struct{}{}, nil
+	})
+	s := liveSession(tb, app)
 	var body []byte
 	for i := 0; i < n; i++ {
 		env := Envelope{Method: "data", Time: 1_700_000_000_000_000_000 + int64(i), Payload: payload}
@@ -68,9 +78,50 @@ func forwardSession(tb testing.TB, n, size int) (*session[forwardState], []byte)
 	return s, body
 }
 
+// liveSession returns a session of app, made primary on its first start.
+func liveSession[S any](tb testing.TB, app *App[S]) *session[S] {
+	tb.Helper()
+	s := newSession(app, "server")
+	if _, err := s.record(logfmt.WireHeader{Seq: logfmt.SeqControl}, logfmt.AppendControl(nil, logfmt.TypeTakeBecomingPrimaryCheckpoint), nil); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestSessionAllocs bounds what the binding allocates per message it
+// handles: a record of forks that fork on, and one of calls answered with
+// a result. Only a Ctx slab now and then should remain.
+func TestSessionAllocs(t *testing.T) {
+	const n = 1000
+	s, forwards := forwardSession(t, n, 64, true)
+	var calls []byte
+	for i := 0; i < n; i++ {
+		env := Envelope{Method: "get", CallID: int64(i + 1), Time: 1_700_000_000_000_000_000 + int64(i), ReplyTo: "client"}
+		calls = logfmt.AppendRPC(calls, logfmt.RPC{Reserved: ReservedRequest, MethodID: MethodID("get"), Kind: logfmt.RPCCall, Args: env.Append(nil)})
+	}
+	for _, tt := range []struct {
+		name string
+		body []byte
+	}{{"forks", forwards}, {"calls", calls}} {
+		seq := int64(2)
+		perMsg := testing.AllocsPerRun(20, func() {
+			seq++
+			out, err := s.record(logfmt.WireHeader{Seq: seq}, tt.body, nil)
+			if err != nil || len(out) == 0 {
+				t.Fatalf("record of %s: %d bytes out, %v", tt.name, len(out), err)
+			}
+		}) / n
+		t.Logf("%s: %.3f allocations per message", tt.name, perMsg)
+		// 1/ctxSlab for the Ctx slabs; the bound leaves a little room.
+		if perMsg > 0.05 {
+			t.Errorf("a record of %d %s allocates %.3f times per message, want at most 0.05", n, tt.name, perMsg)
+		}
+	}
+}
+
 func BenchmarkSessionForward(b *testing.B) {
 	const n, size = 1000, 64
-	s, body := forwardSession(b, n, size)
+	s, body := forwardSession(b, n, size, false)
 	h := logfmt.WireHeader{Seq: 2}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
