@@ -32,14 +32,30 @@ type LogWriter struct {
 	onDurable func(seq int64)
 	onError   func(error)
 
-	// Owned by the writer goroutine.
-	f   vfs.File
-	seg uint64
-	buf []byte
+	// Owned by the writer goroutine. A write is parts, in order: ranges of
+	// buf (record heads, small records) and large records' messages where
+	// they are, sent with one vectored write.
+	f     vfs.File
+	seg   uint64
+	buf   []byte
+	parts []writePart
+	iov   [][]byte
 
 	statsMu sync.Mutex
 	stats   WriterStats
 }
+
+// writePart is a range of the writer's buf, or, if ext is set, bytes of
+// their own.
+type writePart struct {
+	start, end int
+	ext        []byte
+}
+
+// minVecMessages is the size of a record's messages from which they are
+// written from where they are rather than copied into the write buffer:
+// below it, a copy is cheaper than another entry in the vectored write.
+const minVecMessages = 16 << 10
 
 // WriterStats counts what the writer did, for benchmarks and `ambr ls`.
 type WriterStats struct {
@@ -133,7 +149,7 @@ func (w *LogWriter) loop() {
 // roll (sync, create the next segment, make its entry durable) where the
 // segment changes, and one sync at the end.
 func (w *LogWriter) flush(batch []LogWrite) error {
-	w.buf = w.buf[:0]
+	w.buf, w.parts = w.buf[:0], w.parts[:0]
 	var last int64
 	for i, lw := range batch {
 		start := i == 0
@@ -151,8 +167,7 @@ func (w *LogWriter) flush(batch []LogWrite) error {
 		if start {
 			lw.Record.Flags |= logfmt.FlagWriteStart
 		}
-		var err error
-		if w.buf, err = logfmt.AppendRecord(w.buf, lw.Record); err != nil {
+		if err := w.add(lw.Record); err != nil {
 			return fmt.Errorf("log writer: %w", err)
 		}
 		last = lw.Record.Seq
@@ -174,17 +189,53 @@ func (w *LogWriter) flush(batch []LogWrite) error {
 	return nil
 }
 
+// add encodes r into the write being gathered.
+func (w *LogWriter) add(r *logfmt.Record) error {
+	start := len(w.buf)
+	var err error
+	if len(r.Messages) < minVecMessages {
+		w.buf, err = logfmt.AppendRecord(w.buf, r)
+	} else {
+		w.buf, err = logfmt.AppendRecordHead(w.buf, r)
+	}
+	if err != nil {
+		w.buf = w.buf[:start]
+		return err
+	}
+	if n := len(w.parts); n > 0 && w.parts[n-1].ext == nil && w.parts[n-1].end == start {
+		w.parts[n-1].end = len(w.buf)
+	} else {
+		w.parts = append(w.parts, writePart{start: start, end: len(w.buf)})
+	}
+	if len(r.Messages) >= minVecMessages {
+		w.parts = append(w.parts, writePart{ext: r.Messages})
+	}
+	return nil
+}
+
+// writeBuf writes what add gathered, in one vectored write.
 func (w *LogWriter) writeBuf() error {
-	if len(w.buf) == 0 {
+	if len(w.parts) == 0 {
 		return nil
 	}
-	if _, err := w.f.Write(w.buf); err != nil {
+	w.iov = w.iov[:0]
+	for _, p := range w.parts {
+		if p.ext != nil {
+			w.iov = append(w.iov, p.ext)
+		} else {
+			w.iov = append(w.iov, w.buf[p.start:p.end])
+		}
+	}
+	n, err := vfs.WriteVec(w.f, w.iov)
+	clear(w.iov) // do not keep records' messages alive
+	if err != nil {
 		return fmt.Errorf("log writer: write %s: %w", layout.SegmentName(w.seg), err)
 	}
 	w.statsMu.Lock()
-	w.stats.Bytes += int64(len(w.buf))
+	w.stats.Bytes += n
 	w.statsMu.Unlock()
-	w.buf = w.buf[:0]
+	clear(w.parts)
+	w.buf, w.parts = w.buf[:0], w.parts[:0]
 	return nil
 }
 

@@ -115,6 +115,18 @@ func (r *Record) EncodedSize() int {
 // slice. It fails only when r cannot be represented (too many sources, a name
 // too long, a record too large, counts that do not add up).
 func AppendRecord(dst []byte, r *Record) ([]byte, error) {
+	dst, err := AppendRecordHead(dst, r)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, r.Messages...), nil
+}
+
+// AppendRecordHead appends the encoding of r without its messages: the
+// fixed part and the sources, with the checksum over the whole record. The
+// head followed by r.Messages is what AppendRecord appends; a writer can
+// send the messages from where they are instead of copying them.
+func AppendRecordHead(dst []byte, r *Record) ([]byte, error) {
 	if len(r.Sources) > MaxSources {
 		return dst, fmt.Errorf("logfmt: encode record %d: %d sources, at most %d", r.Seq, len(r.Sources), MaxSources)
 	}
@@ -151,9 +163,13 @@ func AppendRecord(dst []byte, r *Record) ([]byte, error) {
 		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.FirstSeq))
 		dst = binary.LittleEndian.AppendUint32(dst, s.Count)
 	}
-	dst = append(dst, r.Messages...)
 	b = dst[start:]
-	binary.LittleEndian.PutUint64(b[recOffChecksum:], recordChecksum(b))
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.Write(b[:recOffChecksum])
+	_, _ = d.Write(b[recOffSeq:])
+	_, _ = d.Write(r.Messages)
+	binary.LittleEndian.PutUint64(b[recOffChecksum:], d.Sum64())
 	return dst, nil
 }
 

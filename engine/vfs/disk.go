@@ -154,6 +154,15 @@ func (d *diskFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteVec writes bufs in one system call where it can (writev).
+func (d *diskFile) WriteVec(bufs [][]byte) (int64, error) {
+	n, err := writev(d.f, bufs)
+	if err != nil {
+		err = diskError("write", d.name, err)
+	}
+	return n, err
+}
+
 func (d *diskFile) Sync() error {
 	if err := datasync(d.f); err != nil {
 		return diskError("sync", d.name, err)

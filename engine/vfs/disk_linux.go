@@ -27,3 +27,48 @@ func datasync(f *os.File) error {
 	}
 	return serr
 }
+
+// writev writes bufs with writev(2), as many calls as partial writes and
+// the kernel's limit of iovecs per call take.
+func writev(f *os.File, bufs [][]byte) (int64, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	const maxIov = 1024 // IOV_MAX on Linux
+	var total int64
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for len(bufs) > 0 {
+			if len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+				continue
+			}
+			n, err := unix.Writev(int(fd), bufs[:min(len(bufs), maxIov)])
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				return false // not for regular files; wait as the runtime would
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			total += int64(n)
+			for n > 0 {
+				if n >= len(bufs[0]) {
+					n -= len(bufs[0])
+					bufs = bufs[1:]
+				} else {
+					bufs[0] = bufs[0][n:]
+					n = 0
+				}
+			}
+		}
+		return true
+	}); err != nil {
+		return total, os.ErrClosed
+	}
+	return total, werr
+}

@@ -339,3 +339,37 @@ func TestErrorMessage(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// TestWriteVec: a vectored write of more buffers than one writev takes,
+// empty ones among them, leaves the file holding their concatenation, on
+// every implementation (the disk's writev and the fallback).
+func TestWriteVec(t *testing.T) {
+	for name, mk := range implementations(t) {
+		t.Run(name, func(t *testing.T) {
+			fsys, dir := mk(t)
+			f, err := fsys.Create(filepath.Join(dir, "v"))
+			must(t, err)
+			var bufs [][]byte
+			var want []byte
+			for i := 0; i < 3000; i++ {
+				b := []byte(strings.Repeat(string(rune('a'+i%26)), i%7))
+				bufs = append(bufs, b)
+				want = append(want, b...)
+			}
+			n, err := WriteVec(f, bufs)
+			must(t, err)
+			if n != int64(len(want)) {
+				t.Fatalf("wrote %d bytes, want %d", n, len(want))
+			}
+			got := make([]byte, len(want)+1)
+			m, err := f.ReadAt(got, 0)
+			if err != io.EOF {
+				t.Fatalf("read back: %v", err)
+			}
+			if string(got[:m]) != string(want) {
+				t.Fatalf("file holds %d bytes that differ from the %d written", m, len(want))
+			}
+			must(t, f.Close())
+		})
+	}
+}

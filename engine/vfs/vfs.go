@@ -141,3 +141,24 @@ func pathError(op, path string, err error) error {
 func linkError(op, oldname, newname string, err error) error {
 	return fmt.Errorf("vfs: %w", &os.LinkError{Op: op, Old: oldname, New: newname, Err: err})
 }
+
+// WriteVec writes bufs to f, in order, as if by one Write of their
+// concatenation: in one system call where f supports it (the disk's files
+// do, with writev), one Write per buffer otherwise. It saves gathering large
+// buffers into one before writing them. bufs may be modified.
+func WriteVec(f File, bufs [][]byte) (int64, error) {
+	if v, ok := f.(interface {
+		WriteVec([][]byte) (int64, error)
+	}); ok {
+		return v.WriteVec(bufs)
+	}
+	var total int64
+	for _, b := range bufs {
+		n, err := f.Write(b)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
