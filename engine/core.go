@@ -139,7 +139,7 @@ type outStream struct {
 	connected, needed bool
 	lastSeq           int64
 	ackedSeq          int64
-	unacked           []outMsg
+	unacked           msgRing
 }
 
 type outMsg struct {
@@ -153,11 +153,9 @@ func (s *outStream) ack(seq int64) {
 		return
 	}
 	s.ackedSeq = seq
-	i := 0
-	for i < len(s.unacked) && s.unacked[i].seq <= seq {
-		i++
+	for s.unacked.len() > 0 && s.unacked.at(0).seq <= seq {
+		s.unacked.pop()
 	}
-	s.unacked = s.unacked[i:]
 }
 
 // add records a new message; messages the destination already logged (a
@@ -167,7 +165,7 @@ func (s *outStream) add(data []byte) bool {
 	if s.lastSeq <= s.ackedSeq {
 		return false
 	}
-	s.unacked = append(s.unacked, outMsg{seq: s.lastSeq, data: data})
+	s.unacked.push(outMsg{seq: s.lastSeq, data: data})
 	return true
 }
 
@@ -311,7 +309,7 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 	for _, o := range ck.Outputs {
 		s := &outStream{peer: o.Peer, lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
 		for i, m := range o.Unacked {
-			s.unacked = append(s.unacked, outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
+			s.unacked.push(outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
 		}
 		c.outs[o.Peer] = s
 		if o.Peer != c.cfg.Name {
@@ -355,7 +353,8 @@ func (c *Core) FinishRecovery() {
 	c.loggedSelf = c.inWM[c.cfg.Name]
 	if s := c.outs[c.cfg.Name]; s != nil {
 		s.ack(c.loggedSelf)
-		for _, m := range s.unacked {
+		for i := range s.unacked.len() {
+			m := s.unacked.at(i)
 			c.appendInput(c.cfg.Name, m.seq, m.data)
 		}
 	}
@@ -475,7 +474,7 @@ func (c *Core) appRPC(data []byte) error {
 			return nil
 		}
 		msg := deliveryMsg()
-		s.unacked = append(s.unacked, outMsg{seq: s.lastSeq, data: msg})
+		s.unacked.push(outMsg{seq: s.lastSeq, data: msg})
 		c.appendInput(c.cfg.Name, s.lastSeq, msg)
 		return nil
 	}
@@ -534,7 +533,9 @@ func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
 	}
 	if c.open == nil {
 		c.open = &logfmt.Record{}
-		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(c.lastSize, len(msgs), 256))
+		// Room for twice the last record: under steady load records are
+		// alike, and growing one copies all it holds.
+		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(min(2*c.lastSize, maxOpenRecord), len(msgs), 256))
 	}
 	r := c.open
 	n := len(r.Sources)
@@ -797,7 +798,8 @@ func (c *Core) PeerConnected(dest string, expect int64) {
 		}
 	}
 	c.ready.PeerSends = kept
-	for _, m := range s.unacked {
+	for i := range s.unacked.len() {
+		m := s.unacked.at(i)
 		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: m.seq, Msg: m.data})
 	}
 }
@@ -853,12 +855,13 @@ func (c *Core) outputs() []logfmt.OutputStream {
 	for p, s := range c.outs {
 		// The format numbers buffered messages from AckedSeq+1 on.
 		acked := s.ackedSeq
-		if len(s.unacked) > 0 {
-			acked = s.unacked[0].seq - 1
+		if s.unacked.len() > 0 {
+			acked = s.unacked.at(0).seq - 1
 		}
 		o := logfmt.OutputStream{Peer: p, LastSeq: s.lastSeq, AckedSeq: acked}
-		for _, m := range s.unacked {
-			o.Unacked = append(o.Unacked, m.data)
+		o.Unacked = make([][]byte, 0, s.unacked.len())
+		for i := range s.unacked.len() {
+			o.Unacked = append(o.Unacked, s.unacked.at(i).data)
 		}
 		out = append(out, o)
 	}

@@ -416,7 +416,7 @@ func (w *world) state(n *node) {
 	sort.Strings(peers)
 	for _, p := range peers {
 		s := n.core.outs[p]
-		w.printf("%s: out %s: last #%d, acked #%d, %d unacked\n", n.name, p, s.lastSeq, s.ackedSeq, len(s.unacked))
+		w.printf("%s: out %s: last #%d, acked #%d, %d unacked\n", n.name, p, s.lastSeq, s.ackedSeq, s.unacked.len())
 	}
 	in := make([]string, 0, len(n.core.inWM))
 	for p := range n.core.inWM {

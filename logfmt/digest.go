@@ -16,6 +16,15 @@ import (
 // Chaining, rather than hashing the whole stream, lets a reader resume from
 // any stored value.
 func ChainDigest(d uint64, dest, rpc []byte) uint64 {
+	if n := 12 + len(dest) + len(rpc); n <= 512 {
+		// Small messages, most of them: one-shot hashing of a copy on the
+		// stack is about twice as fast as streaming the three parts.
+		var buf [512]byte
+		b := binary.LittleEndian.AppendUint64(buf[:0], d)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(dest)))
+		b = append(append(b, dest...), rpc...)
+		return xxhash.Sum64(b)
+	}
 	var h xxhash.Digest
 	h.Reset()
 	var pre [12]byte

@@ -1060,3 +1060,23 @@ func TestDeliveryFormInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestChainDigestDefinition: ChainDigest is the documented formula at every
+// size, on both sides of its small-message path.
+func TestChainDigestDefinition(t *testing.T) {
+	for _, dest := range []string{"", "srv", strings.Repeat("d", 300)} {
+		for _, n := range []int{0, 1, 100, 500 - len(dest), 501 - len(dest), 4096} {
+			if n < 0 {
+				continue
+			}
+			rpc := bytes.Repeat([]byte{byte(n)}, n)
+			var pre []byte
+			pre = binary.LittleEndian.AppendUint64(pre, 0x1234)
+			pre = binary.LittleEndian.AppendUint32(pre, uint32(len(dest)))
+			want := xxhash.Sum64(append(append(pre, dest...), rpc...))
+			if got := ChainDigest(0x1234, []byte(dest), rpc); got != want {
+				t.Errorf("dest of %d bytes, rpc of %d: %x, want %x", len(dest), n, got, want)
+			}
+		}
+	}
+}
