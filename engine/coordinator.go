@@ -440,7 +440,7 @@ func (v *conversation) dispatch(rd Ready) error {
 
 // readApp reads the app's messages and posts them as events.
 func (v *conversation) readApp(r io.Reader) {
-	mr := logfmt.NewMessageReader(r)
+	mr := logfmt.NewOwningMessageReader(r)
 	for {
 		m, err := mr.Next()
 		if err != nil {
@@ -450,7 +450,7 @@ func (v *conversation) readApp(r io.Reader) {
 			v.post(event{appErr: err})
 			return
 		}
-		cp := logfmt.Message{Type: m.Type, Data: append([]byte(nil), m.Data...)}
+		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it
 		var state []byte
 		if m.Type == logfmt.TypeCheckpoint {
 			if state, err = io.ReadAll(mr.State()); err != nil {

@@ -134,7 +134,7 @@ type PeerReader struct {
 }
 
 // NewPeerReader returns a reader over r.
-func NewPeerReader(r io.Reader) *PeerReader { return &PeerReader{br: bufio.NewReaderSize(r, 64<<10)} }
+func NewPeerReader(r io.Reader) *PeerReader { return &PeerReader{br: bufio.NewReaderSize(r, 256<<10)} }
 
 // Next returns the next frame; its Msg aliases an internal buffer valid
 // until the next call. io.EOF at a clean end.

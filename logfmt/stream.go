@@ -22,6 +22,9 @@ const (
 	// that actually arrive, so a garbage size field cannot make the decoder
 	// allocate much more than the stream holds.
 	minGrowth = 64 << 10
+	// freshFirst is the most a fresh read allocates before the bytes
+	// arrive.
+	freshFirst = 8 << 20
 )
 
 // MessageReader decodes the stream of bare messages that the app sends to the
@@ -46,6 +49,16 @@ type MessageReader struct {
 	MaxMessageSize int
 
 	s wireStream
+}
+
+// NewOwningMessageReader returns a MessageReader that reads from r and
+// gives each message's Data a buffer of its own, which the caller may keep
+// (rather than one reused by the next call): no copy for a caller that
+// keeps messages.
+func NewOwningMessageReader(r io.Reader) *MessageReader {
+	mr := NewMessageReader(r)
+	mr.s.fresh = true
+	return mr
 }
 
 // NewMessageReader returns a MessageReader that reads from r.
@@ -226,6 +239,7 @@ type wireStream struct {
 	br    *bufio.Reader
 	off   int64 // bytes consumed from br
 	buf   []byte
+	fresh bool // see readN
 	state stateReader
 	err   error // sticky
 }
@@ -291,14 +305,30 @@ func (s *wireStream) readSize(start int64) (int64, error) {
 
 // readN reads the next size bytes into the reused buffer. For a size beyond
 // the buffer's capacity the buffer grows with the bytes that arrive.
+//
+// With fresh set, every call returns a buffer of its own, which the caller
+// may keep: allocated at the message's size (up to freshFirst at once, so
+// that a size field alone cannot make it allocate much), filled straight
+// from the stream.
 func (s *wireStream) readN(size int) ([]byte, error) {
+	if s.fresh {
+		s.buf = make([]byte, 0, min(size, freshFirst))
+	}
 	if size <= cap(s.buf) {
 		b := s.buf[:size]
 		n, err := io.ReadFull(s.br, b)
 		s.off += int64(n)
+		if s.fresh {
+			s.buf = nil
+		}
 		return b, err
 	}
 	b := s.buf[:0]
+	defer func() {
+		if s.fresh {
+			s.buf = nil
+		}
+	}()
 	for len(b) < size {
 		want := min(size, max(2*cap(b), minGrowth))
 		if want > cap(b) {

@@ -531,3 +531,33 @@ func TestStreamZeroAllocs(t *testing.T) {
 		t.Errorf("RecordReader.Next allocates %v times, want 0", a)
 	}
 }
+
+// TestOwningMessageReader: each message read by an owning reader keeps its
+// bytes after later reads, small, large (beyond the first allocation) and
+// of every size between.
+func TestOwningMessageReader(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i, n := range []int{1, 10, 100, 70 << 10, 3, freshFirst + 12345, 5} {
+		data := bytes.Repeat([]byte{byte('a' + i)}, n)
+		stream = AppendMessage(stream, TypeRPC, data)
+		want = append(want, data)
+	}
+	mr := NewOwningMessageReader(bytes.NewReader(stream))
+	var got []Message
+	for range want {
+		m, err := mr.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m)
+	}
+	if _, err := mr.Next(); err != io.EOF {
+		t.Fatalf("after the last message: %v", err)
+	}
+	for i := range want {
+		if got[i].Type != TypeRPC || !bytes.Equal(got[i].Data, want[i]) {
+			t.Errorf("message %d: %d bytes, not the %d written (overwritten by a later read?)", i, len(got[i].Data), len(want[i]))
+		}
+	}
+}

@@ -192,6 +192,14 @@ func Run(ctx context.Context, cfg Config, suites ...string) (*Report, error) {
 		return nil, fmt.Errorf("fdatasync probe: %w", err)
 	}
 	cfg.progress("  %s", rep.Machine.Fdatasync)
+	if want[SuiteThroughput] {
+		size := min(max(cfg.Volume, SyncedWriteChunk), 256<<20)
+		cfg.progress("probing synced writes (%s in %s writes, each + fdatasync)", SizeName(size), SizeName(SyncedWriteChunk))
+		if rep.Machine.SyncedWrite, err = ProbeSyncedWrite(dir, size); err != nil {
+			return nil, fmt.Errorf("synced-write probe: %w", err)
+		}
+		cfg.progress("  %s MB/s", sig(rep.Machine.SyncedWrite))
+	}
 	run := func(name string, f func() error) error {
 		if !want[name] {
 			return nil

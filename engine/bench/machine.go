@@ -27,7 +27,14 @@ type Machine struct {
 	FSType string `json:"fs_type"`
 	// Fdatasync is write 64 B + fdatasync, one after the other, in Dir.
 	Fdatasync SyncProbe `json:"fdatasync"`
+	// SyncedWrite is the rate of sequential writes of SyncedWriteChunk
+	// bytes, each followed by fdatasync, in MB/s (10^6 B/s): what a log
+	// writer can make durable at best when its batches are that large.
+	SyncedWrite float64 `json:"synced_write_mb_per_s,omitempty"`
 }
+
+// SyncedWriteChunk is the size of each write of the synced-write probe.
+const SyncedWriteChunk = 4 << 20
 
 // SyncProbe is the disk's fdatasync rate and latency.
 type SyncProbe struct {
@@ -133,6 +140,36 @@ func ProbeFdatasync(dir string, n int) (SyncProbe, error) {
 	el := time.Since(start)
 	return SyncProbe{Count: n, PerSec: float64(n) / el.Seconds(), Seconds: el.Seconds(),
 		P50ms: ms(Percentile(lat, 50)), P99ms: ms(Percentile(lat, 99)), P999ms: ms(Percentile(lat, 99.9))}, nil
+}
+
+// ProbeSyncedWrite writes size bytes to a file under dir in writes of
+// SyncedWriteChunk, each followed by fdatasync, and returns the rate in MB/s
+// (10^6 bytes).
+func ProbeSyncedWrite(dir string, size int64) (float64, error) {
+	path := filepath.Join(dir, "syncedwrite-probe")
+	f, err := vfs.Default().Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	buf := make([]byte, SyncedWriteChunk)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	start := time.Now()
+	var n int64
+	for n < size {
+		k, err := f.Write(buf[:min(int64(len(buf)), size-n)])
+		n += int64(k)
+		if err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
 }
 
 // ProbeSeqRead writes size bytes to a file under dir, syncs it, drops it

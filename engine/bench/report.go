@@ -130,6 +130,9 @@ func WriteText(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "ambr bench, %s, %.0f s\n", rep.Started.Format("2006-01-02 15:04"), rep.Seconds)
 	fmt.Fprintf(w, "machine: %s\n", rep.Machine)
 	fmt.Fprintf(w, "disk:    %s\n", rep.Machine.Fdatasync)
+	if rep.Machine.SyncedWrite > 0 {
+		fmt.Fprintf(w, "         %s MB/s of sequential writes made durable (%s writes, each + fdatasync)\n", sig(rep.Machine.SyncedWrite), SizeName(SyncedWriteChunk))
+	}
 	fmt.Fprintf(w, "figures: median (min–max) of %d run(s)\n", rep.Config.Runs)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note:    %s\n", n)
