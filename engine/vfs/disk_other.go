@@ -8,14 +8,4 @@ import "os"
 func datasync(f *os.File) error { return f.Sync() }
 
 // writev writes bufs one after the other where writev(2) is not used.
-func writev(f *os.File, bufs [][]byte) (int64, error) {
-	var total int64
-	for _, b := range bufs {
-		n, err := f.Write(b)
-		total += int64(n)
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
+func writev(f *os.File, bufs [][]byte) (int64, error) { return writeEach(f, bufs) }

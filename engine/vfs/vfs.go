@@ -152,9 +152,14 @@ func WriteVec(f File, bufs [][]byte) (int64, error) {
 	}); ok {
 		return v.WriteVec(bufs)
 	}
+	return writeEach(f, bufs)
+}
+
+// writeEach writes bufs with one Write each.
+func writeEach(w io.Writer, bufs [][]byte) (int64, error) {
 	var total int64
 	for _, b := range bufs {
-		n, err := f.Write(b)
+		n, err := w.Write(b)
 		total += int64(n)
 		if err != nil {
 			return total, err
