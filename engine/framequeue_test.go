@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -59,6 +60,21 @@ func TestFrameQueueOrder(t *testing.T) {
 			t.Fatalf("message %d: got seq %d, %d bytes; want %d bytes", next, f.Seq, len(f.Msg), len(want[next-1]))
 		}
 		next++
+	}
+	// Written chunks come back for reuse (a writev that nils what it wrote
+	// once made every push allocate a fresh chunk).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q.mu.Lock()
+		free := len(q.free)
+		q.mu.Unlock()
+		if free > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no written chunk was kept for reuse")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	q.close()
 	<-done

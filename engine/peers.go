@@ -109,7 +109,7 @@ func (q *frameQueue) close() {
 
 // drainTo writes frames to conn until the queue is closed or a write fails.
 func (q *frameQueue) drainTo(conn net.Conn) {
-	var out [][]byte
+	var out, iov [][]byte
 	for {
 		q.mu.Lock()
 		for len(q.chunks) == 0 && !q.closed {
@@ -121,7 +121,10 @@ func (q *frameQueue) drainTo(conn net.Conn) {
 		}
 		out, q.chunks = q.chunks, out[:0]
 		q.mu.Unlock()
-		bufs := net.Buffers(out) // WriteTo consumes bufs, not out
+		// WriteTo consumes its slice and nils the elements it has written,
+		// in the array it shares: give it a copy, keep out to recycle.
+		iov = append(iov[:0], out...)
+		bufs := net.Buffers(iov)
 		if _, err := bufs.WriteTo(conn); err != nil {
 			conn.Close()
 			return
