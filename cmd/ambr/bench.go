@@ -31,6 +31,7 @@ type benchOptions struct {
 	latencyCalls       int
 	latencyWarmup      int
 	latencyInFlight    string
+	latencyHalfPeak    bool
 	syncProbes         int
 	requests, conc     int
 	pgBin              string
@@ -59,7 +60,8 @@ median (min–max).
                 not run unless named in --systems).
   latency       a call with a result (samples/counter's Inc), client →
                 server → client, p50/p99/p99.9, ambr vs gRPC-Go unary, next
-                to the disk's fdatasync latency.
+                to the disk's fdatasync latency; at each --latency-inflight,
+                then released at half each system's best rate (open loop).
   conventional  the counter as a stateless gRPC handler doing a read-modify-
                 write transaction in PostgreSQL with an idempotency-key table,
                 vs the ambr counter: requests/s and p50. Starts a throw-away
@@ -104,6 +106,7 @@ suite failed; 2 bad usage.`,
 	f.IntVar(&o.latencyCalls, "latency-calls", def.LatencyCalls, "latency: calls measured per run (also conventional's 1-in-flight phase)")
 	f.IntVar(&o.latencyWarmup, "latency-warmup", def.LatencyWarmup, "latency, conventional: calls before measuring")
 	f.StringVar(&o.latencyInFlight, "latency-inflight", benchIntList(def.LatencyInFlight), "latency: calls in flight, one row each")
+	f.BoolVar(&o.latencyHalfPeak, "latency-half-peak", def.LatencyHalfPeak, "latency: also release calls at half each system's best rate (open loop)")
 	f.IntVar(&o.syncProbes, "sync-probes", def.SyncProbes, "fdatasyncs timed for the disk's figures")
 	f.IntVar(&o.requests, "requests", def.ConvRequests, "conventional: requests per run")
 	f.IntVar(&o.conc, "concurrency", def.ConvConcurrency, "conventional: requests in flight")
@@ -207,6 +210,9 @@ func benchConfig(cmd *cobra.Command, g *globals, o benchOptions) (bench.Config, 
 			}
 			cfg.LatencyInFlight = append(cfg.LatencyInFlight, n)
 		}
+	}
+	if set("latency-half-peak") {
+		cfg.LatencyHalfPeak = o.latencyHalfPeak
 	}
 	if set("sync-probes") {
 		cfg.SyncProbes = o.syncProbes

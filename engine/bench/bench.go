@@ -79,6 +79,9 @@ type Config struct {
 	LatencyCalls    int   `json:"latency_calls"`
 	LatencyWarmup   int   `json:"latency_warmup"`
 	LatencyInFlight []int `json:"latency_in_flight"`
+	// LatencyHalfPeak adds, per system, an open-loop measurement at half
+	// the best rate its closed-loop rows reached.
+	LatencyHalfPeak bool `json:"latency_half_peak"`
 	// SyncProbes is how many fdatasyncs the disk probe times.
 	SyncProbes int `json:"sync_probes"`
 
@@ -110,7 +113,7 @@ func DefaultConfig() Config {
 		Volume: 256 << 20, MaxMsgs: 1 << 20,
 		Modes: []string{"oneway", "echo"}, Systems: []string{SysAmbr, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP},
 		WindowBytes: 16 << 20, WindowMsgs: 32768, GRPCInFlight: 32,
-		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, SyncProbes: 2000,
+		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, LatencyHalfPeak: true, SyncProbes: 2000,
 		ConvRequests: 5000, ConvConcurrency: 16,
 		RecLogMiB: 256, RecCkptMiB: 64, RecMsgSize: 1024,
 	}

@@ -116,6 +116,18 @@ func TestLatency(t *testing.T) {
 			positive(t, r.System, s, cfg.Runs)
 		}
 	}
+	if len(l.HalfPeak) != 2 {
+		t.Fatalf("half-peak rows: %+v", l.HalfPeak)
+	}
+	for i, r := range l.HalfPeak {
+		peak := max(l.Rows[i].PerSec.Median, l.Rows[i+2].PerSec.Median) // same system, 1 and 3 in flight
+		if want := []string{SysAmbr, SysGRPCUnary}[i]; r.System != want || r.Offered != peak/2 || r.Calls != cfg.LatencyCalls {
+			t.Errorf("half-peak row %d: %+v, want %s offered %v", i, r, want, peak/2)
+		}
+		for _, s := range []Summary{r.PerSec, r.P50ms, r.P99ms, r.P999ms} {
+			positive(t, r.System, s, cfg.Runs)
+		}
+	}
 }
 
 func TestConventional(t *testing.T) {

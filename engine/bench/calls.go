@@ -22,13 +22,16 @@ import (
 // flight: the rate over the measured calls and their latency percentiles
 // (milliseconds), each a summary over the runs.
 type CallRow struct {
-	System   string  `json:"system"`
-	InFlight int     `json:"in_flight"`
-	Calls    int     `json:"calls"`
-	PerSec   Summary `json:"per_sec"`
-	P50ms    Summary `json:"p50_ms"`
-	P99ms    Summary `json:"p99_ms"`
-	P999ms   Summary `json:"p99_9_ms"`
+	System   string `json:"system"`
+	InFlight int    `json:"in_flight"`
+	// Offered is the rate calls were released at, for an open-loop row
+	// (InFlight is then the most in flight at once); 0 for a closed loop.
+	Offered float64 `json:"offered_per_s,omitempty"`
+	Calls   int     `json:"calls"`
+	PerSec  Summary `json:"per_sec"`
+	P50ms   Summary `json:"p50_ms"`
+	P99ms   Summary `json:"p99_ms"`
+	P999ms  Summary `json:"p99_9_ms"`
 }
 
 // callSample is one run's calls.
@@ -58,12 +61,16 @@ type callArgs struct {
 	Server   string `json:"server"`
 	Total    int64  `json:"total"`
 	InFlight int64  `json:"in_flight"`
+	// Paced: calls are issued as "release" impulses allow (open loop),
+	// at most InFlight at once; otherwise InFlight are kept in flight.
+	Paced bool `json:"paced,omitempty"`
 }
 
 type callState struct {
 	Args   callArgs `json:"args"`
 	Issued int64    `json:"issued"`
 	Done   int64    `json:"done"`
+	Owed   int64    `json:"owed"` // released, not yet issued (paced)
 }
 
 // callClock is the client's stopwatch, written by its handlers only.
@@ -78,10 +85,19 @@ func newCallClient(args callArgs, clk *callClock, done *signal) *immortal.App[ca
 	app := immortal.New(func() callState { return callState{} }, immortal.WithInitArgs(args), immortal.WithLogger(quiet))
 	call := func(ctx *immortal.Ctx, s *callState) error {
 		s.Issued++
-		if !ctx.Replaying() {
-			clk.sent[s.Issued] = time.Now()
+		if !ctx.Replaying() && !s.Args.Paced {
+			clk.sent[s.Issued] = time.Now() // paced: the release time, set by the driver
 		}
 		return ctx.Call(s.Args.Server, "Inc", struct{}{}, "incResult", s.Issued)
+	}
+	issueOwed := func(ctx *immortal.Ctx, s *callState) error {
+		for s.Owed > 0 && s.Issued-s.Done < s.Args.InFlight {
+			s.Owed--
+			if err := call(ctx, s); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	app.OnFirstStart(func(ctx *immortal.Ctx, s *callState, raw []byte) error { return ctx.Unmarshal(raw, &s.Args) })
 	immortal.Handle(app, "go", func(ctx *immortal.Ctx, s *callState, _ struct{}) (struct{}, error) {
@@ -91,6 +107,10 @@ func newCallClient(args callArgs, clk *callClock, done *signal) *immortal.App[ca
 			}
 		}
 		return struct{}{}, nil
+	})
+	immortal.Handle(app, "release", func(ctx *immortal.Ctx, s *callState, n int64) (struct{}, error) {
+		s.Owed += n
+		return struct{}{}, issueOwed(ctx, s)
 	})
 	immortal.HandleResult(app, "incResult", func(ctx *immortal.Ctx, s *callState, n int, callErr error, note []byte) error {
 		if callErr != nil {
@@ -114,6 +134,9 @@ func newCallClient(args callArgs, clk *callClock, done *signal) *immortal.App[ca
 				done.raise()
 			}
 		}
+		if s.Args.Paced {
+			return issueOwed(ctx, s)
+		}
 		if s.Issued < s.Args.Total {
 			return call(ctx, s)
 		}
@@ -122,9 +145,40 @@ func newCallClient(args callArgs, clk *callClock, done *signal) *immortal.App[ca
 	return app
 }
 
+// releaseTick is how often an open-loop driver releases the calls due.
+const releaseTick = time.Millisecond
+
+// pace calls release(first, n, at) every releaseTick with the calls due by
+// then at rate per second, numbered from 1, until total are released or
+// ctx ends.
+func pace(ctx context.Context, rate float64, total int64, release func(first, n int64, at time.Time) error) error {
+	t := time.NewTicker(releaseTick)
+	defer t.Stop()
+	start := time.Now()
+	var sent int64
+	for sent < total {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-t.C:
+			due := min(total, int64(now.Sub(start).Seconds()*rate)) - sent
+			if due <= 0 {
+				continue
+			}
+			if err := release(sent+1, due, now); err != nil {
+				return err
+			}
+			sent += due
+		}
+	}
+	return nil
+}
+
 // runAmbrCalls runs fresh counter server and client instances under dir and
-// measures total calls (after warmup more) with inflight in flight.
-func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int) (callSample, error) {
+// measures total calls (after warmup more) with inflight in flight; with
+// rate > 0, calls are released at rate per second instead (open loop, at
+// most inflight at once), and each call's latency counts from its release.
+func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int, rate float64) (callSample, error) {
 	home, err := os.MkdirTemp(dir, "calls-")
 	if err != nil {
 		return callSample{}, err
@@ -136,7 +190,7 @@ func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int) 
 	clk := &callClock{warmup: int64(warmup), sent: make([]time.Time, all+1), lat: make([]time.Duration, 0, total)}
 	done := newSignal()
 	srv := counter.NewServer(nil)
-	cli := newCallClient(callArgs{Server: "counter", Total: all, InFlight: int64(inflight)}, clk, done)
+	cli := newCallClient(callArgs{Server: "counter", Total: all, InFlight: int64(inflight), Paced: rate > 0}, clk, done)
 	runCtx, stop := context.WithCancel(ctx)
 	ns := startNode(runCtx, home, "counter", fsFor(logDurable), 0, func() hosted.App { return srv })
 	nc := startNode(runCtx, home, "client", fsFor(logDurable), 0, func() hosted.App { return cli })
@@ -147,7 +201,18 @@ func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int) 
 			}
 		}
 		start := time.Now()
-		if err := impulse(ctx, cli, "go", struct{}{}); err != nil {
+		if rate > 0 {
+			paced := make(chan error, 1)
+			go func() {
+				paced <- pace(ctx, rate, all, func(first, n int64, at time.Time) error {
+					for i := first; i < first+n; i++ {
+						clk.sent[i] = at
+					}
+					return impulse(ctx, cli, "release", n)
+				})
+			}()
+			defer func() { <-paced }()
+		} else if err := impulse(ctx, cli, "go", struct{}{}); err != nil {
 			return callSample{}, err
 		}
 		if err := done.wait(ctx, fmt.Sprintf("%d calls", all), ns, nc); err != nil {
@@ -166,8 +231,10 @@ func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int) 
 }
 
 // runGRPCCalls makes total calls of Inc (after warmup more) on conn from
-// inflight goroutines, each with a fresh idempotency key.
-func runGRPCCalls(ctx context.Context, conn *grpc.ClientConn, total, warmup, inflight int) (callSample, error) {
+// inflight goroutines, each with a fresh idempotency key; with rate > 0 the
+// calls are released at rate per second (open loop) and each one's latency
+// counts from its release.
+func runGRPCCalls(ctx context.Context, conn *grpc.ClientConn, total, warmup, inflight int, rate float64) (callSample, error) {
 	var prefix [8]byte
 	_, _ = rand.Read(prefix[:])
 	call := func(i int64) error {
@@ -182,6 +249,21 @@ func runGRPCCalls(ctx context.Context, conn *grpc.ClientConn, total, warmup, inf
 	var next atomic.Int64
 	lats := make([][]time.Duration, inflight)
 	errs := make(chan error, inflight)
+	// Open loop: the pacer puts each call's release time in released.
+	var released chan time.Time
+	pctx, stopPace := context.WithCancel(ctx)
+	defer stopPace()
+	if rate > 0 {
+		released = make(chan time.Time, total)
+		go func() {
+			_ = pace(pctx, rate, int64(total), func(_, n int64, at time.Time) error {
+				for range n {
+					released <- at
+				}
+				return nil
+			})
+		}()
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for g := range inflight {
@@ -194,6 +276,14 @@ func runGRPCCalls(ctx context.Context, conn *grpc.ClientConn, total, warmup, inf
 					return
 				}
 				t := time.Now()
+				if released != nil {
+					select {
+					case t = <-released:
+					case <-ctx.Done():
+						errs <- ctx.Err()
+						return
+					}
+				}
 				if err := call(i); err != nil {
 					errs <- err
 					return

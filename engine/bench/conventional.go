@@ -123,14 +123,14 @@ func runConventional(ctx context.Context, cfg Config, dir string) (*Conventional
 	var ratio []float64
 	for r := 0; r < cfg.Runs; r++ {
 		runtime.GC()
-		s, err := runGRPCCalls(ctx, gp.conn, reqs, warm, conc)
+		s, err := runGRPCCalls(ctx, gp.conn, reqs, warm, conc, 0)
 		if err != nil {
 			return nil, fmt.Errorf("postgres, %d in flight: %w", conc, err)
 		}
 		pgLoaded = append(pgLoaded, s)
 		cfg.progress("conventional postgres %2d in flight run %d/%d: %s", conc, r+1, cfg.Runs, describeSample(s))
 		runtime.GC()
-		a, err := runAmbrCalls(ctx, dir, reqs, warm, conc)
+		a, err := runAmbrCalls(ctx, dir, reqs, warm, conc, 0)
 		if err != nil {
 			return nil, fmt.Errorf("ambr, %d in flight: %w", conc, err)
 		}
@@ -141,13 +141,13 @@ func runConventional(ctx context.Context, cfg Config, dir string) (*Conventional
 			continue
 		}
 		runtime.GC()
-		if s, err = runGRPCCalls(ctx, gp.conn, single, warm, 1); err != nil {
+		if s, err = runGRPCCalls(ctx, gp.conn, single, warm, 1, 0); err != nil {
 			return nil, fmt.Errorf("postgres, 1 in flight: %w", err)
 		}
 		pgSingle = append(pgSingle, s)
 		cfg.progress("conventional postgres  1 in flight run %d/%d: %s", r+1, cfg.Runs, describeSample(s))
 		runtime.GC()
-		if a, err = runAmbrCalls(ctx, dir, single, warm, 1); err != nil {
+		if a, err = runAmbrCalls(ctx, dir, single, warm, 1, 0); err != nil {
 			return nil, fmt.Errorf("ambr, 1 in flight: %w", err)
 		}
 		ambrSingle = append(ambrSingle, a)

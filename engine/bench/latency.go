@@ -12,7 +12,15 @@ import (
 type LatencyResult struct {
 	Fdatasync SyncProbe `json:"fdatasync"`
 	Rows      []CallRow `json:"rows"`
+	// HalfPeak holds, per system, an open-loop row at half the best rate of
+	// its closed-loop rows (when the config asks for it).
+	HalfPeak []CallRow `json:"half_peak,omitempty"`
 }
+
+// halfPeakInFlight bounds the calls in flight of the open-loop rows: far
+// above what half the peak needs, so that the release rate, not the bound,
+// sets the load.
+const halfPeakInFlight = 256
 
 func runLatency(ctx context.Context, cfg Config, dir string, sync SyncProbe) (*LatencyResult, error) {
 	res := &LatencyResult{Fdatasync: sync}
@@ -21,31 +29,63 @@ func runLatency(ctx context.Context, cfg Config, dir string, sync SyncProbe) (*L
 	if len(inflights) == 0 {
 		inflights = []int{1}
 	}
-	for _, k := range inflights {
-		k = max(k, 1)
+	// measure runs both systems cfg.Runs times at k in flight, open loop at
+	// the given rates when they are > 0.
+	measure := func(k int, ambrRate, grpcRate float64) (CallRow, CallRow, error) {
 		var ambr, grpcRuns []callSample
+		load := fmt.Sprintf("%2d in flight", k)
 		for r := 0; r < cfg.Runs; r++ {
+			if ambrRate > 0 {
+				load = fmt.Sprintf("%s calls/s", si(ambrRate))
+			}
 			runtime.GC()
-			s, err := runAmbrCalls(ctx, dir, calls, cfg.LatencyWarmup, k)
+			s, err := runAmbrCalls(ctx, dir, calls, cfg.LatencyWarmup, k, ambrRate)
 			if err != nil {
-				return nil, fmt.Errorf("ambr, %d in flight: %w", k, err)
+				return CallRow{}, CallRow{}, fmt.Errorf("ambr, %s: %w", load, err)
 			}
 			ambr = append(ambr, s)
-			cfg.progress("latency ambr       %2d in flight run %d/%d: %s", k, r+1, cfg.Runs, describeSample(s))
+			cfg.progress("latency ambr       %s run %d/%d: %s", load, r+1, cfg.Runs, describeSample(s))
+			if grpcRate > 0 {
+				load = fmt.Sprintf("%s calls/s", si(grpcRate))
+			}
 			runtime.GC()
 			p, err := startGRPC(&grpcImpl{})
 			if err != nil {
-				return nil, err
+				return CallRow{}, CallRow{}, err
 			}
-			s, err = runGRPCCalls(ctx, p.conn, calls, cfg.LatencyWarmup, k)
+			s, err = runGRPCCalls(ctx, p.conn, calls, cfg.LatencyWarmup, k, grpcRate)
 			p.close()
 			if err != nil {
-				return nil, fmt.Errorf("grpc, %d in flight: %w", k, err)
+				return CallRow{}, CallRow{}, fmt.Errorf("grpc, %s: %w", load, err)
 			}
 			grpcRuns = append(grpcRuns, s)
-			cfg.progress("latency grpc-unary %2d in flight run %d/%d: %s", k, r+1, cfg.Runs, describeSample(s))
+			cfg.progress("latency grpc-unary %s run %d/%d: %s", load, r+1, cfg.Runs, describeSample(s))
 		}
-		res.Rows = append(res.Rows, rowOf(SysAmbr, k, calls, ambr), rowOf(SysGRPCUnary, k, calls, grpcRuns))
+		a, g := rowOf(SysAmbr, k, calls, ambr), rowOf(SysGRPCUnary, k, calls, grpcRuns)
+		a.Offered, g.Offered = ambrRate, grpcRate
+		return a, g, nil
+	}
+	for _, k := range inflights {
+		a, g, err := measure(max(k, 1), 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		res.Rows = append(res.Rows, a, g)
+	}
+	if cfg.LatencyHalfPeak {
+		var peakA, peakG float64
+		for _, r := range res.Rows {
+			if r.System == SysAmbr {
+				peakA = max(peakA, r.PerSec.Median)
+			} else {
+				peakG = max(peakG, r.PerSec.Median)
+			}
+		}
+		a, g, err := measure(halfPeakInFlight, peakA/2, peakG/2)
+		if err != nil {
+			return nil, err
+		}
+		res.HalfPeak = []CallRow{a, g}
 	}
 	return res, nil
 }

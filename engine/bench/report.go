@@ -274,6 +274,15 @@ func writeLatency(w io.Writer, l *LatencyResult) {
 		fmt.Fprintf(w, "%d in flight: ambr p50 = %s× gRPC's, = %s fdatasync p50s (a durable round trip needs 2 log flushes)\n",
 			a.InFlight, sig(a.P50ms.Median/g.P50ms.Median), sig(a.P50ms.Median/l.Fdatasync.P50ms))
 	}
+	if len(l.HalfPeak) > 0 {
+		fmt.Fprintf(w, "at 50%% of each system's peak (open loop: calls released every %v at half the best closed-loop rate, at most %d in flight; latency from release):\n",
+			releaseTick, halfPeakInFlight)
+		t := numTable("system", "offered/s", "calls/s", "p50 ms", "p99 ms", "p99.9 ms")
+		for _, r := range l.HalfPeak {
+			t.add(systemTitle(r.System), si(r.Offered), cell(r.PerSec, si), cell(r.P50ms, sig), cell(r.P99ms, sig), cell(r.P999ms, sig))
+		}
+		t.write(w)
+	}
 }
 
 func writeConventional(w io.Writer, c *ConventionalResult) {
