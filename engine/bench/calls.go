@@ -202,16 +202,17 @@ func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int, 
 		}
 		start := time.Now()
 		if rate > 0 {
+			pctx, stopPace := context.WithCancel(ctx)
 			paced := make(chan error, 1)
 			go func() {
-				paced <- pace(ctx, rate, all, func(first, n int64, at time.Time) error {
+				paced <- pace(pctx, rate, all, func(first, n int64, at time.Time) error {
 					for i := first; i < first+n; i++ {
 						clk.sent[i] = at
 					}
-					return impulse(ctx, cli, "release", n)
+					return impulse(pctx, cli, "release", n)
 				})
 			}()
-			defer func() { <-paced }()
+			defer func() { stopPace(); <-paced }()
 		} else if err := impulse(ctx, cli, "go", struct{}{}); err != nil {
 			return callSample{}, err
 		}
