@@ -48,18 +48,34 @@ func TestFrameQueueOrder(t *testing.T) {
 	}
 	r := logfmt.NewPeerReader(in)
 	next := int64(1)
+	kinds := map[byte]int{}
 	for next <= seq {
 		f, err := r.Next()
 		if err != nil {
 			t.Fatalf("after message %d: %v", next-1, err)
 		}
+		kinds[f.Kind]++
 		if f.Kind == logfmt.PeerAck {
 			continue
 		}
-		if f.Seq != next || !bytes.Equal(f.Msg, want[next-1]) {
-			t.Fatalf("message %d: got seq %d, %d bytes; want %d bytes", next, f.Seq, len(f.Msg), len(want[next-1]))
+		if f.Seq != next {
+			t.Fatalf("frame of kind %d starts at seq %d, want %d", f.Kind, f.Seq, next)
 		}
-		next++
+		start := 0
+		if err := logfmt.EachPeerMessage(f.Msg, f.Count, func(end int) {
+			if !bytes.Equal(f.Msg[start:end], want[next-1]) {
+				t.Fatalf("message %d: %d bytes, want %d", next, end-start, len(want[next-1]))
+			}
+			start = end
+			next++
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Small runs travel as Messages frames, messages beyond a run frame's
+	// limit as Message frames of their own.
+	if kinds[logfmt.PeerMessages] == 0 || kinds[logfmt.PeerMessage] == 0 {
+		t.Fatalf("frame kinds seen: %v; want both Messages and Message", kinds)
 	}
 	// Written chunks come back for reuse (a writev that nils what it wrote
 	// once made every push allocate a fresh chunk).

@@ -87,13 +87,35 @@ func (q *frameQueue) push(frame []byte) {
 	q.cond.Signal()
 }
 
-// pushMessages queues a Message frame for each of msgs, which are in order.
+// maxRunFrame bounds the messages of one Messages frame: it fits a queue
+// chunk and the receiver's read buffer, where it is parsed in place.
+const maxRunFrame = 128 << 10
+
+// pushMessages queues msgs, which are in order: runs of consecutive
+// sequence numbers as Messages frames of up to maxRunFrame, a larger
+// message as a Message frame of its own.
 func (q *frameQueue) pushMessages(msgs []PeerSend) {
 	q.mu.Lock()
 	if !q.closed {
-		for _, m := range msgs {
-			c := q.room(logfmt.PeerMessageFrameSize(len(m.Msg)))
-			q.chunks[len(q.chunks)-1] = logfmt.AppendPeerMessage(c, m.Seq, m.Msg)
+		for len(msgs) > 0 {
+			if len(msgs[0].Msg) > maxRunFrame {
+				c := q.room(logfmt.PeerMessageFrameSize(len(msgs[0].Msg)))
+				q.chunks[len(q.chunks)-1] = logfmt.AppendPeerMessage(c, msgs[0].Seq, msgs[0].Msg)
+				msgs = msgs[1:]
+				continue
+			}
+			n, size := 1, len(msgs[0].Msg)
+			for n < len(msgs) && msgs[n].Seq == msgs[n-1].Seq+1 && size+len(msgs[n].Msg) <= maxRunFrame {
+				size += len(msgs[n].Msg)
+				n++
+			}
+			c := q.room(logfmt.PeerMessagesFrameSize(size))
+			c = logfmt.AppendPeerMessagesHeader(c, msgs[0].Seq, n, size)
+			for _, m := range msgs[:n] {
+				c = append(c, m.Msg...)
+			}
+			q.chunks[len(q.chunks)-1] = c
+			msgs = msgs[n:]
 		}
 	}
 	q.mu.Unlock()
@@ -307,6 +329,18 @@ func (b *inBatch) add(seq int64, msg []byte) {
 	b.ends = append(b.ends, len(b.arena))
 }
 
+// addRun adds count messages, back to back in msgs (checked by the frame
+// reader), with sequence numbers seq, seq+1, …: one copy for all of them.
+func (b *inBatch) addRun(seq int64, count int, msgs []byte) {
+	base := len(b.arena)
+	b.arena = append(b.arena, msgs...)
+	_ = logfmt.EachPeerMessage(msgs, count, func(end int) {
+		b.seqs = append(b.seqs, seq)
+		b.ends = append(b.ends, base+end)
+		seq++
+	})
+}
+
 func (b *inBatch) full() bool {
 	return len(b.ends) >= maxInBatchMsgs || len(b.arena) >= maxInBatchBytes
 }
@@ -411,7 +445,12 @@ func (v *conversation) serveInbound(conn net.Conn) {
 				}
 				return
 			}
-			if f.Kind != logfmt.PeerMessage {
+			switch f.Kind {
+			case logfmt.PeerMessage:
+				b.add(f.Seq, f.Msg)
+			case logfmt.PeerMessages:
+				b.addRun(f.Seq, f.Count, f.Msg)
+			default:
 				if len(b.ends) > 0 {
 					v.post(event{peerMsg: in, batch: b})
 				}
@@ -419,7 +458,6 @@ func (v *conversation) serveInbound(conn net.Conn) {
 				v.post(event{peerGone: in})
 				return
 			}
-			b.add(f.Seq, f.Msg)
 			if b.full() || !r.Buffered() {
 				break
 			}

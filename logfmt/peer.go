@@ -23,15 +23,22 @@ import (
 //	Message  sender → receiver  seq i64, then one framed app-protocol RPC message
 //	                            in delivery form
 //	Ack      receiver → sender  seq i64: everything up to seq is durably logged
+//	Messages sender → receiver  seq i64, count u32, then count framed RPC messages
+//	                            (delivery form) with sequence numbers seq, seq+1, …
+//	                            (version 2 on; a run costs one frame, not one each)
 const (
-	PeerHello   byte = 1
-	PeerWelcome byte = 2
-	PeerReject  byte = 3
-	PeerMessage byte = 4
-	PeerAck     byte = 5
+	PeerHello    byte = 1
+	PeerWelcome  byte = 2
+	PeerReject   byte = 3
+	PeerMessage  byte = 4
+	PeerAck      byte = 5
+	PeerMessages byte = 6
 
-	peerMagic       = "ambrpeer"
-	PeerVersion     = 1
+	peerMagic = "ambrpeer"
+	// PeerVersion is the version this build speaks: 2 added Messages. A
+	// receiver refuses a hello of another version, so that mixed builds
+	// fail at once with a clear reason rather than on the first new frame.
+	PeerVersion     = 2
 	MaxPeerFrame    = MaxMessageSize + 64
 	peerFrameHeader = 5
 )
@@ -41,11 +48,14 @@ type PeerFrame struct {
 	Kind byte
 	// From and To name the instances (Hello).
 	From, To string
-	// Seq is the sender sequence number (Message), the next one expected
-	// (Welcome) or the last one durably logged (Ack).
+	// Seq is the sender sequence number (Message; the first one of
+	// Messages), the next one expected (Welcome) or the last one durably
+	// logged (Ack).
 	Seq int64
-	// Msg is the framed RPC message (Message); Reason the text of a Reject.
+	// Msg is the framed RPC message (Message), or Count of them back to
+	// back (Messages); Reason the text of a Reject.
 	Msg    []byte
+	Count  int
 	Reason string
 }
 
@@ -87,6 +97,20 @@ func AppendPeerMessage(dst []byte, seq int64, msg []byte) []byte {
 	return append(dst, msg...)
 }
 
+// PeerMessagesFrameSize is the size of a Messages frame carrying messages of
+// msgsLen bytes in all.
+func PeerMessagesFrameSize(msgsLen int) int { return peerFrameHeader + 8 + 4 + msgsLen }
+
+// AppendPeerMessagesHeader appends the head of a Messages frame for count
+// messages of msgsLen bytes in all, the first with sequence number seq: the
+// caller appends the messages themselves, in order, right after it.
+func AppendPeerMessagesHeader(dst []byte, seq int64, count, msgsLen int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+8+4+msgsLen))
+	dst = append(dst, PeerMessages)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(seq))
+	return binary.LittleEndian.AppendUint32(dst, uint32(count))
+}
+
 // ParsePeerFrame decodes the payload of a frame of the given kind.
 func ParsePeerFrame(kind byte, p []byte) (PeerFrame, error) {
 	f := PeerFrame{Kind: kind}
@@ -120,10 +144,44 @@ func ParsePeerFrame(kind byte, p []byte) (PeerFrame, error) {
 		if err != nil || n != len(f.Msg) || m.Type != TypeRPC {
 			return f, fmt.Errorf("%w: a peer message must hold exactly one RPC", ErrMalformed)
 		}
+		f.Count = 1
+	case PeerMessages:
+		if len(p) < 12 {
+			return f, fmt.Errorf("%w: messages frame of %d bytes", ErrMalformed, len(p))
+		}
+		f.Seq = int64(binary.LittleEndian.Uint64(p))
+		f.Count = int(binary.LittleEndian.Uint32(p[8:]))
+		f.Msg = p[12:]
+		if f.Count < 1 {
+			return f, fmt.Errorf("%w: messages frame of no messages", ErrMalformed)
+		}
+		if err := EachPeerMessage(f.Msg, f.Count, nil); err != nil {
+			return f, err
+		}
 	default:
 		return f, fmt.Errorf("%w: unknown peer frame kind %d", ErrMalformed, kind)
 	}
 	return f, nil
+}
+
+// EachPeerMessage checks that msgs is exactly count framed RPC messages
+// back to back, calling f (if not nil) with the offset just past each one.
+func EachPeerMessage(msgs []byte, count int, f func(end int)) error {
+	off := 0
+	for i := 0; i < count; i++ {
+		m, n, err := parseMessage(msgs[off:], off)
+		if err != nil || m.Type != TypeRPC {
+			return fmt.Errorf("%w: message %d of a messages frame is not an RPC", ErrMalformed, i)
+		}
+		off += n
+		if f != nil {
+			f(off)
+		}
+	}
+	if off != len(msgs) {
+		return fmt.Errorf("%w: a messages frame holds %d bytes after its %d messages", ErrMalformed, len(msgs)-off, count)
+	}
+	return nil
 }
 
 // PeerReader reads frames from a coordinator connection.

@@ -43,11 +43,49 @@ func TestPeerGarbage(t *testing.T) {
 		{0xff, 0xff, 0xff, 0x7f, 1},
 		AppendPeerMessage(nil, 1, []byte{0x02, 0x02}), // not an RPC
 		{9, 0, 0, 0, 1, 'a', 'm', 'b', 'r', 'p', 'e', 'e', 'r'},
+		messagesFrame(1, 2, rpcA),               // says 2, holds 1
+		messagesFrame(1, 0, nil),                // none
+		messagesFrame(1, 1, append(rpcA, 0x04)), // trailing byte
+		messagesFrame(1, 1, []byte{0x02, 0x02}), // not an RPC
 	} {
 		_, err := NewPeerReader(bytes.NewReader(in)).Next()
 		if err == nil || !(errors.Is(err, ErrMalformed) || errors.Is(err, ErrTruncated)) {
 			t.Fatalf("input %q: err %v, want malformed or truncated", in, err)
 		}
+	}
+}
+
+var rpcA = AppendRPC(nil, RPC{MethodID: 3, Kind: RPCFork, Args: []byte("a")})
+
+func messagesFrame(seq int64, count int, msgs []byte) []byte {
+	return append(AppendPeerMessagesHeader(nil, seq, count, len(msgs)), msgs...)
+}
+
+// TestPeerMessagesFrame: a run of messages in one frame reads back as
+// its first sequence number, its count and the messages in order.
+func TestPeerMessagesFrame(t *testing.T) {
+	var msgs [][]byte
+	var all []byte
+	for i := range 5 {
+		m := AppendRPC(nil, RPC{MethodID: int32(i), Kind: RPCFork, Args: bytes.Repeat([]byte{byte(i)}, i*100)})
+		msgs = append(msgs, m)
+		all = append(all, m...)
+	}
+	f, err := NewPeerReader(bytes.NewReader(messagesFrame(41, len(msgs), all))).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kind != PeerMessages || f.Seq != 41 || f.Count != 5 {
+		t.Fatalf("frame %d, seq %d, count %d; want Messages, 41, 5", f.Kind, f.Seq, f.Count)
+	}
+	start, i := 0, 0
+	if err := EachPeerMessage(f.Msg, f.Count, func(end int) {
+		if !bytes.Equal(f.Msg[start:end], msgs[i]) {
+			t.Errorf("message %d differs", i)
+		}
+		start, i = end, i+1
+	}); err != nil || i != 5 {
+		t.Fatalf("walk: %v after %d messages", err, i)
 	}
 }
 
