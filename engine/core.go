@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"time"
@@ -258,6 +259,9 @@ type Core struct {
 	wantCheckpoint bool   // a checkpoint was asked for while one was busy
 
 	ready Ready
+	// lastLists is the lengths of the Log, ToApp and PeerSends lists of the
+	// last Ready returned: how far the next one must clear their arrays.
+	lastLists [3]int
 }
 
 // NewCore returns a Core for cfg. Call StartFresh or StartRecovery next.
@@ -413,13 +417,17 @@ func (c *Core) appRPC(data []byte) error {
 		return fmt.Errorf("app sent a bad RPC: %w", err)
 	}
 	self := o.IsSelf() || string(o.Dest) == c.cfg.Name
-	prefix := logfmt.ZigZagLen(int64(len(o.Dest))) + len(o.Dest)
+	prefix := o.BodyAt
 	body := data[prefix:] // delivery form
-	// deliveryMsg frames body for delivery, over the destination bytes
-	// where they leave room: o.Dest is unusable afterwards.
-	deliveryMsg := func() []byte {
-		if m := logfmt.DeliveryFormInPlace(data, prefix); m != nil {
-			return m
+	// deliveryMsg frames body for delivery: over the destination bytes
+	// where they leave room (o.Dest is unusable afterwards), or in a copy
+	// when inPlace is false. A message framed in place keeps the app's
+	// whole message (batch) reachable while it is kept.
+	deliveryMsg := func(inPlace bool) []byte {
+		if inPlace {
+			if m := logfmt.DeliveryFormInPlace(data, prefix); m != nil {
+				return m
+			}
 		}
 		return logfmt.AppendMessage(nil, logfmt.TypeRPC, body)
 	}
@@ -431,7 +439,7 @@ func (c *Core) appRPC(data []byte) error {
 		if self {
 			// Impulses are new input, not regenerated output: logged once,
 			// unsequenced, outside the deterministic output stream.
-			c.appendInput(c.cfg.Name, 0, deliveryMsg())
+			c.appendInput(c.cfg.Name, 0, deliveryMsg(true)) // copied into the record
 			return nil
 		}
 		// An impulse to another instance would take a sequence number of
@@ -473,12 +481,15 @@ func (c *Core) appRPC(data []byte) error {
 			s.ack(s.lastSeq)
 			return nil
 		}
-		msg := deliveryMsg()
+		msg := deliveryMsg(true) // acknowledged once the open record is durable
 		s.unacked.push(outMsg{seq: s.lastSeq, data: msg})
 		c.appendInput(c.cfg.Name, s.lastSeq, msg)
 		return nil
 	}
-	msg := deliveryMsg()
+	// Kept until dest acknowledges it: in place only while dest is
+	// connected (acks come within milliseconds); for a destination that is
+	// down, a copy of its own, so one message cannot pin a whole batch.
+	msg := deliveryMsg(s.connected)
 	if s.add(msg) && s.connected {
 		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: s.lastSeq, Msg: msg})
 	}
@@ -751,32 +762,29 @@ func (c *Core) PeerMessages(from string, seqs []int64, ends []int, arena []byte)
 	if !c.AcceptingPeers() {
 		return fmt.Errorf("peer message from %s before this instance's first start is complete", from)
 	}
+	end := func(i int) int { // where message i starts
+		if i == 0 {
+			return 0
+		}
+		return ends[i-1]
+	}
 	w := c.inWM[from]
-	i := 0
-	for i < len(seqs) && seqs[i] <= w {
-		i++ // resends of what is logged
-	}
-	j := i
-	for j < len(seqs) && seqs[j] == w+1+int64(j-i) {
-		j++
-	}
-	if j > i {
-		start := 0
-		if i > 0 {
-			start = ends[i-1]
+	for i := 0; i < len(seqs); {
+		if seqs[i] <= w {
+			i++ // a resend of what is logged
+			continue
 		}
-		// In pieces of at most maxOpenRecord (or one larger message).
-		for i < j {
-			k := i + 1
-			for k < j && ends[k]-start <= maxOpenRecord {
-				k++
-			}
-			c.appendRun(from, seqs[i], uint32(k-i), arena[start:ends[k-1]])
-			start, i = ends[k-1], k
+		if seqs[i] != w+1 {
+			return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seqs[i], w+1)
 		}
-	}
-	if j < len(seqs) {
-		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seqs[j], c.inWM[from]+1)
+		// The run of the next expected messages, in pieces of at most
+		// maxOpenRecord (or one larger message), each copied at once.
+		start, k := end(i), i+1
+		for k < len(seqs) && seqs[k] == seqs[k-1]+1 && ends[k]-start <= maxOpenRecord {
+			k++
+		}
+		c.appendRun(from, seqs[i], uint32(k-i), arena[start:ends[k-1]])
+		w, i = seqs[k-1], k
 	}
 	return nil
 }
@@ -797,6 +805,7 @@ func (c *Core) PeerConnected(dest string, expect int64) {
 			kept = append(kept, ps)
 		}
 	}
+	clear(c.ready.PeerSends[len(kept):])
 	c.ready.PeerSends = kept
 	for i := range s.unacked.len() {
 		m := s.unacked.at(i)
@@ -808,6 +817,13 @@ func (c *Core) PeerConnected(dest string, expect int64) {
 func (c *Core) PeerDisconnected(dest string) {
 	if s := c.outs[dest]; s != nil {
 		s.connected = false
+		// Its unacknowledged messages may wait long now: give each a
+		// buffer of its own rather than keep the app batches they were
+		// framed in (see appRPC).
+		for i := range s.unacked.len() {
+			m := s.unacked.at(i)
+			s.unacked.set(i, outMsg{seq: m.seq, data: bytes.Clone(m.data)})
+		}
 	}
 }
 
@@ -873,6 +889,12 @@ func (c *Core) outputs() []logfmt.OutputStream {
 // now. The Core forgets it: call Ready once per batch of events. The lists
 // in it are valid until the next call to Ready, which reuses their arrays.
 func (c *Core) Ready() Ready {
+	// The caller is done with the last Ready: let go of what its lists
+	// held beyond what this batch overwrote (what lies beyond that was let
+	// go of before).
+	clear(c.ready.Log[len(c.ready.Log):max(len(c.ready.Log), c.lastLists[0])])
+	clear(c.ready.ToApp[len(c.ready.ToApp):max(len(c.ready.ToApp), c.lastLists[1])])
+	clear(c.ready.PeerSends[len(c.ready.PeerSends):max(len(c.ready.PeerSends), c.lastLists[2])])
 	c.sealOpen()
 	if c.cfg.SegmentSize > 0 && c.segmentBytes >= c.cfg.SegmentSize {
 		c.RequestCheckpoint()
@@ -890,6 +912,7 @@ func (c *Core) Ready() Ready {
 		c.queue = c.queue[1:]
 	}
 	rd := c.ready
+	c.lastLists = [3]int{len(rd.Log), len(rd.ToApp), len(rd.PeerSends)}
 	// The next batch reuses the arrays of this one's lists: no growing from
 	// empty on every batch. rd is the caller's until it calls Ready again.
 	c.ready = Ready{Log: rd.Log[:0], ToApp: rd.ToApp[:0], PeerSends: rd.PeerSends[:0], PeerAcks: rd.PeerAcks[:0]}

@@ -142,3 +142,79 @@ func TestPeerMessagesBatch(t *testing.T) {
 		t.Fatalf("ExpectFrom = %d before anything is durable", got)
 	}
 }
+
+// TestPeerMessagesDuplicatesInside: resends anywhere in a batch are dropped
+// as one by one, not taken for a gap.
+func TestPeerMessagesDuplicatesInside(t *testing.T) {
+	var seqs []int64
+	var ends []int
+	var arena []byte
+	for _, seq := range []int64{1, 2, 2, 3, 1, 4} {
+		seqs = append(seqs, seq)
+		arena = append(arena, peerFork(fmt.Sprintf("m%d", seq))...)
+		ends = append(ends, len(arena))
+	}
+	c := liveCore(t)
+	if err := c.PeerMessages("client", seqs, ends, arena); err != nil {
+		t.Fatal(err)
+	}
+	log := c.Ready().Log
+	if len(log) != 1 || log[0].Record.MessageCount != 4 || fmt.Sprint(log[0].Record.Sources) != fmt.Sprint([]logfmt.Source{{Peer: "client", FirstSeq: 1, Count: 4}}) {
+		t.Fatalf("logged %+v", log)
+	}
+	var want []byte
+	for seq := 1; seq <= 4; seq++ {
+		want = append(want, peerFork(fmt.Sprintf("m%d", seq))...)
+	}
+	if !bytes.Equal(log[0].Record.Messages, want) {
+		t.Fatal("the record does not hold messages 1..4 once each, in order")
+	}
+}
+
+// TestUnackedOwnsItsBytes: a message kept for a destination that is down
+// does not alias the app's buffer (which would keep a whole batch alive),
+// and one framed in place while connected gets a copy of its own when the
+// destination goes down.
+func TestUnackedOwnsItsBytes(t *testing.T) {
+	c := liveCore(t)
+	out := func(arg string) []byte {
+		framed := logfmt.AppendOutgoingRPC(nil, "other", logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: []byte(arg)})
+		m, _, err := logfmt.ParseMessage(framed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AppMessage(m, nil); err != nil {
+			t.Fatal(err)
+		}
+		return m.Data
+	}
+	want := func(arg string) []byte { // the delivery form
+		framed := logfmt.AppendOutgoingRPC(nil, "", logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: []byte(arg)})
+		m, _, _ := logfmt.ParseMessage(framed)
+		return logfmt.AppendMessage(nil, logfmt.TypeRPC, m.Data[1:])
+	}
+	scribble := func(b []byte) {
+		for i := range b {
+			b[i] = 0xee
+		}
+	}
+	down := out("while down")
+	_ = c.Ready()
+	scribble(down)
+	c.PeerConnected("other", 1)
+	sends := c.Ready().PeerSends
+	if len(sends) != 1 || !bytes.Equal(sends[0].Msg, want("while down")) {
+		t.Fatalf("resend after connecting: %+v", sends)
+	}
+	up := out("while up")
+	if sends := c.Ready().PeerSends; len(sends) != 1 || !bytes.Equal(sends[0].Msg, want("while up")) {
+		t.Fatalf("send while connected: %+v", sends)
+	}
+	c.PeerDisconnected("other")
+	scribble(up)
+	c.PeerConnected("other", 1)
+	sends = c.Ready().PeerSends
+	if len(sends) != 2 || !bytes.Equal(sends[0].Msg, want("while down")) || !bytes.Equal(sends[1].Msg, want("while up")) {
+		t.Fatalf("resend after reconnecting: %d messages; the kept ones changed with the app's buffer?", len(sends))
+	}
+}

@@ -16,6 +16,9 @@ func (r *msgRing) len() int { return r.n }
 // at returns the i-th message from the front.
 func (r *msgRing) at(i int) outMsg { return r.buf[(r.head+i)&(len(r.buf)-1)] }
 
+// set replaces the i-th message from the front.
+func (r *msgRing) set(i int, m outMsg) { r.buf[(r.head+i)&(len(r.buf)-1)] = m }
+
 func (r *msgRing) push(m outMsg) {
 	if r.n == len(r.buf) {
 		nb := make([]outMsg, max(16, 2*len(r.buf)))

@@ -57,6 +57,7 @@ type protoDecoded struct {
 // bytes.Equal, fast for large states.
 var protoCmpOpts = cmp.Options{
 	cmpopts.EquateEmpty(),
+	cmpopts.IgnoreFields(OutgoingRPC{}, "BodyAt"), // decoding detail, not content
 	cmp.FilterValues(func(a, b []byte) bool { return len(a) > 0 || len(b) > 0 }, cmp.Comparer(bytes.Equal)),
 }
 
@@ -1077,6 +1078,30 @@ func TestChainDigestDefinition(t *testing.T) {
 			if got := ChainDigest(0x1234, []byte(dest), rpc); got != want {
 				t.Errorf("dest of %d bytes, rpc of %d: %x, want %x", len(dest), n, got, want)
 			}
+		}
+	}
+}
+
+// TestOutgoingRPCBodyAt: the body's offset follows the destination length
+// as encoded, also when the encoding is longer than it need be.
+func TestOutgoingRPCBodyAt(t *testing.T) {
+	rpc := AppendRPC(nil, RPC{MethodID: 5, Kind: RPCFork, Args: []byte("x")})
+	m, _, _ := ParseMessage(rpc)
+	for _, tc := range []struct {
+		prefix []byte
+		want   int
+	}{
+		{[]byte{0x06, 's', 'r', 'v'}, 4},       // 3, shortest
+		{[]byte{0x86, 0x00, 's', 'r', 'v'}, 5}, // 3, in two bytes
+		{[]byte{0x00}, 1},                      // self-call
+	} {
+		data := append(append([]byte(nil), tc.prefix...), m.Data...)
+		o, err := ParseOutgoingRPC(data)
+		if err != nil {
+			t.Fatalf("% x: %v", tc.prefix, err)
+		}
+		if o.BodyAt != tc.want || !bytes.Equal(data[o.BodyAt:], m.Data) {
+			t.Errorf("% x: BodyAt %d, want %d", tc.prefix, o.BodyAt, tc.want)
 		}
 	}
 }

@@ -107,6 +107,10 @@ func AppendRPC(dst []byte, r RPC) []byte {
 type OutgoingRPC struct {
 	Dest []byte // aliases the decoded buffer; empty for a self-call
 	RPC
+	// BodyAt is where the RPC in delivery form starts in the decoded data:
+	// after the destination and its length, however long that length's
+	// encoding was. Set by ParseOutgoingRPC; not encoded.
+	BodyAt int
 }
 
 // IsSelf reports whether o is a self-call: its destination is empty.
@@ -128,7 +132,7 @@ func ParseOutgoingRPC(data []byte) (OutgoingRPC, error) {
 	if err != nil {
 		return OutgoingRPC{}, err
 	}
-	return OutgoingRPC{Dest: data[n:end:end], RPC: r}, nil
+	return OutgoingRPC{Dest: data[n:end:end], RPC: r, BodyAt: end}, nil
 }
 
 // DeliveryFormInPlace turns data, the data of an outgoing RPC whose first

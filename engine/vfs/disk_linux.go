@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -48,11 +49,14 @@ func writev(f *os.File, bufs [][]byte) (int64, error) {
 			if err == unix.EINTR {
 				continue
 			}
-			if err == unix.EAGAIN {
-				return false // not for regular files; wait as the runtime would
-			}
 			if err != nil {
+				// EAGAIN included: regular files do not return it, and
+				// waiting on one for readiness would fail anyway.
 				werr = err
+				return true
+			}
+			if n == 0 {
+				werr = io.ErrUnexpectedEOF // no progress: do not spin
 				return true
 			}
 			total += int64(n)
@@ -68,7 +72,7 @@ func writev(f *os.File, bufs [][]byte) (int64, error) {
 		}
 		return true
 	}); err != nil {
-		return total, os.ErrClosed
+		return total, err
 	}
 	return total, werr
 }
