@@ -1,40 +1,23 @@
 package timetravel
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 
+	"github.com/ambr-dev/ambr/internal/testbin"
 	"github.com/ambr-dev/ambr/samples/counter/counter"
 )
 
-var (
-	serverOnce sync.Once
-	serverBin  string
-	serverErr  error
-)
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Clean() // the binaries the tests built
+	os.Exit(code)
+}
 
 // counterServer builds the counter sample's server once per test run.
 func counterServer(t testing.TB) string {
 	t.Helper()
-	serverOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ambr-tt-")
-		if err != nil {
-			serverErr = err
-			return
-		}
-		serverBin = filepath.Join(dir, "counter-server")
-		if out, err := exec.Command("go", "build", "-o", serverBin, "../samples/counter/server").CombinedOutput(); err != nil {
-			serverErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if serverErr != nil {
-		t.Fatal(serverErr)
-	}
-	return serverBin
+	return testbin.Build(t, "../samples/counter/server")
 }
 
 var synthStart = counter.SynthStart

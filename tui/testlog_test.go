@@ -4,44 +4,23 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/internal/testbin"
 	"github.com/ambr-dev/ambr/logfmt"
 )
 
 // The instances the tests browse are written with logfmt's writers (as in
 // timetravel's tests) and replayed by the real counter server.
 
-var (
-	serverOnce sync.Once
-	serverBin  string
-	serverErr  error
-)
-
 // counterServer builds the counter sample's server once per test run.
 func counterServer(t testing.TB) string {
 	t.Helper()
-	serverOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ambr-tui-")
-		if err != nil {
-			serverErr = err
-			return
-		}
-		serverBin = filepath.Join(dir, "counter-server")
-		if out, err := exec.Command("go", "build", "-o", serverBin, "../samples/counter/server").CombinedOutput(); err != nil {
-			serverErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if serverErr != nil {
-		t.Fatal(serverErr)
-	}
-	return serverBin
+	return testbin.Build(t, "../samples/counter/server")
 }
 
 // synthStart is when the synthetic history begins: record r is logged r

@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/muesli/termenv"
 	"go.uber.org/goleak"
+
+	"github.com/ambr-dev/ambr/internal/testbin"
 )
 
 // The tests drive the real model in a real Bubble Tea program (teatest)
@@ -445,9 +447,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	if serverBin != "" {
-		os.RemoveAll(filepath.Dir(serverBin))
-	}
+	testbin.Clean()
 	if benchTemp != "" {
 		os.RemoveAll(benchTemp)
 	}
