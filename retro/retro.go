@@ -344,18 +344,8 @@ func sameMessages(a, b []timetravel.Sent) bool {
 func decode(sent []timetravel.Sent) []Message {
 	out := make([]Message, 0, len(sent))
 	for _, s := range sent {
-		m := Message{Dest: s.Dest, Kind: strings.ToLower(s.RPC.Kind.String())}
-		if m.Dest == "" {
-			m.Dest = "self"
-		}
-		payload := s.RPC.Args
-		if name, result, p, ok := immortal.DecodeArgs(s.RPC.Args, s.RPC.Reserved); ok {
-			m.Method, m.Result, payload = name, result, p
-		} else {
-			m.Method = fmt.Sprintf("method %d", s.RPC.MethodID)
-		}
-		m.Payload = string(payload)
-		out = append(out, m)
+		d := s.Describe()
+		out = append(out, Message{Dest: d.Dest, Kind: d.Kind, Method: d.Method, Result: d.Result, Payload: string(d.Payload)})
 	}
 	return out
 }

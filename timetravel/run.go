@@ -2,13 +2,16 @@ package timetravel
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine"
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/logfmt"
 )
 
@@ -19,6 +22,50 @@ type Sent struct {
 	Dest string
 	// RPC is the message in delivery form (its args are the binding's).
 	RPC logfmt.RPC
+}
+
+// Described is a sent message as the tools show it.
+type Described struct {
+	// Dest is the destination instance, "self" for a call to itself.
+	Dest string
+	// Kind is "fork", "call" or "impulse".
+	Kind string
+	// Method is the Go binding's method name, or "method <id>" for an
+	// RPC of another binding.
+	Method string
+	// Result says the message is the result of a call.
+	Result bool
+	// Payload is the codec bytes when the Go binding's envelope was
+	// recognised, the RPC's arguments otherwise.
+	Payload []byte
+}
+
+// Describe decodes s for display.
+func (s Sent) Describe() Described {
+	d := Described{Dest: s.Dest, Kind: strings.ToLower(s.RPC.Kind.String()), Payload: s.RPC.Args}
+	if d.Dest == "" {
+		d.Dest = "self"
+	}
+	if m, res, p, ok := immortal.DecodeArgs(s.RPC.Args, s.RPC.Reserved); ok {
+		d.Method, d.Result, d.Payload = m, res, p
+	} else {
+		d.Method = fmt.Sprintf("method %d", s.RPC.MethodID)
+	}
+	return d
+}
+
+// PayloadText returns b as text if it is JSON or printable ASCII; ok is
+// false for bytes that want showing in hex.
+func PayloadText(b []byte) (text string, ok bool) {
+	if json.Valid(b) {
+		return string(b), true
+	}
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return "", false
+		}
+	}
+	return string(b), true
 }
 
 // Driver is an app process driven by a substitute coordinator: the "repro"

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/timetravel"
 )
 
@@ -166,36 +165,19 @@ func appState(b []byte) []byte {
 func viewSent(sent []timetravel.Sent) []sentLine {
 	out := make([]sentLine, 0, len(sent))
 	for _, s := range sent {
-		v := sentLine{Dest: s.Dest, Kind: strings.ToLower(s.RPC.Kind.String())}
-		if v.Dest == "" {
-			v.Dest = "self"
+		d := s.Describe()
+		v := sentLine{Dest: d.Dest, Kind: d.Kind, Method: d.Method}
+		if d.Result {
+			v.Method = "result"
 		}
-		payload := s.RPC.Args
-		if m, res, p, ok := immortal.DecodeArgs(s.RPC.Args, s.RPC.Reserved); ok {
-			v.Method, payload = m, p
-			if res {
-				v.Method = "result"
-			}
+		if text, ok := timetravel.PayloadText(d.Payload); ok {
+			v.Payload = text
 		} else {
-			v.Method = fmt.Sprintf("method %d", s.RPC.MethodID)
-		}
-		if json.Valid(payload) || printable(payload) {
-			v.Payload = string(payload)
-		} else {
-			v.Payload = "0x" + hex.EncodeToString(payload)
+			v.Payload = "0x" + hex.EncodeToString(d.Payload)
 		}
 		out = append(out, v)
 	}
 	return out
-}
-
-func printable(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // prettyJSON indents JSON (keeping its key order) into lines; other text is

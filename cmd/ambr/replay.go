@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/timetravel"
@@ -140,33 +139,16 @@ func splitState(b []byte) (state, binding json.RawMessage, isJSON bool) {
 func viewSent(sent []timetravel.Sent) []sentView {
 	out := make([]sentView, 0, len(sent))
 	for _, s := range sent {
-		v := sentView{Dest: s.Dest, Kind: strings.ToLower(s.RPC.Kind.String())}
-		if v.Dest == "" {
-			v.Dest = "self"
-		}
-		payload := s.RPC.Args
-		if m, res, p, ok := immortal.DecodeArgs(s.RPC.Args, s.RPC.Reserved); ok {
-			v.Method, v.Result, payload = m, res, p
+		d := s.Describe()
+		v := sentView{Dest: d.Dest, Kind: d.Kind, Method: d.Method, Result: d.Result}
+		if text, ok := timetravel.PayloadText(d.Payload); ok {
+			v.Payload = text
 		} else {
-			v.Method = fmt.Sprintf("method %d", s.RPC.MethodID)
-		}
-		if json.Valid(payload) || isPrintable(payload) {
-			v.Payload = string(payload)
-		} else {
-			v.PayloadHex = hex.EncodeToString(payload)
+			v.PayloadHex = hex.EncodeToString(d.Payload)
 		}
 		out = append(out, v)
 	}
 	return out
-}
-
-func isPrintable(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // progressBar draws replay progress on w once a replay takes more than a
