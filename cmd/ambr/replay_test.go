@@ -192,12 +192,7 @@ func TestReplayDebug(t *testing.T) {
 	}
 	buildCounter(t)
 	const k = 12
-	server, client := pair(t, k)
-	server.start()
-	client.start()
-	checkExact(t, waitClient(t, client, server).Results, k)
-	client.stop()
-	server.stop()
+	server := recordCounter(t, k)
 	// Record 1 is the InitialMessage; record r holds the (r-1)th Inc().
 	const at = 9
 	out, err := exec.Command(builtBins.ambr, "--home", server.home, "replay", "server", "--until", strconv.Itoa(at),

@@ -77,12 +77,7 @@ func TestRetroCounter(t *testing.T) {
 	buggy := goBuild(t, "server-buggy", "../../samples/counter/server-buggy")
 	wallclock := goBuild(t, "wallclock", "../../retro/testdata/wallclock")
 	const k = 60
-	server, client := pair(t, k)
-	server.start()
-	client.start()
-	checkExact(t, waitClient(t, client, server).Results, k)
-	client.stop()
-	server.stop()
+	server := recordCounter(t, k)
 	home := server.home
 
 	res, code, stderr := runRetroJSON(t, home, "server", "--candidate", counterBins.server)
@@ -224,12 +219,7 @@ func TestUpgradeTest(t *testing.T) {
 	v2 := goBuild(t, "server-v2", "../../samples/counter/server-v2")
 	bad := goBuild(t, "badupgrade", "../../retro/testdata/badupgrade")
 	const k = 30
-	server, client := pair(t, k)
-	server.start()
-	client.start()
-	checkExact(t, waitClient(t, client, server).Results, k)
-	client.stop()
-	server.stop()
+	server := recordCounter(t, k)
 	run := func(candidate string) (string, int) {
 		cmd := exec.Command(builtBins.ambr, "--home", server.home, "upgrade", "test", "server", "--candidate", candidate)
 		out, err := cmd.CombinedOutput()

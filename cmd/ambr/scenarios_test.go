@@ -230,6 +230,20 @@ func pair(t *testing.T, k int) (server, client *inst) {
 	return server, client
 }
 
+// recordCounter runs a counter client's k calls against a server to the
+// end, checks the results are exactly 1..k, stops both, and returns the
+// server: its instance holds the recorded history the tools read.
+func recordCounter(t *testing.T, k int) *inst {
+	t.Helper()
+	server, client := pair(t, k)
+	server.start()
+	client.start()
+	checkExact(t, waitClient(t, client, server).Results, k)
+	client.stop()
+	server.stop()
+	return server
+}
+
 func TestScenarios(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes; go test without -short runs it")
