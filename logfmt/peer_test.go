@@ -2,8 +2,10 @@ package logfmt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -95,6 +97,7 @@ func TestPeerMessagesFrame(t *testing.T) {
 func TestPeerReaderBuffered(t *testing.T) {
 	var b []byte
 	r := NewPeerReader(bytes.NewReader(nil))
+	_ = r.Open()
 	bufSize := r.br.Size()
 	small := AppendRPC(nil, RPC{MethodID: 1, Kind: RPCFork, Args: []byte("abc")})
 	big := AppendRPC(nil, RPC{MethodID: 2, Kind: RPCFork, Args: bytes.Repeat([]byte{7}, bufSize+bufSize/2)})
@@ -105,6 +108,9 @@ func TestPeerReaderBuffered(t *testing.T) {
 	cut := AppendPeerMessage(nil, 5, small)
 	b = append(b, cut[:len(cut)-1]...)
 	r = NewPeerReader(bytes.NewReader(b))
+	if err := r.Open(); err != nil {
+		t.Fatal(err)
+	}
 	// After frames 1..4: frame 2 is in the buffer; frame 3 cannot be;
 	// after frame 3 it depends on how the reads fell; frame 5 is cut.
 	wantBuffered := []int{1, 0, -1, 0}
@@ -125,5 +131,60 @@ func TestPeerReaderBuffered(t *testing.T) {
 	}
 	if _, err := r.Next(); !errors.Is(err, ErrTruncated) {
 		t.Fatalf("cut frame: %v, want ErrTruncated", err)
+	}
+}
+
+// TestPeerReaderHelloLimit: before Open, a frame longer than a hello is
+// refused from its header alone; Open keeps what was already received and
+// then takes large frames.
+func TestPeerReaderHelloLimit(t *testing.T) {
+	big := AppendRPC(nil, RPC{MethodID: 2, Kind: RPCFork, Args: bytes.Repeat([]byte{7}, 3*MaxHelloFrame)})
+	in := append(AppendPeerHello(nil, "client", "server"), AppendPeerMessage(nil, 1, big)...)
+	r := NewPeerReader(bytes.NewReader(in))
+	if f, err := r.Next(); err != nil || f.Kind != PeerHello {
+		t.Fatalf("hello: %+v, %v", f, err)
+	}
+	if _, err := NewPeerReader(bytes.NewReader(AppendPeerMessage(nil, 1, big))).Next(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a large frame before the hello: %v, want ErrMalformed", err)
+	}
+	if err := r.Open(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := r.Next()
+	if err != nil || f.Seq != 1 || !bytes.Equal(f.Msg, big) {
+		t.Fatalf("after Open: seq %d, %d bytes, %v; want seq 1, %d bytes", f.Seq, len(f.Msg), err, len(big))
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// TestPeerReaderClaimedLength: a header that claims a giant frame and then
+// sends a few bytes costs memory for those bytes, not for the claim.
+func TestPeerReaderClaimedLength(t *testing.T) {
+	hdr := binary.LittleEndian.AppendUint32(nil, uint32(MaxPeerFrame))
+	hdr = append(hdr, PeerMessage)
+	in := append(hdr, make([]byte, 100<<10)...)
+	r := NewPeerReader(bytes.NewReader(in))
+	_ = r.Open()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := r.Next()
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("a cut giant frame: %v, want ErrTruncated", err)
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 16<<20 {
+		t.Fatalf("reading 100 KiB of a frame that claims %d bytes allocated %d bytes", MaxPeerFrame, grown)
 	}
 }
