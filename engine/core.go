@@ -793,8 +793,17 @@ func (c *Core) PeerMessages(from string, seqs []int64, ends []int, arena []byte)
 // expects sender sequence number expect next: everything before it is
 // logged there. The Core resends the rest of its output buffer and sends new
 // output from now on.
-func (c *Core) PeerConnected(dest string, expect int64) {
+//
+// A receiver that expects a message it has already acknowledged has lost
+// input it said was durable (its log was damaged, or restored from an older
+// copy): those messages are trimmed here, so nothing can be resent. The
+// Core then sends nothing more to dest and returns a *LostInputError.
+func (c *Core) PeerConnected(dest string, expect int64) error {
 	s := c.outStream(dest)
+	if expect-1 < s.ackedSeq {
+		s.connected = false
+		return &LostInputError{Receiver: dest, Sender: c.cfg.Name, Acked: s.ackedSeq, Expect: expect}
+	}
 	s.ack(expect - 1)
 	s.connected = true
 	// Sends queued for the previous connection would go out ahead of the
@@ -811,6 +820,22 @@ func (c *Core) PeerConnected(dest string, expect int64) {
 		m := s.unacked.at(i)
 		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: m.seq, Msg: m.data})
 	}
+	return nil
+}
+
+// LostInputError says that a receiver no longer has messages it
+// acknowledged as durably logged: it acknowledged Sender's messages up to
+// Acked, but now expects Expect (≤ Acked) next.
+type LostInputError struct {
+	Receiver, Sender string
+	Acked, Expect    int64
+}
+
+func (e *LostInputError) Error() string {
+	return fmt.Sprintf("%s lost input it had acknowledged: it acknowledged %s's messages up to %d as durably logged, but now expects message %d next, "+
+		"so its log lost messages %d..%d (damaged, or restored from an older copy); %s no longer holds them, so they cannot be resent. "+
+		"The link %s → %s is stopped: restore %s's instance directory from a copy whose log holds them (check with `ambr log %s`), then restart both",
+		e.Receiver, e.Sender, e.Acked, e.Expect, e.Expect, e.Acked, e.Sender, e.Sender, e.Receiver, e.Receiver, e.Receiver)
 }
 
 // PeerDisconnected reports that the connection to dest is gone.

@@ -28,6 +28,12 @@ import (
 //	Messages sender → receiver  seq i64, count u32, then count framed RPC messages
 //	                            (delivery form) with sequence numbers seq, seq+1, …
 //	                            (version 2 on; a run costs one frame, not one each)
+//	Lost     sender → receiver  acked i64, expect i64: the receiver's Welcome expects
+//	                            a message it had acknowledged (version 3 on)
+//
+// From version 3 on, a connection is TLS 1.3 with client certificates
+// unless both coordinators run without it (measurements only); the frames
+// inside are the same.
 const (
 	PeerHello    byte = 1
 	PeerWelcome  byte = 2
@@ -35,12 +41,14 @@ const (
 	PeerMessage  byte = 4
 	PeerAck      byte = 5
 	PeerMessages byte = 6
+	PeerLost     byte = 7
 
 	peerMagic = "ambrpeer"
-	// PeerVersion is the version this build speaks: 2 added Messages. A
+	// PeerVersion is the version this build speaks: 2 added Messages, 3
+	// Lost and TLS. A
 	// receiver refuses a hello of another version, so that mixed builds
 	// fail at once with a clear reason rather than on the first new frame.
-	PeerVersion     = 2
+	PeerVersion     = 3
 	MaxPeerFrame    = MaxMessageSize + 64
 	peerFrameHeader = 5
 )
@@ -59,6 +67,9 @@ type PeerFrame struct {
 	Msg    []byte
 	Count  int
 	Reason string
+	// Acked is what the receiver had acknowledged (Lost; Seq is then what
+	// it expects now).
+	Acked int64
 }
 
 func appendPeerFrame(dst []byte, kind byte, payload []byte) []byte {
@@ -79,6 +90,13 @@ func AppendPeerHello(dst []byte, from, to string) []byte {
 // AppendPeerSeq appends a Welcome or Ack frame.
 func AppendPeerSeq(dst []byte, kind byte, seq int64) []byte {
 	return appendPeerFrame(dst, kind, binary.LittleEndian.AppendUint64(nil, uint64(seq)))
+}
+
+// AppendPeerLost appends a Lost frame: the receiver had acknowledged up to
+// acked but now expects expect.
+func AppendPeerLost(dst []byte, acked, expect int64) []byte {
+	p := binary.LittleEndian.AppendUint64(nil, uint64(acked))
+	return appendPeerFrame(dst, PeerLost, binary.LittleEndian.AppendUint64(p, uint64(expect)))
 }
 
 // AppendPeerReject appends a Reject frame.
@@ -136,6 +154,12 @@ func ParsePeerFrame(kind byte, p []byte) (PeerFrame, error) {
 		f.Seq = int64(binary.LittleEndian.Uint64(p))
 	case PeerReject:
 		f.Reason = string(p)
+	case PeerLost:
+		if len(p) != 16 {
+			return f, fmt.Errorf("%w: %d-byte lost frame", ErrMalformed, len(p))
+		}
+		f.Acked = int64(binary.LittleEndian.Uint64(p))
+		f.Seq = int64(binary.LittleEndian.Uint64(p[8:]))
 	case PeerMessage:
 		if len(p) < 8 {
 			return f, fmt.Errorf("%w: message frame of %d bytes", ErrMalformed, len(p))

@@ -17,6 +17,7 @@ func TestPeerFramesRoundTrip(t *testing.T) {
 	b = AppendPeerMessage(b, 42, rpc)
 	b = AppendPeerSeq(b, PeerAck, 42)
 	b = AppendPeerReject(b, "wrong instance")
+	b = AppendPeerLost(b, 15, 14)
 	r := NewPeerReader(bytes.NewReader(b))
 	want := []PeerFrame{
 		{Kind: PeerHello, From: "client", To: "server"},
@@ -24,13 +25,14 @@ func TestPeerFramesRoundTrip(t *testing.T) {
 		{Kind: PeerMessage, Seq: 42, Msg: rpc},
 		{Kind: PeerAck, Seq: 42},
 		{Kind: PeerReject, Reason: "wrong instance"},
+		{Kind: PeerLost, Acked: 15, Seq: 14},
 	}
 	for i, w := range want {
 		f, err := r.Next()
 		if err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
-		if f.Kind != w.Kind || f.From != w.From || f.To != w.To || f.Seq != w.Seq || !bytes.Equal(f.Msg, w.Msg) || f.Reason != w.Reason {
+		if f.Kind != w.Kind || f.From != w.From || f.To != w.To || f.Seq != w.Seq || !bytes.Equal(f.Msg, w.Msg) || f.Reason != w.Reason || f.Acked != w.Acked {
 			t.Fatalf("frame %d: got %+v want %+v", i, f, w)
 		}
 	}

@@ -33,6 +33,7 @@ type runOptions struct {
 	ports          string
 	externalApp    bool
 	diskFault      string
+	peerTLS        string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -75,6 +76,7 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.BoolVar(&o.externalApp, "external-app", false, "run only the coordinator; start the app yourself with the printed environment (then APP is just recorded)")
 	f.StringVar(&o.diskFault, "inject-disk-fault", "", "failure injection for tests: OP:N:ERRNO fails the N-th and later OP (write, sync, create, rename) with ENOSPC or EIO")
 	_ = f.MarkHidden("inject-disk-fault")
+	f.StringVar(&o.peerTLS, "peer-tls", "on", "TLS between coordinators, with certificates from the registry's CA: on, or off for measurements (hellos are then taken on trust)")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -149,12 +151,17 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 			return usageErrorf("--inject-disk-fault: %v", err)
 		}
 	}
+	if o.peerTLS != "on" && o.peerTLS != "off" {
+		return usageErrorf("--peer-tls %q: use on or off", o.peerTLS)
+	}
 	var registry engine.Registry
 	if o.registry != "" {
 		registry = engine.FileRegistry{Dir: o.registry}
 	}
+	setProblem := func(peer, msg string) {} // replaced once the status exists
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
-		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys})
+		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
+		PlaintextPeers: o.peerTLS == "off", OnProblem: func(peer, msg string) { setProblem(peer, msg) }})
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -168,6 +175,14 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	setStatus(func(*supervise.RunStatus) {})
 	defer supervise.RemoveRunStatus(dir)
+	setProblem = func(peer, msg string) {
+		setStatus(func(s *supervise.RunStatus) {
+			if s.Problems == nil {
+				s.Problems = map[string]string{}
+			}
+			s.Problems[peer] = msg
+		})
+	}
 	logger.Info("running", "instance", name, "dir", dir, "app", build.Source, "sha256", shortHash(build.SHA256), "ports", fmt.Sprintf("%d/%d", l.RecvPort, l.SendPort))
 
 	runCtx, cancel := context.WithCancel(ctx)
