@@ -316,6 +316,7 @@ type conversation struct {
 	done     chan struct{}
 	writer   *LogWriter
 	sender   *appSender
+	flow     *flow
 	ckptWG   sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
@@ -371,7 +372,8 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	v.writer = NewLogWriter(fsys, logDir,
 		func(seq int64) { v.post(event{durable: seq}) },
 		func(err error) { v.post(event{err: err}) })
-	v.sender = newAppSender(conn.Send, func(err error) { v.post(event{appErr: err}) })
+	v.flow = newFlow(c.opts.AppBudget)
+	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })
 	go v.readApp(conn.Recv)
 	v.wg.Add(1)
 	go v.acceptPeers()
@@ -516,6 +518,7 @@ func (v *conversation) dispatch(rd Ready) error {
 		}()
 	}
 	v.sender.send(rd.ToApp)
+	v.flow.setUnacked(v.core.UnackedBytes())
 	for _, p := range rd.NeedPeers {
 		v.startLink(p)
 	}
@@ -545,6 +548,7 @@ func (v *conversation) dispatch(rd Ready) error {
 func (v *conversation) readApp(r io.Reader) {
 	mr := logfmt.NewOwningMessageReader(r)
 	for {
+		v.flow.waitOutput(v.done)
 		m, err := mr.Next()
 		if err != nil {
 			if err == io.EOF {
@@ -568,6 +572,7 @@ func (v *conversation) readApp(r io.Reader) {
 // appSender writes to the app from its own goroutine, through an unbounded
 // queue, so the coordinator's loop never blocks on a slow app.
 type appSender struct {
+	flow   *flow // counts what is queued and not yet written
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queue  [][]byte
@@ -575,8 +580,8 @@ type appSender struct {
 	done   chan struct{}
 }
 
-func newAppSender(w io.Writer, onErr func(error)) *appSender {
-	s := &appSender{done: make(chan struct{})}
+func newAppSender(w io.Writer, f *flow, onErr func(error)) *appSender {
+	s := &appSender{flow: f, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	go s.loop(w, onErr)
 	return s
@@ -586,6 +591,11 @@ func (s *appSender) send(chunks [][]byte) {
 	if len(chunks) == 0 {
 		return
 	}
+	var n int64
+	for _, c := range chunks {
+		n += int64(len(c))
+	}
+	s.flow.addToApp(n)
 	s.mu.Lock()
 	s.queue = append(s.queue, chunks...)
 	s.mu.Unlock()
@@ -615,16 +625,19 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 		batch := s.queue
 		s.queue = nil
 		s.mu.Unlock()
+		var n int64
 		for _, b := range batch {
 			if _, err := bw.Write(b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return
 			}
+			n += int64(len(b))
 		}
 		if err := bw.Flush(); err != nil {
 			onErr(fmt.Errorf("send to app: %w", err))
 			return
 		}
+		s.flow.addToApp(-n)
 	}
 }
 

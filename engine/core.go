@@ -141,6 +141,7 @@ type outStream struct {
 	lastSeq           int64
 	ackedSeq          int64
 	unacked           msgRing
+	bytes             int64 // of the messages in unacked
 }
 
 type outMsg struct {
@@ -155,8 +156,15 @@ func (s *outStream) ack(seq int64) {
 	}
 	s.ackedSeq = seq
 	for s.unacked.len() > 0 && s.unacked.at(0).seq <= seq {
+		s.bytes -= int64(len(s.unacked.at(0).data))
 		s.unacked.pop()
 	}
+}
+
+// push keeps an unacknowledged message.
+func (s *outStream) push(m outMsg) {
+	s.bytes += int64(len(m.data))
+	s.unacked.push(m)
 }
 
 // add records a new message; messages the destination already logged (a
@@ -166,7 +174,7 @@ func (s *outStream) add(data []byte) bool {
 	if s.lastSeq <= s.ackedSeq {
 		return false
 	}
-	s.unacked.push(outMsg{seq: s.lastSeq, data: data})
+	s.push(outMsg{seq: s.lastSeq, data: data})
 	return true
 }
 
@@ -313,7 +321,7 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 	for _, o := range ck.Outputs {
 		s := &outStream{peer: o.Peer, lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
 		for i, m := range o.Unacked {
-			s.unacked.push(outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
+			s.push(outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
 		}
 		c.outs[o.Peer] = s
 		if o.Peer != c.cfg.Name {
@@ -482,7 +490,7 @@ func (c *Core) appRPC(data []byte) error {
 			return nil
 		}
 		msg := deliveryMsg(true) // acknowledged once the open record is durable
-		s.unacked.push(outMsg{seq: s.lastSeq, data: msg})
+		s.push(outMsg{seq: s.lastSeq, data: msg})
 		c.appendInput(c.cfg.Name, s.lastSeq, msg)
 		return nil
 	}
@@ -836,6 +844,19 @@ func (e *LostInputError) Error() string {
 		"so its log lost messages %d..%d (damaged, or restored from an older copy); %s no longer holds them, so they cannot be resent. "+
 		"The link %s → %s is stopped: restore %s's instance directory from a copy whose log holds them (check with `ambr log %s`), then restart both",
 		e.Receiver, e.Sender, e.Acked, e.Expect, e.Expect, e.Acked, e.Sender, e.Sender, e.Receiver, e.Receiver, e.Receiver)
+}
+
+// UnackedBytes returns the bytes of output to other instances that they
+// have not acknowledged yet: what the coordinator holds for its app's
+// receivers, bounded by its budget.
+func (c *Core) UnackedBytes() int64 {
+	var n int64
+	for _, s := range c.outs {
+		if s.peer != c.cfg.Name {
+			n += s.bytes
+		}
+	}
+	return n
 }
 
 // PeerDisconnected reports that the connection to dest is gone.

@@ -681,4 +681,4 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 
 // waitForAppRoom blocks an inbound link's reader while the app has more
 // than the budget of input waiting for it.
-func (v *conversation) waitForAppRoom() {}
+func (v *conversation) waitForAppRoom() { v.flow.waitInput(v.done) }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ambr-dev/ambr/engine"
+	"github.com/ambr-dev/ambr/engine/bench"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
@@ -34,6 +35,7 @@ type runOptions struct {
 	externalApp    bool
 	diskFault      string
 	peerTLS        string
+	appBudget      string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -77,6 +79,7 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.StringVar(&o.diskFault, "inject-disk-fault", "", "failure injection for tests: OP:N:ERRNO fails the N-th and later OP (write, sync, create, rename) with ENOSPC or EIO")
 	_ = f.MarkHidden("inject-disk-fault")
 	f.StringVar(&o.peerTLS, "peer-tls", "on", "TLS between coordinators, with certificates from the registry's CA: on, or off for measurements (hellos are then taken on trust)")
+	f.StringVar(&o.appBudget, "app-budget", "64MiB", "bytes that may wait for the app: input it has not taken, and output its receivers have not acknowledged; beyond it the coordinator stops reading from peers, or from the app")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -154,6 +157,10 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	if o.peerTLS != "on" && o.peerTLS != "off" {
 		return usageErrorf("--peer-tls %q: use on or off", o.peerTLS)
 	}
+	budget, err := bench.ParseSize(o.appBudget)
+	if err != nil || budget < 1<<20 {
+		return usageErrorf("--app-budget %q: give a size of at least 1MiB, such as 64MiB", o.appBudget)
+	}
 	var registry engine.Registry
 	if o.registry != "" {
 		registry = engine.FileRegistry{Dir: o.registry}
@@ -161,7 +168,7 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	setProblem := func(peer, msg string) {} // replaced once the status exists
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
 		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
-		PlaintextPeers: o.peerTLS == "off", OnProblem: func(peer, msg string) { setProblem(peer, msg) }})
+		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, OnProblem: func(peer, msg string) { setProblem(peer, msg) }})
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
