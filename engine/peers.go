@@ -485,9 +485,8 @@ func (v *conversation) serveInbound(g *greeted) {
 		return
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
-	if err := r.Open(); err != nil {
-		return
-	}
+	r.Open()
+	grown := false
 	go in.queue.drainTo(conn)
 	defer in.queue.close()
 	idle := v.c.opts.PeerIdleTimeout
@@ -544,6 +543,13 @@ func (v *conversation) serveInbound(g *greeted) {
 			}
 		}
 		v.post(event{peerMsg: in, batch: b})
+		if !grown {
+			// Traffic: a read buffer that holds whole runs of messages.
+			if r.Grow() != nil {
+				return
+			}
+			grown = true
+		}
 	}
 }
 

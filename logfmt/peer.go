@@ -213,8 +213,8 @@ func EachPeerMessage(msgs []byte, count int, f func(end int)) error {
 // PeerReader reads frames from a coordinator connection. It starts with a
 // small read buffer and a small frame limit, for the hello: a connection
 // that has not said who it is costs a few KiB, whatever its first bytes
-// claim. Once the peer is known, Open lifts the limit and enlarges the
-// buffer. A frame larger than the buffer is read into memory that grows as
+// claim. Once the peer is known, Open lifts the limit, and Grow enlarges the
+// buffer when traffic starts. A frame larger than the buffer is read into memory that grows as
 // its bytes arrive, never allocated up front for a length a peer claims.
 type PeerReader struct {
 	r       io.Reader
@@ -242,14 +242,19 @@ func NewPeerReader(r io.Reader) *PeerReader {
 	return &PeerReader{r: r, br: bufio.NewReaderSize(r, peerSmallBuffer), limit: MaxHelloFrame}
 }
 
-// Open lifts the frame limit to MaxPeerFrame and gives the reader its large
-// buffer (frames that fit it are parsed in place), keeping whatever was
-// already received.
-func (r *PeerReader) Open() error {
+// Open lifts the frame limit to MaxPeerFrame, once the peer has proven who
+// it is. The buffer stays small (a link that carries nothing costs little)
+// until Grow.
+func (r *PeerReader) Open() { r.limit = MaxPeerFrame }
+
+// Grow gives the reader its large buffer, in which frames that fit are
+// parsed in place, keeping whatever was already received. Receivers call it
+// when traffic starts; call it between frames, when the last frame's Msg
+// is no longer needed.
+func (r *PeerReader) Grow() error {
 	if err := r.skipLast(); err != nil {
 		return err
 	}
-	r.limit = MaxPeerFrame
 	if r.br.Size() >= peerLargeBuffer {
 		return nil
 	}

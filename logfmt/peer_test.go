@@ -99,7 +99,8 @@ func TestPeerMessagesFrame(t *testing.T) {
 func TestPeerReaderBuffered(t *testing.T) {
 	var b []byte
 	r := NewPeerReader(bytes.NewReader(nil))
-	_ = r.Open()
+	r.Open()
+	_ = r.Grow()
 	bufSize := r.br.Size()
 	small := AppendRPC(nil, RPC{MethodID: 1, Kind: RPCFork, Args: []byte("abc")})
 	big := AppendRPC(nil, RPC{MethodID: 2, Kind: RPCFork, Args: bytes.Repeat([]byte{7}, bufSize+bufSize/2)})
@@ -110,7 +111,8 @@ func TestPeerReaderBuffered(t *testing.T) {
 	cut := AppendPeerMessage(nil, 5, small)
 	b = append(b, cut[:len(cut)-1]...)
 	r = NewPeerReader(bytes.NewReader(b))
-	if err := r.Open(); err != nil {
+	r.Open()
+	if err := r.Grow(); err != nil {
 		t.Fatal(err)
 	}
 	// After frames 1..4: frame 2 is in the buffer; frame 3 cannot be;
@@ -149,9 +151,7 @@ func TestPeerReaderHelloLimit(t *testing.T) {
 	if _, err := NewPeerReader(bytes.NewReader(AppendPeerMessage(nil, 1, big))).Next(); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("a large frame before the hello: %v, want ErrMalformed", err)
 	}
-	if err := r.Open(); err != nil {
-		t.Fatal(err)
-	}
+	r.Open()
 	f, err := r.Next()
 	if err != nil || f.Seq != 1 || !bytes.Equal(f.Msg, big) {
 		t.Fatalf("after Open: seq %d, %d bytes, %v; want seq 1, %d bytes", f.Seq, len(f.Msg), err, len(big))
@@ -177,7 +177,7 @@ func TestPeerReaderClaimedLength(t *testing.T) {
 	hdr = append(hdr, PeerMessage)
 	in := append(hdr, make([]byte, 100<<10)...)
 	r := NewPeerReader(bytes.NewReader(in))
-	_ = r.Open()
+	r.Open()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
