@@ -121,9 +121,9 @@ type Coordinator struct {
 	// Run has started listening.
 	peerAddr atomicString
 
-	mu       sync.Mutex
-	warned   map[string]time.Time // warnLimited's last line per key
-	muted    map[string]int       // lines warnLimited left out since
+	mu     sync.Mutex
+	warned map[string]time.Time // warnLimited's last line per key
+	muted  map[string]int       // lines warnLimited left out since
 }
 
 // problem reports a condition of the link with peer that needs an

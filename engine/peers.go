@@ -41,9 +41,9 @@ const (
 // one writev and then recycles: no allocation or regrowth per frame, and no
 // copy beyond the one into the chunk.
 type frameQueue struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	chunks [][]byte // frames waiting, in order; appended to at the last
+	mu      sync.Mutex
+	cond    *sync.Cond
+	chunks  [][]byte // frames waiting, in order; appended to at the last
 	free    [][]byte // empty chunks for reuse
 	closed  bool
 	closing bool // close the connection once the queue is written
@@ -187,7 +187,7 @@ type outLink struct {
 
 	mu     sync.Mutex
 	gen    int64
-	queue  *frameQueue      // of the current connection; nil while down
+	queue  *frameQueue     // of the current connection; nil while down
 	failed *LostInputError // the link is stopped for good
 }
 
