@@ -307,6 +307,12 @@ type event struct {
 	link                      *outLink // of peerUp
 }
 
+// loggingRecord is a record on its way to the disk, for the flow.
+type loggingRecord struct {
+	seq   int64
+	bytes int64
+}
+
 // conversation is one app connection's worth of state.
 type conversation struct {
 	c        *Coordinator
@@ -317,6 +323,9 @@ type conversation struct {
 	writer   *LogWriter
 	sender   *appSender
 	flow     *flow
+	// logging is the records submitted to the writer and not yet durable,
+	// in order: their bytes count in the flow until they are.
+	logging []loggingRecord
 	ckptWG   sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
@@ -468,6 +477,13 @@ func (v *conversation) handle(e event) error {
 			delete(v.inlinks, e.peerGone.from)
 		}
 	case e.durable != 0:
+		var n int64
+		i := 0
+		for ; i < len(v.logging) && v.logging[i].seq <= e.durable; i++ {
+			n += v.logging[i].bytes
+		}
+		v.logging = v.logging[:copy(v.logging, v.logging[i:])]
+		v.flow.addToApp(-n)
 		v.core.LogDurable(e.durable)
 	case e.ckptDone != 0:
 		v.core.CheckpointDurable(e.ckptDone)
@@ -481,6 +497,15 @@ func (v *conversation) dispatch(rd Ready) error {
 	}
 	if rd.Fatal != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, rd.Fatal)
+	}
+	if len(rd.Log) > 0 {
+		var n int64
+		for _, lw := range rd.Log {
+			b := int64(len(lw.Record.Messages))
+			v.logging = append(v.logging, loggingRecord{seq: lw.Record.Seq, bytes: b})
+			n += b
+		}
+		v.flow.addToApp(n)
 	}
 	v.writer.Submit(rd.Log)
 	if ck := rd.Checkpoint; ck != nil {
