@@ -326,7 +326,7 @@ type conversation struct {
 	// logging is the records submitted to the writer and not yet durable,
 	// in order: their bytes count in the flow until they are.
 	logging []loggingRecord
-	ckptWG   sync.WaitGroup
+	ckptWG  sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
 	links   map[string]*outLink
