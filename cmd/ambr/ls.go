@@ -34,6 +34,7 @@ type instanceView struct {
 
 func newLsCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var registry string
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "List the instances under the home",
@@ -47,6 +48,9 @@ error, problems (by peer instance: what a running coordinator says needs an
 operator, such as lost acknowledged input).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if registry != "" {
+				return lsRegistry(g, registry, asJSON)
+			}
 			views, err := listInstances(g.Home())
 			if err != nil {
 				return err
@@ -82,6 +86,7 @@ operator, such as lost acknowledged input).`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	cmd.Flags().StringVar(&registry, "registry", "", "list the instances registered in etcd://HOST:PORT[,…] instead (name, address, host, pid)")
 	return cmd
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/bench"
 	"github.com/ambr-dev/ambr/engine/supervise"
-	"github.com/ambr-dev/ambr/engine/trust"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -77,7 +75,7 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.Int64Var(&o.segmentSize, "segment-size", engine.DefaultSegmentSize, "log bytes per segment; each roll-over takes a checkpoint")
 	f.StringVar(&o.nondeterminism, "nondeterminism", "stop", "when a recovery replays differently from the log: stop or warn")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "only warnings and errors from the coordinator")
-	f.StringVar(&o.registry, "registry", "", "directory of the instance registry shared by peers (default <home>/.registry)")
+	f.StringVar(&o.registry, "registry", "", "the instance registry shared by peers: a directory (default <home>/.registry), or etcd://HOST:PORT[,HOST:PORT…]")
 	f.StringVar(&o.ports, "ports", "", "RECV,SEND: fixed loopback ports for the app (default: free ones)")
 	f.BoolVar(&o.externalApp, "external-app", false, "run only the coordinator; start the app yourself with the printed environment (then APP is just recorded)")
 	f.StringVar(&o.diskFault, "inject-disk-fault", "", "failure injection for tests: OP:N:ERRNO fails the N-th and later OP (write, sync, create, rename) with ENOSPC or EIO")
@@ -160,32 +158,14 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 			return usageErrorf("--inject-disk-fault: %v", err)
 		}
 	}
-	if o.peerTLS != "on" && o.peerTLS != "off" {
-		return usageErrorf("--peer-tls %q: use on or off", o.peerTLS)
+	registry, peerID, closeRegistry, err := peerSetup(g, o, name)
+	if err != nil {
+		return err
 	}
-	var peerID *trust.Identity
-	if o.tlsDir != "" {
-		if o.peerTLS == "off" {
-			return usageErrorf("--tls %s with --peer-tls off: choose one", o.tlsDir)
-		}
-		ca, err := trust.Open(o.tlsDir)
-		if err != nil {
-			return usageErrorf("--tls: %v", err)
-		}
-		if peerID, err = ca.Identity(name); err != nil {
-			return usageErrorf("--tls: %v", err)
-		}
-	}
-	if _, _, err := net.SplitHostPort(o.peerAddr); err != nil {
-		return usageErrorf("--peer-addr %q: give HOST:PORT, such as 0.0.0.0:7400 (%v)", o.peerAddr, err)
-	}
+	defer closeRegistry()
 	budget, err := bench.ParseSize(o.appBudget)
 	if err != nil || budget < 1<<20 {
 		return usageErrorf("--app-budget %q: give a size of at least 1MiB, such as 64MiB", o.appBudget)
-	}
-	var registry engine.Registry
-	if o.registry != "" {
-		registry = engine.FileRegistry{Dir: o.registry}
 	}
 	setProblem := func(peer, msg string) {} // replaced once the status exists
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
