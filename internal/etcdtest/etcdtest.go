@@ -17,11 +17,11 @@ import (
 
 // Server is an embedded etcd.
 type Server struct {
-	t          testing.TB
-	dir        string
-	client     url.URL
-	peer       url.URL
-	etcd       *embed.Etcd
+	t      testing.TB
+	dir    string
+	client url.URL
+	peer   url.URL
+	etcd   *embed.Etcd
 }
 
 // Start runs an etcd for t; it stops at the end of the test.
