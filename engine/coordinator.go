@@ -12,6 +12,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
@@ -63,6 +64,9 @@ type Options struct {
 	// OnStatus, if set, is called after each batch of work with the
 	// coordinator's status.
 	OnStatus func(Status)
+	// OnAppGone, if set, is called when the app went away: a supervisor
+	// uses it to tell a crash loop (see AppGone).
+	OnAppGone func(AppGone)
 }
 
 // Status is a snapshot of a running coordinator, for displays.
@@ -184,6 +188,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return nil
 		case errors.Is(err, errAppGone):
 			c.log.Info("app disconnected; waiting for it to reconnect", "reason", err)
+			if g := (*AppGoneError)(nil); errors.As(err, &g) && c.opts.OnAppGone != nil {
+				c.opts.OnAppGone(g.AppGone)
+			}
 		default:
 			return err
 		}
@@ -216,6 +223,7 @@ type conversation struct {
 	done     chan struct{}
 	writer   *LogWriter
 	sender   *appSender
+	appPid   int
 	ckptWG   sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
@@ -272,6 +280,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		func(seq int64) { v.post(event{durable: seq}) },
 		func(err error) { v.post(event{err: err}) })
 	v.sender = newAppSender(conn.Send, func(err error) { v.post(event{appErr: err}) })
+	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
 	v.wg.Add(1)
 	go v.acceptPeers()
@@ -322,10 +331,10 @@ func (v *conversation) handle(e event) error {
 	case e.err != nil:
 		return fmt.Errorf("%w: %w", ErrFatal, e.err)
 	case e.appErr != nil:
-		return fmt.Errorf("%w: %w", errAppGone, e.appErr)
+		return v.appGone(v.appPid, e.appErr)
 	case e.msg != nil:
 		if err := v.core.AppMessage(*e.msg, e.state); err != nil {
-			return fmt.Errorf("%w: protocol error: %w", errAppGone, err)
+			return v.appGone(v.appPid, fmt.Errorf("protocol error: %w", err))
 		}
 	case e.peerUp != "":
 		v.linkGen[e.peerUp] = e.gen
@@ -447,7 +456,7 @@ func (v *conversation) readApp(r io.Reader) {
 			if err == io.EOF {
 				err = errors.New("connection closed")
 			}
-			v.post(event{appErr: err})
+			v.post(event{appErr: explainAppReadError(r, mr.Offset(), err)})
 			return
 		}
 		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it
@@ -470,6 +479,8 @@ type appSender struct {
 	queue  [][]byte
 	closed bool
 	done   chan struct{}
+	// delivered is the newest log record written to the app (AppGone).
+	delivered atomic.Int64
 }
 
 func newAppSender(w io.Writer, onErr func(error)) *appSender {
@@ -516,6 +527,9 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 			if _, err := bw.Write(b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return
+			}
+			if seq := wireRecordSeq(b); seq > 0 {
+				s.delivered.Store(seq)
 			}
 		}
 		if err := bw.Flush(); err != nil {
