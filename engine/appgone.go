@@ -104,31 +104,27 @@ func (c *appRecvConn) Read(p []byte) (int, error) {
 }
 
 // explainAppReadError turns err, from reading the app's messages from r,
-// into an *OversizeMessage when the message at offset (just after its size
-// field) was refused for its size, and returns err otherwise.
-func explainAppReadError(r io.Reader, offset int64, err error) error {
+// into an *OversizeMessage when the message that starts at offset start
+// was refused for its size (its size field ends at end), and returns err
+// otherwise.
+func explainAppReadError(r io.Reader, start, end int64, err error) error {
 	c, ok := r.(*appRecvConn)
-	if !ok || !errors.Is(err, logfmt.ErrMalformed) || c.last == nil {
+	if !ok || !errors.Is(err, logfmt.ErrMalformed) || c.last == nil || end-start < 1 || end-start > logfmt.MaxZigZagLen {
 		return err
 	}
 	// The bytes we still see: prev, then last, ending at c.off.
 	seen := append(append([]byte(nil), c.prev[:c.prevN]...), c.last...)
 	base := c.off - int64(len(seen))
-	end := int(offset - base)
-	if end < 1 || end > len(seen) {
+	from, to := int(start-base), int(end-base)
+	if from < 0 || to > len(seen) {
 		return err
 	}
-	// The size field ends at end: a zig-zag varint of up to 5 bytes.
-	start := end - 1
-	for start > 0 && end-start < logfmt.MaxZigZagLen && seen[start-1] >= 0x80 {
-		start--
-	}
-	size, n := binary.Varint(seen[start:end])
-	if n != end-start || size <= logfmt.MaxMessageSize {
+	size, n := binary.Varint(seen[from:to])
+	if n != to-from || size <= logfmt.MaxMessageSize {
 		return err
 	}
 	o := &OversizeMessage{Size: size, Limit: logfmt.MaxMessageSize}
-	rest := append([]byte(nil), seen[end:]...)
+	rest := append([]byte(nil), seen[to:]...)
 	if len(rest) < 256 {
 		// The rest of the message's head may still be on its way.
 		_ = c.Conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))

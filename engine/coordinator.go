@@ -451,12 +451,13 @@ func (v *conversation) dispatch(rd Ready) error {
 func (v *conversation) readApp(r io.Reader) {
 	mr := logfmt.NewOwningMessageReader(r)
 	for {
+		start := mr.Offset() // where the next message starts: its state was read
 		m, err := mr.Next()
 		if err != nil {
 			if err == io.EOF {
 				err = errors.New("connection closed")
 			}
-			v.post(event{appErr: explainAppReadError(r, mr.Offset(), err)})
+			v.post(event{appErr: explainAppReadError(r, start, mr.Offset(), err)})
 			return
 		}
 		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it

@@ -106,11 +106,10 @@ func oversizeMessage(o *engine.OversizeMessage, during string) string {
 		if name, _, _, ok := immortal.DecodeArgs(o.Args, immortal.ReservedRequest); ok && name != "" {
 			method = "method " + name
 		}
-		what = append(what, method)
 		if o.Dest != "" {
-			what = append(what, "to "+o.Dest)
+			what = append(what, method+" to "+o.Dest)
 		} else {
-			what = append(what, "to itself")
+			what = append(what, method+" to itself")
 		}
 	} else if o.Type.IsKnown() {
 		what = append(what, o.Type.String()+" message")
@@ -119,7 +118,7 @@ func oversizeMessage(o *engine.OversizeMessage, during string) string {
 		what = append(what, "while handling "+during)
 	}
 	if len(what) > 0 {
-		s += " (" + strings.Join(what, " ") + ")"
+		s += " (" + strings.Join(what, ", ") + ")"
 	}
 	return s
 }

@@ -233,9 +233,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	child.OnStart = func(pid int) {
 		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = pid, time.Now().UnixNano() })
 	}
-	child.OnExit = func(run supervise.AppRun, next time.Duration) {
+	child.OnExit = func(run supervise.AppRun, next time.Duration, loop *supervise.CrashLoopError) {
 		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = 0, 0; s.Restarts++ })
-		if runCtx.Err() == nil {
+		if runCtx.Err() == nil && loop == nil {
 			logger.Warn("app exited; restarting it", "reason", exitReason(run.Exit), "attached", run.Attached, "record", run.Record, "in", next)
 		}
 	}

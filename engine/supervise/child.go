@@ -32,9 +32,10 @@ type Child struct {
 	// Describe names a record for a crash-loop message; optional.
 	Describe func(seq int64) string
 	// OnStart is called with each new child's pid; OnExit with how it
-	// ended and how long until the next start.
+	// ended and how long until the next start, or with the crash loop that
+	// ends the supervision.
 	OnStart func(pid int)
-	OnExit  func(run AppRun, next time.Duration)
+	OnExit  func(run AppRun, next time.Duration, loop *CrashLoopError)
 
 	mu  sync.Mutex
 	cur *childStart
@@ -118,14 +119,15 @@ func (c *Child) Run(ctx context.Context) error {
 				}
 			}
 			c.mu.Lock()
-			run := AppRun{Attached: start.attached, Record: start.record, Exit: err, Killed: killed(err), Stderr: stderr.take()}
+			run := AppRun{Attached: start.attached, Record: start.record, Exit: err, Killed: killed(err)}
+			run.Stderr, run.Panic = stderr.take()
 			c.mu.Unlock()
 			if ctx.Err() != nil {
 				return nil
 			}
 			next, loopErr := loop.Ended(run)
 			if c.OnExit != nil {
-				c.OnExit(run, next)
+				c.OnExit(run, next, loopErr)
 			}
 			if loopErr != nil {
 				return loopErr

@@ -18,8 +18,10 @@ type AppRun struct {
 	// Killed says it was SIGKILLed: by hand, `ambr kill --app`, a test, or
 	// the OOM killer. A kill comes from outside and is not the app's crash.
 	Killed bool
-	// Stderr is the app's last lines of standard error.
+	// Stderr is the app's last lines of standard error; Panic its first
+	// Go panic or fatal error line, if any.
 	Stderr []string
+	Panic  string
 }
 
 // Limits of a crash loop: how many consecutive times the app may fail the
@@ -65,7 +67,7 @@ type CrashLoop struct {
 
 // Ended records how a start ended. It returns the wait before the next
 // start, or a *CrashLoopError when the app is in a crash loop.
-func (d *CrashLoop) Ended(r AppRun) (time.Duration, error) {
+func (d *CrashLoop) Ended(r AppRun) (time.Duration, *CrashLoopError) {
 	limits := d.Limits
 	if limits.ExitsBeforeAttach <= 0 {
 		limits.ExitsBeforeAttach = 5
@@ -115,6 +117,9 @@ func (d *CrashLoop) Ended(r AppRun) (time.Duration, error) {
 // there is one among its last stderr lines, else the last line, else how
 // it exited.
 func lastWords(r AppRun, prefix string) string {
+	if r.Panic != "" {
+		return prefix + r.Panic
+	}
 	for i := len(r.Stderr) - 1; i >= 0; i-- {
 		if l := r.Stderr[i]; strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
 			return prefix + l

@@ -102,18 +102,22 @@ func TestCrashLoopProgressResets(t *testing.T) {
 func TestTailWriterKeepsLastLines(t *testing.T) {
 	var all strings.Builder
 	w := newTailWriter(&all)
+	fmt.Fprintf(w, "app (instance server): immortal: record 4: message 0: handler Inc panicked: boom\npanic: boom [recovered]\n\ngoroutine 1 [running]:\n")
 	for i := 0; i < 30; i++ {
 		fmt.Fprintf(w, "line %d\n", i)
 	}
 	w.Write([]byte("unfinished " + strings.Repeat("x", 2*tailLineMax)))
-	lines := w.take()
+	lines, panicLine := w.take()
 	if len(lines) != tailLines+1 || lines[0] != "line 10" || lines[tailLines-1] != "line 29" || len(lines[tailLines]) != tailLineMax {
 		t.Fatalf("kept %d lines: first %q, last but one %q, last %d bytes", len(lines), lines[0], lines[len(lines)-2], len(lines[len(lines)-1]))
 	}
-	if !strings.HasPrefix(all.String(), "line 0\n") || len(all.String()) < 2*tailLineMax {
+	if panicLine != "panic: boom" {
+		t.Fatalf("panic line %q, want the one the stack pushed out", panicLine)
+	}
+	if !strings.HasPrefix(all.String(), "app (instance server)") || len(all.String()) < 2*tailLineMax {
 		t.Fatal("the tail writer did not pass everything on")
 	}
-	if again := w.take(); len(again) != 0 {
-		t.Fatalf("take did not forget: %q", again)
+	if again, p := w.take(); len(again) != 0 || p != "" {
+		t.Fatalf("take did not forget: %q %q", again, p)
 	}
 }

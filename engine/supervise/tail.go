@@ -3,6 +3,7 @@ package supervise
 import (
 	"bytes"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -16,6 +17,9 @@ type tailWriter struct {
 	lines   []string // the last complete lines, oldest first
 	partial []byte   // an unfinished last line
 	max     int
+	// panicLine is the first Go panic or fatal error line: a panic's
+	// stack trace soon pushes it out of the last lines.
+	panicLine string
 }
 
 const (
@@ -53,21 +57,37 @@ func appendCapped(dst, b []byte) []byte {
 }
 
 func (t *tailWriter) push(line string) {
+	if t.panicLine == "" {
+		t.panicLine = panicOf(line)
+	}
 	t.lines = append(t.lines, line)
 	if len(t.lines) > t.max {
 		t.lines = t.lines[len(t.lines)-t.max:]
 	}
 }
 
-// take returns the last lines, the unfinished one included, and forgets
-// them.
-func (t *tailWriter) take() []string {
+// take returns the last lines, the unfinished one included, and the first
+// panic line, and forgets them.
+func (t *tailWriter) take() (lines []string, panicLine string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := t.lines
+	lines, panicLine = t.lines, t.panicLine
 	if len(t.partial) > 0 {
-		out = append(out, string(t.partial))
+		lines = append(lines, string(t.partial))
 	}
-	t.lines, t.partial = nil, nil
-	return out
+	t.lines, t.partial, t.panicLine = nil, nil, ""
+	return lines, panicLine
+}
+
+// panicOf returns line if it is a Go runtime panic or fatal error line,
+// or "panic: …" if it reports a handler's recovered panic as the Go
+// binding does ("… handler Inc panicked: …"), and "" otherwise.
+func panicOf(line string) string {
+	if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+		return line
+	}
+	if _, after, ok := strings.Cut(line, " panicked: "); ok {
+		return "panic: " + after
+	}
+	return ""
 }
