@@ -371,10 +371,10 @@ func (l *TCPListener) refuse(port appPort, c net.Conn, why string) {
 }
 
 func (l *TCPListener) refuseLocked(port appPort, c net.Conn, why string) {
-	c.Close()
 	if !l.closed {
 		l.log.Warn("refused a connection to the app's " + port.String() + " " + why)
 	}
+	c.Close()
 }
 
 // commands names the owner's programs for a warning: " (nc)".
