@@ -38,7 +38,7 @@ func (o Owner) Pid() int {
 func (o Owner) String() string {
 	switch len(o.PIDs) {
 	case 0:
-		return fmt.Sprintf("a process of uid %d", o.UID)
+		return fmt.Sprintf("a process of uid %d that has exited or that this one cannot see", o.UID)
 	case 1:
 		return fmt.Sprintf("pid %d (uid %d)", o.PIDs[0], o.UID)
 	default:

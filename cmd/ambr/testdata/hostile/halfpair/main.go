@@ -1,7 +1,8 @@
 // Command halfpair is an app that dies between its two connects: on its
-// first N starts it connects to the coordinator's receive port and exits
-// before connecting to the send port; after that it becomes the real app
-// (exec). Usage: halfpair MARKER N APP [ARGS...]; MARKER counts starts.
+// first N starts it connects to the coordinator's receive port and, a
+// moment later, exits before connecting to the send port; after that it
+// becomes the real app (exec). Usage: halfpair MARKER N APP [ARGS...];
+// MARKER counts starts.
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -35,6 +37,8 @@ func main() {
 			fmt.Fprintln(os.Stderr, "halfpair:", err)
 			os.Exit(2)
 		}
+		// Alive long enough to be taken for the app's first half, then gone.
+		time.Sleep(300 * time.Millisecond)
 		_ = c
 		fmt.Fprintf(os.Stderr, "halfpair: start %d connected to the receive port only; dying\n", starts+1)
 		os.Exit(1)
