@@ -105,6 +105,23 @@ func TestCrashLoops(t *testing.T) {
 		checkServerLog(t, server, map[string]int{"client": k})
 	})
 
+	t.Run("dies on a record behind a wrapper script", func(t *testing.T) {
+		// The app is a grandchild of ambr run (a shell that does not exec
+		// it): it may attach, and its deaths count as the app's.
+		const panicAt = 2
+		server, client := pair(t, 4)
+		panicky := testbin.Build(t, "./testdata/hostile/panicky")
+		server.bin, server.appArgs = "/bin/sh", []string{"-c", panicky + " --panic-at " + strconv.Itoa(panicAt) + "; exit $?"}
+		server.start()
+		client.start()
+		code := server.exited()
+		seq, ok := nthLoggedCall(t, server.dir(), "Inc", panicAt)
+		want := fmt.Sprintf("ambr: the app died handling record %d (call Inc from client) 3 times: panic: Inc: the count may not reach %d", seq, panicAt) + fixHint
+		if out := server.out.String(); !ok || code != 1 || ambrErrorLine(out) != want {
+			t.Fatalf("exit %d, last line %q; want exit 1, %q; output:\n%s", code, ambrErrorLine(out), want, out)
+		}
+	})
+
 	t.Run("oversize message", func(t *testing.T) {
 		giant := newInst(t, t.TempDir(), "giant", testbin.Build(t, "./testdata/hostile/giant"))
 		giant.start()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ambr-dev/ambr/engine/connowner"
 )
 
 // Child runs the app binary and restarts it whenever it exits, until ctx
@@ -45,6 +47,7 @@ type Child struct {
 type childStart struct {
 	pid      int
 	attached bool
+	appPid   int // the process that attached: the child, or one of its own
 	record   int64
 	gone     chan struct{} // closed by Gone
 }
@@ -55,13 +58,19 @@ type childStart struct {
 // differently.
 const goneWait = 2 * time.Second
 
-// Attached tells the supervisor that process pid attached as the app.
+// Attached tells the supervisor that process pid attached as the app: the
+// child, or a process it started (an app behind a wrapper script).
 func (c *Child) Attached(pid int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur != nil && c.cur.pid == pid {
-		c.cur.attached = true
+	cur := c.cur
+	c.mu.Unlock()
+	// pid 0: the platform cannot tell; the child is the only app there is.
+	if cur == nil || (pid != 0 && pid != cur.pid && !connowner.IsDescendant(pid, cur.pid)) {
+		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur.attached, cur.appPid = true, pid
 }
 
 // Gone tells the supervisor that the conversation with process pid ended,
@@ -69,7 +78,7 @@ func (c *Child) Attached(pid int) {
 func (c *Child) Gone(pid int, delivered int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s := c.cur; s != nil && s.pid == pid {
+	if s := c.cur; s != nil && s.attached && s.appPid == pid {
 		select {
 		case <-s.gone:
 		default:
