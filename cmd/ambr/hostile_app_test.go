@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
@@ -243,6 +245,47 @@ func TestHostileAppPorts(t *testing.T) {
 		}
 		if want := fmt.Sprintf("from pid %d (uid %d", os.Getpid(), os.Getuid()); !strings.Contains(out, want) {
 			t.Fatalf("the warnings do not name the process (%q):\n%s", want, out)
+		}
+	})
+
+	t.Run("external app by pid", func(t *testing.T) {
+		// --external-app --app-pid: the named process attaches; another
+		// process of the same user (this test) is refused.
+		server, client := pair(t, k)
+		l, err := engine.ListenTCP(0, 0) // two free ports
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, sp := l.RecvPort, l.SendPort
+		l.Close()
+		app := exec.Command(counterBins.server)
+		app.Env = append(os.Environ(), fmt.Sprintf("%s=%d", engine.EnvReceivePort, r), fmt.Sprintf("%s=%d", engine.EnvSendPort, sp), engine.EnvInstance+"=server")
+		app.Stdout, app.Stderr = server.out, server.out
+		if err := app.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { app.Process.Kill(); app.Wait() })
+		server.extra = []string{"--external-app", "--ports", fmt.Sprintf("%d,%d", r, sp), "--app-pid", strconv.Itoa(app.Process.Pid)}
+		server.start()
+		// Ours come first or last; either way they are never the app.
+		var conns []*hostileConn
+		for len(conns) < 4 {
+			if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(r))); err == nil {
+				c.Close()
+				conns = append(conns, dialHostile(t, r), dialHostile(t, sp))
+			} else {
+				time.Sleep(10 * time.Millisecond) // the coordinator is not listening yet
+			}
+		}
+		client.start()
+		checkExact(t, waitClient(t, client, server).Results, k)
+		for i, h := range conns {
+			if n := <-h.got; n != 0 {
+				t.Fatalf("hostile connection %d was sent %d bytes", i, n)
+			}
+		}
+		if want := fmt.Sprintf("only pid %d and its children may attach as the app", app.Process.Pid); strings.Count(server.out.String(), want) < len(conns) {
+			t.Fatalf("want a refusal (%q) for each of %d connections:\n%s", want, len(conns), server.out.String())
 		}
 	})
 
