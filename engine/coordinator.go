@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/trust"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -64,10 +65,43 @@ type Options struct {
 	// OnStatus, if set, is called after each batch of work with the
 	// coordinator's status.
 	OnStatus func(Status)
+	// OnProblem, if set, is called when the link with a peer stops on a
+	// condition that needs an operator (lost acknowledged input), with a
+	// message that says what to do.
+	OnProblem func(peer, msg string)
+
+	// PeerTLS is this instance's identity on coordinator links: TLS 1.3
+	// with client certificates both ways, and a hello may claim only the
+	// name its certificate carries. Nil: New takes it from the local CA
+	// under the FileRegistry's directory, made on first use.
+	PeerTLS *trust.Identity
+	// PlaintextPeers turns TLS between coordinators off (for
+	// measurements): hellos are then taken on trust.
+	PlaintextPeers bool
+	// MaxPeerConns caps the inbound coordinator connections open at once;
+	// default DefaultMaxPeerConns.
+	MaxPeerConns int
+	// PeerIdleTimeout closes an inbound coordinator link that carried
+	// nothing for this long (its sender reconnects when it has something
+	// to send); default DefaultPeerIdleTimeout.
+	PeerIdleTimeout time.Duration
+	// AppBudget bounds the bytes waiting for the app: input logged but not
+	// yet taken by the app, and output the app sent that its receivers have
+	// not acknowledged. Beyond it the coordinator stops reading from its
+	// peers (their TCP windows fill and their senders keep their output) or
+	// from its app (its writes wait). Default DefaultAppBudget.
+	AppBudget int64
 	// OnAppGone, if set, is called when the app went away: a supervisor
 	// uses it to tell a crash loop (see AppGone).
 	OnAppGone func(AppGone)
 }
+
+// Defaults of the limits in Options.
+const (
+	DefaultMaxPeerConns    = 1024
+	DefaultPeerIdleTimeout = 2 * time.Minute
+	DefaultAppBudget       = 64 << 20
+)
 
 // Status is a snapshot of a running coordinator, for displays.
 type Status struct {
@@ -86,10 +120,49 @@ type Coordinator struct {
 	opts     Options
 	log      *slog.Logger
 	registry Registry
-	inbound  chan net.Conn
+	inbound  chan *greeted
 	// PeerAddr is the address other coordinators reach this one at, once
 	// Run has started listening.
 	peerAddr atomicString
+
+	mu     sync.Mutex
+	warned map[string]time.Time // warnLimited's last line per key
+	muted  map[string]int       // lines warnLimited left out since
+}
+
+// problem reports a condition of the link with peer that needs an
+// operator, through Options.OnProblem.
+func (c *Coordinator) problem(peer, msg string) {
+	if c.opts.OnProblem != nil {
+		c.opts.OnProblem(peer, msg)
+	}
+}
+
+// warnInterval is how often warnLimited repeats a warning of one kind.
+const warnInterval = 10 * time.Second
+
+// warnLimited logs a warning of kind key at most once per warnInterval,
+// with how many were left out since: a peer that retries a refused
+// connection, or a flood of them, costs one line, not one per attempt.
+func (c *Coordinator) warnLimited(key, format string, args ...any) {
+	c.mu.Lock()
+	if c.warned == nil {
+		c.warned, c.muted = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if t, ok := c.warned[key]; ok && now.Sub(t) < warnInterval {
+		c.muted[key]++
+		c.mu.Unlock()
+		return
+	}
+	n := c.muted[key]
+	c.warned[key], c.muted[key] = now, 0
+	c.mu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	if n > 0 {
+		msg += fmt.Sprintf(" (and %d more like it in the last %v)", n, warnInterval)
+	}
+	c.log.Warn(msg)
 }
 
 // atomicString is a string safe to read while Run sets it.
@@ -142,7 +215,33 @@ func New(opts Options) (*Coordinator, error) {
 	if opts.Registry == nil {
 		opts.Registry = FileRegistry{Dir: DefaultRegistryDir(filepath.Dir(opts.Dir))}
 	}
-	return &Coordinator{opts: opts, log: opts.Logger.With("instance", opts.Name), registry: opts.Registry, inbound: make(chan net.Conn)}, nil
+	if opts.MaxPeerConns <= 0 {
+		opts.MaxPeerConns = DefaultMaxPeerConns
+	}
+	if opts.PeerIdleTimeout <= 0 {
+		opts.PeerIdleTimeout = DefaultPeerIdleTimeout
+	}
+	if opts.AppBudget <= 0 {
+		opts.AppBudget = DefaultAppBudget
+	}
+	if opts.PlaintextPeers {
+		opts.PeerTLS = nil
+	} else if opts.PeerTLS == nil {
+		fr, ok := opts.Registry.(FileRegistry)
+		if !ok {
+			return nil, errors.New("engine: Options.PeerTLS is required with a registry other than a FileRegistry (or set PlaintextPeers)")
+		}
+		ca, err := trust.Local(fr.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("engine: the local CA for coordinator TLS: %w", err)
+		}
+		if opts.PeerTLS, err = ca.Identity(opts.Name); err != nil {
+			return nil, fmt.Errorf("engine: the certificate of instance %s: %w", opts.Name, err)
+		}
+	} else if opts.PeerTLS.Name != opts.Name {
+		return nil, fmt.Errorf("engine: Options.PeerTLS is the identity of instance %s, not %s", opts.PeerTLS.Name, opts.Name)
+	}
+	return &Coordinator{opts: opts, log: opts.Logger.With("instance", opts.Name), registry: opts.Registry, inbound: make(chan *greeted)}, nil
 }
 
 // Run serves app connections until ctx is cancelled (then it returns nil)
@@ -212,6 +311,7 @@ type event struct {
 	reply                     chan int64
 	peerMsg, peerGone         *inLink
 	batch                     *inBatch // of peerMsg
+	link                      *outLink // of peerUp
 }
 
 // conversation is one app connection's worth of state.
@@ -223,6 +323,7 @@ type conversation struct {
 	done     chan struct{}
 	writer   *LogWriter
 	sender   *appSender
+	flow     *flow
 	appPid   int
 	ckptWG   sync.WaitGroup
 
@@ -279,7 +380,8 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	v.writer = NewLogWriter(fsys, logDir,
 		func(seq int64) { v.post(event{durable: seq}) },
 		func(err error) { v.post(event{err: err}) })
-	v.sender = newAppSender(conn.Send, func(err error) { v.post(event{appErr: err}) })
+	v.flow = newFlow(c.opts.AppBudget)
+	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })
 	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
 	v.wg.Add(1)
@@ -338,7 +440,10 @@ func (v *conversation) handle(e event) error {
 		}
 	case e.peerUp != "":
 		v.linkGen[e.peerUp] = e.gen
-		v.core.PeerConnected(e.peerUp, e.seq)
+		var lost *LostInputError
+		if err := v.core.PeerConnected(e.peerUp, e.seq); errors.As(err, &lost) {
+			e.link.stop(lost)
+		}
 	case e.peerDown != "":
 		if v.linkGen[e.peerDown] == e.gen {
 			v.core.PeerDisconnected(e.peerDown)
@@ -422,6 +527,7 @@ func (v *conversation) dispatch(rd Ready) error {
 		}()
 	}
 	v.sender.send(rd.ToApp)
+	v.flow.setUnacked(v.core.UnackedBytes())
 	for _, p := range rd.NeedPeers {
 		v.startLink(p)
 	}
@@ -452,6 +558,7 @@ func (v *conversation) readApp(r io.Reader) {
 	mr := logfmt.NewOwningMessageReader(r)
 	for {
 		start := mr.Offset() // where the next message starts: its state was read
+		v.flow.waitOutput(v.done)
 		m, err := mr.Next()
 		if err != nil {
 			if err == io.EOF {
@@ -475,6 +582,7 @@ func (v *conversation) readApp(r io.Reader) {
 // appSender writes to the app from its own goroutine, through an unbounded
 // queue, so the coordinator's loop never blocks on a slow app.
 type appSender struct {
+	flow   *flow // counts what is queued and not yet written
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queue  [][]byte
@@ -484,8 +592,8 @@ type appSender struct {
 	delivered atomic.Int64
 }
 
-func newAppSender(w io.Writer, onErr func(error)) *appSender {
-	s := &appSender{done: make(chan struct{})}
+func newAppSender(w io.Writer, f *flow, onErr func(error)) *appSender {
+	s := &appSender{flow: f, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	go s.loop(w, onErr)
 	return s
@@ -495,6 +603,11 @@ func (s *appSender) send(chunks [][]byte) {
 	if len(chunks) == 0 {
 		return
 	}
+	var n int64
+	for _, c := range chunks {
+		n += int64(len(c))
+	}
+	s.flow.addToApp(n)
 	s.mu.Lock()
 	s.queue = append(s.queue, chunks...)
 	s.mu.Unlock()
@@ -524,6 +637,7 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 		batch := s.queue
 		s.queue = nil
 		s.mu.Unlock()
+		var n int64
 		for _, b := range batch {
 			if _, err := bw.Write(b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
@@ -532,11 +646,13 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 			if seq := wireRecordSeq(b); seq > 0 {
 				s.delivered.Store(seq)
 			}
+			n += int64(len(b))
 		}
 		if err := bw.Flush(); err != nil {
 			onErr(fmt.Errorf("send to app: %w", err))
 			return
 		}
+		s.flow.addToApp(-n)
 	}
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -25,6 +27,9 @@ type instanceView struct {
 	Newest      uint64 `json:"newest_checkpoint"`
 	App         string `json:"app,omitempty"`
 	Error       string `json:"error,omitempty"`
+	// Problems: by peer instance, what the coordinator says needs an
+	// operator (lost acknowledged input).
+	Problems map[string]string `json:"problems,omitempty"`
 }
 
 func newLsCmd(g *globals) *cobra.Command {
@@ -38,7 +43,8 @@ and checkpoints.
 
 --json prints a JSON array with the fields name, dir, state, ic_pid, app_pid,
 version, last_seq, log_bytes, segments, checkpoints, newest_checkpoint, app,
-error.`,
+error, problems (by peer instance: what a running coordinator says needs an
+operator, such as lost acknowledged input).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			views, err := listInstances(g.Home())
@@ -64,7 +70,15 @@ error.`,
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d (newest %d)\t%s\n", v.Name, v.State, pidText(v.ICPid), pidText(v.AppPid),
 					v.Version, v.LastSeq, byteSize(v.LogBytes), v.Segments, v.Checkpoints, v.Newest, v.App)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, v := range views {
+				for _, peer := range slices.Sorted(maps.Keys(v.Problems)) {
+					fmt.Fprintf(g.stdout, "%s: problem on the link with %s: %s\n", v.Name, peer, v.Problems[peer])
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
@@ -103,7 +117,7 @@ func listInstances(home string) ([]instanceView, error) {
 		}
 		views = append(views, instanceView{Name: v.Name, Dir: v.Dir, State: state, ICPid: v.ICPid, AppPid: v.AppPid,
 			Version: v.Version, LastSeq: v.LastSeq, LogBytes: v.LogBytes, Segments: v.Segments, Checkpoints: v.Checkpoints,
-			Newest: v.Newest, App: v.App, Error: v.Error})
+			Newest: v.Newest, App: v.App, Error: v.Error, Problems: v.Problems})
 	}
 	return views, nil
 }

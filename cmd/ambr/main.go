@@ -111,6 +111,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newBenchCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
+		newCertsCmd(g),
 	)
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ambr-dev/ambr/engine"
+	"github.com/ambr-dev/ambr/engine/bench"
 	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/engine/trust"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -35,6 +38,10 @@ type runOptions struct {
 	appPid         int
 	limits         supervise.Limits
 	diskFault      string
+	peerTLS        string
+	appBudget      string
+	tlsDir         string
+	peerAddr       string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -92,6 +99,10 @@ disk fault, a damaged log, an app in a crash loop: the message says which);
 	f.IntVar(&o.limits.DeathsOnRecord, "max-deaths-per-record", 3, "stop when the app dies this many times in a row handling the same record")
 	f.StringVar(&o.diskFault, "inject-disk-fault", "", "failure injection for tests: OP:N:ERRNO fails the N-th and later OP (write, sync, create, rename) with ENOSPC or EIO")
 	_ = f.MarkHidden("inject-disk-fault")
+	f.StringVar(&o.peerTLS, "peer-tls", "on", "TLS between coordinators, with certificates from the registry's CA: on, or off for measurements (hellos are then taken on trust)")
+	f.StringVar(&o.tlsDir, "tls", "", "CA directory for coordinator TLS across hosts (see 'ambr certs'; default: the local CA under the registry directory)")
+	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:0", "HOST:PORT where this coordinator listens for other coordinators (default a free loopback port)")
+	f.StringVar(&o.appBudget, "app-budget", "64MiB", "bytes that may wait for the app: input it has not taken, and output its receivers have not acknowledged; beyond it the coordinator stops reading from peers, or from the app")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -184,6 +195,29 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 			return usageErrorf("--inject-disk-fault: %v", err)
 		}
 	}
+	if o.peerTLS != "on" && o.peerTLS != "off" {
+		return usageErrorf("--peer-tls %q: use on or off", o.peerTLS)
+	}
+	var peerID *trust.Identity
+	if o.tlsDir != "" {
+		if o.peerTLS == "off" {
+			return usageErrorf("--tls %s with --peer-tls off: choose one", o.tlsDir)
+		}
+		ca, err := trust.Open(o.tlsDir)
+		if err != nil {
+			return usageErrorf("--tls: %v", err)
+		}
+		if peerID, err = ca.Identity(name); err != nil {
+			return usageErrorf("--tls: %v", err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(o.peerAddr); err != nil {
+		return usageErrorf("--peer-addr %q: give HOST:PORT, such as 0.0.0.0:7400 (%v)", o.peerAddr, err)
+	}
+	budget, err := bench.ParseSize(o.appBudget)
+	if err != nil || budget < 1<<20 {
+		return usageErrorf("--app-budget %q: give a size of at least 1MiB, such as 64MiB", o.appBudget)
+	}
 	var registry engine.Registry
 	if o.registry != "" {
 		registry = engine.FileRegistry{Dir: o.registry}
@@ -208,8 +242,11 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		}
 		child.Gone(gone.Pid, gone.Delivered)
 	}
+	setProblem := func(peer, msg string) {} // replaced once the status exists
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
-		Nondeterminism: nondeterminism, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys, OnAppGone: onAppGone})
+		Nondeterminism: nondeterminism, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
+		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) },
+		OnAppGone: onAppGone})
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -223,6 +260,14 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	setStatus(func(*supervise.RunStatus) {})
 	defer supervise.RemoveRunStatus(dir)
+	setProblem = func(peer, msg string) {
+		setStatus(func(s *supervise.RunStatus) {
+			if s.Problems == nil {
+				s.Problems = map[string]string{}
+			}
+			s.Problems[peer] = msg
+		})
+	}
 	logger.Info("running", "instance", name, "dir", dir, "app", build.Source, "sha256", shortHash(build.SHA256), "ports", fmt.Sprintf("%d/%d", l.RecvPort, l.SendPort))
 
 	runCtx, cancel := context.WithCancel(ctx)

@@ -25,6 +25,9 @@ type InstanceInfo struct {
 	Newest        uint64
 	App           string
 	Error         string
+	// Problems are what the running coordinator reports needs an
+	// operator, by peer instance.
+	Problems map[string]string
 }
 
 // ListInstances describes the instances under home (directories with a
@@ -63,7 +66,7 @@ func Describe(name, dir string) InstanceInfo {
 	}
 	v.Version, v.Newest, v.App = in.Manifest.Version, in.Manifest.Checkpoint, in.Manifest.App.Source
 	if st, ok := ReadRunStatus(dir); ok {
-		v.Running, v.ICPid, v.AppPid = true, st.ICPid, st.AppPid
+		v.Running, v.ICPid, v.AppPid, v.Problems = true, st.ICPid, st.AppPid, st.Problems
 	}
 	segs, _ := in.Segments()
 	ckpts, _ := in.Checkpoints()
