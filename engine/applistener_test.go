@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ambr-dev/ambr/engine/connowner"
 	"github.com/ambr-dev/ambr/logfmt"
 )
 
@@ -81,7 +82,7 @@ func skipUnlessLinux(t *testing.T) {
 // handed out as the app.
 func TestAppListenerRefusesOtherProcesses(t *testing.T) {
 	skipUnlessLinux(t)
-	l, logs := listenForTest(t, TCPConfig{Policy: AppPolicy{UID: os.Getuid() + 1}})
+	l, logs := listenForTest(t, TCPConfig{Policy: AppsOfUser(os.Getuid() + 1)})
 	closedByPeer(t, dialPort(t, l.RecvPort), "receive port")
 	closedByPeer(t, dialPort(t, l.SendPort), "send port")
 	out := logs.String()
@@ -256,4 +257,31 @@ func FuzzAppFirstBytes(f *testing.F) {
 			t.Fatalf("named size %d, limit %d; the stream says %d", o.Size, o.Limit, size)
 		}
 	})
+}
+
+// TestAppPolicyAdmits: each policy admits what it says, also for root,
+// whose uid 0 once made "any process of uid 0" read as the default.
+func TestAppPolicyAdmits(t *testing.T) {
+	skipUnlessLinux(t)
+	self := connowner.Owner{UID: os.Getuid(), PIDs: []int{os.Getpid()}}
+	initProc := connowner.Owner{UID: 0, PIDs: []int{1}}
+	for _, tc := range []struct {
+		policy AppPolicy
+		owner  connowner.Owner
+		want   bool
+	}{
+		{SupervisedApp(), self, true},
+		{SupervisedApp(), initProc, false},
+		{AppPolicy{}, initProc, false},
+		{AppsOfUser(0), initProc, true},
+		{AppsOfUser(os.Getuid() + 1), self, false},
+		{AppProcess(os.Getpid()), self, true},
+		{AppProcess(os.Getpid()), initProc, false},
+		{AppProcess(1), self, true}, // everything descends from init
+		{SupervisedApp(), connowner.Owner{UID: os.Getuid()}, false},
+	} {
+		if got := tc.policy.admits(tc.owner); got != tc.want {
+			t.Errorf("%s admits %s: %v, want %v", tc.policy, tc.owner, got, tc.want)
+		}
+	}
 }

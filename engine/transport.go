@@ -58,35 +58,45 @@ type AppListener interface {
 // loopback connection to the process holding its other end (package
 // connowner) and admits it only if every holder passes. Where that cannot
 // be resolved (not Linux), every loopback connection is admitted, with one
-// warning at the first.
+// warning at the first. The zero value is SupervisedApp().
 type AppPolicy struct {
-	// DescendantsOf admits that process and its descendants: os.Getpid()
-	// for a supervisor (the child it started and the child's children).
-	DescendantsOf int
-	// UID, when DescendantsOf is 0, admits any process of this user: an
-	// app started by hand (--external-app).
-	UID int
+	byUser bool
+	root   int // DescendantsOf; 0 with byUser false: this process
+	uid    int
 }
 
-// SupervisedApp admits only this process and its descendants.
-func SupervisedApp() AppPolicy { return AppPolicy{DescendantsOf: os.Getpid()} }
+// SupervisedApp admits only this process and its descendants: for a
+// supervisor, the child it started and the child's children.
+func SupervisedApp() AppPolicy { return AppPolicy{} }
+
+// AppProcess admits process pid and its descendants: an app started by
+// hand whose pid the user named.
+func AppProcess(pid int) AppPolicy { return AppPolicy{root: pid} }
+
+// AppsOfUser admits any process of user uid: an app started by hand.
+func AppsOfUser(uid int) AppPolicy { return AppPolicy{byUser: true, uid: uid} }
 
 // String says what the policy admits, for warnings.
 func (p AppPolicy) String() string {
-	if p.DescendantsOf != 0 {
-		if p.DescendantsOf == os.Getpid() {
-			return "the app this process started"
-		}
-		return fmt.Sprintf("pid %d and its children", p.DescendantsOf)
+	switch {
+	case p.byUser:
+		return fmt.Sprintf("processes of uid %d", p.uid)
+	case p.root == 0 || p.root == os.Getpid():
+		return "the app this process started"
+	default:
+		return fmt.Sprintf("pid %d and its children", p.root)
 	}
-	return fmt.Sprintf("processes of uid %d", p.UID)
 }
 
 func (p AppPolicy) admits(o connowner.Owner) bool {
-	if p.DescendantsOf != 0 {
-		return o.AllDescendants(p.DescendantsOf)
+	if p.byUser {
+		return o.UID == p.uid
 	}
-	return o.UID == p.UID
+	root := p.root
+	if root == 0 {
+		root = os.Getpid()
+	}
+	return o.AllDescendants(root)
 }
 
 // DefaultPairTimeout is how long a TCPListener keeps half of a pair (one
@@ -96,7 +106,7 @@ const DefaultPairTimeout = 5 * time.Second
 // TCPConfig configures a TCPListener.
 type TCPConfig struct {
 	RecvPort, SendPort int // 0: pick free ones
-	// Policy says who may attach; the zero value means SupervisedApp().
+	// Policy says who may attach; the zero value is SupervisedApp().
 	Policy AppPolicy
 	// PairTimeout bounds how long half a pair, or a whole pair nobody
 	// accepts, is kept; default DefaultPairTimeout.
@@ -160,9 +170,6 @@ func ListenTCP(recvPort, sendPort int) (*TCPListener, error) {
 
 // ListenApp listens for an app as cfg says.
 func ListenApp(cfg TCPConfig) (*TCPListener, error) {
-	if cfg.Policy == (AppPolicy{}) {
-		cfg.Policy = SupervisedApp()
-	}
 	if cfg.PairTimeout <= 0 {
 		cfg.PairTimeout = DefaultPairTimeout
 	}

@@ -179,9 +179,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		Describe: func(seq int64) string { return describeLoggedRecord(dir, seq) }}
 	policy := engine.SupervisedApp()
 	if o.externalApp {
-		policy = engine.AppPolicy{UID: os.Getuid()}
+		policy = engine.AppsOfUser(os.Getuid())
 		if o.appPid != 0 {
-			policy = engine.AppPolicy{DescendantsOf: o.appPid}
+			policy = engine.AppProcess(o.appPid)
 		}
 	}
 	l, err := engine.ListenApp(engine.TCPConfig{RecvPort: recvPort, SendPort: sendPort, Policy: policy, Logger: logger, OnAttach: child.Attached})
