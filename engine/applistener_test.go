@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -283,5 +284,50 @@ func TestAppPolicyAdmits(t *testing.T) {
 		if got := tc.policy.admits(tc.owner); got != tc.want {
 			t.Errorf("%s admits %s: %v, want %v", tc.policy, tc.owner, got, tc.want)
 		}
+	}
+}
+
+// TestAppListenerOnePairPerStart: an app process (bash, a child of this
+// test, so admitted) opens a receive and a send connection, then a second
+// pair. The first pair is the app; the second pair is refused, each
+// connection with one warning, whatever order the accept loops see them in.
+func TestAppListenerOnePairPerStart(t *testing.T) {
+	skipUnlessLinux(t)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash for its /dev/tcp")
+	}
+	l, logs := listenForTest(t, TCPConfig{PairTimeout: time.Hour})
+	script := fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%[1]d; printf r1 >&3; exec 4<>/dev/tcp/127.0.0.1/%[2]d
+exec 5<>/dev/tcp/127.0.0.1/%[1]d; printf r2 >&5; exec 6<>/dev/tcp/127.0.0.1/%[2]d
+read -r line`, l.RecvPort, l.SendPort) // read, a builtin: no child holds the sockets
+	cmd := exec.Command(bash, "-c", script)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	conn, err := l.Accept(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tag := make([]byte, 2)
+	if _, err := io.ReadFull(conn.Recv, tag); err != nil || string(tag) != "r1" || conn.Pid != cmd.Process.Pid {
+		t.Fatalf("the app pair is %q (%v) from pid %d; want the first one, r1, from bash %d", tag, err, conn.Pid, cmd.Process.Pid)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(logs.String(), "refused a connection to the app's") < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	out := logs.String()
+	if strings.Count(out, "refused a connection to the app's receive port") != 1 || strings.Count(out, "refused a connection to the app's send port") != 1 {
+		t.Fatalf("want one refusal per port for the second pair; log:\n%s", out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("from pid %d", cmd.Process.Pid)) {
+		t.Fatalf("the refusals do not name bash's pid %d:\n%s", cmd.Process.Pid, out)
 	}
 }
