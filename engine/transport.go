@@ -108,8 +108,10 @@ type TCPConfig struct {
 	RecvPort, SendPort int // 0: pick free ones
 	// Policy says who may attach; the zero value is SupervisedApp().
 	Policy AppPolicy
-	// PairTimeout bounds how long half a pair, or a whole pair nobody
-	// accepts, is kept; default DefaultPairTimeout.
+	// PairTimeout bounds how long half a pair is kept; default
+	// DefaultPairTimeout. A whole pair waits for Accept as long as it takes
+	// (the coordinator may still be finishing a checkpoint of the app that
+	// went before), unless a newer whole pair replaces it.
 	PairTimeout time.Duration
 	// Logger gets one warning line per refused or dropped connection;
 	// default slog.Default().
@@ -314,8 +316,6 @@ func (l *TCPListener) arrive(port appPort, c net.Conn) {
 	l.ready = &readyPair{conn: AppConn{Recv: &appRecvConn{Conn: p.recv}, Send: p.send, Pid: key.pid}, key: key}
 	l.remember(key)
 	*p = halfPair{gen: p.gen + 1}
-	ready := l.ready
-	time.AfterFunc(l.cfg.PairTimeout, func() { l.expireReady(ready) })
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
@@ -349,17 +349,6 @@ func (l *TCPListener) expireHalf(gen int) {
 	l.log.Warn(fmt.Sprintf("the app (pid %d) did not connect to the %s within %v; closing its other connection and waiting for a fresh pair", p.key.pid, missing, l.cfg.PairTimeout))
 	closeHalves(*p)
 	*p = halfPair{gen: p.gen + 1}
-}
-
-func (l *TCPListener) expireReady(r *readyPair) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ready != r {
-		return
-	}
-	l.log.Warn(fmt.Sprintf("an app pair (pid %d) was not taken within %v: the coordinator is serving another app connection; closing it", r.key.pid, l.cfg.PairTimeout))
-	r.conn.Close()
-	l.ready = nil
 }
 
 func closeHalves(p halfPair) {
