@@ -33,6 +33,8 @@ type runOptions struct {
 	registry       string
 	ports          string
 	externalApp    bool
+	appPid         int
+	limits         supervise.Limits
 	diskFault      string
 	peerTLS        string
 	appBudget      string
@@ -59,8 +61,20 @@ instance's MANIFEST, so its history can later be replayed with that build.
 Ctrl-C stops cleanly. kill -9 of this process is a machine failure: run the
 same command again and the immortal recovers exactly where it was.
 
+Only the app this command started (or its children) may connect to the app
+ports; with --external-app, only processes of your user, or with --app-pid
+only that process and its children. Anything else is refused with a warning.
+
+A crashing app is restarted with a growing delay while it makes no progress.
+ambr run stops with exit 1 and names the reason when the app exits
+--max-exits-before-attach times in a row before connecting, dies
+--max-deaths-per-record times in a row handling the same record (the message
+names the record and the app's last stderr line), or sends a message over the
+1 GiB limit. An app killed by SIGKILL is not counted: that came from outside.
+
 Exit codes: 0 stopped by Ctrl-C; 1 the coordinator stopped on an error (a
-disk fault, a damaged log: the message says which); 2 could not start.`,
+disk fault, a damaged log, an app in a crash loop: the message says which);
+2 could not start.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			appArgs := args[1:]
@@ -78,6 +92,9 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.StringVar(&o.registry, "registry", "", "the instance registry shared by peers: a directory (default <home>/.registry), or etcd://HOST:PORT[,HOST:PORT…]")
 	f.StringVar(&o.ports, "ports", "", "RECV,SEND: fixed loopback ports for the app (default: free ones)")
 	f.BoolVar(&o.externalApp, "external-app", false, "run only the coordinator; start the app yourself with the printed environment (then APP is just recorded)")
+	f.IntVar(&o.appPid, "app-pid", 0, "with --external-app: only this process (and its children) may attach as the app (default: any process of your user)")
+	f.IntVar(&o.limits.ExitsBeforeAttach, "max-exits-before-attach", 5, "stop when the app exits this many times in a row before connecting")
+	f.IntVar(&o.limits.DeathsOnRecord, "max-deaths-per-record", 3, "stop when the app dies this many times in a row handling the same record")
 	f.StringVar(&o.diskFault, "inject-disk-fault", "", "failure injection for tests: OP:N:ERRNO fails the N-th and later OP (write, sync, create, rename) with ENOSPC or EIO")
 	_ = f.MarkHidden("inject-disk-fault")
 	f.StringVar(&o.peerTLS, "peer-tls", "on", "TLS between coordinators, with certificates from the registry's CA: on, or off for measurements (hellos are then taken on trust)")
@@ -101,14 +118,23 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	if !validName.MatchString(name) {
 		return usageErrorf("instance name %q: use letters, digits, '.', '_' and '-' (set it with --name)", name)
 	}
+	if o.appPid != 0 && !o.externalApp {
+		return usageErrorf("--app-pid %d: only with --external-app (without it, ambr starts the app and admits only that)", o.appPid)
+	}
+	if o.appPid < 0 {
+		return usageErrorf("--app-pid %d: give the pid of the app process you start", o.appPid)
+	}
+	if o.limits.ExitsBeforeAttach < 1 || o.limits.DeathsOnRecord < 1 {
+		return usageErrorf("--max-exits-before-attach and --max-deaths-per-record must be at least 1")
+	}
 	if o.retain < 0 {
 		return usageErrorf("--retain %d: give 0 (keep everything) or a number of checkpoints", o.retain)
 	}
-	policy := engine.NondeterminismStop
+	nondeterminism := engine.NondeterminismStop
 	switch o.nondeterminism {
 	case "stop":
 	case "warn":
-		policy = engine.NondeterminismWarn
+		nondeterminism = engine.NondeterminismWarn
 	default:
 		return usageErrorf("--nondeterminism %q: use stop or warn", o.nondeterminism)
 	}
@@ -142,16 +168,25 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	defer lock.Unlock()
 	build.Args = appArgs
-	l, err := engine.ListenTCP(recvPort, sendPort)
-	if err != nil {
-		return problemErrorf("%v", err)
-	}
-	defer l.Close()
 	level := slog.LevelInfo
 	if o.quiet {
 		level = slog.LevelWarn
 	}
 	logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
+	child := &supervise.Child{Path: build.Path, Args: appArgs, Stdout: g.stdout, Stderr: g.stderr, Limits: o.limits,
+		Describe: func(seq int64) string { return describeLoggedRecord(dir, seq) }}
+	policy := engine.SupervisedApp()
+	if o.externalApp {
+		policy = engine.AppsOfUser(os.Getuid())
+		if o.appPid != 0 {
+			policy = engine.AppProcess(o.appPid)
+		}
+	}
+	l, err := engine.ListenApp(engine.TCPConfig{RecvPort: recvPort, SendPort: sendPort, Policy: policy, Logger: logger, OnAttach: child.Attached})
+	if err != nil {
+		return problemErrorf("%v", err)
+	}
+	defer l.Close()
 	var fsys vfs.FS
 	if o.diskFault != "" {
 		if fsys, err = faultyFS(o.diskFault); err != nil {
@@ -167,10 +202,31 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	if err != nil || budget < 1<<20 {
 		return usageErrorf("--app-budget %q: give a size of at least 1MiB, such as 64MiB", o.appBudget)
 	}
+	// An app that sent a message over the limit will send it again after
+	// every restart (replay reproduces it): stop, naming it.
+	appFailed := make(chan error, 1)
+	onAppGone := func(gone engine.AppGone) {
+		if gone.Oversize != nil {
+			during := ""
+			if gone.Delivered > 0 {
+				during = fmt.Sprintf("record %d", gone.Delivered)
+				if d := describeLoggedRecord(dir, gone.Delivered); d != "" {
+					during += " (" + d + ")"
+				}
+			}
+			select {
+			case appFailed <- &supervise.CrashLoopError{Message: oversizeMessage(gone.Oversize, during)}:
+			default:
+			}
+			return
+		}
+		child.Gone(gone.Pid, gone.Delivered)
+	}
 	setProblem := func(peer, msg string) {} // replaced once the status exists
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
-		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
-		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) }})
+		Nondeterminism: nondeterminism, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
+		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) },
+		OnAppGone: onAppGone})
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -198,19 +254,15 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	defer cancel()
 	icErr := make(chan error, 1)
 	go func() { icErr <- c.Run(runCtx) }()
-	child := &supervise.Child{
-		Path: build.Path, Args: appArgs,
-		Env:    append(l.Env(), engine.EnvInstance+"="+name),
-		Stdout: g.stdout, Stderr: g.stderr,
-		OnStart: func(pid int) {
-			setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = pid, time.Now().UnixNano() })
-		},
-		OnExit: func(err error) {
-			setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = 0, 0; s.Restarts++ })
-			if runCtx.Err() == nil {
-				logger.Warn("app exited; restarting it", "reason", exitReason(err))
-			}
-		},
+	child.Env = append(l.Env(), engine.EnvInstance+"="+name)
+	child.OnStart = func(pid int) {
+		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = pid, time.Now().UnixNano() })
+	}
+	child.OnExit = func(run supervise.AppRun, next time.Duration, loop *supervise.CrashLoopError) {
+		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = 0, 0; s.Restarts++ })
+		if runCtx.Err() == nil && loop == nil {
+			logger.Warn("app exited; restarting it", "reason", exitReason(run.Exit), "attached", run.Attached, "record", run.Record, "in", next)
+		}
 	}
 	childDone := make(chan error, 1)
 	if o.externalApp {
@@ -226,6 +278,7 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	case runErr = <-icErr:
 	case runErr = <-childDone:
 		childReturned = true
+	case runErr = <-appFailed:
 	case <-ctx.Done():
 	}
 	cancel()
@@ -236,6 +289,10 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		runErr = <-icErr
 	}
 	if runErr != nil {
+		var loop *supervise.CrashLoopError
+		if errors.As(runErr, &loop) {
+			return problemErrorf("%v; the log is intact: fix the app and run the same command again (with the fixed build) to recover", runErr)
+		}
 		if errors.Is(runErr, engine.ErrFatal) {
 			return problemErrorf("%v (nothing unlogged was acknowledged; fix the cause and run the same command again to recover)", runErr)
 		}
