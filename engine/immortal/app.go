@@ -29,6 +29,8 @@ type App[S any] struct {
 	ids          map[int32]string
 	results      map[string]resultHandler[S]
 	onFirstStart func(ctx *Ctx, s *S, initArgs []byte) error
+	// durable holds the orchestrations and entity types, nil if none.
+	durable *durableRegistry
 	// upgrade hands over to the next version (Upgrade), nil if none.
 	upgrade func(old *session[S], takeCheckpoint bool) (*switchCode, error)
 

@@ -1,0 +1,281 @@
+package immortal
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// durState is the state of the durable test app: what came back to plain
+// result handlers from orchestrations.
+type durState struct {
+	Results []string `json:"results"`
+}
+
+var errTestDeclared = DeclareError("test.declared", "declared failure")
+
+// fakeClock is a wall clock the test moves; timers compare against it.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// body lets a test swap an orchestration's code between runs ("a changed
+// build").
+type durOpts struct {
+	clock    *fakeClock
+	variant  string // "changed": the fanout body calls something else at step 2
+	panicked bool
+}
+
+func newDurApp(o durOpts) *App[durState] {
+	app := New(func() durState { return durState{Results: []string{}} }, WithLogger(quietLogger()))
+	if o.clock != nil {
+		app.clock = o.clock.Now
+	}
+	Handle(app, "double", func(ctx *Ctx, s *durState, n int) (int, error) { return 2 * n, nil })
+	Handle(app, "fail", func(ctx *Ctx, s *durState, n int) (int, error) {
+		return 0, fmt.Errorf("fail %d: %w", n, errTestDeclared)
+	})
+	Handle(app, "start", func(ctx *Ctx, s *durState, args startArgs) (struct{}, error) {
+		return struct{}{}, ctx.Call("", args.Orch, args.Arg, "done", args.Orch)
+	})
+	HandleResult(app, "done", func(ctx *Ctx, s *durState, r json.RawMessage, callErr error, note []byte) error {
+		var name string
+		ctx.Unmarshal(note, &name)
+		line := fmt.Sprintf("%s: %s", name, r)
+		if callErr != nil {
+			line = fmt.Sprintf("%s: error %v is-declared=%v is-timeout=%v is-lock=%v", name, callErr, errors.Is(callErr, errTestDeclared), errors.Is(callErr, ErrTimeout), errors.Is(callErr, ErrLockRule))
+		}
+		s.Results = append(s.Results, line)
+		return nil
+	})
+	Orchestrate(app, "fanout", func(oc *Orch, n int) (int, error) {
+		var tasks []*Task[int]
+		var aw []Awaitable
+		for i := 1; i <= n; i++ {
+			method := "double"
+			if o.variant == "changed" && i == 2 {
+				method = "fail"
+			}
+			t := CallAsync[int](oc, "", method, i)
+			tasks, aw = append(tasks, t), append(aw, t)
+		}
+		oc.WhenAll(aw...)
+		sum := 0
+		for _, t := range tasks {
+			v, err := t.Await()
+			if err != nil {
+				return 0, err
+			}
+			sum += v
+		}
+		return sum, nil
+	})
+	Orchestrate(app, "first", func(oc *Orch, _ struct{}) (string, error) {
+		slow := oc.Timer(time.Hour)
+		fast := CallAsync[int](oc, "", "double", 21)
+		i := oc.WhenAny(slow, fast)
+		v, _ := fast.Await()
+		return fmt.Sprintf("winner %d value %d", i, v), nil
+	})
+	Orchestrate(app, "failing", func(oc *Orch, n int) (int, error) {
+		_, err := CallAsync[int](oc, "", "fail", n).Await()
+		return 0, err // carries the callee's declared error on
+	})
+	Orchestrate(app, "hang", func(oc *Orch, _ struct{}) (int, error) {
+		return 0, oc.Sleep(24 * time.Hour)
+	})
+	Orchestrate(app, "timeout", func(oc *Orch, _ struct{}) (int, error) {
+		return CallAsync[int](oc, "", "hang", nil, WithTimeout(time.Minute)).Await()
+	})
+	Orchestrate(app, "sleeper", func(oc *Orch, d time.Duration) (string, error) {
+		start := oc.Now()
+		if err := oc.Sleep(d); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("slept %v", oc.Now().Sub(start) >= d), nil
+	})
+	Orchestrate(app, "boom", func(oc *Orch, _ struct{}) (int, error) {
+		if _, err := CallAsync[int](oc, "", "double", 1).Await(); err != nil {
+			return 0, err
+		}
+		panic("body exploded")
+	})
+	return app
+}
+
+type startArgs struct {
+	Orch string `json:"orch"`
+	Arg  any    `json:"arg"`
+}
+
+
+func TestOrchestrationParallelCalls(t *testing.T) {
+	ic := newFakeIC(t)
+	app := newDurApp(durOpts{})
+	ic.start(app)
+	mustImpulseDur(t, app, "start", startArgs{Orch: "fanout", Arg: 4})
+	mustImpulseDur(t, app, "start", startArgs{Orch: "first", Arg: nil})
+	mustImpulseDur(t, app, "start", startArgs{Orch: "failing", Arg: 7})
+	ic.settle()
+	want := []string{
+		"fanout: 20",
+		`first: "winner 1 value 42"`,
+		`failing: error immortal: call to failing failed: immortal: call to fail failed: fail 7: declared failure is-declared=true is-timeout=false is-lock=false`,
+	}
+	got := stateOf(t, app).Results
+	if diff := cmp.Diff(sortedCopy(want), sortedCopy(got)); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	// Nothing is left in flight but first's hour-long timer, which was
+	// dropped with its orchestration.
+	var ck struct {
+		Binding struct {
+			Durable durableState `json:"durable"`
+		} `json:"binding"`
+	}
+	if err := json.Unmarshal(ic.lastCheckpoint(), &ck); err != nil {
+		t.Fatal(err)
+	}
+	if d := ck.Binding.Durable; len(d.Orchestrations) != 0 || len(d.Timers) != 0 || d.NextOrchestration != 3 {
+		t.Errorf("durable state after all finished: %+v", d)
+	}
+}
+
+func mustImpulseDur(t *testing.T, app *App[durState], method string, args any) {
+	t.Helper()
+	if err := app.Impulse(method, args); err != nil {
+		t.Fatalf("Impulse(%s): %v", method, err)
+	}
+}
+
+func stateOf(t *testing.T, app *App[durState]) durState {
+	t.Helper()
+	s, ok := app.State()
+	if !ok {
+		t.Fatal("no state")
+	}
+	return s
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	for i := range c {
+		for j := i + 1; j < len(c); j++ {
+			if c[j] < c[i] {
+				c[i], c[j] = c[j], c[i]
+			}
+		}
+	}
+	return c
+}
+
+// run is one scenario on the durable test app: begin sends its impulses.
+type scenario struct {
+	opts  durOpts
+	begin func(t *testing.T, app *App[durState])
+	check func(t *testing.T, s durState)
+}
+
+// crashEverywhere runs sc once to count its records, then again for every
+// record: crash there (the output of the record last delivered is lost),
+// recover from the newest checkpoint (the orchestrations re-run against
+// their history) and from the first (the whole log is replayed), run to
+// the end and check. The fake coordinator checks that every replay
+// regenerates what the first run sent.
+func crashEverywhere(t *testing.T, sc scenario) {
+	t.Helper()
+	ic := newFakeIC(t)
+	app := newDurApp(sc.opts)
+	ic.start(app)
+	sc.begin(t, app)
+	n := 0
+	for ic.step() {
+		if n++; n > 200 {
+			t.Fatal("the scenario does not settle")
+		}
+	}
+	sc.check(t, stateOf(t, app))
+	ic.crash()
+	for i := 1; i <= n; i++ { // after 0 steps the impulses are lost, as they may be
+		for _, from := range []string{"newest", "first"} {
+			t.Run(fmt.Sprintf("crash after %d steps, recover from %s checkpoint", i, from), func(t *testing.T) {
+				ic := newFakeIC(t)
+				app := newDurApp(sc.opts)
+				ic.start(app)
+				sc.begin(t, app)
+				for j := 0; j < i; j++ {
+					ic.step()
+				}
+				ic.crash()
+				k := len(ic.checkpoints) - 1
+				if from == "first" {
+					k = 0
+				}
+				app2 := newDurApp(sc.opts)
+				ic.recoverFrom(app2, k)
+				ic.settle()
+				sc.check(t, stateOf(t, app2))
+				ic.crash()
+			})
+		}
+	}
+}
+
+func TestOrchestrationCrashAtEveryStep(t *testing.T) {
+	crashEverywhere(t, scenario{
+		begin: func(t *testing.T, app *App[durState]) {
+			mustImpulseDur(t, app, "start", startArgs{Orch: "fanout", Arg: 3})
+			mustImpulseDur(t, app, "start", startArgs{Orch: "failing", Arg: 1})
+		},
+		check: func(t *testing.T, s durState) {
+			want := []string{"failing: error immortal: call to failing failed: immortal: call to fail failed: fail 1: declared failure is-declared=true is-timeout=false is-lock=false", "fanout: 12"}
+			if diff := cmp.Diff(want, sortedCopy(s.Results)); diff != "" {
+				t.Errorf("results (-want +got):\n%s", diff)
+			}
+		},
+	})
+}
+
+func TestOrchestrationChangedBodyIsNondeterministic(t *testing.T) {
+	ic := newFakeIC(t)
+	app := newDurApp(durOpts{})
+	ic.start(app)
+	mustImpulseDur(t, app, "start", startArgs{Orch: "fanout", Arg: 3})
+	ic.step() // the impulse: start calls fanout
+	ic.step() // the call of fanout is logged
+	ic.step() // fanout started and called double 3 times; checkpointed in flight
+	ic.crash()
+	k := len(ic.checkpoints) - 1
+	if !strings.Contains(string(ic.checkpoints[k].state), `"orchestrations":{"o1"`) {
+		t.Fatalf("the checkpoint does not hold fanout in flight:\n%s", ic.checkpoints[k].state)
+	}
+	// A build whose fanout calls "fail" at step 2 recovers from it: the
+	// first result re-runs the body against its history.
+	changed := newDurApp(durOpts{variant: "changed"})
+	ic.recoverFrom(changed, k) // then delivers the results of double
+	err := ic.c.serveErr()
+	if !errors.Is(err, ErrNondeterministic) {
+		t.Fatalf("Serve returned %v, want an error wrapping ErrNondeterministic", err)
+	}
+	t.Logf("Serve stopped with: %v", err)
+	for _, want := range []string{"orchestration fanout (o1), step 2", "the history has a call of double", "the code now makes a call of fail"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}

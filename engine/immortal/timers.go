@@ -1,0 +1,78 @@
+package immortal
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Durable timers fire through impulses: when a timer in the state is due by
+// the wall clock, the timer loop sends the impulse timerMethod with its id,
+// which the coordinator logs; the handler then completes the timer's step.
+// Replay handles the logged impulse again and never makes one, so a timer
+// fires once, also across crashes. An impulse lost in a crash is sent again
+// (after timerResend, or by the next run's loop); a duplicate finds the
+// timer gone and does nothing.
+
+const (
+	timerResend  = time.Second // send a due timer's impulse again after this
+	timerMaxWait = time.Second // look at the timers at least this often
+)
+
+// timerLoop runs while Serve does, for an app with orchestrations.
+func (a *App[S]) timerLoop(ctx context.Context) {
+	sent := map[string]time.Time{}
+	for {
+		now := a.clock()
+		wait := timerMaxWait
+		var due []string
+		a.mu.Lock()
+		if d := a.bind.dur; d != nil {
+			for id, t := range d.Timers {
+				if t.Due.After(now) {
+					wait = min(wait, t.Due.Sub(now))
+					continue
+				}
+				if last, ok := sent[id]; ok && now.Sub(last) < timerResend {
+					wait = min(wait, timerResend-now.Sub(last))
+					continue
+				}
+				due = append(due, id)
+			}
+			for id := range sent {
+				if _, ok := d.Timers[id]; !ok {
+					delete(sent, id)
+				}
+			}
+		}
+		a.mu.Unlock()
+		for _, id := range due {
+			err := a.Impulse(timerMethod, id)
+			switch {
+			case err == nil:
+				sent[id] = now
+			case errors.Is(err, ErrNotPrimary):
+				wait = min(wait, 20*time.Millisecond) // primary soon, or Serve ends
+			default:
+				a.log.Error("immortal: fire timer", "timer", id, "error", err)
+			}
+		}
+		t := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-a.durable.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// stopOrchestrations ends the goroutines of the orchestrations' bodies when
+// Serve returns; a later Serve re-runs them from their history.
+func (a *App[S]) stopOrchestrations() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	abortOrchestrations(a.bind.dur)
+}
