@@ -115,14 +115,86 @@ func newDurApp(o durOpts) *App[durState] {
 		}
 		panic("body exploded")
 	})
+	addEntities(app)
 	return app
+}
+
+// acctState is the test entity: a balance.
+type acctState struct {
+	Balance int `json:"balance"`
+}
+
+type xferArgs struct {
+	From, To string
+	Amount   int
+}
+
+func acct(key string) EntityID { return EntityID{Name: "acct", Key: key} }
+
+// addEntities registers the account entity, orchestrations that lock
+// accounts, and a handler that signals one.
+func addEntities(app *App[durState]) {
+	acctType := NewEntity(app, "acct", func() acctState { return acctState{Balance: 100} })
+	HandleOp(acctType, "add", func(ec *EntityCtx, e *acctState, n int) (int, error) {
+		if e.Balance+n < 0 {
+			return e.Balance, fmt.Errorf("%s: %w", ec.ID(), errTestDeclared)
+		}
+		e.Balance += n
+		return e.Balance, nil
+	})
+	HandleOp(acctType, "get", func(ec *EntityCtx, e *acctState, _ struct{}) (int, error) { return e.Balance, nil })
+	Handle(app, "signal", func(ctx *Ctx, s *durState, a xferArgs) (struct{}, error) {
+		return struct{}{}, ctx.SignalEntity(acct(a.To), "add", a.Amount)
+	})
+	Orchestrate(app, "xfer", func(oc *Orch, a xferArgs) (string, error) {
+		cs, err := oc.Lock(acct(a.From), acct(a.To))
+		if err != nil {
+			return "", err
+		}
+		defer cs.Unlock()
+		from := CallEntityAsync[int](oc, acct(a.From), "get", nil)
+		to := CallEntityAsync[int](oc, acct(a.To), "get", nil)
+		oc.WhenAll(from, to)
+		f, _ := from.Await()
+		if f < a.Amount {
+			return "insufficient", nil
+		}
+		if _, err := CallEntityAsync[int](oc, acct(a.From), "add", -a.Amount).Await(); err != nil {
+			return "", err
+		}
+		if _, err := CallEntityAsync[int](oc, acct(a.To), "add", a.Amount).Await(); err != nil {
+			return "", err
+		}
+		return "moved", nil
+	})
+	Orchestrate(app, "rules", func(oc *Orch, _ struct{}) ([]bool, error) {
+		if _, err := oc.Lock(acct("a"), acct("b")); err != nil {
+			return nil, err
+		}
+		_, nested := oc.Lock(acct("c"))
+		_, outside := CallEntityAsync[int](oc, acct("c"), "get", nil).Await()
+		signalLocked := oc.Signal(acct("a"), "add", 1)
+		first := CallEntityAsync[int](oc, acct("a"), "get", nil)
+		_, twice := CallEntityAsync[int](oc, acct("a"), "get", nil).Await()
+		first.Await()
+		signalOther := oc.Signal(acct("c"), "add", 1)
+		return []bool{errors.Is(nested, ErrLockRule), errors.Is(outside, ErrLockRule), errors.Is(signalLocked, ErrLockRule), errors.Is(twice, ErrLockRule), signalOther == nil}, nil
+	})
+	Orchestrate(app, "lockpanic", func(oc *Orch, key string) (int, error) {
+		oc.Lock(acct(key))
+		CallEntityAsync[int](oc, acct(key), "add", 1).Await()
+		panic("in the critical section")
+	})
+	Orchestrate(app, "lockfail", func(oc *Orch, key string) (int, error) {
+		oc.Lock(acct(key))
+		return CallEntityAsync[int](oc, acct(key), "add", -1000).Await() // fails: errTestDeclared
+	})
 }
 
 type startArgs struct {
 	Orch string `json:"orch"`
 	Arg  any    `json:"arg"`
 }
-
 
 func TestOrchestrationParallelCalls(t *testing.T) {
 	ic := newFakeIC(t)
@@ -277,5 +349,207 @@ func TestOrchestrationChangedBodyIsNondeterministic(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+}
+
+// stepUntilInput steps until the app sent itself input (a timer's impulse
+// comes from the timer loop, a goroutine of its own), nudging the loop.
+func stepUntilInput(t *testing.T, ic *fakeIC, app *App[durState]) {
+	t.Helper()
+	deadline := time.Now().Add(safety)
+	for !ic.step() {
+		if time.Now().After(deadline) {
+			t.Fatal("no timer fired")
+		}
+		select {
+		case app.durable.wake <- struct{}{}:
+		default:
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func timersIn(t *testing.T, ck []byte) map[string]*timerState {
+	t.Helper()
+	var c struct {
+		Binding struct {
+			Durable *durableState `json:"durable"`
+		} `json:"binding"`
+	}
+	if err := json.Unmarshal(ck, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Binding.Durable == nil {
+		return nil
+	}
+	return c.Binding.Durable.Timers
+}
+
+// countTimerImpulses counts the logged firings of timers.
+func countTimerImpulses(ic *fakeIC) int {
+	n := 0
+	for _, body := range ic.log {
+		n += strings.Count(string(body), timerMethod)
+	}
+	return n
+}
+
+func TestTimerFiresAfterRecoveryOnce(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	opts := durOpts{clock: clock}
+	ic := newFakeIC(t)
+	app := newDurApp(opts)
+	ic.start(app)
+	mustImpulseDur(t, app, "start", startArgs{Orch: "sleeper", Arg: time.Minute})
+	ic.settle()
+	timers := timersIn(t, ic.lastCheckpoint())
+	if len(timers) != 1 {
+		t.Fatalf("checkpoint holds timers %v, want the sleeper's one", timers)
+	}
+	for _, tm := range timers {
+		if want := clock.Now().Add(time.Minute); !tm.Due.Equal(want) {
+			t.Errorf("timer due %v, want %v (the orchestration's Now + 1m)", tm.Due, want)
+		}
+	}
+	beforeFire := len(ic.checkpoints) - 1
+
+	// The process dies while the timer is pending; a new one recovers and
+	// fires it when the clock gets there, not before.
+	ic.crash()
+	app = newDurApp(opts)
+	ic.recoverFrom(app, beforeFire)
+	if ic.step() {
+		t.Fatal("the timer fired before it was due")
+	}
+	clock.Add(2 * time.Minute)
+	stepUntilInput(t, ic, app)
+	ic.settle()
+	if diff := cmp.Diff([]string{`sleeper: "slept true"`}, stateOf(t, app).Results); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if n := countTimerImpulses(ic); n != 1 {
+		t.Errorf("the log holds %d timer firings, want 1", n)
+	}
+
+	// Replaying the firing from the checkpoint before it fires nothing
+	// again: the logged impulse completes the timer, and none is sent.
+	ic.crash()
+	app = newDurApp(opts)
+	ic.recoverFrom(app, beforeFire)
+	ic.settle()
+	if n := countTimerImpulses(ic); n != 1 {
+		t.Errorf("after a replay the log holds %d timer firings, want 1", n)
+	}
+	if len(timersIn(t, ic.lastCheckpoint())) != 0 {
+		t.Error("the timer is still pending after it fired")
+	}
+	if diff := cmp.Diff([]string{`sleeper: "slept true"`}, stateOf(t, app).Results); diff != "" {
+		t.Errorf("results after the replay (-want +got):\n%s", diff)
+	}
+}
+
+func TestCallTimeout(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	ic := newFakeIC(t)
+	app := newDurApp(durOpts{clock: clock})
+	ic.start(app)
+	mustImpulseDur(t, app, "start", startArgs{Orch: "timeout"})
+	ic.settle()
+	if got := stateOf(t, app).Results; len(got) != 0 {
+		t.Fatalf("the call returned before its timeout: %v", got)
+	}
+	if n := len(timersIn(t, ic.lastCheckpoint())); n != 2 {
+		t.Fatalf("%d timers pending, want 2 (hang's day, timeout's minute)", n)
+	}
+	clock.Add(2 * time.Minute) // past the timeout, not hang's day
+	stepUntilInput(t, ic, app)
+	ic.settle()
+	want := []string{"timeout: error immortal: call to timeout failed: timed out: call of hang on self after 1m0s is-declared=false is-timeout=true is-lock=false"}
+	if diff := cmp.Diff(want, stateOf(t, app).Results); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if n := len(timersIn(t, ic.lastCheckpoint())); n != 1 {
+		t.Errorf("%d timers pending, want hang's alone", n)
+	}
+}
+
+// entitiesIn returns the entities of a checkpoint.
+func entitiesIn(t *testing.T, ck []byte) map[string]*entityState {
+	t.Helper()
+	var c struct {
+		Binding struct {
+			Durable *durableState `json:"durable"`
+		} `json:"binding"`
+	}
+	if err := json.Unmarshal(ck, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Binding.Durable == nil {
+		return nil
+	}
+	return c.Binding.Durable.Entities
+}
+
+// balances returns each entity's balance, and fails the test if a lock is
+// held or an operation waits.
+func balances(t *testing.T, ck []byte) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for k, e := range entitiesIn(t, ck) {
+		if e.LockedBy != "" || len(e.Queue) > 0 {
+			t.Errorf("entity %s is left locked by %q with %d queued", k, e.LockedBy, len(e.Queue))
+		}
+		var a acctState
+		if e.State != nil {
+			json.Unmarshal(e.State, &a)
+			out[k] = a.Balance
+		}
+	}
+	return out
+}
+
+func TestCriticalSectionsCrashAtEveryStep(t *testing.T) {
+	crashEverywhere(t, scenario{
+		begin: func(t *testing.T, app *App[durState]) {
+			// Three transfers contend for a and b; a signal adds to c.
+			mustImpulseDur(t, app, "start", startArgs{Orch: "xfer", Arg: xferArgs{From: "a", To: "b", Amount: 30}})
+			mustImpulseDur(t, app, "start", startArgs{Orch: "xfer", Arg: xferArgs{From: "b", To: "a", Amount: 50}})
+			mustImpulseDur(t, app, "start", startArgs{Orch: "xfer", Arg: xferArgs{From: "a", To: "c", Amount: 500}})
+			mustImpulseDur(t, app, "signal", xferArgs{To: "c", Amount: 7})
+		},
+		check: func(t *testing.T, s durState) {
+			want := []string{`xfer: "insufficient"`, `xfer: "moved"`, `xfer: "moved"`}
+			if diff := cmp.Diff(want, sortedCopy(s.Results)); diff != "" {
+				t.Errorf("results (-want +got):\n%s", diff)
+			}
+		},
+	})
+}
+
+func TestCriticalSectionRulesAndRelease(t *testing.T) {
+	ic := newFakeIC(t)
+	app := newDurApp(durOpts{})
+	ic.start(app)
+	mustImpulseDur(t, app, "start", startArgs{Orch: "rules"})
+	mustImpulseDur(t, app, "start", startArgs{Orch: "lockpanic", Arg: "p"})
+	mustImpulseDur(t, app, "start", startArgs{Orch: "lockfail", Arg: "f"})
+	ic.settle()
+	// After each ended (returned, panicked, failed) its locks are free: a
+	// transfer over all of them goes through.
+	mustImpulseDur(t, app, "start", startArgs{Orch: "xfer", Arg: xferArgs{From: "p", To: "f", Amount: 1}})
+	mustImpulseDur(t, app, "start", startArgs{Orch: "xfer", Arg: xferArgs{From: "a", To: "b", Amount: 1}})
+	ic.settle()
+	want := []string{
+		`lockfail: error immortal: call to lockfail failed: immortal: call to self/acct@f.add failed: self/acct@f: declared failure is-declared=true is-timeout=false is-lock=false`,
+		`lockpanic: error immortal: call to lockpanic failed: orchestration panicked: lockpanic (o2): in the critical section is-declared=false is-timeout=false is-lock=false`,
+		`rules: [true,true,true,true,true]`,
+		`xfer: "moved"`, `xfer: "moved"`,
+	}
+	if diff := cmp.Diff(want, sortedCopy(stateOf(t, app).Results)); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	wantBal := map[string]int{"acct@a": 99, "acct@b": 101, "acct@c": 101, "acct@p": 100, "acct@f": 101}
+	if diff := cmp.Diff(wantBal, balances(t, ic.lastCheckpoint())); diff != "" {
+		t.Errorf("balances (-want +got):\n%s", diff)
 	}
 }

@@ -454,7 +454,11 @@ func (t *Task[R]) Await() (R, error) {
 		return zero, fmt.Errorf("%w: %s after %v", ErrTimeout, st.describe(), t.timeout)
 	}
 	if st.Error != "" {
-		return zero, &CallError{Method: st.Method, Message: st.Error, Code: st.Code}
+		method := st.Method
+		if st.Entity != nil {
+			method = st.Entity.String() + "." + st.Method
+		}
+		return zero, &CallError{Method: method, Message: st.Error, Code: st.Code}
 	}
 	var r R
 	if len(st.Result) > 0 {

@@ -47,7 +47,7 @@ func (a *App[S]) timerLoop(ctx context.Context) {
 		}
 		a.mu.Unlock()
 		for _, id := range due {
-			err := a.Impulse(timerMethod, id)
+			err := a.fireIfPending(id)
 			switch {
 			case err == nil:
 				sent[id] = now
@@ -75,4 +75,16 @@ func (a *App[S]) stopOrchestrations() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	abortOrchestrations(a.bind.dur)
+}
+
+// fireIfPending sends the impulse of timer id if it is still pending. It
+// looks and sends under the state lock: once primary the app has replayed
+// its log, so a timer pending then was not fired by a logged impulse.
+func (a *App[S]) fireIfPending(id string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if d := a.bind.dur; d == nil || d.Timers[id] == nil {
+		return nil
+	}
+	return a.Impulse(timerMethod, id)
 }
