@@ -13,7 +13,7 @@ import (
 type bindingState struct {
 	nextCallID int64 // the id the next call gets; ids start at 1
 	pending    map[int64]pendingCall
-	dur        *durableState // orchestrations, timers, entities; nil until used
+	dur        *DurableState // orchestrations, timers, entities; nil until used
 }
 
 func newBindingState() bindingState {
@@ -47,7 +47,7 @@ type bindingJSON struct {
 	Codec      string                 `json:"codec"`
 	NextCallID int64                  `json:"next_call_id"`
 	Pending    map[string]pendingJSON `json:"pending"`
-	Durable    *durableState          `json:"durable,omitempty"`
+	Durable    *DurableState          `json:"durable,omitempty"`
 }
 
 type pendingJSON struct {

@@ -66,27 +66,27 @@ func (a *App[S]) registry(what string) *durableRegistry {
 	return a.durable
 }
 
-// durableState is the checkpointed part of orchestrations, timers and
+// DurableState is the checkpointed part of orchestrations, timers and
 // entities: "binding.durable" in the checkpoint, so the tools show it.
-type durableState struct {
+type DurableState struct {
 	NextOrchestration int64                   `json:"next_orchestration"`
-	Orchestrations    map[string]*orchState   `json:"orchestrations,omitempty"`
+	Orchestrations    map[string]*OrchestrationState   `json:"orchestrations,omitempty"`
 	NextTimer         int64                   `json:"next_timer"`
-	Timers            map[string]*timerState  `json:"timers,omitempty"`
-	Entities          map[string]*entityState `json:"entities,omitempty"`
+	Timers            map[string]*TimerState  `json:"timers,omitempty"`
+	Entities          map[string]*EntityState `json:"entities,omitempty"`
 }
 
-// orchState is one orchestration in flight: its input, who wants its
+// OrchestrationState is one orchestration in flight: its input, who wants its
 // result, and its history: every step the body scheduled, in order, with
 // what came back and in which order (a body re-run after a recovery sees
 // the results in that order).
-type orchState struct {
+type OrchestrationState struct {
 	Name        string          `json:"name"`
 	Input       json.RawMessage `json:"input,omitempty"`
 	ReplyTo     string          `json:"reply_to,omitempty"`
 	CallID      int64           `json:"call_id,omitempty"`
 	Started     time.Time       `json:"started"`
-	History     []*stepState    `json:"history"`
+	History     []*Step    `json:"history"`
 	Completions int             `json:"completions"`
 	// Waiting says what the body waits for now, for people.
 	Waiting string `json:"waiting,omitempty"`
@@ -96,8 +96,8 @@ type orchState struct {
 	live *orchRun // the body's goroutine, nil until (re)built
 }
 
-// stepState is one step of an orchestration's history.
-type stepState struct {
+// Step is one step of an orchestration's history.
+type Step struct {
 	Step     int             `json:"step"` // from 1
 	Kind     string          `json:"kind"` // call, entity_call, signal, fork, timer, lock, unlock
 	Dest     string          `json:"dest,omitempty"`
@@ -118,7 +118,7 @@ type stepState struct {
 }
 
 // describe names a step for errors and for Waiting.
-func (st *stepState) describe() string {
+func (st *Step) describe() string {
 	switch st.Kind {
 	case "call", "fork":
 		dest := st.Dest
@@ -135,7 +135,7 @@ func (st *stepState) describe() string {
 
 // same reports whether a step the body schedules now is the one history
 // recorded.
-func (st *stepState) same(o *stepState) bool {
+func (st *Step) same(o *Step) bool {
 	if st.Kind != o.Kind || st.Dest != o.Dest || st.Method != o.Method || (st.Entity == nil) != (o.Entity == nil) || len(st.Entities) != len(o.Entities) {
 		return false
 	}
@@ -150,29 +150,29 @@ func (st *stepState) same(o *stepState) bool {
 	return true
 }
 
-// timerState is a durable timer: when it is due, the timer loop sends an
+// TimerState is a durable timer: when it is due, the timer loop sends an
 // impulse, which is logged; replay never fires a timer again.
-type timerState struct {
+type TimerState struct {
 	Orchestration string    `json:"orchestration"`
 	Step          int       `json:"step"`
 	Due           time.Time `json:"due"`
 }
 
 // durState returns the durable state, making it on first use.
-func (rt *runtime) durState() *durableState {
+func (rt *runtime) durState() *DurableState {
 	b := rt.bind
 	if b.dur == nil {
-		b.dur = &durableState{}
+		b.dur = &DurableState{}
 	}
 	d := b.dur
 	if d.Orchestrations == nil {
-		d.Orchestrations = map[string]*orchState{}
+		d.Orchestrations = map[string]*OrchestrationState{}
 	}
 	if d.Timers == nil {
-		d.Timers = map[string]*timerState{}
+		d.Timers = map[string]*TimerState{}
 	}
 	if d.Entities == nil {
-		d.Entities = map[string]*entityState{}
+		d.Entities = map[string]*EntityState{}
 	}
 	return d
 }

@@ -217,7 +217,7 @@ func TestOrchestrationParallelCalls(t *testing.T) {
 	// dropped with its orchestration.
 	var ck struct {
 		Binding struct {
-			Durable durableState `json:"durable"`
+			Durable DurableState `json:"durable"`
 		} `json:"binding"`
 	}
 	if err := json.Unmarshal(ic.lastCheckpoint(), &ck); err != nil {
@@ -369,11 +369,11 @@ func stepUntilInput(t *testing.T, ic *fakeIC, app *App[durState]) {
 	}
 }
 
-func timersIn(t *testing.T, ck []byte) map[string]*timerState {
+func timersIn(t *testing.T, ck []byte) map[string]*TimerState {
 	t.Helper()
 	var c struct {
 		Binding struct {
-			Durable *durableState `json:"durable"`
+			Durable *DurableState `json:"durable"`
 		} `json:"binding"`
 	}
 	if err := json.Unmarshal(ck, &c); err != nil {
@@ -474,11 +474,11 @@ func TestCallTimeout(t *testing.T) {
 }
 
 // entitiesIn returns the entities of a checkpoint.
-func entitiesIn(t *testing.T, ck []byte) map[string]*entityState {
+func entitiesIn(t *testing.T, ck []byte) map[string]*EntityState {
 	t.Helper()
 	var c struct {
 		Binding struct {
-			Durable *durableState `json:"durable"`
+			Durable *DurableState `json:"durable"`
 		} `json:"binding"`
 	}
 	if err := json.Unmarshal(ck, &c); err != nil {

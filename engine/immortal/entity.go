@@ -143,7 +143,7 @@ type EntityCtx struct {
 
 type entitySignal struct {
 	to  EntityID
-	msg entityMsg
+	msg EntityMessage
 }
 
 // ID returns the entity the operation runs on.
@@ -167,12 +167,12 @@ func (ec *EntityCtx) Signal(e EntityID, op string, args any) error {
 	return nil
 }
 
-func signalMsg(e EntityID, op string, args any) (entityMsg, error) {
+func signalMsg(e EntityID, op string, args any) (EntityMessage, error) {
 	b, err := json.Marshal(args)
 	if err != nil {
-		return entityMsg{}, fmt.Errorf("immortal: signal %s.%s: encode arguments: %w", e, op, err)
+		return EntityMessage{}, fmt.Errorf("immortal: signal %s.%s: encode arguments: %w", e, op, err)
 	}
-	return entityMsg{Kind: "op", Name: e.Name, Key: e.Key, Op: op, Args: b}, nil
+	return EntityMessage{Kind: "op", Name: e.Name, Key: e.Key, Op: op, Args: b}, nil
 }
 
 // SignalEntity sends entity e the one-way operation op with args. Any
@@ -192,9 +192,9 @@ func (c *Ctx) SignalEntity(e EntityID, op string, args any) error {
 	return c.rt.sendInternal(e.Instance, entityMethod, logfmt.RPCFork, c.Now(), m, 0)
 }
 
-// entityMsg is the payload of an entityMethod message (JSON), and an entry
+// EntityMessage is the payload of an entityMethod message (JSON), and an entry
 // of an entity's queue while it is locked.
-type entityMsg struct {
+type EntityMessage struct {
 	Kind  string          `json:"kind"` // op, lock, release
 	Name  string          `json:"entity"`
 	Key   string          `json:"key"`
@@ -209,17 +209,17 @@ type entityMsg struct {
 	ReplyTo string `json:"reply_to,omitempty"`
 }
 
-// entityState is a hosted entity: its state, who holds its lock, and what
+// EntityState is a hosted entity: its state, who holds its lock, and what
 // waits for the lock to be released.
-type entityState struct {
+type EntityState struct {
 	State    json.RawMessage `json:"state,omitempty"`
 	LockedBy string          `json:"locked_by,omitempty"`
-	Queue    []*entityMsg    `json:"queue,omitempty"`
+	Queue    []*EntityMessage    `json:"queue,omitempty"`
 }
 
 // entityMessage handles an entityMethod message at the host.
 func (rt *runtime) entityMessage(ctx *Ctx, payload []byte, wantResult bool) error {
-	var m entityMsg
+	var m EntityMessage
 	if err := json.Unmarshal(payload, &m); err != nil {
 		err = fmt.Errorf("immortal: %s: unreadable entity message: %w", rt.name, err)
 		if wantResult {
@@ -235,7 +235,7 @@ func (rt *runtime) entityMessage(ctx *Ctx, payload []byte, wantResult bool) erro
 	key := entityKey(m.Name, m.Key)
 	e := d.Entities[key]
 	if e == nil {
-		e = &entityState{}
+		e = &EntityState{}
 		d.Entities[key] = e
 	}
 	switch m.Kind {
@@ -277,7 +277,7 @@ func (rt *runtime) entityMessage(ctx *Ctx, payload []byte, wantResult bool) erro
 
 // grant gives the lock to the request's owner and forwards the request to
 // the next entity of the set, or tells the owner it holds them all.
-func (rt *runtime) grant(ctx *Ctx, e *entityState, m *entityMsg) {
+func (rt *runtime) grant(ctx *Ctx, e *EntityState, m *EntityMessage) {
 	e.LockedBy = m.Owner
 	if m.Index+1 < len(m.Set) {
 		fwd := *m
@@ -293,7 +293,7 @@ func (rt *runtime) grant(ctx *Ctx, e *entityState, m *entityMsg) {
 }
 
 // runOp runs an operation on the entity and replies if it was a call.
-func (rt *runtime) runOp(ctx *Ctx, e *entityState, m *entityMsg) {
+func (rt *runtime) runOp(ctx *Ctx, e *EntityState, m *EntityMessage) {
 	id := EntityID{Instance: rt.name, Name: m.Name, Key: m.Key}
 	var op entityOp
 	et := rt.dur.entities[m.Name]
@@ -355,10 +355,10 @@ func (cs *CriticalSection) Unlock() {
 		return
 	}
 	cs.released = true
-	r.schedule(&stepState{Kind: "unlock", Entities: cs.entities, Done: true}, func(*stepState) {
+	r.schedule(&Step{Kind: "unlock", Entities: cs.entities, Done: true}, func(*Step) {
 		owner := r.rt.name + "/" + r.id
 		for _, e := range cs.entities {
-			m := entityMsg{Kind: "release", Name: e.Name, Key: e.Key, Owner: owner}
+			m := EntityMessage{Kind: "release", Name: e.Name, Key: e.Key, Owner: owner}
 			if err := r.rt.sendInternal(e.Instance, entityMethod, logfmt.RPCFork, r.now, m, 0); err != nil {
 				r.rt.log.Error("immortal: release", "error", err)
 			}
@@ -388,9 +388,9 @@ func (o *Orch) Lock(entities ...EntityID) (*CriticalSection, error) {
 	}
 	slices.SortFunc(set, compareEntities)
 	set = slices.Compact(set)
-	step := r.schedule(&stepState{Kind: "lock", Entities: set}, func(st *stepState) {
+	step := r.schedule(&Step{Kind: "lock", Entities: set}, func(st *Step) {
 		st.CallID = r.rt.newCall(pendingCall{method: "lock", orch: r.id, step: len(r.st.History) - 1})
-		m := entityMsg{Kind: "lock", Name: set[0].Name, Key: set[0].Key, Owner: r.rt.name + "/" + r.id, Set: set, CallID: st.CallID, ReplyTo: r.rt.name}
+		m := EntityMessage{Kind: "lock", Name: set[0].Name, Key: set[0].Key, Owner: r.rt.name + "/" + r.id, Set: set, CallID: st.CallID, ReplyTo: r.rt.name}
 		if err := r.rt.sendInternal(set[0].Instance, entityMethod, logfmt.RPCFork, r.now, m, 0); err != nil {
 			r.rt.log.Error("immortal: lock request", "error", err)
 		}
@@ -416,7 +416,7 @@ func CallEntityAsync[R any](o *Orch, e EntityID, op string, args any, opts ...Ca
 			t.err = fmt.Errorf("%w: orchestration %s (%s) calls %s inside a critical section of %v; call only locked entities there", ErrLockRule, r.st.Name, r.id, e, cs.entities)
 			return t
 		}
-		if s, busy := r.calling[e]; busy && !r.visible(s) {
+		if s, busy := r.calling[e]; busy && !r.visible(s) && !r.timedOut(s) {
 			t.err = fmt.Errorf("%w: orchestration %s (%s) calls %s while its call of step %d is in flight; await it first", ErrLockRule, r.st.Name, r.id, e, s+1)
 			return t
 		}
@@ -430,9 +430,9 @@ func CallEntityAsync[R any](o *Orch, e EntityID, op string, args any, opts ...Ca
 		t.err = fmt.Errorf("immortal: call %s.%s: encode arguments: %w", e, op, err)
 		return t
 	}
-	t.step = r.schedule(&stepState{Kind: "entity_call", Entity: &e, Method: op}, func(st *stepState) {
+	t.step = r.schedule(&Step{Kind: "entity_call", Entity: &e, Method: op}, func(st *Step) {
 		st.CallID = r.rt.newCall(pendingCall{method: e.String() + "." + op, dest: e.Instance, orch: r.id, step: len(r.st.History) - 1})
-		m := entityMsg{Kind: "op", Name: e.Name, Key: e.Key, Op: op, Args: b, Owner: r.rt.name + "/" + r.id}
+		m := EntityMessage{Kind: "op", Name: e.Name, Key: e.Key, Op: op, Args: b, Owner: r.rt.name + "/" + r.id}
 		if err := r.rt.sendInternal(e.Instance, entityMethod, logfmt.RPCCall, r.now, m, st.CallID); err != nil {
 			r.rt.log.Error("immortal: entity call", "error", err)
 		}
@@ -456,7 +456,7 @@ func (o *Orch) Signal(e EntityID, op string, args any) error {
 	if err != nil {
 		return err
 	}
-	r.schedule(&stepState{Kind: "signal", Entity: &e, Method: op, Done: true}, func(*stepState) {
+	r.schedule(&Step{Kind: "signal", Entity: &e, Method: op, Done: true}, func(*Step) {
 		if err := r.rt.sendInternal(e.Instance, entityMethod, logfmt.RPCFork, r.now, m, 0); err != nil {
 			r.rt.log.Error("immortal: signal", "error", err)
 		}

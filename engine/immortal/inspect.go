@@ -2,6 +2,7 @@ package immortal
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/ambr-dev/ambr/engine/layout"
@@ -32,6 +33,45 @@ func NewestState(dir string, v any) bool {
 		}
 	}
 	return false
+}
+
+// DecodeDurable returns the orchestrations, timers and entities a
+// checkpoint of this binding holds (its "binding.durable"), nil if it holds
+// none. For tools and tests: they read it, the binding owns it.
+func DecodeDurable(checkpoint []byte) (*DurableState, error) {
+	var ck checkpointJSON
+	if err := json.Unmarshal(checkpoint, &ck); err != nil {
+		return nil, fmt.Errorf("immortal: not a checkpoint of this binding: %w", err)
+	}
+	return ck.Binding.Durable, nil
+}
+
+// NewestDurable returns what the newest valid checkpoint of the instance in
+// dir holds of orchestrations, timers and entities, decoding its state into
+// v too unless v is nil. It reports false when there is no checkpoint to
+// read.
+func NewestDurable(dir string, v any) (*DurableState, bool) {
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		return nil, false
+	}
+	nums, _ := in.Checkpoints()
+	for k := len(nums) - 1; k >= 0; k-- {
+		ck, err := in.ReadCheckpoint(nums[k])
+		if err != nil {
+			continue
+		}
+		var wrap checkpointJSON
+		if json.Unmarshal(ck.State, &wrap) != nil || (v != nil && json.Unmarshal(wrap.State, v) != nil) {
+			continue
+		}
+		d := wrap.Binding.Durable
+		if d == nil {
+			d = &DurableState{}
+		}
+		return d, true
+	}
+	return nil, false
 }
 
 // LoggedCalls counts the requests for method in the log of the instance in

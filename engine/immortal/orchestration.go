@@ -109,7 +109,7 @@ func (o *Orch) Replaying() bool { return o.r.rebuilding || o.r.replaying }
 type orchRun struct {
 	rt         *runtime
 	id         string
-	st         *orchState
+	st         *OrchestrationState
 	body       orchBody
 	resume     chan struct{}
 	yield      chan orchYield
@@ -134,7 +134,7 @@ type orchYield struct {
 	fatal    error
 }
 
-func (rt *runtime) newRun(id string, st *orchState, rebuilding bool) (*orchRun, error) {
+func (rt *runtime) newRun(id string, st *OrchestrationState, rebuilding bool) (*orchRun, error) {
 	body, ok := rt.dur.orchs[st.Name]
 	if !ok {
 		return nil, &fatalError{fmt.Errorf("immortal: orchestration %s (%s) is in the state, but this build has no orchestration of that name", st.Name, id)}
@@ -225,7 +225,7 @@ func (r *orchRun) nondeterministic(step int, format string, a ...any) {
 
 // schedule adds a step: on a re-run it must be the step the history has
 // (and is not sent again); otherwise it is new, and send sends it.
-func (r *orchRun) schedule(want *stepState, send func(st *stepState)) int {
+func (r *orchRun) schedule(want *Step, send func(st *Step)) int {
 	if r.aborting {
 		goruntime.Goexit()
 	}
@@ -246,6 +246,12 @@ func (r *orchRun) schedule(want *stepState, send func(st *stepState)) int {
 	return i
 }
 
+// timedOut reports whether the body sees the timeout of the call at step i.
+func (r *orchRun) timedOut(i int) bool {
+	g := r.st.History[i].Guard
+	return g > 0 && r.visible(g-1)
+}
+
 // visible reports whether the body may see step i as done.
 func (r *orchRun) visible(i int) bool {
 	st := r.st.History[i]
@@ -257,7 +263,7 @@ func (rt *runtime) startOrchestration(ctx *Ctx, name string, payload []byte, wan
 	d := rt.durState()
 	d.NextOrchestration++
 	id := "o" + strconv.FormatInt(d.NextOrchestration, 10)
-	st := &orchState{Name: name, Started: ctx.Now(), History: []*stepState{}}
+	st := &OrchestrationState{Name: name, Started: ctx.Now(), History: []*Step{}}
 	if len(payload) > 0 {
 		st.Input = json.RawMessage(append([]byte(nil), payload...))
 	}
@@ -304,7 +310,7 @@ func (rt *runtime) handle(r *orchRun, y orchYield) error {
 
 // live returns the orchestration's running body, re-running it against
 // its history if it has none (after a checkpoint was loaded).
-func (rt *runtime) live(ctx *Ctx, id string, st *orchState) (*orchRun, error) {
+func (rt *runtime) live(ctx *Ctx, id string, st *OrchestrationState) (*orchRun, error) {
 	if st.live != nil && !st.live.done {
 		return st.live, nil
 	}
@@ -316,13 +322,13 @@ func (rt *runtime) live(ctx *Ctx, id string, st *orchState) (*orchRun, error) {
 	if err := rt.handle(r, r.drive()); err != nil {
 		return nil, err
 	}
-	var order []*stepState
+	var order []*Step
 	for _, s := range st.History {
 		if s.Order > 0 {
 			order = append(order, s)
 		}
 	}
-	slices.SortFunc(order, func(a, b *stepState) int { return a.Order - b.Order })
+	slices.SortFunc(order, func(a, b *Step) int { return a.Order - b.Order })
 	for _, s := range order {
 		r.delivered, r.now = s.Order, s.At
 		if err := rt.handle(r, r.drive()); err != nil {
@@ -388,7 +394,7 @@ func (rt *runtime) orchResult(ctx *Ctx, p pendingCall, env rawEnvelope) error {
 }
 
 // abortOrchestrations ends the goroutines of the bodies in d.
-func abortOrchestrations(d *durableState) {
+func abortOrchestrations(d *DurableState) {
 	if d == nil {
 		return
 	}
@@ -535,7 +541,7 @@ func CallAsync[R any](o *Orch, dest, method string, args any, opts ...CallOption
 		t.err = fmt.Errorf("immortal: orchestration %s: call %s: encode arguments: %w", r.st.Name, method, err)
 		return t
 	}
-	t.step = r.schedule(&stepState{Kind: "call", Dest: dest, Method: method}, func(st *stepState) {
+	t.step = r.schedule(&Step{Kind: "call", Dest: dest, Method: method}, func(st *Step) {
 		st.CallID = r.rt.newCall(pendingCall{method: method, dest: dest, orch: r.id, step: len(r.st.History) - 1})
 		r.rt.send(r.rt.wireDest(dest), ReservedRequest, method, logfmt.RPCCall,
 			Envelope{Method: method, CallID: st.CallID, Time: r.now.UnixNano(), ReplyTo: r.rt.name, Payload: payload})
@@ -579,7 +585,7 @@ func (o *Orch) Fork(dest, method string, args any) error {
 	if err != nil {
 		return fmt.Errorf("immortal: orchestration %s: fork %s: encode arguments: %w", r.st.Name, method, err)
 	}
-	r.schedule(&stepState{Kind: "fork", Dest: dest, Method: method, Done: true}, func(*stepState) {
+	r.schedule(&Step{Kind: "fork", Dest: dest, Method: method, Done: true}, func(*Step) {
 		r.rt.send(r.rt.wireDest(dest), ReservedRequest, method, logfmt.RPCFork,
 			Envelope{Method: method, Time: r.now.UnixNano(), Payload: payload})
 	})
@@ -601,11 +607,11 @@ func (o *Orch) Sleep(d time.Duration) error {
 
 func (r *orchRun) timer(d time.Duration) int {
 	due := r.now.Add(d)
-	return r.schedule(&stepState{Kind: "timer", Due: due}, func(st *stepState) {
+	return r.schedule(&Step{Kind: "timer", Due: due}, func(st *Step) {
 		ds := r.rt.durState()
 		ds.NextTimer++
 		st.Timer = ds.NextTimer
-		ds.Timers[timerKey(st.Timer)] = &timerState{Orchestration: r.id, Step: len(r.st.History) - 1, Due: due}
+		ds.Timers[timerKey(st.Timer)] = &TimerState{Orchestration: r.id, Step: len(r.st.History) - 1, Due: due}
 		r.rt.wakeTimers()
 	})
 }
