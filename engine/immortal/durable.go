@@ -69,11 +69,11 @@ func (a *App[S]) registry(what string) *durableRegistry {
 // DurableState is the checkpointed part of orchestrations, timers and
 // entities: "binding.durable" in the checkpoint, so the tools show it.
 type DurableState struct {
-	NextOrchestration int64                   `json:"next_orchestration"`
-	Orchestrations    map[string]*OrchestrationState   `json:"orchestrations,omitempty"`
-	NextTimer         int64                   `json:"next_timer"`
-	Timers            map[string]*TimerState  `json:"timers,omitempty"`
-	Entities          map[string]*EntityState `json:"entities,omitempty"`
+	NextOrchestration int64                          `json:"next_orchestration"`
+	Orchestrations    map[string]*OrchestrationState `json:"orchestrations,omitempty"`
+	NextTimer         int64                          `json:"next_timer"`
+	Timers            map[string]*TimerState         `json:"timers,omitempty"`
+	Entities          map[string]*EntityState        `json:"entities,omitempty"`
 }
 
 // OrchestrationState is one orchestration in flight: its input, who wants its
@@ -86,7 +86,7 @@ type OrchestrationState struct {
 	ReplyTo     string          `json:"reply_to,omitempty"`
 	CallID      int64           `json:"call_id,omitempty"`
 	Started     time.Time       `json:"started"`
-	History     []*Step    `json:"history"`
+	History     []*Step         `json:"history"`
 	Completions int             `json:"completions"`
 	// Waiting says what the body waits for now, for people.
 	Waiting string `json:"waiting,omitempty"`

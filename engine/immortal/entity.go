@@ -212,9 +212,9 @@ type EntityMessage struct {
 // EntityState is a hosted entity: its state, who holds its lock, and what
 // waits for the lock to be released.
 type EntityState struct {
-	State    json.RawMessage `json:"state,omitempty"`
-	LockedBy string          `json:"locked_by,omitempty"`
-	Queue    []*EntityMessage    `json:"queue,omitempty"`
+	State    json.RawMessage  `json:"state,omitempty"`
+	LockedBy string           `json:"locked_by,omitempty"`
+	Queue    []*EntityMessage `json:"queue,omitempty"`
 }
 
 // entityMessage handles an entityMethod message at the host.
