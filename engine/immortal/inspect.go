@@ -77,23 +77,56 @@ func NewestDurable(dir string, v any) (*DurableState, bool) {
 // LoggedCalls counts the requests for method in the log of the instance in
 // dir, by sender and by payload: calls[sender] and payloads[payload].
 func LoggedCalls(dir, method string) (calls map[string]int, payloads map[string]int, err error) {
-	in, err := layout.Open(vfs.Default(), dir)
+	calls, payloads = map[string]int{}, map[string]int{}
+	err = eachLoggedRPC(dir, func(sender string, rpc logfmt.RPC) {
+		if name, result, payload, ok := DecodeArgs(rpc.Args, rpc.Reserved); ok && !result && name == method {
+			calls[sender]++
+			payloads[string(payload)]++
+		}
+	})
 	if err != nil {
 		return nil, nil, err
+	}
+	return calls, payloads, nil
+}
+
+// LoggedResults counts the results of calls in the log of the instance in
+// dir, by call id: exactly one each, when every call was answered once.
+func LoggedResults(dir string) (map[int64]int, error) {
+	results := map[int64]int{}
+	err := eachLoggedRPC(dir, func(_ string, rpc logfmt.RPC) {
+		if rpc.Reserved != ReservedResult {
+			return
+		}
+		if e, err := ParseEnvelope(rpc.Args); err == nil {
+			results[e.CallID]++
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// eachLoggedRPC calls fn with every RPC logged by the instance in dir and
+// the instance that sent it.
+func eachLoggedRPC(dir string, fn func(sender string, rpc logfmt.RPC)) error {
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		return err
 	}
 	lr, err := in.NewLogReader(0)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	defer lr.Close()
-	calls, payloads = map[string]int{}, map[string]int{}
 	for {
 		r, err := lr.Next()
 		if err == io.EOF {
-			return calls, payloads, nil
+			return nil
 		}
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		src, left := 0, uint32(0)
 		if len(r.Sources) > 0 {
@@ -110,10 +143,7 @@ func LoggedCalls(dir, method string) (calls map[string]int, payloads map[string]
 				continue
 			}
 			rpc, _ := logfmt.ParseRPC(m.Data)
-			if name, result, payload, ok := DecodeArgs(rpc.Args, rpc.Reserved); ok && !result && name == method {
-				calls[r.Sources[src].Peer]++
-				payloads[string(payload)]++
-			}
+			fn(r.Sources[src].Peer, rpc)
 		}
 	}
 }
