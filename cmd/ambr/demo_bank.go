@@ -70,8 +70,9 @@ func (d *demoRun) bank(b *bankDemoOptions) error {
 	d.printf("whose orchestrations lock both accounts (entities on %s), read, debit and credit, each with a %v timeout\n", demoBankAccounts, b.timeout)
 	d.printf("and a refund path. All three are killed with SIGKILL %d times. (home %s, seed %d)\n\n", d.o.kills, d.home, d.seed)
 	accounts := d.proc(demoBankAccounts, bins["accounts"], "")
-	transfers := d.proc(demoBankTransfers, bins["transfers"], "", "--accounts", demoBankAccounts, "--timeout", b.timeout.String())
-	driver := d.proc(demoBankDriver, bins["driver"], "driver", "--transfers", demoBankTransfers, "--count", strconv.Itoa(b.transfers),
+	transfers := d.proc(demoBankTransfers, bins["transfers"], "")
+	driver := d.proc(demoBankDriver, bins["driver"], "driver", "--transfers", demoBankTransfers, "--bank", demoBankAccounts,
+		"--timeout", b.timeout.String(), "--count", strconv.Itoa(b.transfers),
 		"--accounts", strconv.Itoa(b.accounts), "--parallel", strconv.Itoa(b.parallel))
 	procs := []*demoProc{accounts, transfers, driver}
 	for _, p := range procs {

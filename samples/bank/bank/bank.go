@@ -10,8 +10,9 @@
 // (one critical section, so two transfers never interleave on an account),
 // reads the balance, debits and credits, each call with a timeout; if the
 // credit fails or times out it undoes both (the refund path). driver makes
-// --transfers random transfers among --accounts accounts, --parallel at a
-// time so that the locks contend, and keeps each outcome.
+// --count random transfers among --accounts accounts, --parallel at a time
+// so that the locks contend, and keeps each outcome. All configuration is
+// the driver's (logged) init args, carried on in each transfer.
 //
 // Whatever crashes, money is conserved, each transfer has exactly one
 // outcome, and no lock is left held: Check reads that from the instances'
@@ -107,12 +108,17 @@ func NewAccounts() *immortal.App[AuditState] {
 	return app
 }
 
-// Transfer is a transfer's arguments.
+// Transfer is a transfer's arguments. It names the accounts' instance and
+// the timeout too, so that the transfers app takes its configuration from
+// its logged input: a replay of its log (ambr replay, retro-test) needs no
+// flags to do exactly what the live run did.
 type Transfer struct {
-	ID     string `json:"id"`
-	From   string `json:"from"`
-	To     string `json:"to"`
-	Amount int64  `json:"amount"`
+	ID       string        `json:"id"`
+	From     string        `json:"from"`
+	To       string        `json:"to"`
+	Amount   int64         `json:"amount"`
+	Accounts string        `json:"accounts"`
+	Timeout  time.Duration `json:"timeout"`
 }
 
 // Outcome is what a transfer orchestration returns.
@@ -123,14 +129,15 @@ type Outcome struct {
 }
 
 // NewTransfers returns the transfers app: Transfer orchestrations over the
-// accounts hosted by the instance accounts, each call with timeout.
-func NewTransfers(accounts string, timeout time.Duration) *immortal.App[AuditState] {
+// accounts the transfer names, each call with the transfer's timeout.
+func NewTransfers() *immortal.App[AuditState] {
 	app := immortal.New(func() AuditState { return AuditState{} })
 	immortal.Orchestrate(app, "Transfer", func(o *immortal.Orch, t Transfer) (Outcome, error) {
-		if t.From == t.To || t.Amount <= 0 {
-			return Outcome{}, fmt.Errorf("transfer %s: from %q to %q of %d: want two accounts and an amount > 0", t.ID, t.From, t.To, t.Amount)
+		if t.From == t.To || t.Amount <= 0 || t.Accounts == "" || t.Timeout <= 0 {
+			return Outcome{}, fmt.Errorf("transfer %s: from %q to %q of %d at %q with timeout %v: want two accounts, an amount > 0, the accounts' instance and a timeout", t.ID, t.From, t.To, t.Amount, t.Accounts, t.Timeout)
 		}
-		from, to := AccountID(accounts, t.From), AccountID(accounts, t.To)
+		timeout := t.Timeout
+		from, to := AccountID(t.Accounts, t.From), AccountID(t.Accounts, t.To)
 		cs, err := o.Lock(from, to)
 		if err != nil {
 			return Outcome{}, err
@@ -187,21 +194,30 @@ func NewTransfers(accounts string, timeout time.Duration) *immortal.App[AuditSta
 	// audit comes from the driver when it has every outcome. It goes on to
 	// accounts from here, after every release this instance sent, so the
 	// accounts' checkpoint it asks for holds no lock of a finished transfer.
-	immortal.Handle(app, "audit", func(ctx *immortal.Ctx, s *AuditState, n int) (struct{}, error) {
-		s.Audited = n
+	immortal.Handle(app, "audit", func(ctx *immortal.Ctx, s *AuditState, a Audit) (struct{}, error) {
+		s.Audited = a.Transfers
 		ctx.RequestCheckpoint()
-		return struct{}{}, ctx.Fork(accounts, "audit", n)
+		return struct{}{}, ctx.Fork(a.Accounts, "audit", a.Transfers)
 	})
 	return app
 }
 
+// Audit is what the driver sends the transfers instance when it has every
+// outcome.
+type Audit struct {
+	Transfers int    `json:"transfers"`
+	Accounts  string `json:"accounts"`
+}
+
 // DriverArgs start the driver.
 type DriverArgs struct {
-	Transfers    int    `json:"transfers"`
-	Accounts     int    `json:"accounts"`
-	Parallel     int    `json:"parallel"`
-	TransfersApp string `json:"transfers_instance"`
-	MaxAmount    int64  `json:"max_amount"`
+	Transfers    int           `json:"transfers"`
+	Accounts     int           `json:"accounts"`
+	Parallel     int           `json:"parallel"`
+	TransfersApp string        `json:"transfers_instance"`
+	AccountsApp  string        `json:"accounts_instance"`
+	Timeout      time.Duration `json:"timeout"`
+	MaxAmount    int64         `json:"max_amount"`
 }
 
 // DriverState is the driver's state: every transfer it made and its
@@ -238,7 +254,8 @@ func NewDriver(args DriverArgs, out io.Writer) *immortal.App[DriverState] {
 			rng := ctx.Rand()
 			from := rng.IntN(len(keys))
 			to := (from + 1 + rng.IntN(len(keys)-1)) % len(keys)
-			t := Transfer{ID: strconv.Itoa(len(s.Issued) + 1), From: keys[from], To: keys[to], Amount: 1 + rng.Int64N(s.Args.MaxAmount)}
+			t := Transfer{ID: strconv.Itoa(len(s.Issued) + 1), From: keys[from], To: keys[to], Amount: 1 + rng.Int64N(s.Args.MaxAmount),
+				Accounts: s.Args.AccountsApp, Timeout: s.Args.Timeout}
 			if err := ctx.Call(s.Args.TransfersApp, "Transfer", t, "outcome", t.ID); err != nil {
 				return err
 			}
@@ -252,8 +269,8 @@ func NewDriver(args DriverArgs, out io.Writer) *immortal.App[DriverState] {
 			return err
 		}
 		a := s.Args
-		if a.Accounts < 2 || a.Transfers < 1 || a.Parallel < 1 || a.MaxAmount < 1 || a.TransfersApp == "" {
-			return fmt.Errorf("bank driver: want ≥ 2 accounts, ≥ 1 transfer, ≥ 1 in parallel, a max amount ≥ 1 and a transfers instance; got %+v", a)
+		if a.Accounts < 2 || a.Transfers < 1 || a.Parallel < 1 || a.MaxAmount < 1 || a.TransfersApp == "" || a.AccountsApp == "" || a.Timeout <= 0 {
+			return fmt.Errorf("bank driver: want ≥ 2 accounts, ≥ 1 transfer, ≥ 1 in parallel, a max amount ≥ 1, the transfers' and accounts' instances and a timeout; got %+v", a)
 		}
 		if !ctx.Replaying() {
 			fmt.Fprintf(out, "driver: %d transfers among %d accounts, %d at a time\n", a.Transfers, a.Accounts, a.Parallel)
@@ -278,7 +295,7 @@ func NewDriver(args DriverArgs, out io.Writer) *immortal.App[DriverState] {
 		if n == s.Args.Transfers && !s.Done {
 			s.Done = true
 			ctx.RequestCheckpoint()
-			return ctx.Fork(s.Args.TransfersApp, "audit", n)
+			return ctx.Fork(s.Args.TransfersApp, "audit", Audit{Transfers: n, Accounts: s.Args.AccountsApp})
 		}
 		return next(ctx, s)
 	})
