@@ -92,4 +92,3 @@ func TestEvaluateFindsEachProblem(t *testing.T) {
 		})
 	}
 }
-
