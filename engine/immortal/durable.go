@@ -23,6 +23,7 @@ import (
 const (
 	entityMethod = "ambr.entity" // an entity operation, lock request or release
 	timerMethod  = "ambr.timer"  // a durable timer fired (an impulse)
+	clockMethod  = "ambr.clock"  // the wall clock moved on (an impulse)
 )
 
 // errDeferred is what a request handler returns when the reply comes later
@@ -69,6 +70,11 @@ func (a *App[S]) registry(what string) *durableRegistry {
 // DurableState is the checkpointed part of orchestrations, timers and
 // entities: "binding.durable" in the checkpoint, so the tools show it.
 type DurableState struct {
+	// Clock is the instance's durable time: the latest time of any message
+	// the orchestrations and timers saw, and of the clock impulses the
+	// timer loop sends while orchestrations are in flight. Orchestrations
+	// take their Now from it, so time advances along call chains too.
+	Clock             time.Time                      `json:"clock,omitzero"`
 	NextOrchestration int64                          `json:"next_orchestration"`
 	Orchestrations    map[string]*OrchestrationState `json:"orchestrations,omitempty"`
 	NextTimer         int64                          `json:"next_timer"`
@@ -209,8 +215,19 @@ func (rt *runtime) sendInternal(instance, method string, kind logfmt.RPCKind, no
 	return nil
 }
 
+// clock advances the durable clock to the time of the message ctx handles
+// and returns it.
+func (rt *runtime) clock(ctx *Ctx) time.Time {
+	d := rt.durState()
+	if t := ctx.Now(); t.After(d.Clock) {
+		d.Clock = t
+	}
+	return d.Clock
+}
+
 // fireTimer handles the impulse of a timer that is due.
 func (rt *runtime) fireTimer(ctx *Ctx, id string) error {
+	rt.clock(ctx)
 	d := rt.durState()
 	t, ok := d.Timers[id]
 	if !ok {

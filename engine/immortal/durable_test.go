@@ -43,9 +43,10 @@ type durOpts struct {
 
 func newDurApp(o durOpts) *App[durState] {
 	app := New(func() durState { return durState{Results: []string{}} }, WithLogger(quietLogger()))
-	if o.clock != nil {
-		app.clock = o.clock.Now
+	if o.clock == nil { // a clock that stands still unless a test moves it
+		o.clock = &fakeClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	}
+	app.clock = o.clock.Now
 	Handle(app, "double", func(ctx *Ctx, s *durState, n int) (int, error) { return 2 * n, nil })
 	Handle(app, "fail", func(ctx *Ctx, s *durState, n int) (int, error) {
 		return 0, fmt.Errorf("fail %d: %w", n, errTestDeclared)
@@ -108,6 +109,12 @@ func newDurApp(o durOpts) *App[durState] {
 			return "", err
 		}
 		return fmt.Sprintf("slept %v", oc.Now().Sub(start) >= d), nil
+	})
+	Orchestrate(app, "stamps", func(oc *Orch, _ struct{}) (string, error) {
+		t0 := oc.Now()
+		CallAsync[int](oc, "", "double", 1).Await()
+		CallAsync[int](oc, "", "double", 2).Await()
+		return oc.Now().Sub(t0).String(), nil
 	})
 	Orchestrate(app, "boom", func(oc *Orch, _ struct{}) (int, error) {
 		if _, err := CallAsync[int](oc, "", "double", 1).Await(); err != nil {
@@ -551,5 +558,52 @@ func TestCriticalSectionRulesAndRelease(t *testing.T) {
 	wantBal := map[string]int{"acct@a": 99, "acct@b": 101, "acct@c": 101, "acct@p": 100, "acct@f": 101}
 	if diff := cmp.Diff(wantBal, balances(t, ic.lastCheckpoint())); diff != "" {
 		t.Errorf("balances (-want +got):\n%s", diff)
+	}
+}
+
+func TestDurableClockAdvancesAlongCalls(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	ic := newFakeIC(t)
+	app := newDurApp(durOpts{clock: clock})
+	ic.start(app)
+	mustImpulseDur(t, app, "start", startArgs{Orch: "stamps"})
+	ic.step() // the impulse: start calls stamps
+	ic.step() // stamps starts and calls double(1)
+	// A minute later the wall clock's impulse is logged with double(1)'s
+	// result: double(2) is made at the old time, but its result comes at
+	// the new one. (Without the durable clock, time stays where the
+	// impulse that began the chain put it.)
+	clock.Add(time.Minute)
+	mustImpulseDur(t, app, clockMethod, nil)
+	ic.settle()
+	if diff := cmp.Diff([]string{`stamps: "1m0s"`}, stateOf(t, app).Results); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+
+	// The timer loop sends that impulse by itself when the clock lags
+	// while an orchestration is in flight.
+	mustImpulseDur(t, app, "start", startArgs{Orch: "hang"})
+	ic.settle()
+	clock.Add(time.Hour)
+	deadline := time.Now().Add(safety)
+	for !strings.Contains(string(ic.log[len(ic.log)-1]), clockMethod) {
+		if time.Now().After(deadline) {
+			t.Fatal("no clock impulse while the clock lags by an hour")
+		}
+		select {
+		case app.durable.wake <- struct{}{}:
+		default:
+		}
+		ic.step()
+	}
+	var ck struct {
+		Binding struct {
+			Durable DurableState `json:"durable"`
+		} `json:"binding"`
+	}
+	ic.step() // checkpoints the state after the impulse
+	json.Unmarshal(ic.lastCheckpoint(), &ck)
+	if got := ck.Binding.Durable.Clock; !got.Equal(clock.Now()) {
+		t.Errorf("durable clock %v after the impulse, want %v", got, clock.Now())
 	}
 }

@@ -60,6 +60,10 @@ func Orchestrate[S, A, R any](app *App[S], name string, body func(o *Orch, args 
 	_, hasTimer := app.handlers[timerMethod]
 	app.lmu.Unlock()
 	if !hasTimer {
+		app.register(clockMethod, func(ctx *Ctx, _ *S, _ []byte, _ bool) ([]byte, error) {
+			ctx.rt.clock(ctx)
+			return nil, nil
+		})
 		app.register(timerMethod, func(ctx *Ctx, _ *S, payload []byte, _ bool) ([]byte, error) {
 			var id string
 			if err := json.Unmarshal(payload, &id); err != nil {
@@ -84,8 +88,10 @@ func (o *Orch) Name() string { return o.r.st.Name }
 // Self returns the name of the instance the orchestration runs in.
 func (o *Orch) Self() string { return o.r.rt.name }
 
-// Now returns the orchestration's logical time: when it started, and after
-// each wait the time of the result that ended it. The same on every re-run.
+// Now returns the orchestration's logical time: the instance's durable
+// clock when it started, and after each wait when the result that ended it
+// came (see DurableState.Clock). It follows the wall clock, and is the same
+// on every re-run.
 func (o *Orch) Now() time.Time { return o.r.now }
 
 // Rand returns the orchestration's random numbers, seeded from the instance
@@ -263,7 +269,7 @@ func (rt *runtime) startOrchestration(ctx *Ctx, name string, payload []byte, wan
 	d := rt.durState()
 	d.NextOrchestration++
 	id := "o" + strconv.FormatInt(d.NextOrchestration, 10)
-	st := &OrchestrationState{Name: name, Started: ctx.Now(), History: []*Step{}}
+	st := &OrchestrationState{Name: name, Started: rt.clock(ctx), History: []*Step{}}
 	if len(payload) > 0 {
 		st.Input = json.RawMessage(append([]byte(nil), payload...))
 	}
@@ -346,6 +352,7 @@ func (rt *runtime) live(ctx *Ctx, id string, st *OrchestrationState) (*orchRun, 
 // complete records the result of step of orchestration id and lets its
 // body go on.
 func (rt *runtime) complete(ctx *Ctx, id string, step int, result []byte, callErr *CallError) error {
+	rt.clock(ctx)
 	d := rt.durState()
 	st, ok := d.Orchestrations[id]
 	if !ok || step < 0 || step >= len(st.History) || st.History[step].Done {
@@ -357,7 +364,7 @@ func (rt *runtime) complete(ctx *Ctx, id string, step int, result []byte, callEr
 	}
 	s := st.History[step]
 	st.Completions++
-	s.Done, s.Order, s.At = true, st.Completions, ctx.Now()
+	s.Done, s.Order, s.At = true, st.Completions, rt.clock(ctx)
 	if len(result) > 0 {
 		s.Result = json.RawMessage(append([]byte(nil), result...))
 	}

@@ -17,17 +17,30 @@ import (
 const (
 	timerResend  = time.Second // send a due timer's impulse again after this
 	timerMaxWait = time.Second // look at the timers at least this often
+	// clockLag is how far the durable clock may fall behind the wall clock
+	// while orchestrations are in flight before a clock impulse (logged)
+	// moves it on: the bound on how stale Orch.Now, and so the start of a
+	// timeout, can be.
+	clockLag = 100 * time.Millisecond
 )
 
 // timerLoop runs while Serve does, for an app with orchestrations.
 func (a *App[S]) timerLoop(ctx context.Context) {
 	sent := map[string]time.Time{}
+	var ticked time.Time
 	for {
 		now := a.clock()
 		wait := timerMaxWait
 		var due []string
+		tick := false
 		a.mu.Lock()
 		if d := a.bind.dur; d != nil {
+			if len(d.Orchestrations) > 0 {
+				if now.Sub(d.Clock) >= clockLag && now.Sub(ticked) >= clockLag {
+					tick = true
+				}
+				wait = min(wait, clockLag)
+			}
 			for id, t := range d.Timers {
 				if t.Due.After(now) {
 					wait = min(wait, t.Due.Sub(now))
@@ -46,6 +59,11 @@ func (a *App[S]) timerLoop(ctx context.Context) {
 			}
 		}
 		a.mu.Unlock()
+		if tick {
+			if err := a.Impulse(clockMethod, nil); err == nil {
+				ticked = now
+			}
+		}
 		for _, id := range due {
 			err := a.fireIfPending(id)
 			switch {
