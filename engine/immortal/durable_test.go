@@ -110,6 +110,17 @@ func newDurApp(o durOpts) *App[durState] {
 		}
 		return fmt.Sprintf("slept %v", oc.Now().Sub(start) >= d), nil
 	})
+	Orchestrate(app, "chain", func(oc *Orch, n int) (int, error) {
+		sum := 0
+		for i := range n {
+			v, err := CallAsync[int](oc, "", "double", i).Await()
+			if err != nil {
+				return 0, err
+			}
+			sum += v
+		}
+		return sum, oc.Sleep(24 * time.Hour)
+	})
 	Orchestrate(app, "stamps", func(oc *Orch, _ struct{}) (string, error) {
 		t0 := oc.Now()
 		CallAsync[int](oc, "", "double", 1).Await()
