@@ -233,15 +233,7 @@ func TestOrchestrationParallelCalls(t *testing.T) {
 	}
 	// Nothing is left in flight but first's hour-long timer, which was
 	// dropped with its orchestration.
-	var ck struct {
-		Binding struct {
-			Durable DurableState `json:"durable"`
-		} `json:"binding"`
-	}
-	if err := json.Unmarshal(ic.lastCheckpoint(), &ck); err != nil {
-		t.Fatal(err)
-	}
-	if d := ck.Binding.Durable; len(d.Orchestrations) != 0 || len(d.Timers) != 0 || d.NextOrchestration != 3 {
+	if d := durableIn(t, ic.lastCheckpoint()); len(d.Orchestrations) != 0 || len(d.Timers) != 0 || d.NextOrchestration != 3 {
 		t.Errorf("durable state after all finished: %+v", d)
 	}
 }
@@ -387,21 +379,20 @@ func stepUntilInput(t *testing.T, ic *fakeIC, app *App[durState]) {
 	}
 }
 
-func timersIn(t *testing.T, ck []byte) map[string]*TimerState {
+// durableIn returns the durable state of a checkpoint, empty if it has none.
+func durableIn(t *testing.T, ck []byte) *DurableState {
 	t.Helper()
-	var c struct {
-		Binding struct {
-			Durable *DurableState `json:"durable"`
-		} `json:"binding"`
-	}
-	if err := json.Unmarshal(ck, &c); err != nil {
+	d, err := DecodeDurable(ck)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Binding.Durable == nil {
-		return nil
+	if d == nil {
+		d = &DurableState{}
 	}
-	return c.Binding.Durable.Timers
+	return d
 }
+
+func timersIn(t *testing.T, ck []byte) map[string]*TimerState { return durableIn(t, ck).Timers }
 
 // countTimerImpulses counts the logged firings of timers.
 func countTimerImpulses(ic *fakeIC) int {
@@ -491,29 +482,12 @@ func TestCallTimeout(t *testing.T) {
 	}
 }
 
-// entitiesIn returns the entities of a checkpoint.
-func entitiesIn(t *testing.T, ck []byte) map[string]*EntityState {
-	t.Helper()
-	var c struct {
-		Binding struct {
-			Durable *DurableState `json:"durable"`
-		} `json:"binding"`
-	}
-	if err := json.Unmarshal(ck, &c); err != nil {
-		t.Fatal(err)
-	}
-	if c.Binding.Durable == nil {
-		return nil
-	}
-	return c.Binding.Durable.Entities
-}
-
 // balances returns each entity's balance, and fails the test if a lock is
 // held or an operation waits.
 func balances(t *testing.T, ck []byte) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	for k, e := range entitiesIn(t, ck) {
+	for k, e := range durableIn(t, ck).Entities {
 		if e.LockedBy != "" || len(e.Queue) > 0 {
 			t.Errorf("entity %s is left locked by %q with %d queued", k, e.LockedBy, len(e.Queue))
 		}
@@ -607,14 +581,8 @@ func TestDurableClockAdvancesAlongCalls(t *testing.T) {
 		}
 		ic.step()
 	}
-	var ck struct {
-		Binding struct {
-			Durable DurableState `json:"durable"`
-		} `json:"binding"`
-	}
 	ic.step() // checkpoints the state after the impulse
-	json.Unmarshal(ic.lastCheckpoint(), &ck)
-	if got := ck.Binding.Durable.Clock; !got.Equal(clock.Now()) {
+	if got := durableIn(t, ic.lastCheckpoint()).Clock; !got.Equal(clock.Now()) {
 		t.Errorf("durable clock %v after the impulse, want %v", got, clock.Now())
 	}
 }

@@ -49,7 +49,7 @@ type simNet struct {
 	// kind crashKind; otherwise nodes crash at random.
 	crashAt    int
 	noCkpt     bool // no checkpoints but those asked for (benchmarks)
-	crashKind  int // 0: logged, not handled; 1: handled, output lost
+	crashKind  int  // 0: logged, not handled; 1: handled, output lost
 	deliveries int
 }
 
