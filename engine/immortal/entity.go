@@ -98,8 +98,9 @@ func (t *EntityType[E]) ID(instance, key string) EntityID {
 }
 
 // HandleOp registers fn as the operation op of the entity type. The state
-// fn changes is kept only if it returns no error: a failed operation
-// changes nothing and sends none of its signals.
+// fn changes is kept only if it returns no error: an operation that fails
+// (or panics: the caller gets the error) changes nothing and sends none of
+// its signals.
 func HandleOp[E, A, R any](t *EntityType[E], op string, fn func(ec *EntityCtx, e *E, args A) (R, error)) {
 	t.check("HandleOp " + t.name + "." + op)
 	if _, dup := t.reg.ops[op]; dup || op == "" {

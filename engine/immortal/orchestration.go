@@ -218,6 +218,9 @@ func (r *orchRun) await(what func() string, cond func() bool) {
 	r.st.Waiting = ""
 }
 
+// nondeterminismHint ends the errors of a body that left its history.
+const nondeterminismHint = "; the body changed (or is not deterministic) while this orchestration was in flight: run the build that started it until its orchestrations finish, or keep old bodies' steps as they were"
+
 // fail reports a fatal error from the body's goroutine and ends it.
 func (r *orchRun) fail(err error) {
 	r.aborting = true
@@ -226,7 +229,7 @@ func (r *orchRun) fail(err error) {
 }
 
 func (r *orchRun) nondeterministic(step int, format string, a ...any) {
-	r.fail(fmt.Errorf("%w: orchestration %s (%s), step %d: %s", ErrNondeterministic, r.st.Name, r.id, step, fmt.Sprintf(format, a...)))
+	r.fail(fmt.Errorf("%w: orchestration %s (%s), step %d: %s%s", ErrNondeterministic, r.st.Name, r.id, step, fmt.Sprintf(format, a...), nondeterminismHint))
 }
 
 // schedule adds a step: on a re-run it must be the step the history has
@@ -299,7 +302,7 @@ func (rt *runtime) handle(r *orchRun, y orchYield) error {
 	}
 	<-r.exited
 	if r.rebuilding {
-		return &fatalError{fmt.Errorf("%w: orchestration %s (%s): the code returns after %d steps, but the history shows it waiting (it has %d steps)", ErrNondeterministic, r.st.Name, r.id, r.next, len(r.st.History))}
+		return &fatalError{fmt.Errorf("%w: orchestration %s (%s): the code returns after %d steps, but the history shows it waiting (it has %d steps)%s", ErrNondeterministic, r.st.Name, r.id, r.next, len(r.st.History), nondeterminismHint)}
 	}
 	d := rt.durState()
 	delete(d.Orchestrations, r.id)
@@ -343,7 +346,7 @@ func (rt *runtime) live(ctx *Ctx, id string, st *OrchestrationState) (*orchRun, 
 	}
 	if r.next != len(st.History) {
 		r.abort()
-		return nil, &fatalError{fmt.Errorf("%w: orchestration %s (%s), step %d: the history has a %s, the code now waits without making it", ErrNondeterministic, st.Name, id, r.next+1, st.History[r.next].describe())}
+		return nil, &fatalError{fmt.Errorf("%w: orchestration %s (%s), step %d: the history has a %s, the code now waits without making it%s", ErrNondeterministic, st.Name, id, r.next+1, st.History[r.next].describe(), nondeterminismHint)}
 	}
 	r.rebuilding = false
 	return r, nil
@@ -513,10 +516,15 @@ func (o *Orch) WhenAny(tasks ...Awaitable) int {
 	return first
 }
 
+// describeAll names the tasks a body waits for, the first few of them.
 func describeAll(tasks []Awaitable) string {
-	s := make([]string, len(tasks))
-	for i, t := range tasks {
-		s[i] = t.describe()
+	const shown = 4
+	s := make([]string, 0, shown+1)
+	for _, t := range tasks[:min(len(tasks), shown)] {
+		s = append(s, t.describe())
+	}
+	if len(tasks) > shown {
+		s = append(s, fmt.Sprintf("and %d more", len(tasks)-shown))
 	}
 	return strings.Join(s, ", ")
 }
