@@ -74,6 +74,9 @@ Exit codes: 0 the check passed; 1 it failed; 2 the demo could not run.`,
 			if len(args) == 1 {
 				which = args[0]
 			}
+			if err := bank.misusedBy(cmd, which); err != nil {
+				return err
+			}
 			if o.kills < 0 || o.count < 1 || o.target < 1 {
 				return usageErrorf("--kills must be ≥ 0, --count and --target ≥ 1")
 			}

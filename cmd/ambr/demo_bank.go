@@ -40,6 +40,19 @@ func addBankDemoFlags(cmd *cobra.Command) *bankDemoOptions {
 	return &b
 }
 
+// misusedBy returns a usage error if a bank flag was given to another demo.
+func (b *bankDemoOptions) misusedBy(cmd *cobra.Command, demo string) error {
+	if demo == "bank" {
+		return nil
+	}
+	for _, f := range []string{"transfers", "accounts", "parallel", "timeout", "json"} {
+		if cmd.Flags().Changed(f) {
+			return usageErrorf("--%s is a flag of 'ambr demo bank', not of the %s demo", f, demo)
+		}
+	}
+	return nil
+}
+
 // bank runs the bank demo: accounts as entities, transfers as
 // orchestrations locking both accounts, a driver making random transfers,
 // all three killed with SIGKILL again and again.

@@ -15,8 +15,7 @@ import (
 // and releases them; eight contend at a time. ns/op is per section, over
 // its 13 or so messages.
 func BenchmarkCriticalSection(b *testing.B) {
-	t := &testing.T{}
-	n := &simNet{t: t, rng: rand.New(rand.NewPCG(1, 2)), nodes: map[string]*simNode{}, queues: map[[2]string][][]byte{}, crashAt: 1 << 62, noCkpt: true}
+	n := &simNet{t: b, rng: rand.New(rand.NewPCG(1, 2)), nodes: map[string]*simNode{}, queues: map[[2]string][][]byte{}, crashAt: 1 << 62, noCkpt: true}
 	defer n.stopAll()
 	n.start("n0")
 	set := []EntityID{{Instance: "n0", Name: "guard", Key: "a"}, {Instance: "n0", Name: "guard", Key: "b"}}
@@ -42,8 +41,7 @@ func BenchmarkCriticalSection(b *testing.B) {
 func BenchmarkOrchestrationRebuild(b *testing.B) {
 	for _, steps := range []int{10, 100} {
 		b.Run(fmt.Sprintf("steps=%d", steps), func(b *testing.B) {
-			t := &testing.T{}
-			n := &simNet{t: t, rng: rand.New(rand.NewPCG(1, 2)), nodes: map[string]*simNode{}, queues: map[[2]string][][]byte{}, crashAt: 1 << 62, noCkpt: true}
+			n := &simNet{t: b, rng: rand.New(rand.NewPCG(1, 2)), nodes: map[string]*simNode{}, queues: map[[2]string][][]byte{}, crashAt: 1 << 62, noCkpt: true}
 			defer n.stopAll()
 			n.start("n0")
 			node := n.nodes["n0"]

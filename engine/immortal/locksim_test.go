@@ -40,7 +40,7 @@ type simNode struct {
 }
 
 type simNet struct {
-	t      *testing.T
+	t      testing.TB
 	rng    *rand.Rand
 	nodes  map[string]*simNode
 	names  []string
