@@ -167,7 +167,9 @@ func (d *demoRun) printBankReport(r bank.Report) {
 		d.printf("  problem: %s\n", p)
 	}
 	if r.OK {
-		d.printf("after %d kills.\n\nLook around: ambr checkpoints %s (the accounts are entities, under binding.durable) · ambr log %s --from end\n", r.Kills, demoBankAccounts, demoBankTransfers)
+		d.printf("after %d kills.\n\n", r.Kills)
+		d.printf("Look around: ambr replay %s --until 300 --json (binding.durable: transfers in flight, their history, where each waits)\n", demoBankTransfers)
+		d.printf("             ambr replay %s --until end --json (binding.durable.entities: each account, its lock and queue) · ambr log %s --from end\n", demoBankAccounts, demoBankTransfers)
 	}
 }
 
