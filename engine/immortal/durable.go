@@ -202,15 +202,24 @@ func (rt *runtime) reply(replyTo string, callID int64, now time.Time, result []b
 }
 
 // sendInternal sends one of the binding's own messages (JSON) to instance.
+// A call (callID ≠ 0) wants its result at this instance.
 func (rt *runtime) sendInternal(instance, method string, kind logfmt.RPCKind, now time.Time, v any, callID int64) error {
+	replyTo := ""
+	if callID != 0 {
+		replyTo = rt.name
+	}
+	return rt.sendInternalTo(instance, method, kind, now, v, callID, replyTo)
+}
+
+// sendInternalTo is sendInternal with the result going to replyTo: a lock
+// request forwarded entity to entity is a call whose result (the grant, or
+// an error from a host that cannot take it) goes to the orchestration.
+func (rt *runtime) sendInternalTo(instance, method string, kind logfmt.RPCKind, now time.Time, v any, callID int64, replyTo string) error {
 	payload, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("immortal: encode %s message: %w", method, err)
 	}
-	env := Envelope{Method: method, CallID: callID, Time: now.UnixNano(), Payload: payload}
-	if callID != 0 {
-		env.ReplyTo = rt.name
-	}
+	env := Envelope{Method: method, CallID: callID, Time: now.UnixNano(), ReplyTo: replyTo, Payload: payload}
 	rt.send(rt.wireDest(instance), ReservedRequest, method, kind, env)
 	return nil
 }

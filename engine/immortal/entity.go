@@ -277,7 +277,10 @@ func (rt *runtime) entityMessage(ctx *Ctx, payload []byte, wantResult bool) erro
 }
 
 // grant gives the lock to the request's owner and forwards the request to
-// the next entity of the set, or tells the owner it holds them all.
+// the next entity of the set, or tells the owner it holds them all. Each
+// hop is a call whose result goes to the owner: a host that cannot take
+// the request answers it with an error there, and only the grant comes from
+// the last entity.
 func (rt *runtime) grant(ctx *Ctx, e *EntityState, m *EntityMessage) {
 	e.LockedBy = m.Owner
 	if m.Index+1 < len(m.Set) {
@@ -285,7 +288,7 @@ func (rt *runtime) grant(ctx *Ctx, e *EntityState, m *EntityMessage) {
 		fwd.Index++
 		next := fwd.Set[fwd.Index]
 		fwd.Name, fwd.Key = next.Name, next.Key
-		if err := rt.sendInternal(next.Instance, entityMethod, logfmt.RPCFork, ctx.Now(), fwd, 0); err != nil {
+		if err := rt.sendInternalTo(next.Instance, entityMethod, logfmt.RPCCall, ctx.Now(), fwd, fwd.CallID, fwd.ReplyTo); err != nil {
 			rt.log.Error("immortal: forward lock request", "error", err)
 		}
 		return
@@ -392,13 +395,16 @@ func (o *Orch) Lock(entities ...EntityID) (*CriticalSection, error) {
 	step := r.schedule(&Step{Kind: "lock", Entities: set}, func(st *Step) {
 		st.CallID = r.rt.newCall(pendingCall{method: "lock", orch: r.id, step: len(r.st.History) - 1})
 		m := EntityMessage{Kind: "lock", Name: set[0].Name, Key: set[0].Key, Owner: r.rt.name + "/" + r.id, Set: set, CallID: st.CallID, ReplyTo: r.rt.name}
-		if err := r.rt.sendInternal(set[0].Instance, entityMethod, logfmt.RPCFork, r.now, m, 0); err != nil {
+		if err := r.rt.sendInternal(set[0].Instance, entityMethod, logfmt.RPCCall, r.now, m, st.CallID); err != nil {
 			r.rt.log.Error("immortal: lock request", "error", err)
 		}
 	})
 	r.await(func() string { return fmt.Sprintf("step %d (lock of %v)", step+1, set) }, func() bool { return r.visible(step) })
 	if st := r.st.History[step]; st.Error != "" {
-		return nil, &CallError{Method: "lock", Message: st.Error, Code: st.Code}
+		// A host could not take its lock (it hosts no entities): release
+		// those granted before it.
+		(&CriticalSection{r: r, entities: set}).Unlock()
+		return nil, &CallError{Method: fmt.Sprintf("lock of %v", set), Message: st.Error, Code: st.Code}
 	}
 	r.cs = &CriticalSection{r: r, entities: set}
 	r.st.Locked = set

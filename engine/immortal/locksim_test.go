@@ -106,8 +106,11 @@ func addLockFuzz(app *App[durState]) {
 	})
 }
 
-func (n *simNet) start(name string) {
-	node := &simNode{name: name, app: newSimApp(name), produced: map[string]int{}, sent: map[string]int{}}
+func (n *simNet) start(name string) { n.startApp(name, newSimApp(name)) }
+
+// startApp starts a node running app. (A crash restarts it as newSimApp.)
+func (n *simNet) startApp(name string, app *App[durState]) {
+	node := &simNode{name: name, app: app, produced: map[string]int{}, sent: map[string]int{}}
 	node.sess = newSession(node.app, name)
 	n.nodes[name], n.names = node, append(n.names, name)
 	out := n.feed(node, logfmt.SeqControl, logfmt.AppendControl(nil, logfmt.TypeTakeBecomingPrimaryCheckpoint), nil)
@@ -426,4 +429,28 @@ func FuzzLockProtocol(f *testing.F) {
 	f.Add(uint64(1))
 	f.Add(uint64(99))
 	f.Fuzz(func(t *testing.T, seed uint64) { runLockFuzz(t, seed) })
+}
+
+// A lock set with an entity on an instance that hosts none: the request
+// reaches it after the first entity is granted; that instance answers the
+// call with an error, Lock returns it, and the granted entity is released.
+func TestLockOnInstanceWithoutEntities(t *testing.T) {
+	n := &simNet{t: t, rng: rand.New(rand.NewPCG(5, 7)), nodes: map[string]*simNode{}, queues: map[[2]string][][]byte{}, crashAt: 1 << 62, noCkpt: true}
+	defer n.stopAll()
+	n.start("n0")
+	plain := New(func() durState { return durState{} }, WithLogger(quietLogger()))
+	Handle(plain, "noop", func(*Ctx, *durState, struct{}) (struct{}, error) { return struct{}{}, nil })
+	plain.SetName("plain")
+	n.startApp("plain", plain)
+	n.startSection("n0", []EntityID{{Instance: "plain", Name: "guard", Key: "b"}, {Instance: "n0", Name: "guard", Key: "a"}})
+	for n.deliver() {
+	}
+	s, _ := n.nodes["n0"].app.State()
+	if len(s.Results) != 1 || !strings.Contains(s.Results[0], "call to section failed: immortal: call to lock of [n0/guard@a plain/guard@b] failed: immortal: plain has no handler for method ambr.entity") {
+		t.Errorf("results %q", s.Results)
+	}
+	d := n.nodes["n0"].app.bind.dur
+	if e := d.Entities["guard@a"]; e == nil || e.LockedBy != "" || len(d.Orchestrations) != 0 {
+		t.Errorf("guard@a %+v, %d orchestrations left", e, len(d.Orchestrations))
+	}
 }
