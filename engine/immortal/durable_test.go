@@ -595,3 +595,26 @@ func TestDurableClockAdvancesAlongCalls(t *testing.T) {
 		t.Errorf("durable clock %v after the impulse, want %v", got, clock.Now())
 	}
 }
+
+// A build without the orchestration (here: with none at all) that recovers
+// a state holding one in flight stops with an error naming it, at its next
+// result.
+func TestRecoveryWithoutTheOrchestration(t *testing.T) {
+	ic := newFakeIC(t)
+	app := newDurApp(durOpts{})
+	ic.start(app)
+	mustImpulseDur(t, app, "start", startArgs{Orch: "fanout", Arg: 2})
+	for range 3 {
+		ic.step()
+	}
+	ic.crash()
+	bare := New(func() durState { return durState{Results: []string{}} }, WithLogger(quietLogger()))
+	Handle(bare, "start", func(*Ctx, *durState, startArgs) (struct{}, error) { return struct{}{}, nil })
+	Handle(bare, "double", func(ctx *Ctx, s *durState, n int) (int, error) { return 2 * n, nil })
+	HandleResult(bare, "done", func(*Ctx, *durState, json.RawMessage, error, []byte) error { return nil })
+	ic.recoverFrom(bare, len(ic.checkpoints)-1) // then the results of double arrive
+	err := ic.c.serveErr()
+	if err == nil || !strings.Contains(err.Error(), "orchestration fanout (o1) is in the state, but this build has no orchestration of that name") {
+		t.Errorf("Serve returned %v", err)
+	}
+}

@@ -141,7 +141,11 @@ type orchYield struct {
 }
 
 func (rt *runtime) newRun(id string, st *OrchestrationState, rebuilding bool) (*orchRun, error) {
-	body, ok := rt.dur.orchs[st.Name]
+	var body orchBody
+	ok := false
+	if rt.dur != nil {
+		body, ok = rt.dur.orchs[st.Name]
+	}
 	if !ok {
 		return nil, &fatalError{fmt.Errorf("immortal: orchestration %s (%s) is in the state, but this build has no orchestration of that name", st.Name, id)}
 	}
