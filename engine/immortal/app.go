@@ -118,6 +118,7 @@ func Handle[S, A, R any](app *App[S], method string, fn func(ctx *Ctx, s *S, arg
 	if fn == nil {
 		panic("immortal: Handle " + method + " with a nil function")
 	}
+	checkUserMethod("Handle", method)
 	// The arguments are decoded into slot, not into a variable of each
 	// call: a pointer handed to the codec (an interface) escapes, so that
 	// would be an allocation per message. Handlers of an app run one at a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ambr-dev/ambr/logfmt"
@@ -25,6 +26,17 @@ const (
 	timerMethod  = "ambr.timer"  // a durable timer fired (an impulse)
 	clockMethod  = "ambr.clock"  // the wall clock moved on (an impulse)
 )
+
+// reservedPrefix starts the names of the binding's own methods.
+const reservedPrefix = "ambr."
+
+// checkUserMethod panics if an app registers a method under a name the
+// binding keeps for itself.
+func checkUserMethod(what, method string) {
+	if strings.HasPrefix(method, reservedPrefix) {
+		panic("immortal: " + what + " " + method + ": method names starting with " + reservedPrefix + " are the binding's; choose another")
+	}
+}
 
 // errDeferred is what a request handler returns when the reply comes later
 // (an orchestration, or an entity operation queued behind a lock).

@@ -3,6 +3,7 @@ package immortal
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -34,6 +35,22 @@ func TestDeclaredErrorCrossesTheWire(t *testing.T) {
 	}
 	if ce := callError("x", FlagError, []byte("[not.a.code] text")); ce.Code != "" || ce.Message != "[not.a.code] text" {
 		t.Errorf("text without the flag was parsed: %#v", ce)
+	}
+}
+
+func TestReservedMethodNames(t *testing.T) {
+	for _, register := range []func(){
+		func() { Handle(New(func() int { return 0 }), "ambr.entity", func(*Ctx, *int, int) (int, error) { return 0, nil }) },
+		func() { Orchestrate(New(func() int { return 0 }), "ambr.x", func(*Orch, int) (int, error) { return 0, nil }) },
+	} {
+		func() {
+			defer func() {
+				if v := recover(); v == nil || !strings.Contains(fmt.Sprint(v), "are the binding's") {
+					t.Errorf("registering a reserved name: %v", v)
+				}
+			}()
+			register()
+		}()
 	}
 }
 

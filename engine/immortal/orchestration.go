@@ -39,6 +39,7 @@ func Orchestrate[S, A, R any](app *App[S], name string, body func(o *Orch, args 
 	if body == nil {
 		panic("immortal: Orchestrate " + name + " with a nil body")
 	}
+	checkUserMethod("Orchestrate", name)
 	reg := app.registry("Orchestrate " + name)
 	app.register(name, func(ctx *Ctx, _ *S, payload []byte, wantResult bool) ([]byte, error) {
 		return nil, ctx.rt.startOrchestration(ctx, name, payload, wantResult)
