@@ -40,8 +40,12 @@ func TestDeclaredErrorCrossesTheWire(t *testing.T) {
 
 func TestReservedMethodNames(t *testing.T) {
 	for _, register := range []func(){
-		func() { Handle(New(func() int { return 0 }), "ambr.entity", func(*Ctx, *int, int) (int, error) { return 0, nil }) },
-		func() { Orchestrate(New(func() int { return 0 }), "ambr.x", func(*Orch, int) (int, error) { return 0, nil }) },
+		func() {
+			Handle(New(func() int { return 0 }), "ambr.entity", func(*Ctx, *int, int) (int, error) { return 0, nil })
+		},
+		func() {
+			Orchestrate(New(func() int { return 0 }), "ambr.x", func(*Orch, int) (int, error) { return 0, nil })
+		},
 	} {
 		func() {
 			defer func() {
