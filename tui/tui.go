@@ -12,6 +12,9 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+
+	// Imported before Bubble Tea: no terminal query at init (see its doc).
+	"github.com/ambr-dev/ambr/internal/termquery"
 )
 
 // Options configure the TUI.
@@ -108,8 +111,12 @@ func New(opts Options) *Model {
 func Run(ctx context.Context, opts Options) error {
 	opts.defaults()
 	// Ask the terminal for its background before Bubble Tea reads the
-	// input: adaptive colours need it.
-	opts.Renderer.HasDarkBackground()
+	// input: adaptive colours need it. A terminal that does not answer
+	// costs termquery.Timeout, and the colours for a dark background.
+	if f, ok := opts.Output.(*os.File); ok {
+		dark, known := termquery.Background(f, termquery.Timeout)
+		opts.Renderer.SetHasDarkBackground(dark || !known)
+	}
 	m := New(opts)
 	defer m.Close()
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.Input), tea.WithOutput(opts.Output), tea.WithAltScreen())

@@ -46,8 +46,9 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 func newRunCmd(g *globals) *cobra.Command {
 	var o runOptions
+	var file string
 	cmd := &cobra.Command{
-		Use:   "run APP [--name NAME] [-- APP_ARGS...]",
+		Use:   "run APP [--name NAME] [-- APP_ARGS...] | run -f ambr.yaml",
 		Short: "Run an immortal: its coordinator here, its app as a supervised child",
 		Long: `Run an immortal in the foreground. The coordinator runs in this process and
 logs every input of the app durably (under --home, default ./.ambr) before the
@@ -61,10 +62,34 @@ instance's MANIFEST, so its history can later be replayed with that build.
 Ctrl-C stops cleanly. kill -9 of this process is a machine failure: run the
 same command again and the immortal recovers exactly where it was.
 
+-f FILE runs several immortals from one YAML file, each as 'ambr run APP'
+would (one coordinator per immortal, all in this process), their output
+prefixed by name; Ctrl-C stops all, and if one stops on an error the others
+are stopped too. The other flags apply to every immortal. Relative app
+paths are relative to the file:
+
+  immortals:
+    - name: server
+      app: ./samples/counter/server
+    - name: client
+      app: ./samples/counter/client
+      args: [--server, server, --count, "100"]
+      # replicas: 1        (active/active replicas: not yet)
+      # ports: 2500,2501   (fixed app ports; default free ones)
+
 Exit codes: 0 stopped by Ctrl-C; 1 the coordinator stopped on an error (a
 disk fault, a damaged log: the message says which); 2 could not start.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			if file != "" {
+				return runImmortals(cmd.Context(), g, file, args, o)
+			}
+			if len(args) == 0 {
+				return usageErrorf("give the APP to run (a Go package path or an executable), or -f ambr.yaml for several immortals")
+			}
 			appArgs := args[1:]
 			if n := cmd.ArgsLenAtDash(); n >= 0 && n != 1 {
 				return usageErrorf("give one APP before --, then the app's own arguments")
@@ -73,6 +98,7 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", "", "run the immortals listed in this YAML file (see above), each as APP would run")
 	f.StringVar(&o.name, "name", "", "instance name (default: the app's base name)")
 	f.Int64Var(&o.segmentSize, "segment-size", engine.DefaultSegmentSize, "log bytes per segment; each roll-over takes a checkpoint")
 	f.StringVar(&o.nondeterminism, "nondeterminism", "stop", "when a recovery replays differently from the log: stop or warn")

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/creack/pty"
+)
+
+// TestCommandsDoNotQueryTheTerminal runs commands on a pseudo-terminal that
+// never answers, as `script` or a serial console is: they must not ask it
+// anything (Bubble Tea's init used to, and waited 5 s for the answer).
+func TestCommandsDoNotQueryTheTerminal(t *testing.T) {
+	ambr, _ := binaries(t)
+	home := t.TempDir()
+	for _, args := range [][]string{{"ls"}, {"version"}, {"ls", "--json"}} {
+		cmd := exec.Command(ambr, args...)
+		cmd.Env = append(os.Environ(), "AMBR_HOME="+home, "TERM=xterm-256color")
+		term, err := pty.Start(cmd)
+		if err != nil {
+			t.Skipf("no pseudo-terminal on this machine: %v", err)
+		}
+		out, _ := io.ReadAll(term) // EIO once the command has exited
+		term.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("ambr %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		for _, q := range []string{"\x1b]11;?", "\x1b]10;?", "\x1b[6n"} {
+			if strings.Contains(string(out), q) {
+				t.Errorf("ambr %s asked the terminal %q:\n%q", strings.Join(args, " "), q, out)
+			}
+		}
+	}
+}
