@@ -17,7 +17,6 @@ import (
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/engine/vfs"
@@ -96,6 +95,7 @@ type browserModel struct {
 	// State: results by record; one request runs at a time (stateBusy),
 	// stateWant is the newest one asked for meanwhile (-1: none).
 	results     map[int64]*stateResult
+	unfolded    bool // the state pane shows every entry (z)
 	resultOrder []int64
 	stateGen    int
 	stateBusy   bool
@@ -245,20 +245,30 @@ type geometry struct {
 }
 
 func (b *browserModel) geometry(w, h int) geometry {
-	if w >= 120 {
-		listW := w * 9 / 20
+	// Side by side only when the list gets the width its columns need and
+	// the panes right of it stay readable; else stacked.
+	need := b.rowWidth(listMethodW)
+	if listW := max(w*9/20, need); w >= 120 && w-listW-1 >= minSidePaneW {
 		right := w - listW - 1
 		return geometry{wide: true, listW: listW, listH: h, detailW: right, detailH: h / 2, stateW: right, stateH: h - h/2}
 	}
-	listH := max(2, h/2)
+	listH := max(3, h/2+1) // the title and column headings, then rows
 	bottom := h - listH
 	detailW := (w - 1) / 2
 	return geometry{listW: w, listH: listH, detailW: detailW, detailH: bottom, stateW: w - detailW - 1, stateH: bottom}
 }
 
-// listRows is how many lines of rows the list shows.
+// Widths the side-by-side layout keeps: the list's method column, and the
+// detail and state panes right of the list.
+const (
+	listMethodW  = 16
+	minSidePaneW = 50
+)
+
+// listRows is how many lines of rows the list shows (below its title and
+// column headings).
 func (b *browserModel) listRows() int {
-	return max(1, b.geometry(b.c.width, b.c.bodyHeight()).listH-1)
+	return max(1, b.geometry(b.c.width, b.c.bodyHeight()).listH-2)
 }
 
 // listLine is one line of the list: a record or a checkpoint marker.
@@ -476,7 +486,7 @@ func (b *browserModel) loadDetail() tea.Cmd {
 	return func() tea.Msg {
 		msg := recordLoadedMsg{id: id, seq: e.Seq}
 		msg.err = idx.records([]timetravel.IndexEntry{e}, func(e timetravel.IndexEntry, rec *logfmt.Record) error {
-			msg.view = logview.View(rec, e.Segment, e.Offset, immortal.DecodeArgs)
+			msg.view = logview.ViewEnvelopes(rec, e.Segment, e.Offset, decodeEnvelope)
 			return nil
 		})
 		return msg
@@ -646,10 +656,21 @@ func (b *browserModel) menu() []menuItem {
 	}
 	items = append(items, retro,
 		menuItem{label: "debug this record's handler (Delve)", run: func() tea.Cmd {
-			return b.runAmbr("replay --debug", "replay", b.dir, "--until", seq, "--debug", "--wait", "--no-cache")
+			return b.runAmbr("replay --debug", b.debugArgs(seq)...)
 		}},
 	)
 	return items
+}
+
+// debugArgs is the ambr command line of the debug action at record seq.
+func (b *browserModel) debugArgs(seq string) []string {
+	args := []string{"replay", b.dir, "--until", seq, "--debug", "--wait", "--no-cache"}
+	// The build ambr tui --app named: Delve needs its source (a package
+	// path) to build it with debug information.
+	if src := b.c.opts.AppSource; src != "" {
+		args = append(args, "--app", src)
+	}
+	return args
 }
 
 // actionDoneMsg says an ambr command run from the menu has returned.
@@ -663,7 +684,9 @@ type actionDoneMsg struct {
 // that waits for enter afterwards so its output can be read. The shell
 // traps (but does not ignore) Ctrl-C, so Ctrl-C ends ambr and returns here.
 func ambrCommand(ambr, home string, args ...string) *exec.Cmd {
-	script := `trap : INT; "$0" "$@"; printf '\n(enter returns to ambr tui) '; read _`
+	// Clear the screen first: the output of the previous action is not
+	// this one's.
+	script := `trap : INT; printf '\033[H\033[2J'; "$0" "$@"; printf '\n(enter returns to ambr tui) '; read _`
 	return exec.Command("sh", append([]string{"-c", script, ambr, "--home", home}, args...)...)
 }
 
@@ -944,6 +967,9 @@ func (b *browserModel) key(msg tea.KeyMsg) tea.Cmd {
 		return b.Follow()
 	case key.Matches(msg, k.Refresh):
 		return b.updateIndex()
+	case key.Matches(msg, k.Fold):
+		b.ToggleFold()
+		return nil
 	case key.Matches(msg, k.Back):
 		return b.Back()
 	case key.Matches(msg, k.Enter):
@@ -1051,8 +1077,10 @@ func (b *browserModel) openPrompt(kind promptKind) tea.Cmd {
 	case promptFilter:
 		b.input.Prompt = "/"
 		b.input.Placeholder = "method:Inc peer:client kind:call re:EXPR or text of the arguments"
+		// A new filter starts empty (as in less, k9s and lazygit); the
+		// current one stays until enter replaces it.
 		if b.filter != nil {
-			b.input.SetValue(b.filter.text)
+			b.input.Placeholder = "a new filter (now: " + b.filter.text + "; esc keeps it)"
 		}
 	case promptJump:
 		b.input.Prompt = ":"
@@ -1071,5 +1099,15 @@ func (b *browserModel) jump(text string) tea.Cmd {
 	return func() tea.Msg {
 		seq, err := idx.resolve(p)
 		return jumpResolvedMsg{id: id, point: text, seq: seq, err: err}
+	}
+}
+
+// ToggleFold folds or unfolds long arrays and objects in the state pane.
+func (b *browserModel) ToggleFold() {
+	b.unfolded = !b.unfolded
+	if b.unfolded {
+		b.setStatus("state unfolded: every entry shown (z folds)")
+	} else {
+		b.setStatus("state folded: long arrays and objects cut after %d entries (z unfolds)", foldAfter)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/charmbracelet/bubbles/help"
@@ -31,6 +32,10 @@ type Options struct {
 	// Candidate, if set, is the build the "retro-test from here" action
 	// tests (an executable or a Go package path).
 	Candidate string
+	// AppSource is what App was made from, as the user named it (a Go
+	// package path, or the executable): the debug action rebuilds it with
+	// debug information.
+	AppSource string
 	// Ambr is the ambr executable the actions run (default: this one).
 	Ambr string
 	// Input and Output default to the terminal (os.Stdin, os.Stdout).
@@ -44,6 +49,9 @@ type Options struct {
 	StateDelay time.Duration
 	// FollowEvery is how often `f` looks for new records (default 500ms).
 	FollowEvery time.Duration
+	// RefreshEvery is how often the instances view reads the instances
+	// again (default 2s; negative: only on r).
+	RefreshEvery time.Duration
 }
 
 func (o *Options) defaults() {
@@ -62,6 +70,9 @@ func (o *Options) defaults() {
 	if o.StateDelay == 0 {
 		o.StateDelay = 150 * time.Millisecond
 	}
+	if o.RefreshEvery == 0 {
+		o.RefreshEvery = 2 * time.Second
+	}
 	if o.FollowEvery <= 0 {
 		o.FollowEvery = 500 * time.Millisecond
 	}
@@ -76,6 +87,9 @@ type common struct {
 	opts          Options
 	// tick is tea.Tick; benchmarks that run commands in line drop timers.
 	tick func(time.Duration, func(time.Time) tea.Msg) tea.Cmd
+	// closed is closed by Model.Close: waits (the instances' refresh) end.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // bodyHeight is the lines between the header and the two footer lines.
@@ -97,7 +111,7 @@ type Model struct {
 // New returns the TUI's model; Run runs it in the terminal.
 func New(opts Options) *Model {
 	opts.defaults()
-	c := &common{styles: NewStyles(opts.Renderer), keys: DefaultKeyMap(), width: 80, height: 24, opts: opts, tick: tea.Tick}
+	c := &common{styles: NewStyles(opts.Renderer), keys: DefaultKeyMap(), width: 80, height: 24, opts: opts, tick: tea.Tick, closed: make(chan struct{})}
 	h := help.New()
 	h.Styles = c.styles.Help
 	m := &Model{c: c, instances: newInstancesModel(c), help: h, retired: map[*browserModel]bool{}}
@@ -130,6 +144,7 @@ func Run(ctx context.Context, opts Options) error {
 // Close stops what the model started (the replaying app, the index), also
 // for browsers left whose closing had not run yet.
 func (m *Model) Close() {
+	m.c.closeOnce.Do(func() { close(m.c.closed) })
 	if m.browser != nil {
 		m.browser.close()
 		m.browser = nil
@@ -189,6 +204,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case instancesLoadedMsg:
 		return m, m.instances.update(msg)
+	case instancesTickMsg:
+		m.instances.ticking = false
+		if m.browser != nil {
+			return m, nil // leaving the browser refreshes them
+		}
+		return m, m.instances.reload()
 	case browserClosedMsg:
 		delete(m.retired, msg.b)
 		return m, nil
