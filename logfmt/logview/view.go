@@ -29,10 +29,10 @@ type MessageView struct {
 	CallID int64 `json:"call_id,omitempty"`
 	// Failed marks a result that is the call's error (its payload is the
 	// error text). Known only from an EnvelopeDecoder.
-	Failed bool `json:"failed,omitempty"`
-	Size       int    `json:"size"`
-	Args       string `json:"args,omitempty"`
-	ArgsHex    string `json:"args_hex,omitempty"`
+	Failed  bool   `json:"failed,omitempty"`
+	Size    int    `json:"size"`
+	Args    string `json:"args,omitempty"`
+	ArgsHex string `json:"args_hex,omitempty"`
 	// Batch holds the RPCs of an RPCBatch or CountReplayableRPCBatch.
 	Batch []MessageView `json:"batch,omitempty"`
 	Error string        `json:"error,omitempty"`
