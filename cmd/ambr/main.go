@@ -117,6 +117,7 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newCheckpointsCmd(g),
 		newCertsCmd(g),
 		newVersionCmd(g),
+		newRegisterCmd(g),
 	)
 	refuseUnknownSubcommands(root)
 	addCompletions(g, root)

@@ -40,6 +40,7 @@ type runOptions struct {
 	appBudget      string
 	tlsDir         string
 	peerAddr       string
+	ambrosiaReg    bool
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -112,6 +113,7 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	f.StringVar(&o.tlsDir, "tls", "", "CA directory for coordinator TLS across hosts (see 'ambr certs'; default: the local CA under the registry directory)")
 	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:0", "HOST:PORT where this coordinator listens for other coordinators (default a free loopback port)")
 	f.StringVar(&o.appBudget, "app-budget", "64MiB", "bytes that may wait for the app: input it has not taken, and output its receivers have not acknowledged; beyond it the coordinator stops reading from peers, or from the app")
+	f.BoolVar(&o.ambrosiaReg, "ambrosia-registration", false, "on every start, write AMBROSIA's registration of the instance (its ports) to the storage in AZURE_STORAGE_CONN_STRING, for apps on AMBROSIA's own bindings (see 'ambr register --help')")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -175,6 +177,11 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		return problemErrorf("%v", err)
 	}
 	defer l.Close()
+	if o.ambrosiaReg {
+		if err := registerForAmbrosia(ctx, name, dir, l.RecvPort, l.SendPort, o.segmentSize); err != nil {
+			return err
+		}
+	}
 	level := slog.LevelInfo
 	if o.quiet {
 		level = slog.LevelWarn

@@ -14,6 +14,8 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ambr-dev/ambr/engine/ambrosia"
 )
 
 // minSegmentSize is the smallest --segment-size accepted: below it every
@@ -30,6 +32,9 @@ func (o *runOptions) validate() error {
 		if _, _, err := parsePorts(o.ports); err != nil {
 			return usageErrorf("--ports %q: %v", o.ports, err)
 		}
+	}
+	if o.ambrosiaReg && os.Getenv(ambrosia.EnvConnString) == "" {
+		return usageErrorf("--ambrosia-registration: %s is not set: set it to the connection string of the Azure Storage account AMBROSIA's bindings read their registration from", ambrosia.EnvConnString)
 	}
 	return nil
 }
