@@ -116,6 +116,16 @@ type browserModel struct {
 	searchCancel context.CancelFunc
 	scanned      *atomic.Int64
 
+	// The filter's matches over the whole log (matches.go): nil until
+	// counted. showContext shows all records rather than only them.
+	matches       []int64
+	matchRows     map[int64]timetravel.IndexEntry // entries of matches outside win
+	matchRowsBusy bool
+	counting      bool
+	counted       *atomic.Int64
+	countCancel   context.CancelFunc
+	showContext   bool
+
 	prompt promptKind
 	input  textinput.Model
 
@@ -148,6 +158,7 @@ func newBrowserModel(c *common, dir string) *browserModel {
 	return &browserModel{
 		c: c, id: int(browserIDs.Add(1)), dir: dir, indexed: new(atomic.Int64), scanned: new(atomic.Int64), own: &owned{done: make(chan struct{})},
 		results: map[int64]*stateResult{}, stateWant: -1, input: ti, peerW: 4,
+		counted: new(atomic.Int64), matchRows: map[int64]timetravel.IndexEntry{},
 	}
 }
 
@@ -182,6 +193,9 @@ func (b *browserModel) init() tea.Cmd {
 func (b *browserModel) close() {
 	if b.searchCancel != nil {
 		b.searchCancel()
+	}
+	if b.countCancel != nil {
+		b.countCancel()
 	}
 	b.own.close()
 }
@@ -282,6 +296,12 @@ type listLine struct {
 // first record after each checkpoint.
 func (b *browserModel) lines(rows int) []listLine {
 	out := make([]listLine, 0, rows)
+	if b.onlyMatches() {
+		for i := b.matchIndex(b.top); i < len(b.matches) && len(out) < rows; i++ {
+			out = append(out, listLine{seq: b.matches[i]})
+		}
+		return out
+	}
 	for seq := b.top; seq >= b.first && seq <= b.last && len(out) < rows; seq++ {
 		for _, k := range b.markers[seq] {
 			out = append(out, listLine{seq: seq, checkpoint: k, marker: true})
@@ -305,6 +325,17 @@ func (b *browserModel) visible(seq int64, rows int) bool {
 
 // ensureVisible scrolls so that the cursor's row is shown.
 func (b *browserModel) ensureVisible() {
+	if b.onlyMatches() {
+		rows, c, t := b.listRows(), b.matchIndex(b.cursor), b.matchIndex(b.top)
+		switch {
+		case c < t:
+			t = c
+		case c >= t+rows:
+			t = c - rows + 1
+		}
+		b.top = b.matches[max(0, min(t, len(b.matches)-1))]
+		return
+	}
 	rows := int64(b.listRows())
 	if b.cursor < b.top {
 		b.top = b.cursor
@@ -319,7 +350,12 @@ func (b *browserModel) ensureVisible() {
 }
 
 // maxTop is the top that shows the last record on the last row.
-func (b *browserModel) maxTop() int64 { return max(b.first, b.last-int64(b.listRows())+1) }
+func (b *browserModel) maxTop() int64 {
+	if b.onlyMatches() {
+		return b.matches[b.maxTopIndex()]
+	}
+	return max(b.first, b.last-int64(b.listRows())+1)
+}
 
 // moveTo selects record seq and does what follows from it: rows, detail
 // and state for it.
@@ -328,29 +364,43 @@ func (b *browserModel) moveTo(seq int64) tea.Cmd {
 		return nil
 	}
 	seq = max(b.first, min(b.last, seq))
+	if b.onlyMatches() {
+		seq = b.snapToMatch(seq)
+	}
 	if seq != b.cursor {
 		b.detailOff, b.stateOff = 0, 0
 	}
 	b.cursor = seq
 	b.ensureVisible()
-	return tea.Batch(b.ensureWindow(), b.loadDetail(), b.scheduleState(), b.syncDiff())
+	return tea.Batch(b.ensureWindow(), b.loadMatchRows(), b.loadDetail(), b.scheduleState(), b.syncDiff())
 }
 
 // scroll moves cursor and view together by n records (ctrl+d, pgdn).
 func (b *browserModel) scroll(n int64) tea.Cmd {
+	if b.onlyMatches() {
+		return b.moveMatches(int(n), true)
+	}
 	b.top = max(b.first, min(b.maxTop(), b.top+n))
 	return b.moveTo(b.cursor + n)
 }
 
 // The browser's operations, which keys map to.
 
-func (b *browserModel) Down() tea.Cmd         { return b.moveTo(b.cursor + 1) }
-func (b *browserModel) Up() tea.Cmd           { return b.moveTo(b.cursor - 1) }
-func (b *browserModel) GotoTop() tea.Cmd      { return b.moveTo(b.first) }
+func (b *browserModel) Down() tea.Cmd         { return b.move(1) }
+func (b *browserModel) Up() tea.Cmd           { return b.move(-1) }
+func (b *browserModel) GotoTop() tea.Cmd      { b.top = b.first; return b.moveTo(b.first) }
 func (b *browserModel) HalfPageDown() tea.Cmd { return b.scroll(int64(max(1, b.listRows()/2))) }
 func (b *browserModel) HalfPageUp() tea.Cmd   { return b.scroll(-int64(max(1, b.listRows()/2))) }
 func (b *browserModel) PageDown() tea.Cmd     { return b.scroll(int64(b.listRows())) }
 func (b *browserModel) PageUp() tea.Cmd       { return b.scroll(-int64(b.listRows())) }
+
+// move moves the cursor n rows: records, or matches when only they show.
+func (b *browserModel) move(n int) tea.Cmd {
+	if b.onlyMatches() {
+		return b.moveMatches(n, false)
+	}
+	return b.moveTo(b.cursor + int64(n))
+}
 
 func (b *browserModel) GotoBottom() tea.Cmd {
 	b.top = b.maxTop()
@@ -363,8 +413,8 @@ func (b *browserModel) StepBack() tea.Cmd    { return b.step(-1) }
 func (b *browserModel) StepForward() tea.Cmd { return b.step(1) }
 
 func (b *browserModel) step(d int64) tea.Cmd {
-	cmd := b.moveTo(b.cursor + d)
-	b.stateGen++ // no need for the pending timer
+	cmd := b.move(int(d)) // with only the matches shown: to the next match
+	b.stateGen++          // no need for the pending timer
 	return tea.Batch(cmd, b.requestState(b.cursor))
 }
 
@@ -464,7 +514,8 @@ func (b *browserModel) load(from, to int64) tea.Cmd {
 func (b *browserModel) entry(seq int64) (e timetravel.IndexEntry, match, ok bool) {
 	i := seq - b.winFrom
 	if i < 0 || i >= int64(len(b.win)) {
-		return e, false, false
+		e, ok = b.matchRows[seq]
+		return e, ok, ok
 	}
 	if b.winMatch != nil {
 		match = b.winMatch[i]
@@ -546,7 +597,7 @@ func (b *browserModel) busyTick() tea.Cmd {
 	return b.c.tick(100*time.Millisecond, func(time.Time) tea.Msg { return busyTickMsg{id: id} })
 }
 
-func (b *browserModel) busy() bool { return !b.opened || b.stateBusy || b.searching }
+func (b *browserModel) busy() bool { return !b.opened || b.stateBusy || b.searching || b.counting }
 
 func (b *browserModel) keepResult(r *stateResult) {
 	if _, ok := b.results[r.Seq]; !ok {
@@ -589,7 +640,8 @@ func (b *browserModel) setFilter(text string) tea.Cmd {
 	b.filter = f
 	b.filterGen++
 	b.winMatch = nil
-	var cmds []tea.Cmd
+	b.showContext = false
+	cmds := []tea.Cmd{b.countMatches()}
 	if len(b.win) > 0 {
 		cmds = append(cmds, b.load(b.winFrom, b.winFrom+int64(len(b.win))-1))
 	}
@@ -602,7 +654,11 @@ func (b *browserModel) clearFilter() tea.Cmd {
 	if b.searchCancel != nil {
 		b.searchCancel()
 	}
+	if b.countCancel != nil {
+		b.countCancel()
+	}
 	b.filter, b.winMatch, b.searching = nil, nil, false
+	b.matches, b.counting, b.showContext = nil, false, false
 	b.filterGen++
 	b.setStatus("filter cleared")
 	if len(b.win) > 0 {
@@ -706,6 +762,9 @@ func (b *browserModel) runAmbr(what string, args ...string) tea.Cmd {
 
 // update handles msg.
 func (b *browserModel) update(msg tea.Msg) tea.Cmd {
+	if cmd, handled := b.updateMatches(msg); handled {
+		return cmd
+	}
 	switch msg := msg.(type) {
 	case browserOpenedMsg:
 		if msg.id != b.id {
@@ -750,6 +809,9 @@ func (b *browserModel) update(msg tea.Msg) tea.Cmd {
 		b.first, b.last, b.markers, b.running = msg.first, msg.last, msg.markers, msg.running
 		if b.cursor < b.first {
 			b.cursor, b.top = b.first, b.first
+		}
+		if grew && b.filter != nil {
+			cmds = append(cmds, b.countMatches()) // the new records may match
 		}
 		if b.following && grew && atEnd {
 			cmds = append(cmds, b.GotoBottom())
@@ -970,6 +1032,8 @@ func (b *browserModel) key(msg tea.KeyMsg) tea.Cmd {
 	case key.Matches(msg, k.Fold):
 		b.ToggleFold()
 		return nil
+	case key.Matches(msg, k.Context):
+		return b.ToggleContext()
 	case key.Matches(msg, k.Back):
 		return b.Back()
 	case key.Matches(msg, k.Enter):

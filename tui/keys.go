@@ -14,7 +14,7 @@ type KeyMap struct {
 	StepBack, StepForward        key.Binding
 	Mark, Diff                   key.Binding
 	Filter, NextMatch, PrevMatch key.Binding
-	Jump, Follow, Fold           key.Binding
+	Jump, Follow, Fold, Context  key.Binding
 }
 
 // DefaultKeyMap returns the keys people already know from less, vim and
@@ -45,6 +45,7 @@ func DefaultKeyMap() KeyMap {
 		Jump:         key.NewBinding(key.WithKeys(":"), key.WithHelp(":", "jump to point")),
 		Follow:       key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "follow")),
 		Fold:         key.NewBinding(key.WithKeys("z"), key.WithHelp("z", "fold/unfold state")),
+		Context:      key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "all records / only matches")),
 	}
 }
 
@@ -84,7 +85,7 @@ func (h browserKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{h.k.Down, h.k.Up, h.k.Top, h.k.Bottom, h.k.HalfPageDown, h.k.HalfPageUp, h.k.PageDown, h.k.PageUp},
 		{h.k.StepBack, h.k.StepForward, h.k.Mark, h.k.Diff, h.k.Jump, h.k.Fold},
-		{h.k.Filter, h.k.NextMatch, h.k.PrevMatch, h.k.Follow, h.k.Refresh},
+		{h.k.Filter, h.k.NextMatch, h.k.PrevMatch, h.k.Context, h.k.Follow, h.k.Refresh},
 		{actions, h.k.NextPane, back, h.k.Help, h.k.Quit},
 	}
 }

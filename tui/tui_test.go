@@ -260,14 +260,30 @@ func TestStepAndDiff(t *testing.T) {
 	}
 }
 
-// TestFilterAndSearch: matches are flagged among the other rows, n/N go
+// TestFilterAndSearch: a filter shows only the matching records, counted
+// ("match 1/428"); c shows all records with the matches flagged; n/N go
 // from match to match and wrap around the log.
 func TestFilterAndSearch(t *testing.T) {
 	home := testHome(t)
 	s := startTUI(t, Options{Home: home, Instance: filepath.Join(home, "server")}, 80, 24)
 	s.waitFor("state after #1")
 	s.press("/", "peer:client2", "enter")
-	v := s.waitFor("match #7", "#7 of 1–3000", "filter peer:client2")
+	// client2 makes every 7th call: #7, #14, … #2996.
+	v := s.waitFor("#7 of 1–3000", "match 1/428", "records matching peer:client2: 428 of 3000")
+	if r := row(v, 7); !strings.HasPrefix(r, "▸") {
+		t.Fatalf("the cursor is not on #7: %q\n%s", r, v)
+	}
+	if row(v, 14) == "" || row(v, 21) == "" || row(v, 8) != "" || row(v, 1) != "" {
+		t.Fatalf("only the matches (#7, #14, #21, …) should be listed:\n%s", v)
+	}
+	s.press("j")
+	s.waitFor("#14 of 1–3000", "match 2/428", `"n": 14`)
+	s.press("G")
+	s.waitFor("#2996 of 1–3000", "match 428/428")
+	s.press("g", "[") // step back from the first match: stays on it
+	s.waitFor("#7 of 1–3000", "match 1/428")
+	s.press("c")
+	v = s.waitFor("all records, matches flagged", "records 1–3000 · * matches peer:client2", "match 1/428", "▸*  #7 ")
 	if r := row(v, 7); !strings.HasPrefix(r, "▸*") {
 		t.Fatalf("#7 is not flagged as the selected match: %q\n%s", r, v)
 	}
@@ -404,7 +420,7 @@ func TestGolden(t *testing.T) {
 			s.press("d", "/", "peer:client2", "enter")
 			s.waitFor("match #105")
 			s.press("n")
-			s.golden("filter", s.waitFor("match #112", "sent while handling it: 1", `"n": 112`, `"count": 111`))
+			s.golden("filter", s.waitFor("match #112", "sent while handling it: 1", `"n": 112`, `"count": 111`, "#133   12:00:00.133"))
 			s.press("enter")
 			s.golden("menu", s.waitFor("actions on #112"))
 			s.press("esc", "esc", "?")
@@ -502,13 +518,13 @@ func TestFilterPromptStartsEmpty(t *testing.T) {
 	s := startTUI(t, Options{Home: home, Instance: filepath.Join(home, "server")}, 80, 24)
 	s.waitFor("state after #1")
 	s.press("/", "peer:client2", "enter")
-	s.waitFor("match #7", "matches peer:client2")
+	s.waitFor("match #7", "matching peer:client2")
 	s.press("/")
 	s.waitFor("a new filter (now: peer:client2; esc keeps it)")
 	s.press("esc")
-	s.waitFor("matches peer:client2")
+	s.waitFor("matching peer:client2")
 	s.press("/", "method:Inc", "enter")
-	v := s.waitFor("matches method:Inc")
+	v := s.waitFor("matching method:Inc")
 	if strings.Contains(v, "peer:client2method") {
 		t.Fatalf("the new filter was appended to the old one:\n%s", v)
 	}

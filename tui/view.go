@@ -59,7 +59,11 @@ func (b *browserModel) status(w int) string {
 	}
 	var parts []string
 	if b.opened && b.openErr == nil && b.last > 0 {
-		parts = append(parts, fmt.Sprintf("#%d of %d–%d", b.cursor, b.first, b.last))
+		pos := fmt.Sprintf("#%d of %d–%d", b.cursor, b.first, b.last)
+		if r := b.rank(b.cursor); b.filter != nil && r > 0 {
+			pos += fmt.Sprintf(" · match %d/%d", r, len(b.matches))
+		}
+		parts = append(parts, pos)
 	}
 	if b.note != "" {
 		parts = append(parts, b.note)
@@ -69,6 +73,12 @@ func (b *browserModel) status(w int) string {
 	}
 	if b.filter != nil {
 		f := "filter " + b.filter.text
+		switch {
+		case b.matches != nil && b.rank(b.cursor) == 0:
+			f += fmt.Sprintf(" · %d matches", len(b.matches))
+		case b.counting:
+			f += fmt.Sprintf(" · counting… %d records read", b.counted.Load())
+		}
 		if b.searching {
 			f += fmt.Sprintf(" · searching… %d records read", b.scanned.Load())
 		} else {
@@ -134,7 +144,10 @@ func (b *browserModel) listBlock(w, h int) []string {
 	if b.last > 0 {
 		title = fmt.Sprintf("records %d–%d", b.first, b.last)
 	}
-	if b.filter != nil {
+	switch {
+	case b.onlyMatches():
+		title = fmt.Sprintf("records matching %s: %d of %d", b.filter.text, len(b.matches), b.last-b.first+1)
+	case b.filter != nil:
 		title += " · * matches " + b.filter.text
 	}
 	out := []string{b.title(paneList, title, w)}
@@ -159,7 +172,7 @@ func (b *browserModel) listBlock(w, h int) []string {
 			text = s.RowCursorOff.Render(text)
 		case b.filter != nil && b.winMatch != nil && match:
 			text = s.RowMatch.Render(text)
-		case b.filter != nil:
+		case b.filter != nil && !b.onlyMatches():
 			text = s.RowOther.Render(text)
 		default:
 			text = s.Row.Render(text)
