@@ -35,3 +35,36 @@ func TestCommandsDoNotQueryTheTerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestTUIOnSilentTerminal: ambr tui asks the terminal for its background
+// once, and on a terminal that never answers it gives up and comes up
+// anyway (termquery.Timeout), then quits on q.
+func TestTUIOnSilentTerminal(t *testing.T) {
+	ambr, _ := binaries(t)
+	cmd := exec.Command(ambr, "tui")
+	cmd.Env = append(os.Environ(), "AMBR_HOME="+t.TempDir(), "TERM=xterm-256color")
+	term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Skipf("no pseudo-terminal on this machine: %v", err)
+	}
+	defer term.Close()
+	var seen strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(seen.String(), "no instances under") {
+		n, err := term.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("ambr tui did not come up on a silent terminal (%v):\n%q", err, seen.String())
+		}
+	}
+	if c := strings.Count(seen.String(), "\x1b]11;?"); c != 1 {
+		t.Errorf("ambr tui asked for the background %d times, want once:\n%q", c, seen.String())
+	}
+	if _, err := term.Write([]byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, term)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("ambr tui after q: %v", err)
+	}
+}
