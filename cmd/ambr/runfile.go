@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -162,6 +163,9 @@ func runImmortals(parent context.Context, g *globals, path string, args []string
 	immortals, err := loadRunFile(path)
 	if err != nil {
 		return err
+	}
+	if _, port, err := net.SplitHostPort(o.peerAddr); err == nil && port != "0" && len(immortals) > 1 {
+		return usageErrorf("--peer-addr %s: with -f, several coordinators cannot share one fixed port; give HOST:0 (a free port each)", o.peerAddr)
 	}
 	if parent == nil {
 		parent = context.Background()
