@@ -49,8 +49,8 @@ stopped or damaged), ic_pid, app_pid, version, last_seq, log_bytes, segments,
 checkpoints, newest_checkpoint, app, error, problems (by peer instance: what a
 running coordinator says needs an operator, such as lost acknowledged input).
 
-Exit codes: 0 listed; 1 an instance is damaged or has a problem (listed in
-full first); 2 the home cannot be read.`,
+Exit codes: 0 listed; 1 an instance is damaged (all are listed first); 2
+the home cannot be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			views, err := listInstances(g.Home())
@@ -156,23 +156,18 @@ func listInstances(home string) ([]instanceView, error) {
 const stateDamaged = "damaged"
 
 // damagedInstances is the exit-code rule every command shares: damaged data
-// (or a problem a coordinator reports) found is exit 1, after everything
-// else has been printed.
+// found is exit 1, after everything else has been printed. (Problems a
+// coordinator reports, such as lost acknowledged input, are listed but do
+// not change the exit code.)
 func damagedInstances(views []instanceView) error {
-	var damaged, problems []string
+	var names []string
 	for _, v := range views {
 		if v.State == stateDamaged {
-			damaged = append(damaged, v.Name)
-		}
-		if len(v.Problems) > 0 {
-			problems = append(problems, v.Name)
+			names = append(names, v.Name)
 		}
 	}
-	switch {
-	case len(damaged) > 0:
-		return problemErrorf("%d instance(s) damaged: %s (see 'ambr log NAME' and 'ambr checkpoints NAME' for where)", len(damaged), strings.Join(damaged, ", "))
-	case len(problems) > 0:
-		return problemErrorf("%d instance(s) report problems: %s (listed above)", len(problems), strings.Join(problems, ", "))
+	if len(names) == 0 {
+		return nil
 	}
-	return nil
+	return problemErrorf("%d instance(s) damaged: %s (see 'ambr log NAME' and 'ambr checkpoints NAME' for where)", len(names), strings.Join(names, ", "))
 }
