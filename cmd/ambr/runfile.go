@@ -186,7 +186,8 @@ func runImmortals(parent context.Context, g *globals, path string, args []string
 		label := r.NewStyle().Foreground(palette[i%len(palette)]).Render(fmt.Sprintf("%-*s |", width, im.Name)) + " "
 		out := &prefixWriter{mu: &outMu, w: g.stdout, prefix: label}
 		errOut := &prefixWriter{mu: &outMu, w: g.stderr, prefix: label}
-		gi := &globals{home: g.home, stdout: out, stderr: errOut}
+		gi := *g // this immortal's output goes through its prefix
+		gi.stdout, gi.stderr = out, errOut
 		oi := o
 		oi.name, oi.ports = im.Name, im.Ports
 		wg.Add(1)
@@ -194,7 +195,7 @@ func runImmortals(parent context.Context, g *globals, path string, args []string
 			defer wg.Done()
 			defer out.Flush()
 			defer errOut.Flush()
-			errs[i] = runImmortal(ctx, gi, im.App, im.Args, oi)
+			errs[i] = runImmortal(ctx, &gi, im.App, im.Args, oi)
 			if errs[i] != nil {
 				fmt.Fprintf(errOut, "stopped: %v\n", errs[i])
 				stopAll()
