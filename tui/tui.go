@@ -14,7 +14,8 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 
-	// Imported before Bubble Tea: no terminal query at init (see its doc).
+	// Initialised before Bubble Tea, so its init asks the terminal nothing
+	// (see its doc); the TUI asks once itself, with a short timeout.
 	"github.com/ambr-dev/ambr/internal/termquery"
 )
 
