@@ -2,18 +2,18 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 )
 
 func newKillCmd(g *globals) *cobra.Command {
 	var app, ic, all bool
 	cmd := &cobra.Command{
-		Use:   "kill NAME [--app|--ic|--all]",
+		Use:   "kill NAME|DIR [--app|--ic|--all]",
 		Short: "SIGKILL an instance's app, coordinator or both (failure injection)",
 		Long: `Kill a running instance with SIGKILL, to see it recover: --app kills only the
 app process (its coordinator restarts it and replays); --ic kills the
@@ -35,7 +35,7 @@ Exit codes: 0 killed; 2 the instance is not running or bad flags.`,
 			if n == 0 {
 				all = true
 			}
-			dir := filepath.Join(g.Home(), args[0])
+			dir := layout.ResolveDir(g.Home(), args[0]) // NAME, or an instance directory
 			st, ok := supervise.ReadRunStatus(dir)
 			if !ok {
 				return usageErrorf("instance %s is not running under %s ('ambr ls' shows what runs)", args[0], g.Home())

@@ -40,14 +40,16 @@ type runOptions struct {
 	appBudget      string
 	tlsDir         string
 	peerAddr       string
+	ambrosiaReg    bool
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 func newRunCmd(g *globals) *cobra.Command {
 	var o runOptions
+	var file string
 	cmd := &cobra.Command{
-		Use:   "run APP [--name NAME] [-- APP_ARGS...]",
+		Use:   "run APP [--name NAME] [-- APP_ARGS...] | run -f ambr.yaml",
 		Short: "Run an immortal: its coordinator here, its app as a supervised child",
 		Long: `Run an immortal in the foreground. The coordinator runs in this process and
 logs every input of the app durably (under --home, default ./.ambr) before the
@@ -72,11 +74,35 @@ ambr run stops with exit 1 and names the reason when the app exits
 names the record and the app's last stderr line), or sends a message over the
 1 GiB limit. An app killed by SIGKILL is not counted: that came from outside.
 
+-f FILE runs several immortals from one YAML file, each as 'ambr run APP'
+would (one coordinator per immortal, all in this process), their output
+prefixed by name; Ctrl-C stops all, and if one stops on an error the others
+are stopped too. The other flags apply to every immortal. Relative app
+paths are relative to the file:
+
+  immortals:
+    - name: server
+      app: ./samples/counter/server
+    - name: client
+      app: ./samples/counter/client
+      args: [--server, server, --count, "100"]
+      # replicas: 1        (active/active replicas: not yet)
+      # ports: 2500,2501   (fixed app ports; default free ones)
+
 Exit codes: 0 stopped by Ctrl-C; 1 the coordinator stopped on an error (a
 disk fault, a damaged log, an app in a crash loop: the message says which);
 2 could not start.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			if file != "" {
+				return runImmortals(cmd.Context(), g, file, args, o)
+			}
+			if len(args) == 0 {
+				return usageErrorf("give the APP to run (a Go package path or an executable), or -f ambr.yaml for several immortals")
+			}
 			appArgs := args[1:]
 			if n := cmd.ArgsLenAtDash(); n >= 0 && n != 1 {
 				return usageErrorf("give one APP before --, then the app's own arguments")
@@ -85,6 +111,7 @@ disk fault, a damaged log, an app in a crash loop: the message says which);
 		},
 	}
 	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", "", "run the immortals listed in this YAML file (see above), each as APP would run")
 	f.StringVar(&o.name, "name", "", "instance name (default: the app's base name)")
 	f.Int64Var(&o.segmentSize, "segment-size", engine.DefaultSegmentSize, "log bytes per segment; each roll-over takes a checkpoint")
 	f.StringVar(&o.nondeterminism, "nondeterminism", "stop", "when a recovery replays differently from the log: stop or warn")
@@ -101,6 +128,7 @@ disk fault, a damaged log, an app in a crash loop: the message says which);
 	f.StringVar(&o.tlsDir, "tls", "", "CA directory for coordinator TLS across hosts (see 'ambr certs'; default: the local CA under the registry directory)")
 	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:0", "HOST:PORT where this coordinator listens for other coordinators (default a free loopback port)")
 	f.StringVar(&o.appBudget, "app-budget", "64MiB", "bytes that may wait for the app: input it has not taken, and output its receivers have not acknowledged; beyond it the coordinator stops reading from peers, or from the app")
+	f.BoolVar(&o.ambrosiaReg, "ambrosia-registration", false, "on every start, write AMBROSIA's registration of the instance (its ports) to the storage in AZURE_STORAGE_CONN_STRING, for apps on AMBROSIA's own bindings (see 'ambr register --help')")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -187,6 +215,11 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		return problemErrorf("%v", err)
 	}
 	defer l.Close()
+	if o.ambrosiaReg {
+		if err := registerForAmbrosia(ctx, name, dir, l.RecvPort, l.SendPort, o.segmentSize); err != nil {
+			return err
+		}
+	}
 	var fsys vfs.FS
 	if o.diskFault != "" {
 		if fsys, err = faultyFS(o.diskFault); err != nil {
