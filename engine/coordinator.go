@@ -65,6 +65,12 @@ type Options struct {
 	// OnStatus, if set, is called after each batch of work with the
 	// coordinator's status.
 	OnStatus func(Status)
+	// OnUpgrade, if set, is called with the outcome of an upgrade asked for
+	// with PrepareUpgrade: nil once the new build's converted checkpoint is
+	// durable (the MANIFEST names the new build and version), else why it
+	// failed (the app died or refused before its checkpoint); the instance
+	// then still holds the old version's state.
+	OnUpgrade func(err error)
 	// OnProblem, if set, is called when the link with a peer stops on a
 	// condition that needs an operator (lost acknowledged input), with a
 	// message that says what to do.
@@ -125,9 +131,68 @@ type Coordinator struct {
 	// Run has started listening.
 	peerAddr atomicString
 
-	mu     sync.Mutex
-	warned map[string]time.Time // warnLimited's last line per key
-	muted  map[string]int       // lines warnLimited left out since
+	mu      sync.Mutex
+	upgrade *pendingUpgrade      // asked for, for the next app connection
+	warned  map[string]time.Time // warnLimited's last line per key
+	muted   map[string]int       // lines warnLimited left out since
+}
+
+// pendingUpgrade is an upgrade asked for with PrepareUpgrade.
+type pendingUpgrade struct {
+	build   logfmt.AppBuild
+	version uint32 // the version the instance moves to
+}
+
+// PrepareUpgrade makes the next app connection's recovery an upgrade to
+// build, which must carry the current code and its next version
+// (immortal.Upgrade): it replays on the current code, converts the state
+// and checkpoints it; the MANIFEST then records build, and the version
+// moves up by one. The caller restarts the app with build; Options.OnUpgrade
+// says how it went. A new PrepareUpgrade replaces one not yet taken.
+func (c *Coordinator) PrepareUpgrade(build logfmt.AppBuild) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.upgrade = &pendingUpgrade{build: build}
+}
+
+// CancelUpgrade withdraws an upgrade not yet taken by an app connection.
+func (c *Coordinator) CancelUpgrade() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.upgrade = nil
+}
+
+// finishUpgrade records an upgrade's outcome: on success the new build is
+// the one that runs from now on.
+func (c *Coordinator) finishUpgrade(up *pendingUpgrade, err error) {
+	if err == nil {
+		c.mu.Lock()
+		c.opts.App = up.build
+		c.mu.Unlock()
+		c.log.Info("upgraded", "to", up.build.Source, "version", up.version)
+	} else {
+		c.log.Warn("upgrade failed; the instance keeps its version", "to", up.build.Source, "reason", err)
+	}
+	if c.opts.OnUpgrade != nil {
+		c.opts.OnUpgrade(err)
+	}
+}
+
+func shortSHA(s string) string { return s[:min(len(s), 12)] }
+
+func (c *Coordinator) takeUpgrade() *pendingUpgrade {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	up := c.upgrade
+	c.upgrade = nil
+	return up
+}
+
+// app returns the build that runs the instance now.
+func (c *Coordinator) app() logfmt.AppBuild {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opts.App
 }
 
 // problem reports a condition of the link with peer that needs an
@@ -330,6 +395,7 @@ type conversation struct {
 	writer   *LogWriter
 	sender   *appSender
 	flow     *flow
+	upgrade  *pendingUpgrade // until its checkpoint is durable
 	// logging is the records submitted to the writer and not yet durable,
 	// in order: their bytes count in the flow until they are.
 	logging []loggingRecord
@@ -362,10 +428,12 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
-	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism})
+	up := c.takeUpgrade()
+	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism,
+		Upgrade: up != nil && !rec.fresh})
 	if rec.fresh {
 		now := c.opts.Now().UnixNano()
-		v.manifest = &logfmt.Manifest{Instance: c.opts.Name, CommitterID: randomCommitter(), FirstSegment: 1, App: c.opts.App, Created: now}
+		v.manifest = &logfmt.Manifest{Instance: c.opts.Name, CommitterID: randomCommitter(), FirstSegment: 1, App: c.app(), Created: now}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartFresh()
 		c.log.Info("first start")
@@ -381,10 +449,23 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		v.core.FinishRecovery()
 		c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
 	}
-	if c.opts.App.SHA256 != "" && c.opts.App.SHA256 != v.manifest.App.SHA256 || c.opts.App.Source != "" && v.manifest.App.Source == "" {
-		v.manifest.App = c.opts.App
+	if app := c.app(); app.SHA256 != "" && app.SHA256 != v.manifest.App.SHA256 || app.Source != "" && v.manifest.App.Source == "" {
+		v.manifest.App = app
 	}
 	rec.records = nil
+	if up != nil {
+		if rec.fresh {
+			// Nothing to upgrade: the first start runs the new build.
+			c.finishUpgrade(up, nil)
+		} else {
+			m := *v.manifest
+			m.App = up.build
+			up.version = m.Version + 1
+			m.Version, m.UpgradeVersion = up.version, up.version
+			v.manifest, v.upgrade = &m, up
+			c.log.Info("upgrading", "to", up.build.Source, "sha256", shortSHA(up.build.SHA256), "version", up.version)
+		}
+	}
 
 	v.writer = NewLogWriter(fsys, logDir,
 		func(seq int64) { v.post(event{durable: seq}) },
@@ -396,6 +477,15 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	v.wg.Add(1)
 	go v.acceptPeers()
 
+	defer func() {
+		if up := v.upgrade; up != nil {
+			reason := err
+			if reason == nil {
+				reason = errors.New("the coordinator stopped")
+			}
+			c.finishUpgrade(up, fmt.Errorf("the new build did not checkpoint its converted state: %w", reason))
+		}
+	}()
 	defer func() {
 		close(v.done)
 		conn.Close()
@@ -496,6 +586,12 @@ func (v *conversation) handle(e event) error {
 		v.core.LogDurable(e.durable)
 	case e.ckptDone != 0:
 		v.core.CheckpointDurable(e.ckptDone)
+		if up := v.upgrade; up != nil {
+			// The converted state is durable and the MANIFEST names the
+			// new build: the upgrade is done.
+			v.upgrade = nil
+			v.c.finishUpgrade(up, nil)
+		}
 	}
 	return nil
 }

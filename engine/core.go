@@ -55,6 +55,10 @@ type CoreConfig struct {
 	Nondeterminism NondeterminismPolicy
 	// AppVersion is stored in checkpoints.
 	AppVersion uint32
+	// Upgrade makes the end of recovery an upgrade: the app is asked for
+	// UpgradeTakeCheckpoint (convert the state, switch to the next code,
+	// checkpoint) instead of TakeBecomingPrimaryCheckpoint.
+	Upgrade bool
 }
 
 // LogWrite is one record for the log writer, with the segment it belongs in.
@@ -371,6 +375,10 @@ func (c *Core) FinishRecovery() {
 		}
 	}
 	c.awaiting = &pendingCheckpoint{number: c.segment, nextSeq: c.nextSeq, inputs: c.watermarks()}
+	if c.cfg.Upgrade {
+		c.enqueueControl(logfmt.TypeUpgradeTakeCheckpoint)
+		return
+	}
 	c.enqueueControl(logfmt.TypeTakeBecomingPrimaryCheckpoint)
 }
 

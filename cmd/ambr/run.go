@@ -256,9 +256,10 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		child.Gone(gone.Pid, gone.Delivered)
 	}
 	setProblem := func(peer, msg string) {} // replaced once the status exists
+	up := &upgrader{dir: dir, name: name, outcome: make(chan error, 1)}
 	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
 		Nondeterminism: nondeterminism, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
-		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) },
+		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) }, OnUpgrade: up.onUpgrade,
 		OnAppGone: onAppGone})
 	if err != nil {
 		return problemErrorf("%v", err)
@@ -287,11 +288,16 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	defer cancel()
 	icErr := make(chan error, 1)
 	go func() { icErr <- c.Run(runCtx) }()
+	if !o.externalApp {
+		up.c, up.child, up.log, up.current = c, child, logger, build
+		go up.watch(runCtx)
+	}
 	child.Env = append(l.Env(), engine.EnvInstance+"="+name)
 	child.OnStart = func(pid int) {
 		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = pid, time.Now().UnixNano() })
 	}
 	child.OnExit = func(run supervise.AppRun, next time.Duration, loop *supervise.CrashLoopError) {
+		up.appExited(run)
 		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = 0, 0; s.Restarts++ })
 		if runCtx.Err() == nil && loop == nil {
 			logger.Warn("app exited; restarting it", "reason", exitReason(run.Exit), "attached", run.Attached, "record", run.Record, "in", next)

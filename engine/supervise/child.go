@@ -41,6 +41,32 @@ type Child struct {
 
 	mu  sync.Mutex
 	cur *childStart
+	// trial says Path is on trial (a live upgrade): a refusal of the
+	// instance's state by a start of it does not end the supervision.
+	trial bool
+	proc  *os.Process // of the current start
+	path  string      // of the current start
+}
+
+// Switch makes the next start run path; with trial, a refusal of the
+// instance's state by it does not end the supervision (an upgrade being
+// tried). The current app is killed (SIGKILL, which does not count toward a
+// crash loop) unless it already runs path, so the switch happens now.
+func (c *Child) Switch(path string, trial bool) {
+	c.mu.Lock()
+	c.Path, c.trial = path, trial
+	p, cur := c.proc, c.path
+	c.mu.Unlock()
+	if p != nil && cur != path {
+		_ = p.Kill()
+	}
+}
+
+// EndTrial ends the trial Switch started: the path is kept.
+func (c *Child) EndTrial() {
+	c.mu.Lock()
+	c.trial = false
+	c.mu.Unlock()
 }
 
 // childStart is what the coordinator told about the current start.
@@ -95,7 +121,10 @@ func (c *Child) Run(ctx context.Context) error {
 	loop := &CrashLoop{Limits: c.Limits, Describe: c.Describe}
 	stderr := newTailWriter(c.Stderr)
 	for ctx.Err() == nil {
-		cmd := exec.Command(c.Path, c.Args...)
+		c.mu.Lock()
+		path, onTrial := c.Path, c.trial
+		c.mu.Unlock()
+		cmd := exec.Command(path, c.Args...)
 		cmd.Env = append(os.Environ(), c.Env...)
 		cmd.Stdout, cmd.Stderr = c.Stdout, stderr
 		cmd.SysProcAttr = childAttr()
@@ -103,11 +132,11 @@ func (c *Child) Run(ctx context.Context) error {
 		// the restart.
 		cmd.WaitDelay = time.Second
 		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start app %s: %w", c.Path, err)
+			return fmt.Errorf("start app %s: %w", path, err)
 		}
 		start := &childStart{pid: cmd.Process.Pid, gone: make(chan struct{})}
 		c.mu.Lock()
-		c.cur = start
+		c.cur, c.proc, c.path = start, cmd.Process, path
 		c.mu.Unlock()
 		stderr.take() // only this start's lines
 		if c.OnStart != nil {
@@ -135,6 +164,11 @@ func (c *Child) Run(ctx context.Context) error {
 				return nil
 			}
 			next, loopErr := loop.Ended(run)
+			if loopErr != nil && loopErr.Refused && onTrial {
+				// The build on trial refused the state: the upgrade
+				// fails, its owner switches back.
+				next, loopErr = InitialBackoff, nil
+			}
 			if c.OnExit != nil {
 				c.OnExit(run, next, loopErr)
 			}
