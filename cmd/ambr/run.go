@@ -36,6 +36,8 @@ type runOptions struct {
 	diskFault      string
 	peerTLS        string
 	appBudget      string
+	replica        int
+	leaseTTL       time.Duration
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -80,6 +82,8 @@ disk fault, a damaged log: the message says which); 2 could not start.`,
 	_ = f.MarkHidden("inject-disk-fault")
 	f.StringVar(&o.peerTLS, "peer-tls", "on", "TLS between coordinators, with certificates from the registry's CA: on, or off for measurements (hellos are then taken on trust)")
 	f.StringVar(&o.appBudget, "app-budget", "64MiB", "bytes that may wait for the app: input it has not taken, and output its receivers have not acknowledged; beyond it the coordinator stops reading from peers, or from the app")
+	f.IntVar(&o.replica, "replica", -1, "run replica N (0, 1, …) of the instance: replicas share its directory, one primary serves, the others are warm standbys that take over when it fails")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "with --replica: a standby takes over from a primary whose lease has not moved for this long (a stalled primary; a dead one releases its lock at once)")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -132,7 +136,13 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	} else if build, err = supervise.Resolve(ctx, app, home, g.stderr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	lock, err := supervise.Lock(dir)
+	if o.replica < -1 {
+		return usageErrorf("--replica %d: give a replica number 0, 1, …", o.replica)
+	}
+	if o.leaseTTL < 100*time.Millisecond {
+		return usageErrorf("--lease-ttl %v: give at least 100ms (the lease is renewed every %v)", o.leaseTTL, engine.DefaultLeaseRenew)
+	}
+	lock, err := lockRun(dir, o.replica)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -166,9 +176,13 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		registry = engine.FileRegistry{Dir: o.registry}
 	}
 	setProblem := func(peer, msg string) {} // replaced once the status exists
-	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
+	statusFile := &runStatusFile{dir: dir, replica: o.replica}
+	roleChanged := func() {} // replaced once the status exists
+	opts := engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
 		Nondeterminism: policy, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
-		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, OnProblem: func(peer, msg string) { setProblem(peer, msg) }})
+		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, OnProblem: func(peer, msg string) { setProblem(peer, msg) }}
+	replicaOptions(&opts, dir, o.replica, o.leaseTTL, logger, statusFile, func() { roleChanged() })
+	c, err := engine.New(opts)
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -178,10 +192,11 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		statusMu.Lock()
 		defer statusMu.Unlock()
 		f(&status)
-		_ = supervise.WriteRunStatus(dir, status)
+		_ = statusFile.write(status)
 	}
 	setStatus(func(*supervise.RunStatus) {})
-	defer supervise.RemoveRunStatus(dir)
+	defer statusFile.remove()
+	roleChanged = func() { setStatus(func(*supervise.RunStatus) {}) }
 	setProblem = func(peer, msg string) {
 		setStatus(func(s *supervise.RunStatus) {
 			if s.Problems == nil {
@@ -234,6 +249,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		runErr = <-icErr
 	}
 	if runErr != nil {
+		if err := deposedError(runErr); err != nil {
+			return err
+		}
 		if errors.Is(runErr, engine.ErrFatal) {
 			return problemErrorf("%v (nothing unlogged was acknowledged; fix the cause and run the same command again to recover)", runErr)
 		}
