@@ -317,6 +317,7 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 	l.queue = q
 	l.mu.Unlock()
 	go q.drainTo(conn)
+	go l.watchRegistry(ctx, cancel, addr)
 	v.post(event{peerUp: l.peer, seq: f.Seq, gen: gen, link: l})
 	v.c.log.Debug("peer link up", "peer", l.peer, "addr", addr, "expect", f.Seq)
 	for {

@@ -507,3 +507,28 @@ func (c *Coordinator) sealRecovered(rec *recovered) error {
 	rec.manifest = &m
 	return nil
 }
+
+// peerRegistryCheck is how often an open link to a peer looks its address
+// up again: when a replica takes over from a stalled primary, the old
+// connection stays open (the stalled process holds it) and only the
+// registry says that the peer now lives elsewhere.
+const peerRegistryCheck = 50 * time.Millisecond
+
+// watchRegistry ends the connection (cancel) to addr once the registry
+// names another address for the peer, until ctx ends.
+func (l *outLink) watchRegistry(ctx context.Context, cancel func(), addr string) {
+	t := time.NewTicker(peerRegistryCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now, err := l.v.c.registry.Lookup(l.peer); err == nil && now != addr {
+			l.v.c.log.Info("peer link: the peer registered a new address; reconnecting", "peer", l.peer, "old", addr, "new", now)
+			cancel()
+			return
+		}
+	}
+}
