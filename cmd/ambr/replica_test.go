@@ -183,7 +183,7 @@ func TestReplicas(t *testing.T) {
 		t.Cleanup(client.stop)
 		epoch := p.Epoch
 		step := 0
-		next := func() { step++; rs.progress(step*k/7) }
+		next := func() { step++; rs.progress(step * k / 7) }
 		// The primary, three times, each killed replica rejoining as a
 		// standby before the next kill.
 		for i := 0; i < 3; i++ {
@@ -227,7 +227,7 @@ func TestReplicas(t *testing.T) {
 		client := newInst(t, home, "client", counterBins.client, "--server", "server", "--count", strconv.Itoa(k), "--interval", "5ms")
 		client.start()
 		t.Cleanup(client.stop)
-		rs.progress(k/3)
+		rs.progress(k / 3)
 		stalled := rs.reps[p.Replica]
 		if err := stalled.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -256,7 +256,7 @@ func TestReplicas(t *testing.T) {
 			}
 			sizes[n] = st.Size()
 		}
-		rs.progress(k/2) // the new primary serves
+		rs.progress(k / 2) // the new primary serves
 		if err := stalled.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
