@@ -508,16 +508,23 @@ func (c *Coordinator) sealRecovered(rec *recovered) error {
 	return nil
 }
 
-// peerRegistryCheck is how often an open link to a peer looks its address
+// PeerRegistryCheck is how often an open link to a peer looks its address
 // up again: when a replica takes over from a stalled primary, the old
 // connection stays open (the stalled process holds it) and only the
 // registry says that the peer now lives elsewhere.
-const peerRegistryCheck = 50 * time.Millisecond
+const PeerRegistryCheck = 50 * time.Millisecond
+
+// PeerBackoffMin and PeerBackoffMax bound the wait between a link's
+// attempts to reconnect, for reports next to failover times.
+const (
+	PeerBackoffMin = peerBackoffMin
+	PeerBackoffMax = peerBackoffMax
+)
 
 // watchRegistry ends the connection (cancel) to addr once the registry
 // names another address for the peer, until ctx ends.
 func (l *outLink) watchRegistry(ctx context.Context, cancel func(), addr string) {
-	t := time.NewTicker(peerRegistryCheck)
+	t := time.NewTicker(PeerRegistryCheck)
 	defer t.Stop()
 	for {
 		select {
@@ -529,6 +536,33 @@ func (l *outLink) watchRegistry(ctx context.Context, cancel func(), addr string)
 			l.v.c.log.Info("peer link: the peer registered a new address; reconnecting", "peer", l.peer, "old", addr, "new", now)
 			cancel()
 			return
+		}
+	}
+}
+
+// peerBackoffPoll is how often a link waiting to reconnect looks at the
+// registry: a peer that registers a new address (a replica that took over,
+// an instance restarted elsewhere) is tried at once, not after the backoff.
+const peerBackoffPoll = 5 * time.Millisecond
+
+// backoffWait waits d before the next attempt to connect, or less if the
+// registry names an address other than the one last tried; false if the
+// conversation ended.
+func (l *outLink) backoffWait(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	tick := time.NewTicker(peerBackoffPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.v.done:
+			return false
+		case <-timer.C:
+			return true
+		case <-tick.C:
+			if now, err := l.v.c.registry.Lookup(l.peer); err == nil && now != l.tried {
+				return true
+			}
 		}
 	}
 }
