@@ -258,7 +258,7 @@ func (e *FileElection) Campaign(ctx context.Context) (Primacy, error) {
 			wait(fmt.Sprintf("standby: the primary (epoch %d) holds %s", epoch, PrimaryLockFile))
 		}
 		if take {
-			won, err := p.bump(epoch)
+			won, err := p.bump(ctx, epoch)
 			if err != nil {
 				return fail(err)
 			}
@@ -301,12 +301,25 @@ type filePrimacy struct {
 }
 
 // bump raises the epoch from seen, under MANIFEST.lock; won is false when
-// another replica raised it first.
-func (p *filePrimacy) bump(seen uint64) (won bool, err error) {
+// another replica raised it first. A primary holds that lock only for a
+// MANIFEST write or a file creation, but a primary stalled in one holds it
+// until it continues: bump then waits (and ctx can end the wait).
+func (p *filePrimacy) bump(ctx context.Context, seen uint64) (won bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.mlock.Lock(); err != nil {
-		return false, fmt.Errorf("replica %d: lock %s: %w", p.e.Replica, p.mlock.Path(), err)
+	for {
+		ok, err := p.mlock.TryLock()
+		if err != nil {
+			return false, fmt.Errorf("replica %d: lock %s: %w", p.e.Replica, p.mlock.Path(), err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(p.e.Poll):
+		}
 	}
 	defer p.mlock.Unlock()
 	now, err := readEpoch(p.epochF)

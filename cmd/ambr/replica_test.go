@@ -171,6 +171,43 @@ func TestReplicas(t *testing.T) {
 	buildCounter(t)
 	k := *scenarioSize
 
+	t.Run("one process per replica, no run beside replicas", func(t *testing.T) {
+		home := t.TempDir()
+		rs := newReplicas(t, home, "server", 1)
+		rs.reps[0].start()
+		p := rs.primary(0)
+		// ls lists an instance once its first start wrote the MANIFEST.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(rs.dir(), layout.ManifestFile)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no MANIFEST after the first start\n%s", rs.output())
+			}
+		}
+		for _, tc := range []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"run", counterBins.server, "--name", "server", "--replica", "0"}, 2, "replica 0 of server is already running (coordinator pid " + strconv.Itoa(p.ICPid) + ")"},
+			{[]string{"run", counterBins.server, "--name", "server"}, 2, "instance server runs as replicas (0); start another one with --replica N, or stop them first"},
+			{[]string{"kill", "server", "--replica", "4"}, 2, "replica 4 of server is not running"},
+			{[]string{"ls", "--json"}, 0, `"replicas": [
+      {
+        "replica": 0,
+        "role": "primary",
+        "epoch": 1,
+        "ic_pid": ` + strconv.Itoa(p.ICPid)},
+		} {
+			cmd := exec.Command(builtBins.ambr, append([]string{"--home", home}, tc.args...)...)
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("ambr %v: exit %d, want %d with %q; output:\n%s", tc.args, code, tc.code, tc.want, out)
+			}
+		}
+	})
+
 	t.Run("kill primary, standby, all", func(t *testing.T) {
 		home := t.TempDir()
 		rs := newReplicas(t, home, "server", 3)
