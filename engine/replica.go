@@ -579,3 +579,16 @@ func (l *outLink) backoffWait(d time.Duration) bool {
 		}
 	}
 }
+
+// ReadLease returns the lease in dir's LEASE file: the epoch and replica of
+// the primary that wrote it and when (Unix ns); ok is false if there is
+// none or it was caught mid-write.
+func ReadLease(dir string) (epoch uint64, replica int, unixNs int64, ok bool) {
+	f, err := os.Open(filepath.Join(dir, LeaseFile))
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	defer f.Close()
+	l, ok := readLease(f)
+	return l.epoch, int(l.replica), l.unixNs, ok
+}

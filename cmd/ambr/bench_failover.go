@@ -32,6 +32,7 @@ type failoverOptions struct {
 	leaseTTL          time.Duration
 	keep              bool
 	load              time.Duration
+	stall             bool
 }
 
 // failoverReport is what `ambr bench failover --json` prints.
@@ -50,6 +51,13 @@ type failoverReport struct {
 	RegistryCheckMs float64   `json:"registry_check_ms"`
 	PeerBackoffMs   []float64 `json:"peer_backoff_ms"`
 	SamplesMs       []float64 `json:"samples_ms"`
+	// Stall: the primary was stopped (SIGSTOP), not killed: its successor
+	// took over by the lease's TTL.
+	Stall bool `json:"stall,omitempty"`
+	// MaxLeaseGapMs is the longest the primaries' lease went without a
+	// renewal while they served: how far below the TTL a busy primary
+	// stays.
+	MaxLeaseGapMs float64 `json:"max_lease_gap_ms"`
 }
 
 func newBenchFailoverCmd(g *globals) *cobra.Command {
@@ -90,6 +98,7 @@ says which); 2 could not run.`,
 	f.StringVar(&o.cliApp, "client-app", "./samples/counter/client", "the counter client (package path or executable)")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "the replicas' --lease-ttl")
 	f.DurationVar(&o.load, "load", 200*time.Millisecond, "how long the primary serves before each kill (±50%, at random): the log its successor replays grows with it")
+	f.BoolVar(&o.stall, "stall", false, "SIGSTOP the primary instead of killing it: the successor takes over when the lease is older than --lease-ttl (then SIGCONT: it stops, deposed, and is restarted)")
 	f.BoolVar(&o.keep, "keep", false, "keep the run's home afterwards (its path is printed)")
 	return cmd
 }
@@ -263,6 +272,34 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		return err
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 17))
+	// The lease's renewals, watched while primaries serve.
+	var gapMu sync.Mutex
+	var maxGap time.Duration
+	watching := true
+	monitorDone := make(chan struct{})
+	defer close(monitorDone)
+	go func() {
+		var lastEpoch uint64
+		var lastNs int64
+		for {
+			select {
+			case <-monitorDone:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			epoch, _, ns, ok := engine.ReadLease(dir)
+			if !ok || ns == lastNs {
+				continue
+			}
+			gapMu.Lock()
+			if epoch == lastEpoch && watching && lastNs != 0 {
+				maxGap = max(maxGap, time.Duration(ns-lastNs))
+			}
+			gapMu.Unlock()
+			lastEpoch, lastNs = epoch, ns
+		}
+	}()
+	watch := func(on bool) { gapMu.Lock(); watching = on; gapMu.Unlock() }
 	var samples []time.Duration
 	for i := 0; i < o.kills; i++ {
 		// Under load: the primary serves calls.
@@ -290,10 +327,15 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		}
 		time.Sleep(o.load/2 + time.Duration(rng.Int64N(int64(o.load)+1)))
 		victim := procs[primary.Replica]
+		watch(false)
 		t0 := time.Now()
-		_ = victim.cmd.Process.Signal(syscall.SIGKILL)
-		if supervise.Alive(primary.AppPid) {
-			_ = syscall.Kill(primary.AppPid, syscall.SIGKILL)
+		if o.stall {
+			_ = victim.cmd.Process.Signal(syscall.SIGSTOP)
+		} else {
+			_ = victim.cmd.Process.Signal(syscall.SIGKILL)
+			if supervise.Alive(primary.AppPid) {
+				_ = syscall.Kill(primary.AppPid, syscall.SIGKILL)
+			}
 		}
 		var took time.Duration
 	wait:
@@ -308,10 +350,25 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 				return failed("bench failover: no standby served a call within 30 s of kill %d (replica %d)", i+1, primary.Replica)
 			}
 		}
+		if o.stall {
+			_ = victim.cmd.Process.Signal(syscall.SIGCONT)
+			select {
+			case <-victim.done:
+			case <-time.After(30 * time.Second):
+				return failed("bench failover: the stalled primary (replica %d) did not stop within 30 s of SIGCONT", primary.Replica)
+			}
+			if code := victim.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(victim.out.String(), "deposed at epoch") {
+				return failed("bench failover: the stalled primary (replica %d) exited %d without saying it was deposed", primary.Replica, code)
+			}
+		}
 		<-victim.done
 		samples = append(samples, took)
 		if !o.json {
-			fmt.Fprintf(g.stderr, "kill %d/%d: replica %d killed, next call served after %.1f ms\n", i+1, o.kills, primary.Replica, durMs(took))
+			verb := "killed"
+			if o.stall {
+				verb = "stopped"
+			}
+			fmt.Fprintf(g.stderr, "kill %d/%d: replica %d %s, next call served after %.1f ms\n", i+1, o.kills, primary.Replica, verb, durMs(took))
 		}
 		if procs[primary.Replica], err = start(primary.Replica, runArgs(primary.Replica)...); err != nil {
 			return err
@@ -322,10 +379,14 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		}); err != nil {
 			return err
 		}
+		watch(true)
 	}
 	rep := failoverReport{Command: "ambr " + strings.Join(os.Args[1:], " "), Replicas: o.replicas, Kills: len(samples),
 		LockPollMs: durMs(engine.DefaultLockPoll), LeaseRenewMs: durMs(engine.DefaultLeaseRenew), LeaseTTLMs: durMs(o.leaseTTL),
 		RegistryCheckMs: durMs(engine.PeerRegistryCheck), PeerBackoffMs: []float64{durMs(engine.PeerBackoffMin), durMs(engine.PeerBackoffMax)}}
+	gapMu.Lock()
+	rep.Stall, rep.MaxLeaseGapMs = o.stall, durMs(maxGap)
+	gapMu.Unlock()
 	sorted := slices.Clone(samples)
 	slices.Sort(sorted)
 	for _, s := range samples {
@@ -339,10 +400,15 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		return enc.Encode(rep)
 	}
 	fmt.Fprintf(g.stdout, "command: %s\n", rep.Command)
-	fmt.Fprintf(g.stdout, "failover, SIGKILL of the primary → first call served by its successor, %d kills, %d replicas:\n", rep.Kills, rep.Replicas)
+	how := "SIGKILL"
+	if o.stall {
+		how = "SIGSTOP"
+	}
+	fmt.Fprintf(g.stdout, "failover, %s of the primary → first call served by its successor, %d kills, %d replicas:\n", how, rep.Kills, rep.Replicas)
 	fmt.Fprintf(g.stdout, "  p50 %.1f ms   p99 %.1f ms   min %.1f ms   max %.1f ms\n", rep.P50Ms, rep.P99Ms, rep.MinMs, rep.MaxMs)
 	fmt.Fprintf(g.stdout, "  waits on: lock poll %.0f ms, lease renew %.0f ms (TTL %.0f ms, a stalled primary only), registry check %.0f ms, peer reconnect backoff %.0f–%.0f ms\n",
 		rep.LockPollMs, rep.LeaseRenewMs, rep.LeaseTTLMs, rep.RegistryCheckMs, rep.PeerBackoffMs[0], rep.PeerBackoffMs[1])
+	fmt.Fprintf(g.stdout, "  longest lease renewal gap of a serving primary: %.1f ms (TTL %.0f ms)\n", rep.MaxLeaseGapMs, rep.LeaseTTLMs)
 	return nil
 }
 
