@@ -357,3 +357,27 @@ func TestReplicas(t *testing.T) {
 		}
 	})
 }
+
+// TestBenchFailoverSmoke runs `ambr bench failover --smoke` as CI does:
+// three kills of the primary, each taken over and timed.
+func TestBenchFailoverSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	binaries(t)
+	cmd := exec.Command(builtBins.ambr, "--home", t.TempDir(), "bench", "failover", "--smoke", "--json")
+	cmd.Dir = "../.."
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ambr bench failover --smoke: %v\n%s%s", err, out, stderr.String())
+	}
+	var rep failoverReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if rep.Kills != 3 || len(rep.SamplesMs) != 3 || rep.Replicas != 3 || rep.MinMs <= 0 || rep.P50Ms < rep.MinMs || rep.MaxMs < rep.P99Ms {
+		t.Fatalf("report %+v", rep)
+	}
+}
