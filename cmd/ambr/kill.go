@@ -21,8 +21,8 @@ app process (its coordinator restarts it and replays); --ic kills the
 coordinator, the 'ambr run' process, and with it the app (a machine failure:
 run the same 'ambr run' again to recover); --all (the default) kills both.
 For an instance run with --replica, --primary and --replica N choose the
-replica (its coordinator and app, as a machine failure, unless --app or --ic
-says otherwise).
+replica (without either, the primary): its coordinator and app, as a machine
+failure, unless --app or --ic says otherwise.
 
 Exit codes: 0 killed; 2 the instance is not running or bad flags.`,
 		Args: cobra.ExactArgs(1),
