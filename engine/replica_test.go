@@ -341,3 +341,103 @@ func TestElectionRaceOneWinner(t *testing.T) {
 	}
 	first.Resign()
 }
+
+// fixedPrimacy is a Primacy that is never deposed.
+type fixedPrimacy struct{ epoch uint64 }
+
+func (p fixedPrimacy) Epoch() uint64            { return p.epoch }
+func (p fixedPrimacy) Check() error             { return nil }
+func (p fixedPrimacy) Do(op func() error) error { return op() }
+func (p fixedPrimacy) Deposed() <-chan struct{} { return nil }
+func (p fixedPrimacy) Resign()                  {}
+
+// appendRecord appends record seq to segment n (creating it), as a
+// primary's log writer would.
+func appendRecord(t *testing.T, fsys vfs.FS, in *layout.Instance, n uint64, seq int64) {
+	t.Helper()
+	path := in.SegmentPath(n)
+	var b []byte
+	if _, err := fsys.Stat(path); err != nil {
+		b = logfmt.AppendSegmentHeader(nil, uint32(n))
+		f, err := fsys.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	rec := testRecord(seq)
+	rec.Flags |= logfmt.FlagWriteStart
+	b, err := logfmt.AppendRecord(b, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fsys.OpenAppend(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPromotionSealsTheLog: a promotion records its epoch and seals the
+// segment its predecessor wrote at the end recovery read to; a record a
+// deposed primary appends afterwards is read neither by the tools nor by
+// the next recovery, and a seal, once set, stays.
+func TestPromotionSealsTheLog(t *testing.T) {
+	mem := vfs.NewMem()
+	if err := runRawOpts(t, mem, newRawApp(25), Options{SegmentSize: 300}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := summarize(t, mem)
+	last := s.seqs[len(s.seqs)-1]
+	rec, err := recoverInstance(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &layout.Instance{FS: mem, Dir: testDir, Manifest: rec.manifest}
+	tail := rec.newSegment
+	// The old primary's last record, logged before the takeover.
+	appendRecord(t, mem, in, tail, last+1)
+
+	c := &Coordinator{opts: Options{FS: mem, Dir: testDir, Now: time.Now}, primacy: fixedPrimacy{epoch: 2}}
+	if rec, err = recoverInstance(mem, testDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.sealRecovered(rec); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := mem.Stat(in.SegmentPath(tail))
+	m, _ := layout.ReadManifest(mem, testDir)
+	if m.Epoch != 2 || len(m.Seals) != 1 || m.Seals[tail] != st.Size() {
+		t.Fatalf("MANIFEST after the promotion: epoch %d, seals %v; want 2 and log-%d sealed at %d", m.Epoch, m.Seals, tail, st.Size())
+	}
+	// The deposed primary wakes up and appends one more whole record.
+	appendRecord(t, mem, in, tail, last+2)
+	s, err = summarize(t, mem)
+	if err != nil {
+		t.Fatalf("reading a log with a record after a seal: %v", err)
+	}
+	if got := s.seqs[len(s.seqs)-1]; got != last+1 || s.incs != 26 {
+		t.Fatalf("tools read up to record %d with %d Incs; want the seal's %d and 26", got, s.incs, last+1)
+	}
+	if rec, err = recoverInstance(mem, testDir); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.records); n == 0 || rec.records[n-1].Seq != last+1 || rec.tailSeg != tail || rec.tailEnd != st.Size() {
+		t.Fatalf("recovery read to %d/%d, want log-%d up to the seal %d and record %d last", rec.tailSeg, rec.tailEnd, tail, st.Size(), last+1)
+	}
+	// The next promotion keeps the seal.
+	c.primacy = fixedPrimacy{epoch: 3}
+	if err := c.sealRecovered(rec); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = layout.ReadManifest(mem, testDir)
+	if m.Epoch != 3 || m.Seals[tail] != st.Size() {
+		t.Fatalf("after a second promotion: epoch %d, seals %v", m.Epoch, m.Seals)
+	}
+}
