@@ -12,6 +12,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
@@ -98,6 +99,10 @@ type Options struct {
 	Election Election
 	Replica  int
 	OnRole   func(role string, epoch uint64)
+
+	// OnAppGone, if set, is called when the app went away: a supervisor
+	// uses it to tell a crash loop (see AppGone).
+	OnAppGone func(AppGone)
 }
 
 // Defaults of the limits in Options.
@@ -311,6 +316,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return nil
 		case errors.Is(err, errAppGone):
 			c.log.Info("app disconnected; waiting for it to reconnect", "reason", err)
+			if g := (*AppGoneError)(nil); errors.As(err, &g) && c.opts.OnAppGone != nil {
+				c.opts.OnAppGone(g.AppGone)
+			}
 		default:
 			return err
 		}
@@ -335,6 +343,12 @@ type event struct {
 	link                      *outLink // of peerUp
 }
 
+// loggingRecord is a record on its way to the disk, for the flow.
+type loggingRecord struct {
+	seq   int64
+	bytes int64
+}
+
 // conversation is one app connection's worth of state.
 type conversation struct {
 	c        *Coordinator
@@ -345,7 +359,11 @@ type conversation struct {
 	writer   *LogWriter
 	sender   *appSender
 	flow     *flow
-	ckptWG   sync.WaitGroup
+	// logging is the records submitted to the writer and not yet durable,
+	// in order: their bytes count in the flow until they are.
+	logging []loggingRecord
+	appPid  int
+	ckptWG  sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
 	links   map[string]*outLink
@@ -408,6 +426,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		func(err error) { v.post(event{err: err}) })
 	v.flow = newFlow(c.opts.AppBudget)
 	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })
+	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
 	v.wg.Add(1)
 	go v.acceptPeers()
@@ -458,10 +477,10 @@ func (v *conversation) handle(e event) error {
 	case e.err != nil:
 		return fmt.Errorf("%w: %w", ErrFatal, e.err)
 	case e.appErr != nil:
-		return fmt.Errorf("%w: %w", errAppGone, e.appErr)
+		return v.appGone(v.appPid, e.appErr)
 	case e.msg != nil:
 		if err := v.core.AppMessage(*e.msg, e.state); err != nil {
-			return fmt.Errorf("%w: protocol error: %w", errAppGone, err)
+			return v.appGone(v.appPid, fmt.Errorf("protocol error: %w", err))
 		}
 	case e.peerUp != "":
 		v.linkGen[e.peerUp] = e.gen
@@ -502,6 +521,13 @@ func (v *conversation) handle(e event) error {
 			delete(v.inlinks, e.peerGone.from)
 		}
 	case e.durable != 0:
+		var n int64
+		i := 0
+		for ; i < len(v.logging) && v.logging[i].seq <= e.durable; i++ {
+			n += v.logging[i].bytes
+		}
+		v.logging = v.logging[:copy(v.logging, v.logging[i:])]
+		v.flow.addToApp(-n)
 		v.core.LogDurable(e.durable)
 	case e.ckptDone != 0:
 		v.core.CheckpointDurable(e.ckptDone)
@@ -515,6 +541,15 @@ func (v *conversation) dispatch(rd Ready) error {
 	}
 	if rd.Fatal != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, rd.Fatal)
+	}
+	if len(rd.Log) > 0 {
+		var n int64
+		for _, lw := range rd.Log {
+			b := int64(len(lw.Record.Messages))
+			v.logging = append(v.logging, loggingRecord{seq: lw.Record.Seq, bytes: b})
+			n += b
+		}
+		v.flow.addToApp(n)
 	}
 	v.writer.Submit(rd.Log)
 	if ck := rd.Checkpoint; ck != nil {
@@ -582,13 +617,14 @@ func (v *conversation) dispatch(rd Ready) error {
 func (v *conversation) readApp(r io.Reader) {
 	mr := logfmt.NewOwningMessageReader(r)
 	for {
+		start := mr.Offset() // where the next message starts: its state was read
 		v.flow.waitOutput(v.done)
 		m, err := mr.Next()
 		if err != nil {
 			if err == io.EOF {
 				err = errors.New("connection closed")
 			}
-			v.post(event{appErr: err})
+			v.post(event{appErr: explainAppReadError(r, start, mr.Offset(), err)})
 			return
 		}
 		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it
@@ -612,6 +648,8 @@ type appSender struct {
 	queue  [][]byte
 	closed bool
 	done   chan struct{}
+	// delivered is the newest log record written to the app (AppGone).
+	delivered atomic.Int64
 }
 
 func newAppSender(w io.Writer, f *flow, onErr func(error)) *appSender {
@@ -664,6 +702,9 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 			if _, err := bw.Write(b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return
+			}
+			if seq := wireRecordSeq(b); seq > 0 {
+				s.delivered.Store(seq)
 			}
 			n += int64(len(b))
 		}

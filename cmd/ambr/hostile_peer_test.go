@@ -543,3 +543,48 @@ func copyDir(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// TestUserCA: instances run with --tls DIR trust that CA only: a client
+// from it calls the server exactly; a client whose certificate comes from
+// the registry's own CA (an instance started without --tls) is refused,
+// and nothing of it is logged.
+func TestUserCA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	const k = 20
+	server, client := pair(t, k)
+	ca := filepath.Join(t.TempDir(), "ca")
+	for _, args := range [][]string{{"certs", "init", ca}, {"certs", "issue", ca, "server", "client"}} {
+		if out, err := exec.Command(builtBins.ambr, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ambr %v: %v\n%s", args, err, out)
+		}
+	}
+	server.extra = []string{"--tls", ca}
+	client.extra = []string{"--tls", ca}
+	outsider := newInst(t, server.home, "outsider", counterBins.client, "--server", "server", "--count", "5")
+	t.Cleanup(outsider.stop)
+	server.start()
+	client.start()
+	outsider.start()
+	checkExact(t, waitClient(t, client, server).Results, k)
+	deadline := time.Now().Add(*clientTimeout)
+	// Each side refuses the other's certificate; the outsider finds out first.
+	for !strings.Contains(outsider.out.String(), "not from the CA this coordinator trusts") || !strings.Contains(server.out.String(), "refused a connection") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the outsider's connections were not refused; server:\n%s\noutsider:\n%s", server.out.String(), outsider.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	outsider.stop()
+	client.stop()
+	server.stop()
+	calls, err := loggedCalls(server.dir(), "Inc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls["client"] != k {
+		t.Fatalf("the server logged Inc calls %v, want exactly %d from client", calls, k)
+	}
+}

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 )
 
@@ -14,7 +14,7 @@ func newKillCmd(g *globals) *cobra.Command {
 	var app, ic, all, primary bool
 	replica := -1
 	cmd := &cobra.Command{
-		Use:   "kill NAME [--app|--ic|--all] [--primary|--replica N]",
+		Use:   "kill NAME|DIR [--app|--ic|--all] [--primary|--replica N]",
 		Short: "SIGKILL an instance's app, coordinator or both (failure injection)",
 		Long: `Kill a running instance with SIGKILL, to see it recover: --app kills only the
 app process (its coordinator restarts it and replays); --ic kills the
@@ -39,7 +39,7 @@ Exit codes: 0 killed; 2 the instance is not running or bad flags.`,
 			if n == 0 {
 				all = true
 			}
-			dir := filepath.Join(g.Home(), args[0])
+			dir := layout.ResolveDir(g.Home(), args[0]) // NAME, or an instance directory
 			st, ok := supervise.ReadRunStatus(dir)
 			if primary || replica >= 0 || !ok {
 				var err error

@@ -29,6 +29,8 @@ type App[S any] struct {
 	ids          map[int32]string
 	results      map[string]resultHandler[S]
 	onFirstStart func(ctx *Ctx, s *S, initArgs []byte) error
+	// durable holds the orchestrations and entity types, nil if none.
+	durable *durableRegistry
 	// upgrade hands over to the next version (Upgrade), nil if none.
 	upgrade func(old *session[S], takeCheckpoint bool) (*switchCode, error)
 
@@ -116,6 +118,7 @@ func Handle[S, A, R any](app *App[S], method string, fn func(ctx *Ctx, s *S, arg
 	if fn == nil {
 		panic("immortal: Handle " + method + " with a nil function")
 	}
+	checkUserMethod("Handle", method)
 	// The arguments are decoded into slot, not into a variable of each
 	// call: a pointer handed to the codec (an interface) escapes, so that
 	// would be an allocation per message. Handlers of an app run one at a

@@ -50,6 +50,8 @@ func newSession[S any](a *App[S], name string) *session[S] {
 		methods: make(map[string]bool, len(a.handlers)),
 		results: make(map[string]bool, len(a.results)),
 		bind:    &a.bind,
+		dur:     a.durable,
+		log:     a.log,
 	}
 	for m := range a.handlers {
 		s.rt.methods[m] = true
@@ -220,6 +222,7 @@ func (s *session[S]) loadCheckpoint(m logfmt.Message, state io.Reader) error {
 	if err := a.codec.Unmarshal(stateBytes, &st); err != nil {
 		return fmt.Errorf("decode state from checkpoint with codec %s: %w", a.codec.Name(), err)
 	}
+	abortOrchestrations(a.bind.dur)
 	a.state, a.bind, a.started = st, bind, true
 	s.phase = phaseRecovering
 	return nil
@@ -325,10 +328,19 @@ func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env rawEnvelope) err
 	var result []byte
 	var herr error
 	// a.handlers[string(bytes)] does not allocate the string.
+	if wantResult {
+		ctx.callID, ctx.replyTo = env.callID, env.replyTo
+	}
 	if h, ok := a.handlers[string(env.method)]; !ok {
 		herr = fmt.Errorf("immortal: %s has no handler for method %s", s.rt.name, env.method)
 	} else if p := protect(func() { result, herr = h(ctx, &a.state, env.payload, wantResult) }); p != nil {
 		return p.err(string(env.method))
+	}
+	if herr == errDeferred {
+		return nil // an orchestration or entity replies when it is done
+	}
+	if herr != nil && isFatal(herr) {
+		return herr
 	}
 	if !wantResult {
 		if herr != nil {
@@ -342,7 +354,7 @@ func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env rawEnvelope) err
 	}
 	reply := Envelope{CallID: env.callID, Time: ctx.now, Payload: result}
 	if herr != nil {
-		reply.Flags, reply.Payload = FlagError, []byte(herr.Error())
+		reply.Flags, reply.Payload = errorPayload(herr)
 	}
 	dest := ""
 	if string(env.replyTo) != s.rt.name {
@@ -380,6 +392,9 @@ func (s *session[S]) result(ctx *Ctx, env rawEnvelope) error {
 		return nil
 	}
 	delete(s.rt.bind.pending, env.callID)
+	if p.orch != "" {
+		return s.rt.orchResult(ctx, p, env)
+	}
 	h, ok := a.results[p.onResult]
 	if !ok {
 		s.report(slog.LevelError, "dropping a result: no result handler", ctx, "on_result", p.onResult, "method", p.method, "call_id", env.callID)
@@ -387,7 +402,7 @@ func (s *session[S]) result(ctx *Ctx, env rawEnvelope) error {
 	}
 	var callErr error
 	if env.flags&FlagError != 0 {
-		callErr = &CallError{Method: p.method, Message: string(env.payload)}
+		callErr = callError(p.method, env.flags, env.payload)
 	}
 	var herr error
 	if pp := protect(func() { herr = h(ctx, &a.state, env.payload, callErr, p.note) }); pp != nil {

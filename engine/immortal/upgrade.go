@@ -41,6 +41,9 @@ func (e *switchCode) Error() string { return "immortal: switching to the next ve
 func Upgrade[S, S2 any](app *App[S], next *App[S2], convert func(S) (S2, error)) {
 	app.checkOpen("Upgrade")
 	app.upgrade = func(old *session[S], takeCheckpoint bool) (*switchCode, error) {
+		// The bodies of orchestrations re-run on next's code, from their
+		// history, when their next result arrives.
+		abortOrchestrations(app.bind.dur)
 		st, err := convert(app.state)
 		if err != nil {
 			return nil, fmt.Errorf("converting the state to the next version failed: %w", err)

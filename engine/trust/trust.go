@@ -310,7 +310,7 @@ func (id *Identity) ClientConfig(peer string) *tls.Config {
 				inter.AddCert(c)
 			}
 			if _, err := leaf.Verify(x509.VerifyOptions{Roots: id.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-				return fmt.Errorf("the certificate of the coordinator that answered is not from this registry's CA: %w", err)
+				return fmt.Errorf("the certificate of the coordinator that answered is not from the CA this coordinator trusts (the registry's own, or --tls DIR): %w", err)
 			}
 			got, ok := nameOf(leaf)
 			if !ok || got != peer {
@@ -422,4 +422,41 @@ func parseKey(b []byte) (crypto.Signer, error) {
 		return nil, errors.New("the key cannot sign")
 	}
 	return s, nil
+}
+
+// CertInfo describes one instance certificate of an authority.
+type CertInfo struct {
+	Name     string    `json:"name"`
+	NotAfter time.Time `json:"not_after"`
+	// Problem says why the certificate would be refused ("" if valid).
+	Problem string `json:"problem,omitempty"`
+}
+
+// List describes the instance certificates under certs/, by name.
+func (a *Authority) List() ([]CertInfo, error) {
+	entries, err := os.ReadDir(filepath.Join(a.dir, "certs"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	var out []CertInfo
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".crt")
+		if !ok {
+			continue
+		}
+		info := CertInfo{Name: name}
+		if id, err := a.loadPair(name, false); err != nil {
+			info.Problem = err.Error()
+		} else {
+			info.NotAfter = id.leaf.NotAfter
+			if _, err := a.loadIdentity(name); err != nil {
+				info.Problem = err.Error()
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
 }

@@ -117,7 +117,7 @@ func TestRefusals(t *testing.T) {
 		{"no certificate", noCert, server.ServerConfig(), "certificate"},
 		{"expired", stale.ClientConfig("server"), server.ServerConfig(), "expired"},
 		{"server is not the peer dialled", client.ClientConfig("billing"), server.ServerConfig(), `instance "server", not "billing"`},
-		{"server from another CA", client.ClientConfig("server"), mallory.ServerConfig(), "not from this registry's CA"},
+		{"server from another CA", client.ClientConfig("server"), mallory.ServerConfig(), "not from the CA this coordinator trusts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name, cerr, serr := handshake(t, tc.client, tc.server)
