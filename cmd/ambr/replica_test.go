@@ -254,6 +254,32 @@ func TestReplicas(t *testing.T) {
 		checkReplay(t, home, k)
 	})
 
+	t.Run("add a replica, then kill the primary; kill client and server", func(t *testing.T) {
+		home := t.TempDir()
+		rs := newReplicas(t, home, "server", 3)
+		rs.reps[0].start()
+		rs.reps[1].start()
+		p := rs.primary(0)
+		client := newInst(t, home, "client", counterBins.client, "--server", "server", "--count", strconv.Itoa(k), "--interval", "5ms")
+		client.start()
+		t.Cleanup(client.stop)
+		rs.progress(k / 4)
+		rs.restart(2) // a new replica joins as a standby
+		rs.kill(p.Replica)
+		np := rs.primary(p.Epoch)
+		rs.restart(p.Replica)
+		rs.progress(k / 2)
+		// The client and the server's primary at once.
+		client.killAll()
+		rs.kill(np.Replica)
+		client.start()
+		np2 := rs.primary(np.Epoch)
+		rs.restart(np.Replica)
+		checkExact(t, waitClient(t, client, rs.reps...).Results, k)
+		checkServerLog(t, rs.reps[0], map[string]int{"client": k})
+		checkEpochs(t, rs.dir(), np2.Epoch, 2)
+	})
+
 	t.Run("stalled primary", func(t *testing.T) {
 		home := t.TempDir()
 		rs := newReplicas(t, home, "server", 2, "--lease-ttl", "300ms")
