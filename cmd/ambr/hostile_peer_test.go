@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -491,8 +492,9 @@ func TestLostAcknowledgedInput(t *testing.T) {
 		}
 	}
 	b, err := exec.Command(builtBins.ambr, "--home", server.home, "ls", "--json").Output()
-	if err != nil {
-		t.Fatal(err)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("ls with lost acknowledged input: %v, want exit 1", err)
 	}
 	out := string(b)
 	var views []instanceView

@@ -56,8 +56,8 @@ replicas (for an instance run with --replica: each running replica's
 replica, role, epoch, ic_pid, app_pid; ic_pid and app_pid of the instance
 are the primary's).
 
-Exit codes: 0 listed; 1 an instance is damaged (all are listed first); 2
-the home cannot be read.`,
+Exit codes: 0 listed; 1 an instance is damaged or reports a problem, such as
+lost acknowledged input (all are listed first); 2 the home cannot be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if registry != "" {
@@ -168,18 +168,23 @@ func listInstances(home string) ([]instanceView, error) {
 const stateDamaged = "damaged"
 
 // damagedInstances is the exit-code rule every command shares: damaged data
-// found is exit 1, after everything else has been printed. (Problems a
-// coordinator reports, such as lost acknowledged input, are listed but do
-// not change the exit code.)
+// found is exit 1, after everything else has been printed. A problem a
+// running coordinator reports (lost acknowledged input: a log that lost
+// records) counts as damage too.
 func damagedInstances(views []instanceView) error {
-	var names []string
+	var names, troubled []string
 	for _, v := range views {
 		if v.State == stateDamaged {
 			names = append(names, v.Name)
+		} else if len(v.Problems) > 0 {
+			troubled = append(troubled, v.Name)
 		}
 	}
-	if len(names) == 0 {
-		return nil
+	switch {
+	case len(names) > 0:
+		return problemErrorf("%d instance(s) damaged: %s (see 'ambr log NAME' and 'ambr checkpoints NAME' for where)", len(names), strings.Join(names, ", "))
+	case len(troubled) > 0:
+		return problemErrorf("%d instance(s) report problems on their links: %s (listed above)", len(troubled), strings.Join(troubled, ", "))
 	}
-	return problemErrorf("%d instance(s) damaged: %s (see 'ambr log NAME' and 'ambr checkpoints NAME' for where)", len(names), strings.Join(names, ", "))
+	return nil
 }

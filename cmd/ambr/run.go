@@ -341,6 +341,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 			return err
 		}
 		var loop *supervise.CrashLoopError
+		if errors.As(runErr, &loop) && loop.Refused {
+			return usageErrorf("%v", runErr) // exit 2: could not start
+		}
 		if errors.As(runErr, &loop) {
 			return problemErrorf("%v; the log is intact: fix the app and run the same command again (with the fixed build) to recover", runErr)
 		}

@@ -14,6 +14,9 @@ type bindingState struct {
 	nextCallID int64 // the id the next call gets; ids start at 1
 	pending    map[int64]pendingCall
 	dur        *DurableState // orchestrations, timers, entities; nil until used
+	// stateType names the Go type the state was encoded from (see
+	// WithStateType): a build never decodes a state of another type.
+	stateType string
 }
 
 func newBindingState() bindingState {
@@ -33,7 +36,8 @@ type pendingCall struct {
 // The checkpoint bytes, as the coordinator stores them and tools show them:
 //
 //	{"state": <codec bytes>, "binding": {"codec": "json", "next_call_id": 3,
-//	 "pending": {"2": {"on_result": "doubled", "method": "double", "note": ...}}}}
+//	 "pending": {"2": {"on_result": "doubled", "method": "double", "note": ...}},
+//	 "state_type": "example.com/app/bank.Account"}}
 //
 // The state and notes are embedded as JSON when the codec is JSON, and as
 // base64 strings under "state_b64" and "note_b64" otherwise.
@@ -48,6 +52,9 @@ type bindingJSON struct {
 	NextCallID int64                  `json:"next_call_id"`
 	Pending    map[string]pendingJSON `json:"pending"`
 	Durable    *DurableState          `json:"durable,omitempty"`
+	// StateType is the type the state was encoded from; absent in
+	// checkpoints of builds before it was recorded.
+	StateType string `json:"state_type,omitempty"`
 }
 
 type pendingJSON struct {
@@ -91,6 +98,7 @@ func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
 		NextCallID: b.nextCallID,
 		Pending:    make(map[string]pendingJSON, len(b.pending)),
 		Durable:    b.dur,
+		StateType:  b.stateType,
 	}}
 	if state == nil {
 		state = []byte{}
@@ -122,7 +130,7 @@ func decodeCheckpoint(c Codec, data []byte) ([]byte, bindingState, error) {
 	if ck.Binding.NextCallID < 1 {
 		return nil, bindingState{}, fmt.Errorf("checkpoint has next_call_id %d, want at least 1", ck.Binding.NextCallID)
 	}
-	b := bindingState{nextCallID: ck.Binding.NextCallID, pending: make(map[int64]pendingCall, len(ck.Binding.Pending)), dur: ck.Binding.Durable}
+	b := bindingState{nextCallID: ck.Binding.NextCallID, pending: make(map[int64]pendingCall, len(ck.Binding.Pending)), dur: ck.Binding.Durable, stateType: ck.Binding.StateType}
 	for key, pj := range ck.Binding.Pending {
 		id, err := strconv.ParseInt(key, 10, 64)
 		if err != nil || id < 1 || id >= b.nextCallID {

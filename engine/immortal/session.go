@@ -186,7 +186,9 @@ func (s *session[S]) checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("encode state for a checkpoint: %w", err)
 	}
-	ck, err := encodeCheckpoint(a.codec, state, &a.bind)
+	b := a.bind
+	b.stateType = a.stateType
+	ck, err := encodeCheckpoint(a.codec, state, &b)
 	if err != nil {
 		return err
 	}
@@ -218,6 +220,24 @@ func (s *session[S]) loadCheckpoint(m logfmt.Message, state io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if bind.stateType != "" && bind.stateType != a.stateType {
+		if a.adopt != nil {
+			sw, ok, err := a.adopt(s, bind.stateType, data)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return sw
+			}
+		}
+		return &IncompatibleStateError{Checkpoint: bind.stateType, Build: a.stateType}
+	}
+	return s.load(stateBytes, bind)
+}
+
+// load makes a decoded checkpoint the app's state and starts recovering.
+func (s *session[S]) load(stateBytes []byte, bind bindingState) error {
+	a := s.app
 	var st S
 	if err := a.codec.Unmarshal(stateBytes, &st); err != nil {
 		return fmt.Errorf("decode state from checkpoint with codec %s: %w", a.codec.Name(), err)
@@ -226,6 +246,17 @@ func (s *session[S]) loadCheckpoint(m logfmt.Message, state io.Reader) error {
 	a.state, a.bind, a.started = st, bind, true
 	s.phase = phaseRecovering
 	return nil
+}
+
+// decodeInto loads checkpoint bytes of this session's own state type (an
+// upgraded instance adopted by the version before it). Called with the
+// app's mu held.
+func (s *session[S]) decodeInto(data []byte) error {
+	stateBytes, bind, err := decodeCheckpoint(s.app.codec, data)
+	if err != nil {
+		return err
+	}
+	return s.load(stateBytes, bind)
 }
 
 // ctxSlab is how many Ctx values session.ctx allocates at a time.

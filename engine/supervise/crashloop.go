@@ -1,7 +1,9 @@
 package supervise
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"time"
 )
@@ -46,7 +48,16 @@ const (
 // CrashLoopError says why the supervisor stopped restarting the app.
 type CrashLoopError struct {
 	Message string
+	// Refused says the app refused to run on the instance at all (its
+	// build cannot read the instance's state): not a crash, a wrong build.
+	Refused bool
 }
+
+// ExitRefused is the exit status with which an app says it cannot run on
+// the instance's state (EX_CONFIG; the Go binding's
+// immortal.ExitIncompatibleState): the supervisor stops at once, without a
+// restart.
+const ExitRefused = 78
 
 func (e *CrashLoopError) Error() string { return e.Message }
 
@@ -75,15 +86,18 @@ func (d *CrashLoop) Ended(r AppRun) (time.Duration, *CrashLoopError) {
 	if limits.DeathsOnRecord <= 0 {
 		limits.DeathsOnRecord = 3
 	}
+	var ee *exec.ExitError
 	switch {
 	case r.Killed:
 		// From outside: neither progress nor a crash.
 		return InitialBackoff, nil
+	case errors.As(r.Exit, &ee) && ee.ExitCode() == ExitRefused:
+		return 0, &CrashLoopError{Message: "the app refused the instance: " + lastWords(r, ""), Refused: true}
 	case !r.Attached:
 		d.beforeAttach++
 		d.stalled++
 		if d.beforeAttach >= limits.ExitsBeforeAttach {
-			return 0, &CrashLoopError{fmt.Sprintf("the app exited %d times before attaching (%s)", d.beforeAttach, lastWords(r, "last stderr: "))}
+			return 0, &CrashLoopError{Message: fmt.Sprintf("the app exited %d times before attaching (%s)", d.beforeAttach, lastWords(r, "last stderr: "))}
 		}
 	case r.Record > 0 && r.Record == d.record:
 		d.beforeAttach = 0
@@ -96,7 +110,7 @@ func (d *CrashLoop) Ended(r AppRun) (time.Duration, *CrashLoopError) {
 					what = " (" + s + ")"
 				}
 			}
-			return 0, &CrashLoopError{fmt.Sprintf("the app died handling record %d%s %d times: %s", r.Record, what, d.onRecord, lastWords(r, ""))}
+			return 0, &CrashLoopError{Message: fmt.Sprintf("the app died handling record %d%s %d times: %s", r.Record, what, d.onRecord, lastWords(r, ""))}
 		}
 	default:
 		// Attached, and died somewhere new: progress.

@@ -3,6 +3,7 @@ package supervise
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,21 @@ func TestTailWriterKeepsLastLines(t *testing.T) {
 	}
 	if again, p := w.take(); len(again) != 0 || p != "" {
 		t.Fatalf("take did not forget: %q %q", again, p)
+	}
+}
+
+// TestCrashLoopRefused: an app that exits with ExitRefused (its build
+// cannot read the instance's state) stops the supervisor at once, marked
+// as a refusal rather than a crash.
+func TestCrashLoopRefused(t *testing.T) {
+	err := exec.Command("sh", "-c", "exit 78").Run()
+	d := &CrashLoop{}
+	_, loop := d.Ended(AppRun{Attached: true, Exit: err, Stderr: []string{"app: the instance's checkpoint holds a state of type a.A, but this build's state is b.B"}})
+	if loop == nil || !loop.Refused || !strings.Contains(loop.Error(), "refused the instance: app: the instance's checkpoint holds a state of type a.A") {
+		t.Fatalf("exit 78: %+v", loop)
+	}
+	err = exec.Command("sh", "-c", "exit 77").Run()
+	if _, loop := d.Ended(AppRun{Attached: true, Exit: err}); loop != nil {
+		t.Fatalf("exit 77 stopped the supervisor: %v", loop)
 	}
 }
