@@ -97,6 +97,15 @@ type Options struct {
 	// peers (their TCP windows fill and their senders keep their output) or
 	// from its app (its writes wait). Default DefaultAppBudget.
 	AppBudget int64
+
+	// Election, when several replicas share Dir, makes this coordinator a
+	// standby until it is elected primary (nil: one replica, the primary
+	// from the start). Replica is this replica's number, for messages;
+	// OnRole, if set, is told each role change ("standby", "primary").
+	Election Election
+	Replica  int
+	OnRole   func(role string, epoch uint64)
+
 	// OnAppGone, if set, is called when the app went away: a supervisor
 	// uses it to tell a crash loop (see AppGone).
 	OnAppGone func(AppGone)
@@ -130,6 +139,10 @@ type Coordinator struct {
 	// PeerAddr is the address other coordinators reach this one at, once
 	// Run has started listening.
 	peerAddr atomicString
+
+	// primacy is held while this replica is primary (nil with one
+	// replica): every write that can count goes through it.
+	primacy Primacy
 
 	mu      sync.Mutex
 	upgrade *pendingUpgrade      // asked for, for the next app connection
@@ -312,6 +325,17 @@ func New(opts Options) (*Coordinator, error) {
 // Run serves app connections until ctx is cancelled (then it returns nil)
 // or a fatal error occurs (then the error wraps ErrFatal).
 func (c *Coordinator) Run(ctx context.Context) error {
+	if c.opts.Election != nil {
+		var stop func()
+		var err error
+		if ctx, stop, err = c.becomePrimary(ctx); err != nil {
+			return err
+		}
+		if ctx == nil {
+			return nil // stopped while a standby
+		}
+		defer stop()
+	}
 	if err := mkdirAllDurable(c.opts.FS, filepath.Join(c.opts.Dir, layout.VersionDir(0))); err != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, err)
 	}
@@ -340,6 +364,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	for {
 		conn, err := c.opts.Listener.Accept(ctx)
 		if err != nil {
+			if err := c.deposed(nil); err != nil {
+				return err
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -348,6 +375,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		err = c.serve(ctx, conn)
 		conn.Close()
 		switch {
+		case c.deposed(err) != nil:
+			return c.deposed(err)
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, errAppGone):
@@ -426,6 +455,9 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	for _, n := range rec.notes {
 		c.log.Warn("recovery: " + n)
 	}
+	if err := c.sealRecovered(rec); err != nil {
+		return err
+	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
 	up := c.takeUpgrade()
@@ -434,6 +466,9 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	if rec.fresh {
 		now := c.opts.Now().UnixNano()
 		v.manifest = &logfmt.Manifest{Instance: c.opts.Name, CommitterID: randomCommitter(), FirstSegment: 1, App: c.app(), Created: now}
+		if c.primacy != nil {
+			v.manifest.Epoch = c.primacy.Epoch()
+		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartFresh()
 		c.log.Info("first start")
@@ -467,7 +502,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 	}
 
-	v.writer = NewLogWriter(fsys, logDir,
+	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(),
 		func(seq int64) { v.post(event{durable: seq}) },
 		func(err error) { v.post(event{err: err}) })
 	v.flow = newFlow(c.opts.AppBudget)
@@ -626,7 +661,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			defer v.ckptWG.Done()
 			fsys, dir := v.c.opts.FS, v.c.opts.Dir
 			logDir := filepath.Join(dir, layout.VersionDir(0))
-			if err := writeCheckpointFile(fsys, logDir, ck); err != nil {
+			if err := writeCheckpointFile(fsys, logDir, ck, v.c.fence()); err != nil {
 				v.post(event{err: err})
 				return
 			}
@@ -634,7 +669,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			if v.c.opts.Retain > 0 {
 				m.FirstSegment, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
 			}
-			if err := writeManifest(fsys, dir, &m); err != nil {
+			if err := fenced(v.c.fence(), func() error { return writeManifest(fsys, dir, &m) }); err != nil {
 				v.post(event{err: err})
 				return
 			}

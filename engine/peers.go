@@ -189,6 +189,8 @@ type outLink struct {
 	gen    int64
 	queue  *frameQueue     // of the current connection; nil while down
 	failed *LostInputError // the link is stopped for good
+
+	tried string // the address last tried (owned by run)
 }
 
 func (v *conversation) startLink(peer string) {
@@ -247,10 +249,8 @@ func (l *outLink) run() {
 		if up > time.Second {
 			backoff = peerBackoffMin
 		}
-		select {
-		case <-v.done:
+		if !l.backoffWait(backoff) {
 			return
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, peerBackoffMax)
 	}
@@ -264,6 +264,7 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("waiting for %s to register: %v", l.peer, err)
 	}
+	l.tried = addr
 	d := net.Dialer{Timeout: peerDialTimeout}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -317,6 +318,7 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 	l.queue = q
 	l.mu.Unlock()
 	go q.drainTo(conn)
+	go l.watchRegistry(ctx, cancel, addr)
 	v.post(event{peerUp: l.peer, seq: f.Seq, gen: gen, link: l})
 	v.c.log.Debug("peer link up", "peer", l.peer, "addr", addr, "expect", f.Seq)
 	for {

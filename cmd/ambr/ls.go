@@ -33,6 +33,9 @@ type instanceView struct {
 	// Problems: by peer instance, what the coordinator says needs an
 	// operator (lost acknowledged input).
 	Problems map[string]string `json:"problems,omitempty"`
+	// Replicas: the running replicas of an instance run with --replica
+	// (ic_pid and app_pid above are then the primary's).
+	Replicas []replicaView `json:"replicas,omitempty"`
 }
 
 func newLsCmd(g *globals) *cobra.Command {
@@ -48,7 +51,10 @@ and checkpoints.
 --json prints a JSON array with the fields name, dir, state (running,
 stopped or damaged), ic_pid, app_pid, version, last_seq, log_bytes, segments,
 checkpoints, newest_checkpoint, app, error, problems (by peer instance: what a
-running coordinator says needs an operator, such as lost acknowledged input).
+running coordinator says needs an operator, such as lost acknowledged input),
+replicas (for an instance run with --replica: each running replica's
+replica, role, epoch, ic_pid, app_pid; ic_pid and app_pid of the instance
+are the primary's).
 
 Exit codes: 0 listed; 1 an instance is damaged or reports a problem, such as
 lost acknowledged input (all are listed first); 2 the home cannot be read.`,
@@ -103,6 +109,7 @@ lost acknowledged input (all are listed first); 2 the home cannot be read.`,
 					return err
 				}
 			}
+			printReplicas(g.stdout, views)
 			for _, v := range views {
 				for _, peer := range slices.Sorted(maps.Keys(v.Problems)) {
 					fmt.Fprintf(g.stdout, "%s: problem on the link with %s: %s\n", v.Name, peer, v.Problems[peer])
@@ -151,7 +158,7 @@ func listInstances(home string) ([]instanceView, error) {
 		}
 		views = append(views, instanceView{Name: v.Name, Dir: v.Dir, State: state, ICPid: v.ICPid, AppPid: v.AppPid,
 			Version: v.Version, LastSeq: v.LastSeq, LogBytes: v.LogBytes, Segments: v.Segments, Checkpoints: v.Checkpoints,
-			Newest: v.Newest, App: v.App, Error: v.Error, Problems: v.Problems})
+			Newest: v.Newest, App: v.App, Error: v.Error, Problems: v.Problems, Replicas: replicaViews(v.Replicas)})
 	}
 	return views, nil
 }

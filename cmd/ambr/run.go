@@ -41,6 +41,8 @@ type runOptions struct {
 	tlsDir         string
 	peerAddr       string
 	ambrosiaReg    bool
+	replica        int
+	leaseTTL       time.Duration
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -129,6 +131,8 @@ disk fault, a damaged log, an app in a crash loop: the message says which);
 	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:0", "HOST:PORT where this coordinator listens for other coordinators (default a free loopback port)")
 	f.StringVar(&o.appBudget, "app-budget", "64MiB", "bytes that may wait for the app: input it has not taken, and output its receivers have not acknowledged; beyond it the coordinator stops reading from peers, or from the app")
 	f.BoolVar(&o.ambrosiaReg, "ambrosia-registration", false, "on every start, write AMBROSIA's registration of the instance (its ports) to the storage in AZURE_STORAGE_CONN_STRING, for apps on AMBROSIA's own bindings (see 'ambr register --help')")
+	f.IntVar(&o.replica, "replica", -1, "run replica N (0, 1, …) of the instance: replicas share its directory, one primary serves, the others are warm standbys that take over when it fails")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "with --replica: a standby takes over from a primary whose lease has not moved for this long (a stalled primary; a dead one releases its lock at once)")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -190,7 +194,13 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	} else if build, err = supervise.Resolve(ctx, app, home, g.stderr); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	lock, err := supervise.Lock(dir)
+	if o.replica < -1 {
+		return usageErrorf("--replica %d: give a replica number 0, 1, …", o.replica)
+	}
+	if o.leaseTTL < 100*time.Millisecond {
+		return usageErrorf("--lease-ttl %v: give at least 100ms (the lease is renewed every %v)", o.leaseTTL, engine.DefaultLeaseRenew)
+	}
+	lock, err := lockRun(dir, o.replica)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -257,10 +267,14 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	setProblem := func(peer, msg string) {} // replaced once the status exists
 	up := &upgrader{dir: dir, name: name, outcome: make(chan error, 1)}
-	c, err := engine.New(engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
+	statusFile := &runStatusFile{dir: dir, replica: o.replica}
+	roleChanged := func() {} // replaced once the status exists
+	opts := engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
 		Nondeterminism: nondeterminism, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
-		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) }, OnUpgrade: up.onUpgrade,
-		OnAppGone: onAppGone})
+		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) },
+		OnAppGone: onAppGone, OnUpgrade: up.onUpgrade}
+	replicaOptions(&opts, dir, o.replica, o.leaseTTL, logger, statusFile, func() { roleChanged() })
+	c, err := engine.New(opts)
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
@@ -270,10 +284,11 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		statusMu.Lock()
 		defer statusMu.Unlock()
 		f(&status)
-		_ = supervise.WriteRunStatus(dir, status)
+		_ = statusFile.write(status)
 	}
 	setStatus(func(*supervise.RunStatus) {})
-	defer supervise.RemoveRunStatus(dir)
+	defer statusFile.remove()
+	roleChanged = func() { setStatus(func(*supervise.RunStatus) {}) }
 	setProblem = func(peer, msg string) {
 		setStatus(func(s *supervise.RunStatus) {
 			if s.Problems == nil {
@@ -288,7 +303,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	defer cancel()
 	icErr := make(chan error, 1)
 	go func() { icErr <- c.Run(runCtx) }()
-	if !o.externalApp {
+	// Live upgrades of replicas (the upgrader joins as a standby, the
+	// primary steps down for it) are not there yet: one replica only.
+	if !o.externalApp && o.replica < 0 {
 		up.c, up.child, up.log, up.current = c, child, logger, build
 		go up.watch(runCtx)
 	}
@@ -328,6 +345,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		runErr = <-icErr
 	}
 	if runErr != nil {
+		if err := deposedError(runErr); err != nil {
+			return err
+		}
 		var loop *supervise.CrashLoopError
 		if errors.As(runErr, &loop) && loop.Refused {
 			return usageErrorf("%v", runErr) // exit 2: could not start

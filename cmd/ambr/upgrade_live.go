@@ -174,6 +174,9 @@ func runLiveUpgrade(cmd *cobra.Command, g *globals, name, to string, timeout tim
 	if err != nil {
 		return usageErrorf("no instance %q (%v); 'ambr ls' lists them", name, err)
 	}
+	if len(supervise.ReadReplicaStatuses(dir)) > 0 {
+		return usageErrorf("%s runs as replicas: a live upgrade of replicas (the new build joining as a standby) is not there yet; upgrade a single-replica instance, or check the build with 'ambr upgrade test'", m.Instance)
+	}
 	st, running := supervise.ReadRunStatus(dir)
 	if !running {
 		return usageErrorf("%s is not running: a live upgrade goes through its ambr run (start it first; 'ambr upgrade test %s --candidate %s' checks the new build without it)", m.Instance, name, to)
