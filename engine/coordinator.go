@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -193,12 +194,34 @@ func (c *Coordinator) finishUpgrade(up *pendingUpgrade, err error) {
 
 func shortSHA(s string) string { return s[:min(len(s), 12)] }
 
-func (c *Coordinator) takeUpgrade() *pendingUpgrade {
+// takeUpgradeFor takes the pending upgrade for the app connection of
+// process pid, if that process runs the new build: an app of the old build
+// that happens to connect first (restarting after a crash) gets a plain
+// recovery, and the upgrade waits for the new one. A pid of 0 (not known)
+// takes it.
+func (c *Coordinator) takeUpgradeFor(pid int) *pendingUpgrade {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	up := c.upgrade
+	if up == nil || pid > 0 && !runsBinary(pid, up.build.Path) {
+		return nil
+	}
 	c.upgrade = nil
 	return up
+}
+
+// runsBinary reports whether process pid executes the file at path (Linux:
+// /proc/PID/exe). Where that cannot be told, it reports true.
+func runsBinary(pid int, path string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return true
+	}
+	want, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		want = path
+	}
+	return exe == want || exe == path
 }
 
 // app returns the build that runs the instance now.
@@ -460,7 +483,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
-	up := c.takeUpgrade()
+	up := c.takeUpgradeFor(conn.Pid)
 	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism,
 		Upgrade: up != nil && !rec.fresh})
 	if rec.fresh {

@@ -266,7 +266,7 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		child.Gone(gone.Pid, gone.Delivered)
 	}
 	setProblem := func(peer, msg string) {} // replaced once the status exists
-	up := &upgrader{dir: dir, name: name, outcome: make(chan error, 1)}
+	up := &upgrader{dir: dir, name: name, outcome: make(chan error, 1), exits: make(chan supervise.AppRun, 8)}
 	statusFile := &runStatusFile{dir: dir, replica: o.replica}
 	roleChanged := func() {} // replaced once the status exists
 	opts := engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,

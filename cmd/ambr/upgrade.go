@@ -33,7 +33,7 @@ could not run (not running, no such instance, the app does not build).`,
 				if len(args) == 0 {
 					return cmd.Help()
 				}
-				msg := "unknown command %q for 'ambr upgrade' (it has: test; to upgrade a running instance give --to APP)"
+				msg := "unknown command %q for 'ambr upgrade' (it has: test; see 'ambr upgrade --help')"
 				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 					return usageErrorf("unknown command %q for 'ambr upgrade'; did you mean %q?", args[0], s[0])
 				}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -68,20 +67,26 @@ type upgrader struct {
 	outcome   chan error
 	current   logfmt.AppBuild
 
-	mu       sync.Mutex
-	lastWord string // what the last app that exited said last
+	exits chan supervise.AppRun // app starts that ended, for a failed upgrade's message
 }
 
 // appExited is told how each app start ended (from the supervisor's
 // OnExit), so that a failed upgrade can say what the new build said.
 func (u *upgrader) appExited(run supervise.AppRun) {
+	select {
+	case u.exits <- run:
+	default: // no upgrade is listening
+	}
+}
+
+// lastWords is what an ended app start said last: its panic, else its last
+// stderr line.
+func lastWords(run supervise.AppRun) string {
 	word := run.Panic
 	for i := len(run.Stderr) - 1; i >= 0 && word == ""; i-- {
 		word = strings.TrimSpace(run.Stderr[i])
 	}
-	u.mu.Lock()
-	u.lastWord = word
-	u.mu.Unlock()
+	return word
 }
 
 // onUpgrade is the coordinator's Options.OnUpgrade.
@@ -128,9 +133,9 @@ func (u *upgrader) try(ctx context.Context, req upgradeRequest, res *upgradeResu
 	for len(u.outcome) > 0 {
 		<-u.outcome
 	}
-	u.mu.Lock()
-	u.lastWord = ""
-	u.mu.Unlock()
+	for len(u.exits) > 0 {
+		<-u.exits
+	}
 	u.log.Info("live upgrade: trying the new build", "to", req.Build.Source, "sha256", shortHash(req.Build.SHA256))
 	u.c.PrepareUpgrade(req.Build)
 	u.child.Switch(req.Build.Path, true)
@@ -145,17 +150,27 @@ func (u *upgrader) try(ctx context.Context, req upgradeRequest, res *upgradeResu
 		err = errors.New("ambr run is stopping")
 	}
 	if err != nil {
-		u.child.Switch(old.Path, false)
-		// The new app's last words come with its exit, just after the
-		// coordinator saw its connection close.
-		time.Sleep(200 * time.Millisecond)
-		u.mu.Lock()
-		word := u.lastWord
-		u.mu.Unlock()
 		res.Error = err.Error()
-		if word != "" {
-			res.Error += "; the new build said: " + word
+		// The new app's last words come with its exit, just after the
+		// coordinator saw its connection close: wait for them before
+		// switching back (which kills a new app that is still alive).
+		wait := time.After(5 * time.Second)
+	words:
+		for {
+			select {
+			case run := <-u.exits:
+				if run.Killed {
+					continue // the old app, killed at the switch
+				}
+				if w := lastWords(run); w != "" {
+					res.Error += "; the new build said: " + w
+				}
+				break words
+			case <-wait:
+				break words
+			}
 		}
+		u.child.Switch(old.Path, false)
 		u.log.Warn("live upgrade failed; the old build runs on", "reason", err)
 	} else {
 		u.child.EndTrial()

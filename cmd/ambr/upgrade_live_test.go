@@ -71,6 +71,9 @@ func TestLiveUpgrade(t *testing.T) {
 		}
 		t.Logf("failed as it should: %s", res.Error)
 	}
+	if t.Failed() {
+		t.Fatalf("server:\n%s", server.out.String())
+	}
 	m, err := layout.ReadManifest(vfsDefault(), server.dir())
 	if err != nil || m.Version != 0 || m.App.Path != counterBins.server && !strings.HasSuffix(m.App.Source, "counter-server") {
 		t.Fatalf("after the failed upgrades the MANIFEST says version %d, app %+v (%v)", m.Version, m.App, err)

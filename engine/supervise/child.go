@@ -137,6 +137,10 @@ func (c *Child) Run(ctx context.Context) error {
 		start := &childStart{pid: cmd.Process.Pid, gone: make(chan struct{})}
 		c.mu.Lock()
 		c.cur, c.proc, c.path = start, cmd.Process, path
+		if c.Path != path {
+			// Switched while this one started: the switch wins.
+			_ = cmd.Process.Kill()
+		}
 		c.mu.Unlock()
 		stderr.take() // only this start's lines
 		if c.OnStart != nil {
