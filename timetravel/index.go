@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -36,6 +37,9 @@ type Index struct {
 	db *badger.DB
 	in *layout.Instance
 	m  indexMeta
+	// private says the shared cache was in use by another reader: this
+	// index lives in memory, for this process only.
+	private bool
 }
 
 // IndexFormat is the version of the index layout; a cache of another version
@@ -80,6 +84,14 @@ func CacheDir(home, dir string) string {
 }
 
 // OpenIndex opens (or creates) the index in cacheDir for in.
+//
+// Any number of readers may work on one instance at once, live or not.
+// Badger lets one process at a time hold a store, so the first reader gets
+// the shared cache in cacheDir; a reader that finds it held by another
+// (another ambr replay, ambr tui, …) gets a private index in memory
+// instead (Private reports it), rather than waiting for or failing on the
+// other's lock: the index is a cache, and a private one only costs the
+// indexing and the snapshots the shared one would have saved.
 func OpenIndex(cacheDir string, in *layout.Instance) (*Index, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("timetravel: index: %w", err)
@@ -87,16 +99,33 @@ func OpenIndex(cacheDir string, in *layout.Instance) (*Index, error) {
 	opts := badger.DefaultOptions(cacheDir).WithLogger(nil).WithNumVersionsToKeep(1).
 		WithMemTableSize(16 << 20).WithValueLogFileSize(64 << 20).WithBlockCacheSize(32 << 20).WithIndexCacheSize(16 << 20)
 	db, err := badger.Open(opts)
+	private := false
+	if err != nil && isLockHeld(err) {
+		private = true
+		db, err = badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).WithNumVersionsToKeep(1).
+			WithMemTableSize(16 << 20).WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("timetravel: open index in %s (delete it if it is damaged: it is only a cache): %w", cacheDir, err)
 	}
-	ix := &Index{db: db, in: in}
+	ix := &Index{db: db, in: in, private: private}
 	if err := ix.loadMeta(); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return ix, nil
 }
+
+// isLockHeld reports whether Badger refused to open a store because another
+// process (or another Index in this one) holds its directory lock. Badger
+// formats the flock error into its message rather than wrapping it.
+func isLockHeld(err error) bool {
+	return errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock")
+}
+
+// Private reports that the shared cache was held by another reader when
+// the index was opened: this one is in memory and goes when it is closed.
+func (ix *Index) Private() bool { return ix.private }
 
 // Close closes the index.
 func (ix *Index) Close() error { return ix.db.Close() }

@@ -31,7 +31,7 @@ var errIndexClosed = errors.New("tui: the index is closed")
 func openLogIndex(home string, in *layout.Instance) (*logIndex, error) {
 	ix, err := timetravel.OpenIndex(timetravel.CacheDir(home, in.Dir), in)
 	if err != nil {
-		return nil, fmt.Errorf("%w (another ambr replay or ambr tui on this instance holds the index: close it and try again)", err)
+		return nil, err // another reader's lock is not an error: OpenIndex falls back to a private index
 	}
 	return &logIndex{in: in, ix: ix}, nil
 }

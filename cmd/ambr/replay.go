@@ -257,6 +257,17 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 		if ix, err = timetravel.OpenIndex(timetravel.CacheDir(g.Home(), in.Dir), in); err != nil {
 			return problemErrorf("%v", err)
 		}
+		if ix.Private() {
+			// Another reader holds the shared cache: a one-off replay does
+			// as well reading the log itself as building a private index.
+			ix.Close()
+			ix = nil
+			if !o.json {
+				fmt.Fprintf(g.stderr, "note: another ambr command is using the time-travel cache of %s; replaying from the checkpoint without it\n", in.Manifest.Instance)
+			}
+		}
+	}
+	if ix != nil {
 		defer ix.Close()
 		if err := ix.Update(func(n int64) { bar.set(n, max(n, ix.Last())) }); err != nil {
 			return problemErrorf("index the log: %v", err)

@@ -227,3 +227,79 @@ func TestReplayDebug(t *testing.T) {
 		t.Fatalf("the handler's state is %q, want the count before record %d: %s", state, at, want)
 	}
 }
+
+// TestReplayConcurrentReaders runs several `ambr replay`s and an `ambr log`
+// of one instance at once while this test holds the instance's shared
+// time-travel cache, as an open `ambr tui` would: none may fail on the
+// cache's lock, and each prints the state the log implies.
+func TestReplayConcurrentReaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	home := t.TempDir()
+	dir := filepath.Join(home, "server")
+	if err := counter.WriteServerLog(dir, 300, 100, counterBins.server); err != nil {
+		t.Fatal(err)
+	}
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := timetravel.OpenIndex(timetravel.CacheDir(home, dir), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if held.Private() {
+		t.Fatal("the first reader got a private index")
+	}
+	targets := []int{300, 17, 150}
+	type result struct {
+		out []byte
+		err error
+	}
+	results := make([]chan result, len(targets)+1)
+	for i, at := range targets {
+		results[i] = make(chan result, 1)
+		go func(at int, c chan result) {
+			out, err := exec.Command(builtBins.ambr, "--home", home, "replay", "server", "--until", strconv.Itoa(at), "--json").Output()
+			c <- result{out, err}
+		}(at, results[i])
+	}
+	results[len(targets)] = make(chan result, 1)
+	go func() {
+		out, err := exec.Command(builtBins.ambr, "--home", home, "log", "server", "--from", "290", "--json").Output()
+		results[len(targets)] <- result{out, err}
+	}()
+	for i, at := range targets {
+		r := <-results[i]
+		if r.err != nil {
+			t.Fatalf("ambr replay --until %d beside another reader: %v\n%s%s", at, r.err, r.out, stderrOf(r.err))
+		}
+		var res struct {
+			Seq   int64
+			State counter.ServerState
+		}
+		if err := json.Unmarshal(r.out, &res); err != nil {
+			t.Fatalf("ambr replay --json: %v\n%s", err, r.out)
+		}
+		if res.Seq != int64(at) || res.State.Count != at-1 {
+			t.Fatalf("ambr replay --until %d: record %d, count %d; want count %d", at, res.Seq, res.State.Count, at-1)
+		}
+	}
+	r := <-results[len(targets)]
+	if r.err != nil {
+		t.Fatalf("ambr log beside replays: %v\n%s", r.err, stderrOf(r.err))
+	}
+	if lines := strings.Count(strings.TrimSpace(string(r.out)), "\n") + 1; lines != 11 {
+		t.Fatalf("ambr log --from 290 printed %d JSON lines, want records 290..300:\n%s", lines, r.out)
+	}
+}
+
+func stderrOf(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}
