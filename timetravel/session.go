@@ -344,6 +344,9 @@ func (s *Session) Deliver(ctx context.Context) (*logfmt.Record, error) {
 		if err := s.run.feed(rec); err != nil {
 			return nil, err
 		}
+		if err := s.run.flush(); err != nil {
+			return nil, err
+		}
 		c := *rec
 		c.Messages = append([]byte(nil), rec.Messages...)
 		c.Sources = append([]logfmt.Source(nil), rec.Sources...)
