@@ -259,6 +259,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		if notReproduced != nil {
 			t.rep.NotReproduced = t.nondeterminism(notReproduced, stream)
+			t.rollback(t.rep.NotReproduced.Seq)
 			break
 		}
 		if w.repeated {
@@ -277,7 +278,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		if !same {
 			stateDiffers := !opts.UpgradeTest && t.rep.compareStates(last.Seq, w.expState, w.actState)
+			if stateDiffers {
+				t.stateDiffs = append(t.stateDiffs, last.Seq)
+			}
 			if stateDiffers || !sameMessages(w.expSent, w.actSent) {
+				t.divergent = append(t.divergent, last.Seq)
 				t.rep.Divergent++
 				t.rep.LastSeq = last.Seq
 				if t.rep.First == nil {
@@ -292,10 +297,41 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if t.rep.NotReproduced == nil {
 		if err := stream.finish(); err != nil {
 			t.rep.NotReproduced = t.nondeterminism(err, stream)
+			t.rollback(t.rep.NotReproduced.Seq)
 		}
 	}
 	t.rep.Duration = time.Since(started).Round(time.Millisecond).String()
 	return t.rep, nil
+}
+
+// rollback takes back the verdicts on records from seq on: the recorded
+// build went wrong there (its output digest is checked against the point a
+// later record carries, so it is found a record or more late), and a
+// candidate cannot be judged against it.
+func (t *tester) rollback(seq int64) {
+	rep := t.rep
+	if rep.Until >= seq {
+		rep.Records -= rep.Until - seq + 1
+		rep.Until = seq - 1
+	}
+	keep := func(seqs []int64) []int64 {
+		for len(seqs) > 0 && seqs[len(seqs)-1] >= seq {
+			seqs = seqs[:len(seqs)-1]
+		}
+		return seqs
+	}
+	t.divergent, t.stateDiffs = keep(t.divergent), keep(t.stateDiffs)
+	rep.Divergent, rep.StatesDiffering = int64(len(t.divergent)), len(t.stateDiffs)
+	rep.LastSeq = 0
+	if n := len(t.divergent); n > 0 {
+		rep.LastSeq = t.divergent[n-1]
+	}
+	if rep.First != nil && rep.First.Seq >= seq {
+		rep.First = nil
+	}
+	if rep.FirstStateDiff != nil && rep.FirstStateDiff.Seq >= seq {
+		rep.FirstStateDiff = nil
+	}
 }
 
 // place is where a record starts in the log.
@@ -392,7 +428,10 @@ type tester struct {
 	exp, act, again *timetravel.Driver
 	expOut, actOut  *tail
 	againUntil      int64
-	expFed, actFed  int64 // the last record each was fed
+	// divergent and stateDiffs are the records counted in Divergent and
+	// StatesDiffering, for rollback.
+	divergent, stateDiffs []int64
+	expFed, actFed        int64 // the last record each was fed
 }
 
 // windowResult is what the builds answered after a window.

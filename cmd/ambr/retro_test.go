@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,16 @@ type retroJSON struct {
 				Result          bool
 			}
 			Diff []string
+		}
+		NotReproduced *struct {
+			Seq         int64
+			Now, Logged *struct{ Method, Payload string }
+			LoggedIn    string `json:"logged_in"`
+			Causes      []string
+		} `json:"not_reproduced"`
+		Unstable *struct {
+			From, Until, Index int64
+			First, Second      *struct{ Method, Payload string }
 		}
 	}
 }
@@ -131,6 +142,80 @@ func TestRetroCounter(t *testing.T) {
 	res, code, _ = runRetroJSON(t, home, "server", "--candidate", wallclock)
 	if code != 1 || res.Reports[0].First == nil || res.Reports[0].First.Seq != 2 {
 		t.Fatalf("wall clock candidate: exit %d, first %+v", code, res.Reports[0].First)
+	}
+
+	// A history its recorded build does not reproduce (here: the buggy build
+	// named as the recorded one): exit 1, naming record 51, what the build
+	// sends now and what the client logged, decoded.
+	res, code, stderr = runRetroJSON(t, home, "server", "--candidate", counterBins.server, "--recorded", buggy)
+	nd := res.Reports[0].NotReproduced
+	if code != 1 || !res.Diverged || nd == nil || nd.Seq != 51 || nd.Now == nil || nd.Now.Payload != "1050" || nd.Logged == nil || nd.Logged.Payload != "50" ||
+		!strings.HasPrefix(nd.LoggedIn, "client's log, record ") || len(nd.Causes) == 0 {
+		t.Fatalf("not reproduced: exit %d, %+v\n%s", code, nd, stderr)
+	}
+	cmd := exec.Command(builtBins.ambr, "--home", home, "retro-test", "server", "--candidate", counterBins.server, "--recorded", buggy)
+	out, _ = cmd.Output()
+	if cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("not reproduced, text: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+	golden(t, "retro_not_reproduced.golden", maskReport(string(out), home, filepath.Dir(builtBins.ambr)))
+
+	// A candidate whose second run sends other messages than its first
+	// (which matches the history): caught by running it twice.
+	unstable := goBuild(t, "unstable", "../../retro/testdata/unstable")
+	cmd = exec.Command(builtBins.ambr, "--home", home, "retro-test", "server", "--candidate", unstable, "--json")
+	cmd.Env = append(os.Environ(), "UNSTABLE_MARKER="+filepath.Join(t.TempDir(), "first-run"))
+	out, _ = cmd.Output()
+	res = retroJSON{}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("unstable: %v\n%s", err, out)
+	}
+	u := res.Reports[0].Unstable
+	if cmd.ProcessState.ExitCode() != 1 || res.Reports[0].Divergent != 0 || u == nil || u.From != 1 || u.Index != 0 ||
+		u.First == nil || u.First.Payload != "1" || u.Second == nil || u.Second.Payload != "1000" {
+		t.Fatalf("unstable candidate: exit %d, %s", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// maskReport replaces what varies from run to run in a report (paths,
+// logged times, durations, digests) with fixed words, for golden files.
+func maskReport(s, home, bins string) string {
+	s = strings.ReplaceAll(s, home, "$HOME")
+	s = strings.ReplaceAll(s, bins, "$BIN")
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`\d{4}-\d\d-\d\dT[0-9:.]+Z`),
+		regexp.MustCompile(`— [0-9.]+[µm]?s`),
+		regexp.MustCompile(`[0-9a-f]{16}`),
+	} {
+		s = re.ReplaceAllStringFunc(s, func(m string) string {
+			switch {
+			case strings.HasPrefix(m, "—"):
+				return "— DURATION"
+			case strings.Contains(m, "T"):
+				return "TIME"
+			}
+			return "DIGEST"
+		})
+	}
+	return s
+}
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *updateScripts {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -run %s -update writes it)", err, t.Name())
+	}
+	if got != string(want) {
+		t.Fatalf("output differs from %s (-update rewrites it):\n--- want\n%s\n--- got\n%s", path, want, got)
 	}
 }
 
