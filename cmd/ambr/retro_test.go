@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,13 +274,22 @@ func TestRecoveryNondeterminism(t *testing.T) {
 				t.Fatal("the coordinator did not stop on a nondeterministic replay")
 			}
 			out := server.out.String()
-			if server.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out, "nondeterminism: replaying up to record ") {
+			// The record, its input and the message sent now, decoded.
+			report := regexp.MustCompile(`nondeterminism: replaying record (\d+) \(logged [^;]+; input: client:(\d+) call Inc \{\}\), the app sent other messages than it did when the record was first processed: message (\d+) of its output is now → client fork result (\d+)`)
+			m := report.FindStringSubmatch(out)
+			if server.cmd.ProcessState.ExitCode() != 1 || m == nil || !strings.Contains(out, "likely causes: the wall clock read in a handler") {
 				t.Fatalf("stop policy: exit %d, output:\n%s", server.cmd.ProcessState.ExitCode(), out)
+			}
+			// Record r holds the (r-1)th Inc, the (r-1)th message sent;
+			// the wall-clock server never answers the count alone.
+			if m[2] != fmt.Sprint(atoi(t, m[1])-1) || m[3] != m[2] || m[4] == m[2] {
+				t.Fatalf("stop policy: the report names record %s, input client:%s, message %s, result %s:\n%s", m[1], m[2], m[3], m[4], out)
 			}
 			continue
 		}
+		// One line for the one cause, with a count, once the replay ends.
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(server.out.String(), "nondeterminism: replaying up to record ") {
+		for !strings.Contains(server.out.String(), "nondeterminism (warn, carrying on)") {
 			if time.Now().After(deadline) {
 				t.Fatalf("warn policy: no warning; output:\n%s", server.out.String())
 			}
@@ -289,7 +300,20 @@ func TestRecoveryNondeterminism(t *testing.T) {
 			t.Fatalf("warn policy: the coordinator stopped:\n%s", server.out.String())
 		case <-time.After(200 * time.Millisecond):
 		}
+		out := server.out.String()
+		if n := strings.Count(out, "nondeterminism"); n != 1 || !regexp.MustCompile(`nondeterminism \(warn, carrying on\): \d+ points of the log's output stream, from record \d+ to \d+, replayed differently, the first: replaying record`).MatchString(out) {
+			t.Fatalf("warn policy: %d lines about nondeterminism, want one with a count:\n%s", n, out)
+		}
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestUpgradeTest checks `ambr upgrade test` on a recorded counter server:
