@@ -64,21 +64,22 @@ type Instability struct {
 // message since the last point that matched in the log of the instance
 // that received it (when that instance lives beside this one, as under one
 // home; the own log for self-calls) and names the first one that differs.
-func (t *tester) nondeterminism(cause error, stream *outputStream) *Nondeterminism {
+func (t *tester) nondeterminism(cause error, stream *timetravel.OutputCheck) *Nondeterminism {
 	nd := &Nondeterminism{Detail: cause.Error()}
-	if stream.bad != nil {
-		nd.Point = stream.bad.Seq
+	bad := stream.Failed()
+	if bad != nil {
+		nd.Point = bad.Seq
 	}
-	cands := stream.hist
-	if stream.bad != nil && stream.bad.OutCount-stream.base < uint64(len(cands)) {
-		cands = cands[:stream.bad.OutCount-stream.base]
+	cands := stream.Unchecked()
+	if bad != nil && bad.OutCount-stream.Base() < uint64(len(cands)) {
+		cands = cands[:bad.OutCount-stream.Base()]
 	}
 	lookup := loggedLookup{home: filepath.Dir(t.in.Dir), self: t.in.Manifest.Instance, selfDir: t.in.Dir}
 	var nows, loggeds []Message
 	found := false
 	for i, c := range cands {
-		now := decode([]timetravel.Sent{c.sent})[0]
-		logged, where, err := lookup.find(c.dest, c.destSeq)
+		now := decode([]timetravel.Sent{c.Sent})[0]
+		logged, where, err := lookup.find(c.Dest, c.DestSeq)
 		if logged != nil {
 			logged.Dest = now.Dest
 			nows, loggeds = append(nows, now), append(loggeds, *logged)
@@ -87,7 +88,7 @@ func (t *tester) nondeterminism(cause error, stream *outputStream) *Nondetermini
 			continue
 		}
 		if err != nil || logged == nil || *logged != now {
-			nd.Seq, nd.Message, nd.Now, nd.Logged = c.seq, stream.base+uint64(i)+1, &now, logged
+			nd.Seq, nd.Message, nd.Now, nd.Logged = c.Seq, stream.Base()+uint64(i)+1, &now, logged
 			nd.LoggedIn = where
 			if err != nil {
 				nd.LoggedIn = err.Error()
@@ -98,8 +99,8 @@ func (t *tester) nondeterminism(cause error, stream *outputStream) *Nondetermini
 	if !found {
 		// Every message the build sent matches, or none could be checked:
 		// it sent fewer than the log records.
-		nd.Seq = stream.fed
-		nd.Message = stream.count + 1
+		nd.Seq = stream.Fed()
+		nd.Message = stream.Count() + 1
 		nd.LoggedIn = "the build sent no message there; the log's digest says it did"
 	}
 	reordered := len(nows) > 1 && !slices.Equal(nows, loggeds) && sameMultiset(nows, loggeds)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,12 +201,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer func() { lr.Close() }()
-	stream := newOutputStream(ck, in.Manifest.Instance)
+	stream := timetravel.NewOutputCheck(ck, in.Manifest.Instance)
 	expState, actState := ck.State, ck.State // at the start of the window
 	perRecord := false
 	total := until - ck.NextSeq + 1
 	for {
-		saved := stream.clone()
+		saved := stream.Clone()
 		n := window
 		if perRecord {
 			n = 1
@@ -222,7 +221,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if n == 0 {
 			break
 		}
-		notReproduced := stream.add(w.expSent)
+		notReproduced := stream.Add(w.expSent)
 		same := notReproduced == nil && sameMessages(w.expSent, w.actSent) && (opts.UpgradeTest || sameState(w.expState, w.actState))
 		if !perRecord && !same {
 			// Find the window's first record that differs, start again
@@ -247,7 +246,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				if err != nil {
 					return nil, err
 				}
-				if err := stream.add(w.expSent); err != nil {
+				if err := stream.Add(w.expSent); err != nil {
 					return nil, fmt.Errorf("retro: records %d..%d replayed differently the second time: %w", first.seq, at-1, err)
 				}
 				t.rep.Records += n
@@ -295,7 +294,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if t.rep.NotReproduced == nil {
-		if err := stream.finish(); err != nil {
+		if err := stream.Finish(); err != nil {
 			t.rep.NotReproduced = t.nondeterminism(err, stream)
 			t.rollback(t.rep.NotReproduced.Seq)
 		}
@@ -352,7 +351,7 @@ func windowFor(size int, window int64) int64 {
 // window feeds the next records, up to n of them and none past until, to
 // every build, then collects what they sent and their states. first and
 // last are the records fed; n how many (0 at the end of the log).
-func (t *tester) window(lr *layout.LogReader, until, n int64, stream *outputStream) (w windowResult, first place, last *logfmt.Record, fed int64, err error) {
+func (t *tester) window(lr *layout.LogReader, until, n int64, stream *timetravel.OutputCheck) (w windowResult, first place, last *logfmt.Record, fed int64, err error) {
 	size := 0
 	for fed < n && size < maxWindowBytes {
 		rec, err := lr.Next()
@@ -369,7 +368,7 @@ func (t *tester) window(lr *layout.LogReader, until, n int64, stream *outputStre
 			seg, off := lr.Position()
 			first = place{seg, off, rec.Seq}
 		}
-		stream.expect(rec)
+		stream.Expect(rec)
 		if err := t.feed(rec); err != nil {
 			return w, first, nil, 0, err
 		}
@@ -389,7 +388,7 @@ func (t *tester) window(lr *layout.LogReader, until, n int64, stream *outputStre
 // each probe starts the builds at those states again and replays a prefix.
 // It costs about log2(n) replays of the window instead of n comparisons,
 // each of which asks for the whole state.
-func (t *tester) bisect(first place, last int64, expState, actState []byte, stream *outputStream) (int64, error) {
+func (t *tester) bisect(first place, last int64, expState, actState []byte, stream *timetravel.OutputCheck) (int64, error) {
 	lo, hi := first.seq, last
 	for lo < hi {
 		mid := lo + (hi-lo)/2
@@ -400,13 +399,13 @@ func (t *tester) bisect(first place, last int64, expState, actState []byte, stre
 		if err != nil {
 			return 0, err
 		}
-		s := stream.clone()
+		s := stream.Clone()
 		w, _, _, _, err := t.window(lr, mid, mid-first.seq+1, s)
 		lr.Close()
 		if err != nil {
 			return 0, err
 		}
-		if s.add(w.expSent) != nil || !sameMessages(w.expSent, w.actSent) || !sameState(w.expState, w.actState) {
+		if s.Add(w.expSent) != nil || !sameMessages(w.expSent, w.actSent) || !sameState(w.expState, w.actState) {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -673,23 +672,13 @@ func startCheckpoint(in *layout.Instance, k uint64) (*logfmt.Checkpoint, error) 
 	return nil, fmt.Errorf("%s has no valid checkpoint to start from", in.Dir)
 }
 
-// canonical is an outgoing message in the form the output digest covers.
-func canonical(s timetravel.Sent) (dest, data []byte) {
-	framed := logfmt.AppendRPC(nil, s.RPC)
-	m, _, _ := logfmt.ParseMessage(framed)
-	if s.Dest != "" {
-		dest = []byte(s.Dest)
-	}
-	return dest, m.Data
-}
-
 func sameMessages(a, b []timetravel.Sent) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		da, xa := canonical(a[i])
-		db, xb := canonical(b[i])
+		da, xa := a[i].Canonical()
+		db, xb := b[i].Canonical()
 		if !bytes.Equal(da, db) || !bytes.Equal(xa, xb) {
 			return false
 		}
@@ -736,118 +725,6 @@ func divergence(rec *logfmt.Record, lr *layout.LogReader, esent, asent []timetra
 		d.State = timetravel.Diff(a, b)
 	}
 	return d
-}
-
-// outputStream checks the recorded build's regenerated messages against the
-// points of the output stream the log recorded: a record's count and
-// chained digest say what the app had sent when the record was logged. It
-// keeps every message since the oldest unchecked point (with its digest,
-// the record that sent it and its place in its destination's stream), so
-// points recorded while the app lagged behind are checked too, and a
-// mismatch can be explained message by message.
-type outputStream struct {
-	self    string
-	count   uint64
-	digest  uint64
-	base    uint64 // the count checked last: hist holds base+1..count
-	hist    []sentAt
-	destSeq map[string]int64 // the last sequence number sent to each destination
-	expects []*logfmt.Record
-	// fed is the record being handled: what add is given came from it.
-	fed int64
-	// bad is the point that failed, once one did.
-	bad *logfmt.Record
-}
-
-// sentAt is one message of the regenerated output stream.
-type sentAt struct {
-	digest  uint64
-	seq     int64 // the record whose handling sent it
-	dest    string
-	destSeq int64
-	sent    timetravel.Sent
-}
-
-func newOutputStream(ck *logfmt.Checkpoint, self string) *outputStream {
-	o := &outputStream{self: self, count: ck.OutCount, digest: ck.OutDigest, base: ck.OutCount, destSeq: map[string]int64{}}
-	for _, out := range ck.Outputs {
-		o.destSeq[out.Peer] = out.LastSeq
-	}
-	return o
-}
-
-func (o *outputStream) clone() *outputStream {
-	c := *o
-	c.hist = append([]sentAt(nil), o.hist...)
-	c.destSeq = maps.Clone(o.destSeq)
-	c.expects = append([]*logfmt.Record(nil), o.expects...)
-	return &c
-}
-
-// expect notes rec's point, to be checked once the output reaches it.
-func (o *outputStream) expect(rec *logfmt.Record) {
-	c := *rec
-	c.Messages, c.Sources = nil, nil
-	o.expects = append(o.expects, &c)
-	o.fed = rec.Seq
-}
-
-func (o *outputStream) check() error {
-	for len(o.expects) > 0 {
-		e := o.expects[0]
-		if e.OutCount > o.count {
-			return nil
-		}
-		o.expects = o.expects[1:]
-		if e.OutCount < o.base {
-			continue // a point before the start checkpoint's output
-		}
-		if e.OutCount == o.base {
-			continue // nothing new since the last point
-		}
-		d := o.digest
-		if e.OutCount < o.count {
-			d = o.hist[e.OutCount-o.base-1].digest
-		}
-		if e.OutDigest != d {
-			o.bad = e
-			return fmt.Errorf("at record %d, after %d messages, the log recorded output digest %016x but the recorded build's messages give %016x", e.Seq, e.OutCount, e.OutDigest, d)
-		}
-		o.hist = o.hist[e.OutCount-o.base:]
-		o.base = e.OutCount
-	}
-	return nil
-}
-
-func (o *outputStream) add(sent []timetravel.Sent) error {
-	for _, s := range sent {
-		if s.RPC.Kind == logfmt.RPCImpulse {
-			continue
-		}
-		dest, data := canonical(s)
-		o.count++
-		o.digest = logfmt.ChainDigest(o.digest, dest, data)
-		to := s.Dest
-		if to == "" {
-			to = o.self
-		}
-		o.destSeq[to]++
-		o.hist = append(o.hist, sentAt{digest: o.digest, seq: o.fed, dest: to, destSeq: o.destSeq[to], sent: s})
-	}
-	return o.check()
-}
-
-// finish checks that the output reached every point the log recorded.
-func (o *outputStream) finish() error {
-	if err := o.check(); err != nil {
-		return err
-	}
-	if len(o.expects) > 0 {
-		e := o.expects[len(o.expects)-1]
-		o.bad = e
-		return fmt.Errorf("the recorded build sent %d messages, but the log recorded %d by record %d", o.count, e.OutCount, e.Seq)
-	}
-	return nil
 }
 
 // tail keeps the last max bytes written to it.

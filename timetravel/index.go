@@ -32,7 +32,8 @@ import (
 //	key                          value
 //	m                            meta: JSON of what was indexed (segments, sizes, last record)
 //	r ‖ be64(seq)                segment u64 ‖ offset i64 ‖ logged time i64 ‖ size u32 ‖ summary
-//	s ‖ build sha256 ‖ be64(seq) the app's state after record seq, replayed with that build
+//	s ‖ build sha256 ‖ be64(seq) out count u64 ‖ out digest u64 ‖ the app's state after record
+//	                             seq, replayed with that build (count and digest: its output so far)
 type Index struct {
 	db *badger.DB
 	in *layout.Instance
@@ -44,7 +45,7 @@ type Index struct {
 
 // IndexFormat is the version of the index layout; a cache of another version
 // is rebuilt.
-const IndexFormat = 1
+const IndexFormat = 2
 
 type indexMeta struct {
 	Format   int                  `json:"format"`
@@ -401,8 +402,17 @@ func snapKey(build string, seq int64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte("s"), build...), uint64(seq))
 }
 
+// Snapshot is a stored state of the app after record Seq, with the count
+// and chained digest of its output up to there (to check what it sends
+// from there on against the log).
+type Snapshot struct {
+	Seq                 int64
+	OutCount, OutDigest uint64
+	State               []byte
+}
+
 // Snapshot returns the newest snapshot of build's state at or before seq.
-func (ix *Index) Snapshot(build string, seq int64) (at int64, state []byte, ok bool, err error) {
+func (ix *Index) Snapshot(build string, seq int64) (snap Snapshot, ok bool, err error) {
 	err = ix.db.View(func(txn *badger.Txn) error {
 		prefix := append([]byte("s"), build...)
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
@@ -412,15 +422,25 @@ func (ix *Index) Snapshot(build string, seq int64) (at int64, state []byte, ok b
 			return nil
 		}
 		k := it.Item().Key()
-		at = int64(binary.BigEndian.Uint64(k[len(k)-8:]))
-		state, err = it.Item().ValueCopy(nil)
-		ok = err == nil
-		return err
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if len(v) < 16 {
+			return fmt.Errorf("timetravel: snapshot at record %d is damaged (delete the cache: it is only a cache)", int64(binary.BigEndian.Uint64(k[len(k)-8:])))
+		}
+		snap = Snapshot{Seq: int64(binary.BigEndian.Uint64(k[len(k)-8:])), OutCount: binary.BigEndian.Uint64(v), OutDigest: binary.BigEndian.Uint64(v[8:]), State: v[16:]}
+		ok = true
+		return nil
 	})
-	return at, state, ok, err
+	return snap, ok, err
 }
 
-// PutSnapshot stores build's state after record seq.
-func (ix *Index) PutSnapshot(build string, seq int64, state []byte) error {
-	return ix.db.Update(func(txn *badger.Txn) error { return txn.Set(snapKey(build, seq), state) })
+// PutSnapshot stores build's state after a record.
+func (ix *Index) PutSnapshot(build string, snap Snapshot) error {
+	v := make([]byte, 16, 16+len(snap.State))
+	binary.BigEndian.PutUint64(v, snap.OutCount)
+	binary.BigEndian.PutUint64(v[8:], snap.OutDigest)
+	v = append(v, snap.State...)
+	return ix.db.Update(func(txn *badger.Txn) error { return txn.Set(snapKey(build, snap.Seq), v) })
 }

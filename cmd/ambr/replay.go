@@ -68,10 +68,17 @@ handler stopped with its arguments and locals, and the address for
 --json prints one object: instance, app, seq, time, from, records, state
 (the app's state when it is JSON, else state_hex), binding (the Go binding's
 bookkeeping), sent ([{dest, kind, method, result, payload | payload_hex}]),
-and with --diff: diff_to and diff ([{path, old, new}]).
+not_reproduced (set when the build does not reproduce the log), and with
+--diff: diff_to and diff ([{path, old, new}]).
 
-Exit codes: 0 printed; 1 the replay failed (the app exited or misbehaved);
-2 bad point, no such instance, or no build to replay with.`,
+The messages the app sends are checked against the output digests in the
+log: if the recorded build does not send what it sent then (a
+nondeterministic history), the state is printed with the reason, and the
+exit code is 1; with --app, another build, it is a note.
+
+Exit codes: 0 printed; 1 the replay failed (the app exited or misbehaved),
+or the recorded build does not reproduce the history; 2 bad point, no such
+instance, or no build to replay with.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.until == "" {
@@ -118,6 +125,9 @@ type replayResult struct {
 	Sent     []sentView          `json:"sent"`
 	DiffTo   *int64              `json:"diff_to,omitempty"`
 	Diff     []timetravel.Change `json:"diff,omitempty"`
+	// NotReproduced says the build did not send what the log's output
+	// digests record on the way (see timetravel.Cursor).
+	NotReproduced string `json:"not_reproduced,omitempty"`
 }
 
 // splitState separates the Go binding's checkpoint into the app's state and
@@ -298,7 +308,8 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 	if err != nil {
 		return replayErr(err)
 	}
-	res := replayResult{Instance: in.Manifest.Instance, App: sess.App(), Seq: cur.Seq, From: cur.From, Records: cur.Seq - cur.From + 1, Sent: viewSent(cur.Sent)}
+	res := replayResult{Instance: in.Manifest.Instance, App: sess.App(), Seq: cur.Seq, From: cur.From, Records: cur.Seq - cur.From + 1, Sent: viewSent(cur.Sent),
+		NotReproduced: cur.NotReproduced}
 	if !cur.Time.IsZero() {
 		t := cur.Time
 		res.Time = &t
@@ -325,14 +336,28 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 		}
 		res.DiffTo = &cur2.Seq
 		res.Diff = timetravel.Diff(a, b)
+		if res.NotReproduced == "" {
+			res.NotReproduced = cur2.NotReproduced
+		}
 	}
 	bar.close()
 	if o.json {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printReplay(g.stdout, in, res)
 	}
-	printReplay(g.stdout, in, res)
+	if res.NotReproduced != "" {
+		if o.app != "" {
+			// Another build than the recorded one: differing is expected.
+			fmt.Fprintf(g.stderr, "note: %s sends other messages than the recorded build did: %s\n", o.app, res.NotReproduced)
+			return nil
+		}
+		return problemErrorf("the recorded build does not reproduce the history of %s, so the state shown is what it makes of the input, not necessarily what the instance had: %s (likely causes: the wall clock read in a handler, map order, goroutines, randomness outside ctx.Rand(); 'ambr retro-test %s --candidate BUILD' shows the message the receiver logged)", in.Manifest.Instance, res.NotReproduced, in.Manifest.Instance)
+	}
 	return nil
 }
 

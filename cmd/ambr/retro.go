@@ -220,6 +220,11 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 		}
 		return &exitError{code: exitUsage, err: fmt.Errorf("could not run: %v", first)}
 	case diverged:
+		for _, r := range results {
+			if r.Report != nil && r.NotReproduced != nil {
+				return &exitError{code: exitProblem, err: fmt.Errorf("the recorded build does not reproduce the history of %s (the report says where and why); the candidate was judged only up to there", r.Name)}
+			}
+		}
 		return &exitError{code: exitProblem, err: errors.New("the candidate diverged from the recorded history")}
 	}
 	return nil

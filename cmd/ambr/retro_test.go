@@ -285,6 +285,25 @@ func TestRecoveryNondeterminism(t *testing.T) {
 			if m[2] != fmt.Sprint(atoi(t, m[1])-1) || m[3] != m[2] || m[4] == m[2] {
 				t.Fatalf("stop policy: the report names record %s, input client:%s, message %s, result %s:\n%s", m[1], m[2], m[3], m[4], out)
 			}
+			// The tools say the same of this history: replay prints the
+			// state and exits 1; retro-test names the record (exit 1).
+			cmd := exec.Command(builtBins.ambr, "--home", home, "replay", "server", "--until", "end", "--json")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			rout, _ := cmd.Output()
+			var rep struct {
+				State         struct{ Count int }
+				NotReproduced string `json:"not_reproduced"`
+			}
+			if err := json.Unmarshal(rout, &rep); err != nil || cmd.ProcessState.ExitCode() != 1 || rep.State.Count == 0 ||
+				!strings.Contains(rep.NotReproduced, "→ client fork result") || !strings.Contains(stderr.String(), "the recorded build does not reproduce the history of server") {
+				t.Fatalf("replay of a history its build does not reproduce: exit %d, %v\n%s\n%s", cmd.ProcessState.ExitCode(), err, rout, stderr.String())
+			}
+			res, code, errOut := runRetroJSON(t, home, "server", "--candidate", counterBins.server)
+			nd := res.Reports[0].NotReproduced
+			if code != 1 || nd == nil || nd.Seq < 2 || nd.Now == nil || nd.Logged == nil || nd.Now.Payload == nd.Logged.Payload || !strings.HasPrefix(nd.LoggedIn, "client's log, record ") || !strings.Contains(strings.Join(nd.Causes, "\n"), "wall clock") {
+				t.Fatalf("retro-test of a history its build does not reproduce: exit %d, %+v\n%s", code, nd, errOut)
+			}
 			continue
 		}
 		// One line for the one cause, with a count, once the replay ends.
