@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
@@ -60,10 +61,16 @@ checkpoint K; checkpoint:K is the state the checkpoint holds), or end.
 
 --debug builds the app from its Go source with debug information and runs it
 under Delve, linked into ambr (no dlv needed): it replays up to the record
-before P, sets a breakpoint (--break METHOD or FILE:LINE; by default the
-method the record at P calls), delivers the record at P, and prints where the
-handler stopped with its arguments and locals, and the address for
-'dlv connect' or an editor.
+before P, sets a breakpoint, delivers the record at P, and prints where the
+handler stopped with its arguments and locals. By default it stops in the
+handler of the record at P: the method's handler for a call, fork or
+impulse, the result handler for a result, found through the binding however
+it was registered (a literal, a method value, under a constant). --break
+METHOD stops in that method's handler the same way (or, for a name the
+record does not call, in the Go function of that name); --break FILE:LINE
+at a line. With --wait (the default when stdin is a terminal) the app stays
+stopped and ambr prints the address for 'dlv connect' or an editor; without
+it the session ends when ambr does.
 
 --json prints one object: instance, app, seq, time, from, records, state
 (the app's state when it is JSON, else state_hex), binding (the Go binding's
@@ -177,7 +184,7 @@ func startProgress(w io.Writer) *progressBar {
 		close(p.finished)
 		return p
 	}
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+	if !isTerminal(f) {
 		close(p.finished)
 		return p
 	}
@@ -430,8 +437,6 @@ func printReplay(w io.Writer, in *layout.Instance, res replayResult) {
 	}
 }
 
-// isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal (not merely a character
+// device: /dev/null is one, and CI runs commands with stdin from it).
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
