@@ -41,6 +41,9 @@ type Index struct {
 	// private says the shared cache was in use by another reader: this
 	// index lives in memory, for this process only.
 	private bool
+	// damage is the damaged record the last Update stopped at (nil: none):
+	// the records before it are indexed and can be replayed.
+	damage error
 }
 
 // IndexFormat is the version of the index layout; a cache of another version
@@ -151,6 +154,10 @@ func (ix *Index) loadMeta() error {
 	})
 }
 
+// Damage returns the damaged record the index stopped at, nil if the log
+// reads to its end.
+func (ix *Index) Damage() error { return ix.damage }
+
 // Last returns the last indexed record (0 if none).
 func (ix *Index) Last() int64 { return ix.m.Last }
 
@@ -162,6 +169,7 @@ func (ix *Index) Update(progress func(n int64)) error {
 	if err != nil {
 		return err
 	}
+	ix.damage = nil
 	if !ix.stillValid(segs) {
 		if err := ix.db.DropAll(); err != nil {
 			return fmt.Errorf("timetravel: reset index: %w", err)
@@ -186,6 +194,11 @@ func (ix *Index) Update(progress func(n int64)) error {
 	for {
 		rec, err := lr.Next()
 		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, logfmt.ErrCorrupt) {
+			// What comes before the damage can still be replayed.
+			ix.damage = err
 			break
 		}
 		if err != nil {
