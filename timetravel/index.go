@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,13 +33,24 @@ import (
 //
 //	key                          value
 //	m                            meta: JSON of what was indexed (segments, sizes, last record)
-//	r ‖ be64(seq)                segment u64 ‖ offset i64 ‖ logged time i64 ‖ size u32 ‖ summary
+//	b ‖ be64(first seq)          a block: place, size and logged time of BlockSize records (blocks.go)
 //	s ‖ build sha256 ‖ be64(seq) out count u64 ‖ out digest u64 ‖ the app's state after record
 //	                             seq, replayed with that build (count and digest: its output so far)
+//
+// The summaries of records are not stored: a page of entries is read from
+// the log as it is shown. While Build indexes in the background, entries
+// past what is indexed come straight from the segments.
 type Index struct {
 	db *badger.DB
 	in *layout.Instance
+	// mu guards m and damage, which Update changes as it goes; Badger
+	// itself may be read from any goroutine.
+	mu sync.Mutex
 	m  indexMeta
+	// dir is the first record of each segment (Peek), for entries read
+	// from the log before they are indexed; building says Build runs.
+	dir      []segStart
+	building atomic.Bool
 	// private says the shared cache was in use by another reader: this
 	// index lives in memory, for this process only.
 	private bool
@@ -48,7 +61,7 @@ type Index struct {
 
 // IndexFormat is the version of the index layout; a cache of another version
 // is rebuilt.
-const IndexFormat = 2
+const IndexFormat = 3
 
 type indexMeta struct {
 	Format   int                  `json:"format"`
@@ -156,31 +169,61 @@ func (ix *Index) loadMeta() error {
 
 // Damage returns the damaged record the index stopped at, nil if the log
 // reads to its end.
-func (ix *Index) Damage() error { return ix.damage }
+func (ix *Index) Damage() error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.damage
+}
 
 // Last returns the last indexed record (0 if none).
-func (ix *Index) Last() int64 { return ix.m.Last }
+func (ix *Index) Last() int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.m.Last
+}
+
+// flushEvery is how many blocks Update writes before it commits them and
+// moves Last: what a reader sees of an index being built.
+const flushEvery = 64
 
 // Update brings the index up to date with the log: it indexes records
 // appended since, or starts over when the log changed under it. progress,
-// if set, is called with the number of records indexed so far.
+// if set, is called with the number of records indexed so far. Readers may
+// use the index meanwhile (see Build).
 func (ix *Index) Update(progress func(n int64)) error {
 	segs, err := ix.in.Segments()
 	if err != nil {
 		return err
 	}
+	ix.mu.Lock()
 	ix.damage = nil
-	if !ix.stillValid(segs) {
+	valid := ix.stillValid(segs)
+	ix.mu.Unlock()
+	if !valid {
 		if err := ix.db.DropAll(); err != nil {
 			return fmt.Errorf("timetravel: reset index: %w", err)
 		}
+		ix.mu.Lock()
 		ix.m = indexMeta{Format: IndexFormat, Dir: ix.in.Dir, Segments: map[uint64]*segIndex{}}
+		ix.mu.Unlock()
 	}
 	// Resume after the last indexed record, or from the first segment.
+	m := ix.copyMeta()
 	var lr *layout.LogReader
-	if ix.m.Last > 0 {
-		seg, si := ix.lastSegment()
+	var bw blockWriter
+	if m.Last > 0 {
+		seg, si := lastSegment(m)
 		lr, err = ix.in.NewLogReaderAt(seg, si.End, si.LastSeq)
+		if err == nil && m.Last%BlockSize != 0 { // a partial block to go on with
+			start := blockStart(m.Last)
+			err = ix.db.View(func(txn *badger.Txn) error {
+				it, err := txn.Get(blockKey(start))
+				if err != nil {
+					return err
+				}
+				return it.Value(func(v []byte) error { return bw.reload(start, v) })
+			})
+		}
 	} else {
 		lr, err = ix.in.NewLogReader(0)
 	}
@@ -189,8 +232,34 @@ func (ix *Index) Update(progress func(n int64)) error {
 	}
 	defer lr.Close()
 	wb := ix.db.NewWriteBatch()
-	defer wb.Cancel()
+	defer func() { wb.Cancel() }()
 	var n int64
+	blocks := 0
+	commit := func() error {
+		if bw.n > 0 {
+			if err := wb.Set(blockKey(bw.start), append([]byte(nil), bw.buf...)); err != nil {
+				return fmt.Errorf("timetravel: index: %w", err)
+			}
+		}
+		for s, si := range m.Segments {
+			if st, err := os.Stat(ix.in.SegmentPath(s)); err == nil {
+				si.Size = st.Size()
+			}
+		}
+		meta, _ := json.Marshal(m)
+		if err := wb.Set([]byte("m"), meta); err != nil {
+			return err
+		}
+		if err := wb.Flush(); err != nil {
+			return fmt.Errorf("timetravel: index: %w", err)
+		}
+		wb = ix.db.NewWriteBatch()
+		ix.mu.Lock()
+		ix.m = copyMeta(m)
+		ix.mu.Unlock()
+		return nil
+	}
+	var damage error
 	for {
 		rec, err := lr.Next()
 		if err == io.EOF {
@@ -198,7 +267,7 @@ func (ix *Index) Update(progress func(n int64)) error {
 		}
 		if errors.Is(err, logfmt.ErrCorrupt) {
 			// What comes before the damage can still be replayed.
-			ix.damage = err
+			damage = err
 			break
 		}
 		if err != nil {
@@ -206,43 +275,70 @@ func (ix *Index) Update(progress func(n int64)) error {
 		}
 		seg, off := lr.Position()
 		size := rec.EncodedSize()
-		v := make([]byte, 0, 32+64)
-		v = binary.BigEndian.AppendUint64(v, seg)
-		v = binary.BigEndian.AppendUint64(v, uint64(off))
-		v = binary.BigEndian.AppendUint64(v, uint64(rec.Time))
-		v = binary.BigEndian.AppendUint32(v, uint32(size))
-		v = append(v, summarize(rec)...)
-		if err := wb.Set(recordKey(rec.Seq), v); err != nil {
-			return fmt.Errorf("timetravel: index: %w", err)
-		}
-		si := ix.m.Segments[seg]
+		bw.add(rec.Seq, seg, off, size, rec.Time)
+		si := m.Segments[seg]
 		if si == nil {
 			si = &segIndex{}
-			ix.m.Segments[seg] = si
+			m.Segments[seg] = si
 		}
 		si.LastOff, si.End, si.LastSeq = off, off+int64(size), rec.Seq
-		ix.m.Last = rec.Seq
+		m.Last = rec.Seq
 		n++
+		if bw.n == BlockSize {
+			if err := wb.Set(blockKey(bw.start), append([]byte(nil), bw.buf...)); err != nil {
+				return fmt.Errorf("timetravel: index: %w", err)
+			}
+			bw.n = 0
+			if blocks++; blocks%flushEvery == 0 {
+				if err := commit(); err != nil {
+					return err
+				}
+			}
+		}
 		if progress != nil && n%4096 == 0 {
 			progress(n)
 		}
 	}
-	for s, si := range ix.m.Segments {
-		if st, err := os.Stat(ix.in.SegmentPath(s)); err == nil {
-			si.Size = st.Size()
-		}
-	}
-	meta, _ := json.Marshal(ix.m)
-	if err := wb.Set([]byte("m"), meta); err != nil {
+	if err := commit(); err != nil {
 		return err
 	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("timetravel: index: %w", err)
-	}
+	ix.mu.Lock()
+	ix.damage = damage
+	ix.mu.Unlock()
 	if progress != nil {
 		progress(n)
 	}
 	return nil
+}
+
+// Build runs Update in the background; the channel gets its result. The
+// index answers meanwhile: Range reads the records not yet indexed from
+// the log, and Peek says where the log ends.
+func (ix *Index) Build(progress func(n int64)) <-chan error {
+	done := make(chan error, 1)
+	ix.building.Store(true)
+	go func() {
+		err := ix.Update(progress)
+		ix.building.Store(false)
+		done <- err
+	}()
+	return done
+}
+
+func (ix *Index) copyMeta() indexMeta {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return copyMeta(ix.m)
+}
+
+func copyMeta(m indexMeta) indexMeta {
+	c := m
+	c.Segments = make(map[uint64]*segIndex, len(m.Segments))
+	for k, v := range m.Segments {
+		si := *v
+		c.Segments[k] = &si
+	}
+	return c
 }
 
 // stillValid checks that what was indexed is still in the log as it was:
@@ -278,18 +374,14 @@ func (ix *Index) stillValid(present []uint64) bool {
 	return true
 }
 
-func (ix *Index) lastSegment() (uint64, *segIndex) {
-	keys := make([]uint64, 0, len(ix.m.Segments))
-	for s := range ix.m.Segments {
+func lastSegment(m indexMeta) (uint64, *segIndex) {
+	keys := make([]uint64, 0, len(m.Segments))
+	for s := range m.Segments {
 		keys = append(keys, s)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	s := keys[len(keys)-1]
-	return s, ix.m.Segments[s]
-}
-
-func recordKey(seq int64) []byte {
-	return binary.BigEndian.AppendUint64([]byte("r"), uint64(seq))
+	return s, m.Segments[s]
 }
 
 // summarize is a one-line description of a record's messages.
@@ -334,66 +426,116 @@ func summarize(rec *logfmt.Record) string {
 	return strings.Join(parts, "; ")
 }
 
-// Entry returns what the index knows about record seq.
+// Entry returns what the index knows about record seq, with its summary
+// read from the log.
 func (ix *Index) Entry(seq int64) (IndexEntry, bool, error) {
 	var e IndexEntry
 	found := false
-	err := ix.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(recordKey(seq))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return it.Value(func(v []byte) error {
-			if len(v) < 28 {
-				return fmt.Errorf("timetravel: index entry of record %d is damaged (delete the cache)", seq)
-			}
-			e = IndexEntry{Seq: seq, Segment: binary.BigEndian.Uint64(v), Offset: int64(binary.BigEndian.Uint64(v[8:])),
-				Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))).UTC(), Size: int(binary.BigEndian.Uint32(v[24:])), Summary: string(v[28:])}
-			found = true
-			return nil
-		})
-	})
+	err := ix.Range(seq, seq, func(x IndexEntry) bool { e, found = x, true; return false })
 	return e, found, err
 }
 
-// Range calls f for records from..to in order (a page of the log view).
-func (ix *Index) Range(from, to int64, f func(IndexEntry) bool) error {
+// entryAt is Entry without the summary (no read of the log).
+func (ix *Index) entryAt(seq int64) (IndexEntry, bool, error) {
+	if seq < 1 || seq > ix.Last() {
+		return IndexEntry{}, false, nil
+	}
+	var e IndexEntry
+	found := false
+	err := ix.blocks(seq, seq, func(x IndexEntry) bool { e, found = x, true; return false })
+	return e, found, err
+}
+
+// blocks calls f for the indexed records from..to in order, from the
+// index alone (no summaries).
+func (ix *Index) blocks(from, to int64, f func(IndexEntry) bool) error {
+	from = max(from, 1)
 	return ix.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte("r")})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 4, Prefix: []byte("b")})
 		defer it.Close()
-		for it.Seek(recordKey(from)); it.Valid(); it.Next() {
-			seq := int64(binary.BigEndian.Uint64(it.Item().Key()[1:]))
-			if seq > to {
+		more := true
+		for it.Seek(blockKey(blockStart(from))); it.Valid() && more; it.Next() {
+			start := int64(binary.BigEndian.Uint64(it.Item().Key()[1:]))
+			if start > to {
 				return nil
 			}
-			var e IndexEntry
 			err := it.Item().Value(func(v []byte) error {
-				e = IndexEntry{Seq: seq, Segment: binary.BigEndian.Uint64(v), Offset: int64(binary.BigEndian.Uint64(v[8:])),
-					Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))).UTC(), Size: int(binary.BigEndian.Uint32(v[24:])), Summary: string(v[28:])}
-				return nil
+				return decodeBlock(start, v, func(e IndexEntry) bool {
+					switch {
+					case e.Seq < from:
+						return true
+					case e.Seq > to:
+						more = false
+						return false
+					}
+					more = f(e)
+					return more
+				})
 			})
 			if err != nil {
 				return err
-			}
-			if !f(e) {
-				return nil
 			}
 		}
 		return nil
 	})
 }
 
+// Range calls f for records from..to in order (a page of the log view),
+// each with its summary, read from the log. Records not indexed yet (while
+// Build runs) are read from the log alone.
+func (ix *Index) Range(from, to int64, f func(IndexEntry) bool) error {
+	from = max(from, 1)
+	last := ix.Last()
+	var lr *layout.LogReader
+	defer func() {
+		if lr != nil {
+			lr.Close()
+		}
+	}()
+	var readErr error
+	stopped := false
+	if from <= last {
+		err := ix.blocks(from, min(to, last), func(e IndexEntry) bool {
+			if lr == nil && readErr == nil {
+				lr, readErr = ix.in.NewLogReaderAt(e.Segment, e.Offset, e.Seq-1)
+			}
+			e.Summary = "(unreadable)"
+			if readErr == nil {
+				rec, err := lr.Next()
+				switch {
+				case err != nil:
+					readErr = err
+				case rec.Seq != e.Seq:
+					readErr = fmt.Errorf("%s: found record %d where the index has %d (the log changed: update the index)", ix.in.Dir, rec.Seq, e.Seq)
+				default:
+					e.Summary = summarize(rec)
+				}
+			}
+			if !f(e) {
+				stopped = true
+				return false
+			}
+			return true
+		})
+		if err != nil || stopped || to <= last {
+			return err
+		}
+		from = last + 1
+	}
+	if !ix.building.Load() {
+		return nil // past the end of the log as indexed
+	}
+	return ix.scanRange(from, to, f)
+}
+
 // AtOrBefore returns the last record logged at or before t (0 if none),
 // by binary search over the records' logged times.
 func (ix *Index) AtOrBefore(t time.Time) (int64, error) {
-	lo, hi := int64(1), ix.m.Last
+	lo, hi := int64(1), ix.Last()
 	ans := int64(0)
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
-		e, ok, err := ix.Entry(mid)
+		e, ok, err := ix.entryAt(mid)
 		if err != nil {
 			return 0, err
 		}

@@ -148,19 +148,19 @@ func (ix *Index) Resolve(p Point) (int64, error) {
 			return 0, fmt.Errorf("%w %s: cannot use checkpoint %d (%v); checkpoints present: %v", ErrBadPoint, p, p.Checkpoint, err, have)
 		}
 		seq := c.NextSeq - 1 + p.Offset
-		if seq > ix.Last() && ix.damage != nil {
-			return 0, pastDamage(p, ix.Last(), ix.damage)
+		if seq > ix.Last() && ix.Damage() != nil {
+			return 0, pastDamage(p, ix.Last(), ix.Damage())
 		}
 		if seq > ix.Last() {
 			return 0, fmt.Errorf("%w %s: that is record %d, but the log ends at record %d", ErrBadPoint, p, seq, ix.Last())
 		}
 		return seq, nil
 	case PointSeq:
-		if _, ok, err := ix.Entry(p.Seq); err != nil {
+		if _, ok, err := ix.entryAt(p.Seq); err != nil {
 			return 0, err
 		} else if !ok {
-			if p.Seq > ix.Last() && ix.damage != nil {
-				return 0, pastDamage(p, ix.Last(), ix.damage)
+			if p.Seq > ix.Last() && ix.Damage() != nil {
+				return 0, pastDamage(p, ix.Last(), ix.Damage())
 			}
 			if ix.Last() == 0 {
 				return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, ix.in.Dir)
@@ -169,8 +169,8 @@ func (ix *Index) Resolve(p Point) (int64, error) {
 		}
 		return p.Seq, nil
 	case PointEnd:
-		if ix.damage != nil {
-			return 0, pastDamage(p, ix.Last(), ix.damage)
+		if ix.Damage() != nil {
+			return 0, pastDamage(p, ix.Last(), ix.Damage())
 		}
 		if ix.Last() == 0 {
 			return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, ix.in.Dir)
@@ -181,8 +181,8 @@ func (ix *Index) Resolve(p Point) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if ix.damage != nil && seq == ix.Last() {
-		return 0, pastDamage(p, ix.Last(), ix.damage)
+	if ix.Damage() != nil && seq == ix.Last() {
+		return 0, pastDamage(p, ix.Last(), ix.Damage())
 	}
 	if seq == 0 {
 		first, _, _ := ix.firstEntry()

@@ -344,7 +344,7 @@ func (c *Cursor) addSent(sent []Sent) {
 // has it, else by reading from the replay's starting segment.
 func (s *Session) logFrom(seq int64) (*layout.LogReader, error) {
 	if ix := s.opts.Index; ix != nil {
-		e, ok, err := ix.Entry(seq)
+		e, ok, err := ix.entryAt(seq)
 		if err != nil {
 			return nil, err
 		}
