@@ -441,7 +441,8 @@ type windowResult struct {
 }
 
 // start starts the builds at the given states (the candidate's second run
-// too, if again).
+// too, if again). In an upgrade test the candidate's state is always the
+// checkpoint's, and it is told to upgrade.
 func (t *tester) start(expState, actState []byte, again bool) error {
 	// Keep the end of each app's output: when one fails, it says why.
 	t.expOut, t.actOut = &tail{max: 2048}, &tail{max: 2048}
@@ -463,7 +464,7 @@ func (t *tester) start(expState, actState []byte, again bool) error {
 	if err := t.act.LoadState(actState); err != nil {
 		return err
 	}
-	if t.opts.UpgradeTest && bytes.Equal(actState, t.ck.State) {
+	if t.opts.UpgradeTest { // the candidate starts from the checkpoint (see restart) and converts it
 		if err := t.act.Control(logfmt.TypeUpgradeService); err != nil {
 			return err
 		}
