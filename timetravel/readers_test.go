@@ -12,7 +12,7 @@ import (
 // and ambr tui processes would be), all index the log and reach the same
 // states; exactly the ones that found the shared cache held got a private
 // index, and the shared cache serves a reader that comes after them.
-// Run under -race by CI's race step.
+// .ci/run runs it under -race.
 func TestConcurrentReaders(t *testing.T) {
 	app := counterServer(t)
 	dir := filepath.Join(t.TempDir(), "server")
