@@ -203,13 +203,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer func() { lr.Close() }()
 	stream := timetravel.NewOutputCheck(ck, in.Manifest.Instance)
 	expState, actState := ck.State, ck.State // at the start of the window
-	perRecord := false
+	perRecord := window == 1 // then there is no window to go back over
 	total := until - ck.NextSeq + 1
 	for {
-		saved := stream.Clone()
+		var saved *timetravel.OutputCheck // to go back to the window's start
 		n := window
 		if perRecord {
-			n = 1
+			n = 1 // never goes back: no copy
+		} else {
+			saved = stream.Clone()
 		}
 		if t.again != nil { // the candidate's second run stops at againUntil
 			n = max(1, min(n, t.againUntil-t.rep.Until))
@@ -451,11 +453,21 @@ func (t *tester) start(expState, actState []byte, again bool) error {
 		expW, actW = io.MultiWriter(t.expOut, t.opts.Stderr), io.MultiWriter(t.actOut, t.opts.Stderr)
 	}
 	name := t.in.Manifest.Instance
+	// The recorded build starts while the candidate does; the candidate's
+	// second run only once the first is up, so that "first" and "second"
+	// mean what they say to a candidate that can tell.
+	expStarted := make(chan error, 1)
+	go func() {
+		var err error
+		t.exp, err = timetravel.StartDriver(t.ctx, nil, t.recorded, name, nil, expW, expW)
+		expStarted <- err
+	}()
 	var err error
-	if t.exp, err = timetravel.StartDriver(t.ctx, nil, t.recorded, name, nil, expW, expW); err != nil {
-		return fmt.Errorf("start the recorded build: %w", err)
+	t.act, err = timetravel.StartDriver(t.ctx, nil, t.opts.Candidate, name, nil, actW, actW)
+	if eerr := <-expStarted; eerr != nil {
+		return fmt.Errorf("start the recorded build: %w", eerr)
 	}
-	if t.act, err = timetravel.StartDriver(t.ctx, nil, t.opts.Candidate, name, nil, actW, actW); err != nil {
+	if err != nil {
 		return fmt.Errorf("start the candidate: %w", err)
 	}
 	if err := t.exp.LoadState(expState); err != nil {

@@ -45,7 +45,7 @@ func BenchmarkRetro(b *testing.B) {
 			}
 			ctx := context.Background()
 			b.ResetTimer()
-			var replayRate, retroRate, ratio float64
+			var replayTime, retroTime time.Duration
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
 				s, err := timetravel.Open(timetravel.Options{Dir: inst})
@@ -56,21 +56,20 @@ func BenchmarkRetro(b *testing.B) {
 					b.Fatal(err)
 				}
 				s.Close()
-				replay := time.Since(start)
+				replayTime += time.Since(start)
 
 				start = time.Now()
 				rep, err := Run(ctx, Options{Dir: inst, Candidate: app, Stderr: os.Stderr, Window: *retroWindow, Repeat: *retroRepeat})
 				if err != nil {
 					b.Fatal(err)
 				}
-				retro := time.Since(start)
+				retroTime += time.Since(start)
 				if rep.Diverged() || rep.Records != int64(*retroRecords) {
 					b.Fatalf("report: %+v", rep)
 				}
-				replayRate = float64(*retroRecords) / replay.Seconds()
-				retroRate = float64(rep.Records) / retro.Seconds()
-				ratio = retro.Seconds() / replay.Seconds()
 			}
+			records := float64(*retroRecords) * float64(b.N)
+			replayRate, retroRate, ratio := records/replayTime.Seconds(), records/retroTime.Seconds(), retroTime.Seconds()/replayTime.Seconds()
 			b.ReportMetric(replayRate, "replay-records/s")
 			b.ReportMetric(retroRate, "retro-records/s")
 			b.ReportMetric(ratio, "retro/replay")
