@@ -203,7 +203,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer func() { lr.Close() }()
 	stream := timetravel.NewOutputCheck(ck, in.Manifest.Instance)
 	expState, actState := ck.State, ck.State // at the start of the window
-	perRecord := window == 1 // then there is no window to go back over
+	perRecord := window == 1                 // then there is no window to go back over
 	total := until - ck.NextSeq + 1
 	for {
 		var saved *timetravel.OutputCheck // to go back to the window's start

@@ -49,7 +49,9 @@ func TestRetroWindows(t *testing.T) {
 
 // TestLikelyCauses: what differs decides which cause comes first.
 func TestLikelyCauses(t *testing.T) {
-	m := func(method, payload string) *Message { return &Message{Dest: "client", Kind: "fork", Method: method, Payload: payload} }
+	m := func(method, payload string) *Message {
+		return &Message{Dest: "client", Kind: "fork", Method: method, Payload: payload}
+	}
 	for _, tc := range []struct {
 		name           string
 		now, logged    *Message
