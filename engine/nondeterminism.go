@@ -107,9 +107,18 @@ func (w *nondeterminismWatch) mismatch(seq int64, count uint64, logged, now uint
 		if f := strings.Fields(first); len(f) >= 4 {
 			what = f[1] + " " + f[2] + " " + f[3] // "client fork result"
 		}
-		fmt.Fprintf(&b, "the app sent other messages than it did when the record was first processed: message %d of its output is now %s", count-uint64(len(w.sent)+w.more)+1, first)
-		if n := len(w.sent) - 1 + w.more; n > 0 {
-			fmt.Fprintf(&b, " (and %d more since)", n)
+		from := count - uint64(len(w.sent)+w.more) + 1
+		if len(w.sent) == 1 && w.more == 0 {
+			fmt.Fprintf(&b, "the app sent other messages than it did when the record was first processed: message %d of its output is now %s", from, first)
+		} else {
+			descs := make([]string, len(w.sent))
+			for i, m := range w.sent {
+				descs[i] = describeSent(m)
+			}
+			fmt.Fprintf(&b, "the app sent other messages than it did when the record was first processed: one of its messages %d..%d (those since the last point that matched) differs; they are now %s", from, count, strings.Join(descs, ", "))
+			if w.more > 0 {
+				fmt.Fprintf(&b, " and %d more", w.more)
+			}
 		}
 		fmt.Fprintf(&b, "; the log holds only the digest of what it sent then (%016x at record %d, %016x now): 'ambr retro-test' of this instance shows the logged message when the receiver's directory is beside it", logged, seq, now)
 	}
@@ -212,6 +221,9 @@ func describeRPC(r logfmt.RPC) string {
 	kind := strings.ToLower(r.Kind.String())
 	name, result, payload, ok := immortal.DecodeArgs(r.Args, r.Reserved)
 	if !ok {
+		if printable(r.Args) && len(r.Args) <= 80 {
+			return fmt.Sprintf("%s method %d %q", kind, r.MethodID, r.Args)
+		}
 		return fmt.Sprintf("%s method %d (%d bytes)", kind, r.MethodID, len(r.Args))
 	}
 	if result {
