@@ -1,6 +1,7 @@
 package timetravel
 
 import (
+	"errors"
 	"io"
 	"path/filepath"
 	"testing"
@@ -86,4 +87,52 @@ func TestIndexBlocks(t *testing.T) {
 	if e, ok, err := ix.Entry(3001); err != nil || !ok || e != want[3000] {
 		t.Fatalf("entry 3001: %+v %v %v, want %+v", e, ok, err, want[3000])
 	}
+}
+
+// TestIndexOpenClose: Open on a never-indexed log answers from Peek and
+// builds in the background; closing the index under the build stops it
+// cleanly, and the next Open completes the index from what it committed.
+func TestIndexOpenClose(t *testing.T) {
+	app := counterServer(t)
+	dir := filepath.Join(t.TempDir(), "server")
+	writeCounterLog(t, dir, 150_000, 40_000, app)
+	in, err := layoutOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "cache")
+	ix, err := OpenIndex(cache, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last, done, err := ix.Open(nil)
+	if err != nil || first != 1 || last != 150_000 || done == nil {
+		t.Fatalf("open: %d..%d done %v, %v", first, last, done != nil, err)
+	}
+	if seq, err := ix.Resolve(Point{Kind: PointEnd, text: "end"}); err != nil || seq != 150_000 {
+		t.Fatalf("end while building: %d, %v", seq, err)
+	}
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, errClosing) {
+		t.Fatalf("the build, closed under it: %v", err)
+	}
+	ix, err = OpenIndex(cache, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if _, _, done, err = ix.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	if done != nil {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ix.Last() != 150_000 {
+		t.Fatalf("indexed through %d after reopening, want 150000", ix.Last())
+	}
+	checkEntries(t, "reopened", ix, logEntries(t, dir))
 }

@@ -51,6 +51,10 @@ type Index struct {
 	// from the log before they are indexed; building says Build runs.
 	dir      []segStart
 	building atomic.Bool
+	updating sync.Mutex
+	closing  atomic.Bool
+	// peekFirst and peekLast are the first and last records Peek found.
+	peekFirst, peekLast atomic.Int64
 	// private says the shared cache was in use by another reader: this
 	// index lives in memory, for this process only.
 	private bool
@@ -144,8 +148,17 @@ func isLockHeld(err error) bool {
 // the index was opened: this one is in memory and goes when it is closed.
 func (ix *Index) Private() bool { return ix.private }
 
-// Close closes the index.
-func (ix *Index) Close() error { return ix.db.Close() }
+// Close closes the index. An Update under way (Build's) stops at its next
+// commit point; what it committed stays.
+func (ix *Index) Close() error {
+	ix.closing.Store(true)
+	ix.updating.Lock()
+	defer ix.updating.Unlock()
+	return ix.db.Close()
+}
+
+// errClosing ends an Update when the index is closed under it.
+var errClosing = errors.New("timetravel: index closed while indexing")
 
 func (ix *Index) loadMeta() error {
 	ix.m = indexMeta{Format: IndexFormat, Dir: ix.in.Dir, Segments: map[uint64]*segIndex{}}
@@ -191,6 +204,8 @@ const flushEvery = 64
 // if set, is called with the number of records indexed so far. Readers may
 // use the index meanwhile (see Build).
 func (ix *Index) Update(progress func(n int64)) error {
+	ix.updating.Lock() // one Update at a time (Build's may be running)
+	defer ix.updating.Unlock()
 	segs, err := ix.in.Segments()
 	if err != nil {
 		return err
@@ -295,8 +310,13 @@ func (ix *Index) Update(progress func(n int64)) error {
 				}
 			}
 		}
-		if progress != nil && n%4096 == 0 {
-			progress(n)
+		if n%4096 == 0 {
+			if progress != nil {
+				progress(n)
+			}
+			if ix.closing.Load() {
+				return errClosing
+			}
 		}
 	}
 	if err := commit(); err != nil {
@@ -324,6 +344,35 @@ func (ix *Index) Build(progress func(n int64)) <-chan error {
 	}()
 	return done
 }
+
+// Open makes the index ready for a browser and returns the log's first
+// and last records: an index that holds records is brought up to date
+// (what was appended since, usually little); a log never indexed opens at
+// once with Peek, and Build indexes it in the background (done gets the
+// result; nil when there was nothing to wait for).
+func (ix *Index) Open(progress func(n int64)) (first, last int64, done <-chan error, err error) {
+	if ix.Last() > 0 {
+		if err := ix.Update(progress); err != nil {
+			return 0, 0, nil, err
+		}
+		if last = ix.Last(); last == 0 {
+			return 0, 0, nil, nil
+		}
+		err = ix.blocks(1, last, func(e IndexEntry) bool { first = e.Seq; return false })
+		return first, last, nil, err
+	}
+	if first, last, err = ix.Peek(); err != nil {
+		return 0, 0, nil, err
+	}
+	return first, last, ix.Build(progress), nil
+}
+
+// Building reports whether Build is still indexing; Peeked is then the
+// log's first and last records as Peek found them.
+func (ix *Index) Building() bool { return ix.building.Load() }
+
+// Peeked returns the first and last records Peek found (0, 0 before).
+func (ix *Index) Peeked() (first, last int64) { return ix.peekFirst.Load(), ix.peekLast.Load() }
 
 func (ix *Index) copyMeta() indexMeta {
 	ix.mu.Lock()

@@ -81,6 +81,8 @@ func (ix *Index) Peek() (first, last int64, err error) {
 	ix.mu.Lock()
 	ix.dir = dir
 	ix.mu.Unlock()
+	ix.peekFirst.Store(dir[0].first)
+	ix.peekLast.Store(last)
 	return dir[0].first, last, nil
 }
 

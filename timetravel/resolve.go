@@ -138,8 +138,20 @@ func lastSeq(in *layout.Instance) (int64, error, error) {
 	}
 }
 
-// Resolve is Resolve through the index: no scan of the log.
+// Resolve is Resolve through the index: no scan of the log. While Build
+// runs, points past what is indexed are resolved from the log.
 func (ix *Index) Resolve(p Point) (int64, error) {
+	if ix.Building() {
+		if p.Kind == PointSeq && p.Seq >= ix.peekFirst.Load() && p.Seq <= ix.peekLast.Load() {
+			return p.Seq, nil
+		}
+		if p.Kind == PointEnd && ix.peekLast.Load() > 0 {
+			return ix.peekLast.Load(), nil
+		}
+		if p.Kind == PointTime || p.Kind == PointCheckpoint {
+			return Resolve(ix.in, p)
+		}
+	}
 	switch p.Kind {
 	case PointCheckpoint:
 		c, err := ix.in.ReadCheckpoint(p.Checkpoint)
