@@ -225,8 +225,7 @@ func TestReplayDebug(t *testing.T) {
 		if res.Seq != at || res.Addr != "" {
 			t.Fatalf("ambr %s: stopped at record %d, address %q (the session has ended: none)", strings.Join(args, " "), res.Seq, res.Addr)
 		}
-		text, _ := exec.Command(builtBins.ambr, args...).Output()
-		return res, string(text)
+		return res, strings.Join(args, " ")
 	}
 	arg := func(res stopJSON, name string) string {
 		for _, a := range res.Args {
@@ -240,13 +239,15 @@ func TestReplayDebug(t *testing.T) {
 
 	// A call: record r of the server holds its (r-1)th Inc.
 	const at = 4
-	res, text := debugAt("server", at, "--app", "../../samples/counter/server")
+	res, _ := debugAt("server", at, "--app", "../../samples/counter/server")
 	if !strings.HasSuffix(res.Function, "counter.NewServer.func2") || !strings.HasSuffix(res.File, "samples/counter/counter/counter.go") ||
 		!strings.HasSuffix(arg(res, "s"), "{Count: "+strconv.Itoa(at-2)+"}") {
 		t.Fatalf("Inc handler: stopped at %+v", res)
 	}
 	// What people read: the user's types, not the binding's ctx, no address.
-	if !strings.Contains(text, "  s *counter.ServerState = *counter.ServerState {Count: 2}") || strings.Contains(text, "immortal.Ctx") || strings.Contains(text, "dlv connect") {
+	out, err := exec.Command(builtBins.ambr, "--home", home, "replay", "server", "--until", strconv.Itoa(at), "--debug", "--app", "../../samples/counter/server").Output()
+	text := string(out)
+	if err != nil || !strings.Contains(text, "  s *counter.ServerState = *counter.ServerState {Count: 2}") || strings.Contains(text, "immortal.Ctx") || strings.Contains(text, "dlv connect") {
 		t.Fatalf("text output:\n%s", text)
 	}
 	// Registered under a constant, as a method value.
