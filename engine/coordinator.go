@@ -12,9 +12,11 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/trust"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -63,7 +65,58 @@ type Options struct {
 	// OnStatus, if set, is called after each batch of work with the
 	// coordinator's status.
 	OnStatus func(Status)
+	// OnUpgrade, if set, is called with the outcome of an upgrade asked for
+	// with PrepareUpgrade: nil once the new build's converted checkpoint is
+	// durable (the MANIFEST names the new build and version), else why it
+	// failed (the app died or refused before its checkpoint); the instance
+	// then still holds the old version's state.
+	OnUpgrade func(err error)
+	// OnProblem, if set, is called when the link with a peer stops on a
+	// condition that needs an operator (lost acknowledged input), with a
+	// message that says what to do.
+	OnProblem func(peer, msg string)
+
+	// PeerTLS is this instance's identity on coordinator links: TLS 1.3
+	// with client certificates both ways, and a hello may claim only the
+	// name its certificate carries. Nil: New takes it from the local CA
+	// under the FileRegistry's directory, made on first use.
+	PeerTLS *trust.Identity
+	// PlaintextPeers turns TLS between coordinators off (for
+	// measurements): hellos are then taken on trust.
+	PlaintextPeers bool
+	// MaxPeerConns caps the inbound coordinator connections open at once;
+	// default DefaultMaxPeerConns.
+	MaxPeerConns int
+	// PeerIdleTimeout closes an inbound coordinator link that carried
+	// nothing for this long (its sender reconnects when it has something
+	// to send); default DefaultPeerIdleTimeout.
+	PeerIdleTimeout time.Duration
+	// AppBudget bounds the bytes waiting for the app: input logged but not
+	// yet taken by the app, and output the app sent that its receivers have
+	// not acknowledged. Beyond it the coordinator stops reading from its
+	// peers (their TCP windows fill and their senders keep their output) or
+	// from its app (its writes wait). Default DefaultAppBudget.
+	AppBudget int64
+
+	// Election, when several replicas share Dir, makes this coordinator a
+	// standby until it is elected primary (nil: one replica, the primary
+	// from the start). Replica is this replica's number, for messages;
+	// OnRole, if set, is told each role change ("standby", "primary").
+	Election Election
+	Replica  int
+	OnRole   func(role string, epoch uint64)
+
+	// OnAppGone, if set, is called when the app went away: a supervisor
+	// uses it to tell a crash loop (see AppGone).
+	OnAppGone func(AppGone)
 }
+
+// Defaults of the limits in Options.
+const (
+	DefaultMaxPeerConns    = 1024
+	DefaultPeerIdleTimeout = 2 * time.Minute
+	DefaultAppBudget       = 64 << 20
+)
 
 // Status is a snapshot of a running coordinator, for displays.
 type Status struct {
@@ -82,10 +135,112 @@ type Coordinator struct {
 	opts     Options
 	log      *slog.Logger
 	registry Registry
-	inbound  chan net.Conn
+	inbound  chan *greeted
 	// PeerAddr is the address other coordinators reach this one at, once
 	// Run has started listening.
 	peerAddr atomicString
+
+	// primacy is held while this replica is primary (nil with one
+	// replica): every write that can count goes through it.
+	primacy Primacy
+
+	mu      sync.Mutex
+	upgrade *pendingUpgrade      // asked for, for the next app connection
+	warned  map[string]time.Time // warnLimited's last line per key
+	muted   map[string]int       // lines warnLimited left out since
+}
+
+// pendingUpgrade is an upgrade asked for with PrepareUpgrade.
+type pendingUpgrade struct {
+	build   logfmt.AppBuild
+	version uint32 // the version the instance moves to
+}
+
+// PrepareUpgrade makes the next app connection's recovery an upgrade to
+// build, which must carry the current code and its next version
+// (immortal.Upgrade): it replays on the current code, converts the state
+// and checkpoints it; the MANIFEST then records build, and the version
+// moves up by one. The caller restarts the app with build; Options.OnUpgrade
+// says how it went. A new PrepareUpgrade replaces one not yet taken.
+func (c *Coordinator) PrepareUpgrade(build logfmt.AppBuild) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.upgrade = &pendingUpgrade{build: build}
+}
+
+// CancelUpgrade withdraws an upgrade not yet taken by an app connection.
+func (c *Coordinator) CancelUpgrade() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.upgrade = nil
+}
+
+// finishUpgrade records an upgrade's outcome: on success the new build is
+// the one that runs from now on.
+func (c *Coordinator) finishUpgrade(up *pendingUpgrade, err error) {
+	if err == nil {
+		c.mu.Lock()
+		c.opts.App = up.build
+		c.mu.Unlock()
+		c.log.Info("upgraded", "to", up.build.Source, "version", up.version)
+	} else {
+		c.log.Warn("upgrade failed; the instance keeps its version", "to", up.build.Source, "reason", err)
+	}
+	if c.opts.OnUpgrade != nil {
+		c.opts.OnUpgrade(err)
+	}
+}
+
+func shortSHA(s string) string { return s[:min(len(s), 12)] }
+
+func (c *Coordinator) takeUpgrade() *pendingUpgrade {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	up := c.upgrade
+	c.upgrade = nil
+	return up
+}
+
+// app returns the build that runs the instance now.
+func (c *Coordinator) app() logfmt.AppBuild {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opts.App
+}
+
+// problem reports a condition of the link with peer that needs an
+// operator, through Options.OnProblem.
+func (c *Coordinator) problem(peer, msg string) {
+	if c.opts.OnProblem != nil {
+		c.opts.OnProblem(peer, msg)
+	}
+}
+
+// warnInterval is how often warnLimited repeats a warning of one kind.
+const warnInterval = 10 * time.Second
+
+// warnLimited logs a warning of kind key at most once per warnInterval,
+// with how many were left out since: a peer that retries a refused
+// connection, or a flood of them, costs one line, not one per attempt.
+func (c *Coordinator) warnLimited(key, format string, args ...any) {
+	c.mu.Lock()
+	if c.warned == nil {
+		c.warned, c.muted = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if t, ok := c.warned[key]; ok && now.Sub(t) < warnInterval {
+		c.muted[key]++
+		c.mu.Unlock()
+		return
+	}
+	n := c.muted[key]
+	c.warned[key], c.muted[key] = now, 0
+	c.mu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	if n > 0 {
+		msg += fmt.Sprintf(" (and %d more like it in the last %v)", n, warnInterval)
+	}
+	c.log.Warn(msg)
 }
 
 // atomicString is a string safe to read while Run sets it.
@@ -138,12 +293,49 @@ func New(opts Options) (*Coordinator, error) {
 	if opts.Registry == nil {
 		opts.Registry = FileRegistry{Dir: DefaultRegistryDir(filepath.Dir(opts.Dir))}
 	}
-	return &Coordinator{opts: opts, log: opts.Logger.With("instance", opts.Name), registry: opts.Registry, inbound: make(chan net.Conn)}, nil
+	if opts.MaxPeerConns <= 0 {
+		opts.MaxPeerConns = DefaultMaxPeerConns
+	}
+	if opts.PeerIdleTimeout <= 0 {
+		opts.PeerIdleTimeout = DefaultPeerIdleTimeout
+	}
+	if opts.AppBudget <= 0 {
+		opts.AppBudget = DefaultAppBudget
+	}
+	if opts.PlaintextPeers {
+		opts.PeerTLS = nil
+	} else if opts.PeerTLS == nil {
+		fr, ok := opts.Registry.(FileRegistry)
+		if !ok {
+			return nil, errors.New("engine: Options.PeerTLS is required with a registry other than a FileRegistry (or set PlaintextPeers)")
+		}
+		ca, err := trust.Local(fr.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("engine: the local CA for coordinator TLS: %w", err)
+		}
+		if opts.PeerTLS, err = ca.Identity(opts.Name); err != nil {
+			return nil, fmt.Errorf("engine: the certificate of instance %s: %w", opts.Name, err)
+		}
+	} else if opts.PeerTLS.Name != opts.Name {
+		return nil, fmt.Errorf("engine: Options.PeerTLS is the identity of instance %s, not %s", opts.PeerTLS.Name, opts.Name)
+	}
+	return &Coordinator{opts: opts, log: opts.Logger.With("instance", opts.Name), registry: opts.Registry, inbound: make(chan *greeted)}, nil
 }
 
 // Run serves app connections until ctx is cancelled (then it returns nil)
 // or a fatal error occurs (then the error wraps ErrFatal).
 func (c *Coordinator) Run(ctx context.Context) error {
+	if c.opts.Election != nil {
+		var stop func()
+		var err error
+		if ctx, stop, err = c.becomePrimary(ctx); err != nil {
+			return err
+		}
+		if ctx == nil {
+			return nil // stopped while a standby
+		}
+		defer stop()
+	}
 	if err := mkdirAllDurable(c.opts.FS, filepath.Join(c.opts.Dir, layout.VersionDir(0))); err != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, err)
 	}
@@ -172,6 +364,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	for {
 		conn, err := c.opts.Listener.Accept(ctx)
 		if err != nil {
+			if err := c.deposed(nil); err != nil {
+				return err
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -180,10 +375,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		err = c.serve(ctx, conn)
 		conn.Close()
 		switch {
+		case c.deposed(err) != nil:
+			return c.deposed(err)
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, errAppGone):
 			c.log.Info("app disconnected; waiting for it to reconnect", "reason", err)
+			if g := (*AppGoneError)(nil); errors.As(err, &g) && c.opts.OnAppGone != nil {
+				c.opts.OnAppGone(g.AppGone)
+			}
 		default:
 			return err
 		}
@@ -205,6 +405,13 @@ type event struct {
 	reply                     chan int64
 	peerMsg, peerGone         *inLink
 	batch                     *inBatch // of peerMsg
+	link                      *outLink // of peerUp
+}
+
+// loggingRecord is a record on its way to the disk, for the flow.
+type loggingRecord struct {
+	seq   int64
+	bytes int64
 }
 
 // conversation is one app connection's worth of state.
@@ -216,7 +423,13 @@ type conversation struct {
 	done     chan struct{}
 	writer   *LogWriter
 	sender   *appSender
-	ckptWG   sync.WaitGroup
+	flow     *flow
+	upgrade  *pendingUpgrade // until its checkpoint is durable
+	// logging is the records submitted to the writer and not yet durable,
+	// in order: their bytes count in the flow until they are.
+	logging []loggingRecord
+	appPid  int
+	ckptWG  sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
 	links   map[string]*outLink
@@ -242,12 +455,20 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	for _, n := range rec.notes {
 		c.log.Warn("recovery: " + n)
 	}
+	if err := c.sealRecovered(rec); err != nil {
+		return err
+	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
-	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism})
+	up := c.takeUpgrade()
+	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism,
+		Upgrade: up != nil && !rec.fresh})
 	if rec.fresh {
 		now := c.opts.Now().UnixNano()
-		v.manifest = &logfmt.Manifest{Instance: c.opts.Name, CommitterID: randomCommitter(), FirstSegment: 1, App: c.opts.App, Created: now}
+		v.manifest = &logfmt.Manifest{Instance: c.opts.Name, CommitterID: randomCommitter(), FirstSegment: 1, App: c.app(), Created: now}
+		if c.primacy != nil {
+			v.manifest.Epoch = c.primacy.Epoch()
+		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartFresh()
 		c.log.Info("first start")
@@ -263,19 +484,43 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		v.core.FinishRecovery()
 		c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
 	}
-	if c.opts.App.SHA256 != "" && c.opts.App.SHA256 != v.manifest.App.SHA256 || c.opts.App.Source != "" && v.manifest.App.Source == "" {
-		v.manifest.App = c.opts.App
+	if app := c.app(); app.SHA256 != "" && app.SHA256 != v.manifest.App.SHA256 || app.Source != "" && v.manifest.App.Source == "" {
+		v.manifest.App = app
 	}
 	rec.records = nil
+	if up != nil {
+		if rec.fresh {
+			// Nothing to upgrade: the first start runs the new build.
+			c.finishUpgrade(up, nil)
+		} else {
+			m := *v.manifest
+			m.App = up.build
+			up.version = m.Version + 1
+			m.Version, m.UpgradeVersion = up.version, up.version
+			v.manifest, v.upgrade = &m, up
+			c.log.Info("upgrading", "to", up.build.Source, "sha256", shortSHA(up.build.SHA256), "version", up.version)
+		}
+	}
 
-	v.writer = NewLogWriter(fsys, logDir,
+	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(),
 		func(seq int64) { v.post(event{durable: seq}) },
 		func(err error) { v.post(event{err: err}) })
-	v.sender = newAppSender(conn.Send, func(err error) { v.post(event{appErr: err}) })
+	v.flow = newFlow(c.opts.AppBudget)
+	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })
+	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
 	v.wg.Add(1)
 	go v.acceptPeers()
 
+	defer func() {
+		if up := v.upgrade; up != nil {
+			reason := err
+			if reason == nil {
+				reason = errors.New("the coordinator stopped")
+			}
+			c.finishUpgrade(up, fmt.Errorf("the new build did not checkpoint its converted state: %w", reason))
+		}
+	}()
 	defer func() {
 		close(v.done)
 		conn.Close()
@@ -322,14 +567,17 @@ func (v *conversation) handle(e event) error {
 	case e.err != nil:
 		return fmt.Errorf("%w: %w", ErrFatal, e.err)
 	case e.appErr != nil:
-		return fmt.Errorf("%w: %w", errAppGone, e.appErr)
+		return v.appGone(v.appPid, e.appErr)
 	case e.msg != nil:
 		if err := v.core.AppMessage(*e.msg, e.state); err != nil {
-			return fmt.Errorf("%w: protocol error: %w", errAppGone, err)
+			return v.appGone(v.appPid, fmt.Errorf("protocol error: %w", err))
 		}
 	case e.peerUp != "":
 		v.linkGen[e.peerUp] = e.gen
-		v.core.PeerConnected(e.peerUp, e.seq)
+		var lost *LostInputError
+		if err := v.core.PeerConnected(e.peerUp, e.seq); errors.As(err, &lost) {
+			e.link.stop(lost)
+		}
 	case e.peerDown != "":
 		if v.linkGen[e.peerDown] == e.gen {
 			v.core.PeerDisconnected(e.peerDown)
@@ -363,9 +611,22 @@ func (v *conversation) handle(e event) error {
 			delete(v.inlinks, e.peerGone.from)
 		}
 	case e.durable != 0:
+		var n int64
+		i := 0
+		for ; i < len(v.logging) && v.logging[i].seq <= e.durable; i++ {
+			n += v.logging[i].bytes
+		}
+		v.logging = v.logging[:copy(v.logging, v.logging[i:])]
+		v.flow.addToApp(-n)
 		v.core.LogDurable(e.durable)
 	case e.ckptDone != 0:
 		v.core.CheckpointDurable(e.ckptDone)
+		if up := v.upgrade; up != nil {
+			// The converted state is durable and the MANIFEST names the
+			// new build: the upgrade is done.
+			v.upgrade = nil
+			v.c.finishUpgrade(up, nil)
+		}
 	}
 	return nil
 }
@@ -376,6 +637,15 @@ func (v *conversation) dispatch(rd Ready) error {
 	}
 	if rd.Fatal != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, rd.Fatal)
+	}
+	if len(rd.Log) > 0 {
+		var n int64
+		for _, lw := range rd.Log {
+			b := int64(len(lw.Record.Messages))
+			v.logging = append(v.logging, loggingRecord{seq: lw.Record.Seq, bytes: b})
+			n += b
+		}
+		v.flow.addToApp(n)
 	}
 	v.writer.Submit(rd.Log)
 	if ck := rd.Checkpoint; ck != nil {
@@ -391,7 +661,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			defer v.ckptWG.Done()
 			fsys, dir := v.c.opts.FS, v.c.opts.Dir
 			logDir := filepath.Join(dir, layout.VersionDir(0))
-			if err := writeCheckpointFile(fsys, logDir, ck); err != nil {
+			if err := writeCheckpointFile(fsys, logDir, ck, v.c.fence()); err != nil {
 				v.post(event{err: err})
 				return
 			}
@@ -399,7 +669,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			if v.c.opts.Retain > 0 {
 				m.FirstSegment, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
 			}
-			if err := writeManifest(fsys, dir, &m); err != nil {
+			if err := fenced(v.c.fence(), func() error { return writeManifest(fsys, dir, &m) }); err != nil {
 				v.post(event{err: err})
 				return
 			}
@@ -413,6 +683,7 @@ func (v *conversation) dispatch(rd Ready) error {
 		}()
 	}
 	v.sender.send(rd.ToApp)
+	v.flow.setUnacked(v.core.UnackedBytes())
 	for _, p := range rd.NeedPeers {
 		v.startLink(p)
 	}
@@ -442,12 +713,14 @@ func (v *conversation) dispatch(rd Ready) error {
 func (v *conversation) readApp(r io.Reader) {
 	mr := logfmt.NewOwningMessageReader(r)
 	for {
+		start := mr.Offset() // where the next message starts: its state was read
+		v.flow.waitOutput(v.done)
 		m, err := mr.Next()
 		if err != nil {
 			if err == io.EOF {
 				err = errors.New("connection closed")
 			}
-			v.post(event{appErr: err})
+			v.post(event{appErr: explainAppReadError(r, start, mr.Offset(), err)})
 			return
 		}
 		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it
@@ -465,15 +738,18 @@ func (v *conversation) readApp(r io.Reader) {
 // appSender writes to the app from its own goroutine, through an unbounded
 // queue, so the coordinator's loop never blocks on a slow app.
 type appSender struct {
+	flow   *flow // counts what is queued and not yet written
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queue  [][]byte
 	closed bool
 	done   chan struct{}
+	// delivered is the newest log record written to the app (AppGone).
+	delivered atomic.Int64
 }
 
-func newAppSender(w io.Writer, onErr func(error)) *appSender {
-	s := &appSender{done: make(chan struct{})}
+func newAppSender(w io.Writer, f *flow, onErr func(error)) *appSender {
+	s := &appSender{flow: f, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	go s.loop(w, onErr)
 	return s
@@ -483,6 +759,11 @@ func (s *appSender) send(chunks [][]byte) {
 	if len(chunks) == 0 {
 		return
 	}
+	var n int64
+	for _, c := range chunks {
+		n += int64(len(c))
+	}
+	s.flow.addToApp(n)
 	s.mu.Lock()
 	s.queue = append(s.queue, chunks...)
 	s.mu.Unlock()
@@ -512,16 +793,22 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 		batch := s.queue
 		s.queue = nil
 		s.mu.Unlock()
+		var n int64
 		for _, b := range batch {
 			if _, err := bw.Write(b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return
 			}
+			if seq := wireRecordSeq(b); seq > 0 {
+				s.delivered.Store(seq)
+			}
+			n += int64(len(b))
 		}
 		if err := bw.Flush(); err != nil {
 			onErr(fmt.Errorf("send to app: %w", err))
 			return
 		}
+		s.flow.addToApp(-n)
 	}
 }
 

@@ -55,6 +55,10 @@ type CoreConfig struct {
 	Nondeterminism NondeterminismPolicy
 	// AppVersion is stored in checkpoints.
 	AppVersion uint32
+	// Upgrade makes the end of recovery an upgrade: the app is asked for
+	// UpgradeTakeCheckpoint (convert the state, switch to the next code,
+	// checkpoint) instead of TakeBecomingPrimaryCheckpoint.
+	Upgrade bool
 }
 
 // LogWrite is one record for the log writer, with the segment it belongs in.
@@ -141,6 +145,7 @@ type outStream struct {
 	lastSeq           int64
 	ackedSeq          int64
 	unacked           msgRing
+	bytes             int64 // of the messages in unacked
 }
 
 type outMsg struct {
@@ -155,8 +160,15 @@ func (s *outStream) ack(seq int64) {
 	}
 	s.ackedSeq = seq
 	for s.unacked.len() > 0 && s.unacked.at(0).seq <= seq {
+		s.bytes -= int64(len(s.unacked.at(0).data))
 		s.unacked.pop()
 	}
+}
+
+// push keeps an unacknowledged message.
+func (s *outStream) push(m outMsg) {
+	s.bytes += int64(len(m.data))
+	s.unacked.push(m)
 }
 
 // add records a new message; messages the destination already logged (a
@@ -166,7 +178,7 @@ func (s *outStream) add(data []byte) bool {
 	if s.lastSeq <= s.ackedSeq {
 		return false
 	}
-	s.unacked.push(outMsg{seq: s.lastSeq, data: data})
+	s.push(outMsg{seq: s.lastSeq, data: data})
 	return true
 }
 
@@ -314,7 +326,7 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 	for _, o := range ck.Outputs {
 		s := &outStream{peer: o.Peer, lastSeq: o.LastSeq, ackedSeq: o.AckedSeq}
 		for i, m := range o.Unacked {
-			s.unacked.push(outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
+			s.push(outMsg{seq: o.AckedSeq + 1 + int64(i), data: append([]byte(nil), m...)})
 		}
 		c.outs[o.Peer] = s
 		if o.Peer != c.cfg.Name {
@@ -366,6 +378,10 @@ func (c *Core) FinishRecovery() {
 		}
 	}
 	c.awaiting = &pendingCheckpoint{number: c.segment, nextSeq: c.nextSeq, inputs: c.watermarks()}
+	if c.cfg.Upgrade {
+		c.enqueueControl(logfmt.TypeUpgradeTakeCheckpoint)
+		return
+	}
 	c.enqueueControl(logfmt.TypeTakeBecomingPrimaryCheckpoint)
 }
 
@@ -486,7 +502,7 @@ func (c *Core) appRPC(data []byte) error {
 			return nil
 		}
 		msg := deliveryMsg(true) // acknowledged once the open record is durable
-		s.unacked.push(outMsg{seq: s.lastSeq, data: msg})
+		s.push(outMsg{seq: s.lastSeq, data: msg})
 		c.appendInput(c.cfg.Name, s.lastSeq, msg)
 		return nil
 	}
@@ -803,8 +819,17 @@ func (c *Core) PeerMessages(from string, seqs []int64, ends []int, arena []byte)
 // expects sender sequence number expect next: everything before it is
 // logged there. The Core resends the rest of its output buffer and sends new
 // output from now on.
-func (c *Core) PeerConnected(dest string, expect int64) {
+//
+// A receiver that expects a message it has already acknowledged has lost
+// input it said was durable (its log was damaged, or restored from an older
+// copy): those messages are trimmed here, so nothing can be resent. The
+// Core then sends nothing more to dest and returns a *LostInputError.
+func (c *Core) PeerConnected(dest string, expect int64) error {
 	s := c.outStream(dest)
+	if expect-1 < s.ackedSeq {
+		s.connected = false
+		return &LostInputError{Receiver: dest, Sender: c.cfg.Name, Acked: s.ackedSeq, Expect: expect}
+	}
 	s.ack(expect - 1)
 	s.connected = true
 	// Sends queued for the previous connection would go out ahead of the
@@ -821,6 +846,35 @@ func (c *Core) PeerConnected(dest string, expect int64) {
 		m := s.unacked.at(i)
 		c.ready.PeerSends = append(c.ready.PeerSends, PeerSend{Peer: dest, Seq: m.seq, Msg: m.data})
 	}
+	return nil
+}
+
+// LostInputError says that a receiver no longer has messages it
+// acknowledged as durably logged: it acknowledged Sender's messages up to
+// Acked, but now expects Expect (≤ Acked) next.
+type LostInputError struct {
+	Receiver, Sender string
+	Acked, Expect    int64
+}
+
+func (e *LostInputError) Error() string {
+	return fmt.Sprintf("%s lost input it had acknowledged: it acknowledged %s's messages up to %d as durably logged, but now expects message %d next, "+
+		"so its log lost messages %d..%d (damaged, or restored from an older copy); %s no longer holds them, so they cannot be resent. "+
+		"The link %s → %s is stopped: restore %s's instance directory from a copy whose log holds them (check with `ambr log %s`), then restart both",
+		e.Receiver, e.Sender, e.Acked, e.Expect, e.Expect, e.Acked, e.Sender, e.Sender, e.Receiver, e.Receiver, e.Receiver)
+}
+
+// UnackedBytes returns the bytes of output to other instances that they
+// have not acknowledged yet: what the coordinator holds for its app's
+// receivers, bounded by its budget.
+func (c *Core) UnackedBytes() int64 {
+	var n int64
+	for _, s := range c.outs {
+		if s.peer != c.cfg.Name {
+			n += s.bytes
+		}
+	}
+	return n
 }
 
 // PeerDisconnected reports that the connection to dest is gone.

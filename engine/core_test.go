@@ -2,8 +2,11 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -216,5 +219,117 @@ func TestUnackedOwnsItsBytes(t *testing.T) {
 	sends = c.Ready().PeerSends
 	if len(sends) != 2 || !bytes.Equal(sends[0].Msg, want("while down")) || !bytes.Equal(sends[1].Msg, want("while up")) {
 		t.Fatalf("resend after reconnecting: %d messages; the kept ones changed with the app's buffer?", len(sends))
+	}
+}
+
+// TestLostAcknowledgedInput: a receiver whose Welcome expects a message it
+// had acknowledged has lost durable input. The Core says so with the
+// numbers, sends nothing more to it, and keeps counting the unacknowledged
+// output's bytes.
+func TestLostAcknowledgedInput(t *testing.T) {
+	c := liveCore(t)
+	send := func(arg string) {
+		framed := logfmt.AppendOutgoingRPC(nil, "other", logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: []byte(arg)})
+		m, _, err := logfmt.ParseMessage(framed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AppMessage(m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.PeerConnected("other", 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		send(fmt.Sprint("m", i))
+	}
+	_ = c.Ready()
+	if c.UnackedBytes() == 0 {
+		t.Fatal("five unacknowledged messages, UnackedBytes 0")
+	}
+	c.PeerAcked("other", 5)
+	if n := c.UnackedBytes(); n != 0 {
+		t.Fatalf("all acknowledged, UnackedBytes %d", n)
+	}
+	send("m5")
+	c.PeerDisconnected("other")
+	_ = c.Ready()
+	err := c.PeerConnected("other", 3) // it acknowledged 5, now wants 3
+	var lost *LostInputError
+	if !errors.As(err, &lost) || lost.Acked != 5 || lost.Expect != 3 || lost.Receiver != "other" {
+		t.Fatalf("PeerConnected after a loss: %v", err)
+	}
+	for _, s := range []string{"lost input it had acknowledged", "up to 5", "messages 3..5", "restore other's instance directory"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("the error does not say %q: %v", s, err)
+		}
+	}
+	if sends := c.Ready().PeerSends; len(sends) != 0 {
+		t.Fatalf("sent %d messages to a receiver that lost input", len(sends))
+	}
+	send("m6")
+	if sends := c.Ready().PeerSends; len(sends) != 0 {
+		t.Fatalf("sent new output to a receiver that lost input: %d", len(sends))
+	}
+}
+
+// TestFlowGates: the input gate holds inbound links while the app is over
+// budget by itself, but not while its own writes are held (the output
+// gate), so that two instances can never hold each other still.
+func TestFlowGates(t *testing.T) {
+	f := newFlow(100)
+	done := make(chan struct{})
+	defer close(done)
+	passed := func(wait func(<-chan struct{})) chan struct{} {
+		ch := make(chan struct{})
+		go func() { wait(done); close(ch) }()
+		return ch
+	}
+	// An open gate is waited for (long, so a loaded machine does not
+	// fail it); a closed one is given a moment to be passed wrongly.
+	opens := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		case <-time.After(10 * time.Second):
+			return false
+		}
+	}
+	holds := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return false
+		case <-time.After(50 * time.Millisecond):
+			return true
+		}
+	}
+	if !opens(passed(f.waitInput)) || !opens(passed(f.waitOutput)) {
+		t.Fatal("gates closed under budget")
+	}
+	f.addToApp(150)
+	in := passed(f.waitInput)
+	if !holds(in) {
+		t.Fatal("input gate open with 150 bytes waiting for the app (budget 100)")
+	}
+	f.setUnacked(200)
+	if !opens(in) {
+		t.Fatal("input gate still closed while the app's output is held")
+	}
+	out := passed(f.waitOutput)
+	if !holds(out) {
+		t.Fatal("output gate open with 200 bytes unacknowledged (budget 100)")
+	}
+	f.setUnacked(50)
+	if !opens(out) {
+		t.Fatal("output gate closed after the acks")
+	}
+	in = passed(f.waitInput)
+	if !holds(in) {
+		t.Fatal("input gate open again with the app over budget")
+	}
+	f.addToApp(-100)
+	if !opens(in) {
+		t.Fatal("input gate closed after the app took its input")
 	}
 }

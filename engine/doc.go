@@ -25,4 +25,15 @@
 // before segment n's first record; recovery loads the newest valid checkpoint
 // and replays the log after it, cutting a torn tail (kept as .broken) and
 // never a valid record; every recovery continues in a new segment.
+//
+// Replicas (replica.go): with Options.Election, several coordinators share
+// one instance directory. Each waits as a standby until the Election makes
+// it primary; promotion raises the epoch, recovery then runs as above and
+// the MANIFEST seals the segment the predecessor wrote at the valid end it
+// read, before anything is written. The primary's LogWriter checks the
+// epoch (a Fence) before every write and after every sync, and creates
+// files and writes the MANIFEST under the lock promotions take, so a
+// deposed primary writes nothing that counts and acknowledges nothing more.
+// FileElection does it with files on one machine; an etcd lease can stand
+// in for it behind the same interface.
 package engine

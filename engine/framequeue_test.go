@@ -47,6 +47,7 @@ func TestFrameQueueOrder(t *testing.T) {
 		q.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, seq))
 	}
 	r := logfmt.NewPeerReader(in)
+	r.Open()
 	next := int64(1)
 	kinds := map[byte]int{}
 	for next <= seq {

@@ -31,6 +31,10 @@ type LogWriter struct {
 
 	onDurable func(seq int64)
 	onError   func(error)
+	// fence, when replicas share the log: checked before each write and
+	// after each sync, so a deposed primary writes nothing more and
+	// reports nothing of its last flush durable.
+	fence Fence
 
 	// Owned by the writer goroutine. A write is parts, in order: ranges of
 	// buf (record heads, small records) and large records' messages where
@@ -70,7 +74,14 @@ type WriterStats struct {
 // from the writer's goroutine with the highest sequence number synced;
 // onError once, with the error that stopped it.
 func NewLogWriter(fsys vfs.FS, dir string, onDurable func(int64), onError func(error)) *LogWriter {
-	w := &LogWriter{fs: fsys, dir: dir, onDurable: onDurable, onError: onError, done: make(chan struct{})}
+	return NewFencedLogWriter(fsys, dir, nil, onDurable, onError)
+}
+
+// NewFencedLogWriter is NewLogWriter for a primary among replicas: fence
+// (nil: none) is checked before every write and after every sync, and
+// segments are created under it.
+func NewFencedLogWriter(fsys vfs.FS, dir string, fence Fence, onDurable func(int64), onError func(error)) *LogWriter {
+	w := &LogWriter{fs: fsys, dir: dir, fence: fence, onDurable: onDurable, onError: onError, done: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	go w.loop()
 	return w
@@ -178,6 +189,13 @@ func (w *LogWriter) flush(batch []LogWrite) error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(w.seg), err)
 	}
+	// Synced is not yet durable for a replica: only if no newer primary
+	// has sealed the log before the sync may any of it count.
+	if w.fence != nil {
+		if err := w.fence.Check(); err != nil {
+			return err
+		}
+	}
 	w.statsMu.Lock()
 	w.stats.Flushes++
 	w.stats.Records += int64(len(batch))
@@ -218,6 +236,11 @@ func (w *LogWriter) writeBuf() error {
 	if len(w.parts) == 0 {
 		return nil
 	}
+	if w.fence != nil {
+		if err := w.fence.Check(); err != nil {
+			return err
+		}
+	}
 	w.iov = w.iov[:0]
 	for _, p := range w.parts {
 		if p.ext != nil {
@@ -250,13 +273,19 @@ func (w *LogWriter) roll(seg uint64) error {
 		w.f = nil
 	}
 	path := filepath.Join(w.dir, layout.SegmentName(seg))
-	f, err := w.fs.Create(path)
+	var f vfs.File
+	err := fenced(w.fence, func() (err error) {
+		if f, err = w.fs.Create(path); err != nil {
+			return fmt.Errorf("log writer: %w", err)
+		}
+		if _, err := f.Write(logfmt.AppendSegmentHeader(nil, uint32(seg))); err != nil {
+			f.Close()
+			return fmt.Errorf("log writer: write header of %s: %w", path, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("log writer: %w", err)
-	}
-	if _, err := f.Write(logfmt.AppendSegmentHeader(nil, uint32(seg))); err != nil {
-		f.Close()
-		return fmt.Errorf("log writer: write header of %s: %w", path, err)
+		return err
 	}
 	// The new file's directory entry must be durable before any record in
 	// it is acknowledged.

@@ -2,12 +2,15 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/ambr-dev/ambr/engine/trust"
 	"github.com/ambr-dev/ambr/logfmt"
 )
 
@@ -38,11 +41,12 @@ const (
 // one writev and then recycles: no allocation or regrowth per frame, and no
 // copy beyond the one into the chunk.
 type frameQueue struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	chunks [][]byte // frames waiting, in order; appended to at the last
-	free   [][]byte // empty chunks for reuse
-	closed bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	chunks  [][]byte // frames waiting, in order; appended to at the last
+	free    [][]byte // empty chunks for reuse
+	closed  bool
+	closing bool // close the connection once the queue is written
 }
 
 const (
@@ -122,6 +126,19 @@ func (q *frameQueue) pushMessages(msgs []PeerSend) {
 	q.cond.Signal()
 }
 
+// pushLast queues a final frame: once everything queued is written, the
+// writer closes the connection.
+func (q *frameQueue) pushLast(frame []byte) {
+	q.mu.Lock()
+	if !q.closed {
+		c := q.room(len(frame))
+		q.chunks[len(q.chunks)-1] = append(c, frame...)
+		q.closing = true
+	}
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
 func (q *frameQueue) close() {
 	q.mu.Lock()
 	q.closed = true
@@ -142,12 +159,13 @@ func (q *frameQueue) drainTo(conn net.Conn) {
 			return
 		}
 		out, q.chunks = q.chunks, out[:0]
+		closing := q.closing
 		q.mu.Unlock()
 		// WriteTo consumes its slice and nils the elements it has written,
 		// in the array it shares: give it a copy, keep out to recycle.
 		iov = append(iov[:0], out...)
 		bufs := net.Buffers(iov)
-		if _, err := bufs.WriteTo(conn); err != nil {
+		if _, err := bufs.WriteTo(conn); err != nil || closing {
 			conn.Close()
 			return
 		}
@@ -167,9 +185,12 @@ type outLink struct {
 	v    *conversation
 	peer string
 
-	mu    sync.Mutex
-	gen   int64
-	queue *frameQueue // of the current connection; nil while down
+	mu     sync.Mutex
+	gen    int64
+	queue  *frameQueue     // of the current connection; nil while down
+	failed *LostInputError // the link is stopped for good
+
+	tried string // the address last tried (owned by run)
 }
 
 func (v *conversation) startLink(peer string) {
@@ -212,16 +233,24 @@ func (l *outLink) run() {
 		default:
 		}
 		up, err := l.connectOnce()
-		if err != nil {
+		var lost *LostInputError
+		if errors.As(err, &lost) {
+			v.c.log.Error("peer link stopped: "+err.Error(), "peer", l.peer)
+			v.c.problem(l.peer, err.Error())
+			return
+		}
+		var refused *refusedError
+		if errors.As(err, &refused) && err.Error() != lastComplaint {
+			v.c.log.Warn("peer link: "+err.Error(), "peer", l.peer)
+			lastComplaint = err.Error()
+		} else if err != nil {
 			complain(err.Error())
 		}
 		if up > time.Second {
 			backoff = peerBackoffMin
 		}
-		select {
-		case <-v.done:
+		if !l.backoffWait(backoff) {
 			return
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, peerBackoffMax)
 	}
@@ -235,6 +264,7 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("waiting for %s to register: %v", l.peer, err)
 	}
+	l.tried = addr
 	d := net.Dialer{Timeout: peerDialTimeout}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -254,6 +284,16 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 		<-ctx.Done()
 		conn.Close()
 	}()
+	if id := v.c.opts.PeerTLS; id != nil {
+		tc := tls.Client(conn, id.ClientConfig(l.peer))
+		hctx, hcancel := context.WithTimeout(ctx, peerHelloTimeout)
+		err := tc.HandshakeContext(hctx)
+		hcancel()
+		if err != nil {
+			return 0, &refusedError{fmt.Errorf("TLS with %s at %s failed: %v", l.peer, addr, err)}
+		}
+		conn = tc
+	}
 	if _, err := conn.Write(logfmt.AppendPeerHello(nil, v.c.opts.Name, l.peer)); err != nil {
 		return 0, fmt.Errorf("hello to %s: %v", l.peer, err)
 	}
@@ -264,7 +304,7 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 		return 0, fmt.Errorf("no welcome from %s at %s: %v", l.peer, addr, err)
 	}
 	if f.Kind == logfmt.PeerReject {
-		return 0, fmt.Errorf("%s at %s refused: %s", l.peer, addr, f.Reason)
+		return 0, &refusedError{fmt.Errorf("%s at %s refused: %s", l.peer, addr, f.Reason)}
 	}
 	if f.Kind != logfmt.PeerWelcome {
 		return 0, fmt.Errorf("%s at %s answered hello with frame kind %d", l.peer, addr, f.Kind)
@@ -278,7 +318,8 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 	l.queue = q
 	l.mu.Unlock()
 	go q.drainTo(conn)
-	v.post(event{peerUp: l.peer, seq: f.Seq, gen: gen})
+	go l.watchRegistry(ctx, cancel, addr)
+	v.post(event{peerUp: l.peer, seq: f.Seq, gen: gen, link: l})
 	v.c.log.Debug("peer link up", "peer", l.peer, "addr", addr, "expect", f.Seq)
 	for {
 		f, err := r.Next()
@@ -296,8 +337,38 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 	l.mu.Unlock()
 	q.close()
 	v.post(event{peerDown: l.peer, gen: gen})
+	if err := l.failure(); err != nil {
+		return time.Since(start), err
+	}
 	return time.Since(start), nil
 }
+
+// stop ends the link for good with err: it tells the receiver why (a Lost
+// frame), closes the connection once that is written, and does not
+// reconnect.
+func (l *outLink) stop(err *LostInputError) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failed = err
+	if l.queue != nil {
+		l.queue.pushLast(logfmt.AppendPeerLost(nil, err.Acked, err.Expect))
+	}
+}
+
+func (l *outLink) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failed == nil {
+		return nil
+	}
+	return l.failed
+}
+
+// refusedError marks a connection the peer's coordinator refused, or whose
+// proof of identity failed: worth a warning, unlike a peer that is down.
+type refusedError struct{ error }
+
+func (e *refusedError) Unwrap() error { return e.error }
 
 // inLink is an accepted connection from another coordinator.
 type inLink struct {
@@ -367,17 +438,17 @@ func (in *inLink) recycle(b *inBatch) {
 	}
 }
 
-// acceptPeers hands the coordinator's accepted connections to this
+// acceptPeers hands the coordinator's greeted connections to this
 // conversation until it ends.
 func (v *conversation) acceptPeers() {
 	defer v.wg.Done()
 	for {
 		select {
-		case conn := <-v.c.inbound:
+		case g := <-v.c.inbound:
 			v.wg.Add(1)
 			go func() {
 				defer v.wg.Done()
-				v.serveInbound(conn)
+				v.serveInbound(g)
 			}()
 		case <-v.done:
 			return
@@ -385,7 +456,9 @@ func (v *conversation) acceptPeers() {
 	}
 }
 
-func (v *conversation) serveInbound(conn net.Conn) {
+func (v *conversation) serveInbound(g *greeted) {
+	conn, r := g.conn, g.r
+	defer g.release()
 	defer conn.Close()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -396,22 +469,7 @@ func (v *conversation) serveInbound(conn net.Conn) {
 		case <-stop:
 		}
 	}()
-	_ = conn.SetReadDeadline(time.Now().Add(peerHelloTimeout))
-	r := logfmt.NewPeerReader(conn)
-	f, err := r.Next()
-	if err != nil || f.Kind != logfmt.PeerHello {
-		if err == nil {
-			err = fmt.Errorf("frame kind %d instead of hello", f.Kind)
-		}
-		v.c.log.Warn("peer port: dropped a connection that did not say hello", "remote", conn.RemoteAddr().String(), "reason", err)
-		return
-	}
-	if f.To != v.c.opts.Name {
-		_, _ = conn.Write(logfmt.AppendPeerReject(nil, fmt.Sprintf("this is instance %s, not %s (the registry is stale; it will be updated)", v.c.opts.Name, f.To)))
-		return
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	in := &inLink{conn: conn, from: f.From, queue: newFrameQueue(), free: make(chan *inBatch, 4)}
+	in := &inLink{conn: conn, from: g.from, queue: newFrameQueue(), free: make(chan *inBatch, 4)}
 	reply := make(chan int64, 1)
 	v.post(event{peerHello: in, reply: reply})
 	var expect int64
@@ -424,21 +482,34 @@ func (v *conversation) serveInbound(conn net.Conn) {
 		_, _ = conn.Write(logfmt.AppendPeerReject(nil, fmt.Sprintf("%s is not ready: its first start is not complete", v.c.opts.Name)))
 		return
 	}
+	_ = conn.SetWriteDeadline(time.Now().Add(peerHelloTimeout))
 	if _, err := conn.Write(logfmt.AppendPeerSeq(nil, logfmt.PeerWelcome, expect)); err != nil {
 		return
 	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	r.Open()
+	grown := false
 	go in.queue.drainTo(conn)
 	defer in.queue.close()
+	idle := v.c.opts.PeerIdleTimeout
 	for {
 		// One event per batch: the first message, then every whole one
 		// already received, so a busy link costs the loop one event per
-		// read rather than one per message.
+		// read rather than one per message. Before the read that waits,
+		// the app must have room for more (backpressure) and the link has
+		// its idle deadline.
+		v.waitForAppRoom()
+		_ = conn.SetReadDeadline(time.Now().Add(idle))
 		b := in.batch()
 		for {
 			f, err := r.Next()
 			if err != nil {
 				if len(b.ends) > 0 {
 					v.post(event{peerMsg: in, batch: b})
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					v.c.log.Debug("peer link: idle; closing it (the sender reconnects when it has something to send)", "peer", in.from, "idle", idle)
 				}
 				if !errors.Is(err, net.ErrClosed) {
 					v.post(event{peerGone: in})
@@ -450,6 +521,17 @@ func (v *conversation) serveInbound(conn net.Conn) {
 				b.add(f.Seq, f.Msg)
 			case logfmt.PeerMessages:
 				b.addRun(f.Seq, f.Count, f.Msg)
+			case logfmt.PeerLost:
+				if len(b.ends) > 0 {
+					v.post(event{peerMsg: in, batch: b})
+				}
+				msg := fmt.Sprintf("this instance lost input it had acknowledged: %s says it was told its messages up to %d were durably logged here, but this log ends at its message %d "+
+					"(the log was damaged, or the instance directory restored from an older copy); %s cannot resend them and has stopped its link here: "+
+					"restore this directory from a copy whose log holds them, then restart both", in.from, f.Acked, f.Seq-1, in.from)
+				v.c.log.Error(msg, "peer", in.from)
+				v.c.problem(in.from, msg)
+				v.post(event{peerGone: in})
+				return
 			default:
 				if len(b.ends) > 0 {
 					v.post(event{peerMsg: in, batch: b})
@@ -463,24 +545,148 @@ func (v *conversation) serveInbound(conn net.Conn) {
 			}
 		}
 		v.post(event{peerMsg: in, batch: b})
+		if !grown {
+			// Traffic: a read buffer that holds whole runs of messages.
+			if r.Grow() != nil {
+				return
+			}
+			grown = true
+		}
 	}
 }
 
-// acceptLoop accepts coordinator connections for the conversations.
+// greeted is an inbound connection whose peer has proven its name (TLS)
+// and said hello for this instance.
+type greeted struct {
+	conn    net.Conn
+	r       *logfmt.PeerReader
+	from    string
+	release func() // frees its place under the connection cap
+}
+
+// acceptLoop accepts coordinator connections and greets each on its own
+// goroutine: at most maxGreeting at once, and at most MaxPeerConns
+// connections in all, so that neither silent nor lying connections can use
+// up memory or goroutines. A greeted connection waits up to
+// peerHelloTimeout for a conversation (the app may be down); the sender
+// retries after.
 func (c *Coordinator) acceptLoop(ln net.Listener, done <-chan struct{}) {
+	greeting := make(chan struct{}, maxGreeting)
+	conns := make(chan struct{}, c.opts.MaxPeerConns)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		select {
-		case c.inbound <- conn:
-		case <-done:
+		case conns <- struct{}{}:
+		default:
+			c.warnLimited("peer port: too many connections", "peer port: refused a connection: %d peer connections are open, the most this coordinator takes (Options.MaxPeerConns)", c.opts.MaxPeerConns)
 			conn.Close()
-			return
-		case <-time.After(peerHelloTimeout):
-			// No conversation (the app is down): the peer retries.
-			conn.Close()
+			continue
 		}
+		release := sync.OnceFunc(func() { <-conns })
+		select {
+		case greeting <- struct{}{}:
+		default:
+			c.warnLimited("peer port: too many hellos", "peer port: refused a connection: %d connections are already saying hello", maxGreeting)
+			conn.Close()
+			release()
+			continue
+		}
+		go func() {
+			g, err := c.greet(conn)
+			<-greeting
+			if err != nil {
+				c.warnLimited(err.Error(), "peer port: refused a connection from %s: %v", conn.RemoteAddr(), err)
+				conn.Close()
+				release()
+				return
+			}
+			g.release = release
+			select {
+			case c.inbound <- g:
+			case <-done:
+				conn.Close()
+				release()
+			case <-time.After(peerHelloTimeout):
+				// No conversation (the app is down): the peer retries.
+				conn.Close()
+				release()
+			}
+		}()
 	}
 }
+
+// maxGreeting bounds the connections saying hello at once.
+const maxGreeting = 64
+
+// greet checks who is on an inbound connection: the TLS handshake (its
+// certificate from the CA), then a hello that claims the name the
+// certificate carries and is for this instance. Each step has the hello
+// deadline, and nothing larger than a hello is read.
+func (c *Coordinator) greet(raw net.Conn) (*greeted, error) {
+	_ = raw.SetDeadline(time.Now().Add(peerHelloTimeout))
+	conn := raw
+	certName := ""
+	if id := c.opts.PeerTLS; id != nil {
+		// A TLS record starts with its content type, 22 for a handshake:
+		// anything else is a peer without TLS, or not a peer.
+		var first [1]byte
+		if _, err := io.ReadFull(raw, first[:]); err != nil {
+			return nil, fmt.Errorf("closed before saying anything: %v", err)
+		}
+		if first[0] != 22 {
+			return nil, errors.New("it does not speak TLS (a coordinator run with --peer-tls off, or not a coordinator); this one requires TLS with a certificate from its registry's CA")
+		}
+		tc := tls.Server(&prefixConn{Conn: raw, prefix: first[:]}, id.ServerConfig())
+		if err := tc.Handshake(); err != nil {
+			return nil, fmt.Errorf("TLS handshake failed (a certificate from another CA, expired, or none): %v", err)
+		}
+		name, err := trust.PeerName(tc.ConnectionState())
+		if err != nil {
+			return nil, err
+		}
+		conn, certName = tc, name
+	}
+	r := logfmt.NewPeerReader(conn)
+	f, err := r.Next()
+	if err == nil && f.Kind != logfmt.PeerHello {
+		err = fmt.Errorf("frame kind %d instead of hello", f.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("it did not say hello: %v", err)
+	}
+	if certName != "" && f.From != certName {
+		_, _ = conn.Write(logfmt.AppendPeerReject(nil, fmt.Sprintf("your certificate names instance %q, not %q", certName, f.From)))
+		return nil, fmt.Errorf("its hello claims to be instance %q, but its certificate names %q", f.From, certName)
+	}
+	if f.To != c.opts.Name {
+		_, _ = conn.Write(logfmt.AppendPeerReject(nil, fmt.Sprintf("this is instance %s, not %s (the registry is stale; it will be updated)", c.opts.Name, f.To)))
+		return nil, fmt.Errorf("its hello (from %s) is for instance %s", f.From, f.To)
+	}
+	if f.From == c.opts.Name {
+		return nil, fmt.Errorf("its hello claims to be this instance, %s", f.From)
+	}
+	_ = raw.SetDeadline(time.Time{})
+	return &greeted{conn: conn, r: r, from: f.From}, nil
+}
+
+// prefixConn is a connection whose first bytes were already read.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// waitForAppRoom blocks an inbound link's reader while the app has more
+// than the budget of input waiting for it.
+func (v *conversation) waitForAppRoom() { v.flow.waitInput(v.done) }

@@ -24,6 +24,12 @@ type recovered struct {
 	newSegment uint64
 	// notes says what recovery had to do (torn tail cut, checkpoint skipped).
 	notes []string
+	// tail is the last segment and where its valid part ends (after a
+	// torn tail was cut): what a promoted replica seals. hasTail is false
+	// when no segment follows the checkpoint.
+	tailSeg uint64
+	tailEnd int64
+	hasTail bool
 }
 
 // ErrDamagedLog says the log is damaged in a way recovery cannot repair
@@ -64,7 +70,7 @@ func recoverInstance(fsys vfs.FS, dir string) (*recovered, error) {
 			rec.notes = append(rec.notes, fmt.Sprintf("skipped checkpoint %d: %v", k, err))
 			continue
 		}
-		records, notes, err := readLogFrom(in, k, ck.NextSeq)
+		records, notes, err := readLogFrom(in, k, ck.NextSeq, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +109,8 @@ func recoverFresh(fsys vfs.FS, dir string) (*recovered, error) {
 
 // readLogFrom reads every record from segment k on, which must start at
 // sequence number first. Torn tails are cut off and kept as .broken files.
-func readLogFrom(in *layout.Instance, k uint64, first int64) ([]*logfmt.Record, []string, error) {
+// It sets rec's tail to where the valid log ends.
+func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered) ([]*logfmt.Record, []string, error) {
 	lr, err := in.NewLogReader(k)
 	if err != nil {
 		return nil, nil, err
@@ -126,6 +133,9 @@ func readLogFrom(in *layout.Instance, k uint64, first int64) ([]*logfmt.Record, 
 		c.Sources = append([]logfmt.Source(nil), r.Sources...)
 		c.Messages = append([]byte(nil), r.Messages...)
 		out = append(out, &c)
+	}
+	if seg, end := lr.End(); seg != 0 {
+		rec.tailSeg, rec.tailEnd, rec.hasTail = seg, end, true
 	}
 	var notes []string
 	for _, n := range lr.Notes() {

@@ -13,11 +13,22 @@ import (
 // durable: contents synced, then the directory entry. A crash in the middle
 // leaves a file that fails its checksum; recovery then uses the previous
 // checkpoint, which the MANIFEST still names.
-func writeCheckpointFile(fsys vfs.FS, dir string, ck *logfmt.Checkpoint) error {
+//
+// With replicas (fence set) the file is created under the fence, so that a
+// deposed primary cannot create (and truncate) a checkpoint file its
+// successor uses: a successor numbers its files above every one present.
+func writeCheckpointFile(fsys vfs.FS, dir string, ck *logfmt.Checkpoint, fence Fence) error {
 	path := filepath.Join(dir, layout.CheckpointName(ck.Number))
-	f, err := fsys.Create(path)
+	var f vfs.File
+	err := fenced(fence, func() (err error) {
+		f, err = fsys.Create(path)
+		if err != nil {
+			return fmt.Errorf("write checkpoint: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
+		return err
 	}
 	if err := logfmt.WriteCheckpoint(f, ck); err != nil {
 		f.Close()

@@ -56,6 +56,26 @@ type Manifest struct {
 	// Created and Updated are Unix nanoseconds.
 	Created int64 `json:"created"`
 	Updated int64 `json:"updated"`
+
+	// Epoch is the promotion epoch of the replica that wrote this MANIFEST
+	// (0: an instance that never ran with replicas). Each promotion of a
+	// standby raises it.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Seals are segment number → length in bytes of the segment's valid
+	// part, set by a promoted replica for the segment its predecessor was
+	// writing. Readers stop a sealed segment there: bytes a deposed primary
+	// appended after the seal were never acknowledged and are never read.
+	Seals map[uint64]int64 `json:"seals,omitempty"`
+}
+
+// Seal returns the length of segment n's valid part and true if n is
+// sealed.
+func (m *Manifest) Seal(n uint64) (int64, bool) {
+	if m == nil || m.Seals == nil {
+		return 0, false
+	}
+	l, ok := m.Seals[n]
+	return l, ok
 }
 
 // BuildRecord says that a build ran the instance from a checkpoint on.

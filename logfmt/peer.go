@@ -2,9 +2,11 @@ package logfmt
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Coordinator ↔ coordinator frames. ambr's own protocol between ICs (the
@@ -26,6 +28,12 @@ import (
 //	Messages sender → receiver  seq i64, count u32, then count framed RPC messages
 //	                            (delivery form) with sequence numbers seq, seq+1, …
 //	                            (version 2 on; a run costs one frame, not one each)
+//	Lost     sender → receiver  acked i64, expect i64: the receiver's Welcome expects
+//	                            a message it had acknowledged (version 3 on)
+//
+// From version 3 on, a connection is TLS 1.3 with client certificates
+// unless both coordinators run without it (measurements only); the frames
+// inside are the same.
 const (
 	PeerHello    byte = 1
 	PeerWelcome  byte = 2
@@ -33,12 +41,14 @@ const (
 	PeerMessage  byte = 4
 	PeerAck      byte = 5
 	PeerMessages byte = 6
+	PeerLost     byte = 7
 
 	peerMagic = "ambrpeer"
-	// PeerVersion is the version this build speaks: 2 added Messages. A
+	// PeerVersion is the version this build speaks: 2 added Messages, 3
+	// Lost and TLS. A
 	// receiver refuses a hello of another version, so that mixed builds
 	// fail at once with a clear reason rather than on the first new frame.
-	PeerVersion     = 2
+	PeerVersion     = 3
 	MaxPeerFrame    = MaxMessageSize + 64
 	peerFrameHeader = 5
 )
@@ -57,6 +67,9 @@ type PeerFrame struct {
 	Msg    []byte
 	Count  int
 	Reason string
+	// Acked is what the receiver had acknowledged (Lost; Seq is then what
+	// it expects now).
+	Acked int64
 }
 
 func appendPeerFrame(dst []byte, kind byte, payload []byte) []byte {
@@ -77,6 +90,13 @@ func AppendPeerHello(dst []byte, from, to string) []byte {
 // AppendPeerSeq appends a Welcome or Ack frame.
 func AppendPeerSeq(dst []byte, kind byte, seq int64) []byte {
 	return appendPeerFrame(dst, kind, binary.LittleEndian.AppendUint64(nil, uint64(seq)))
+}
+
+// AppendPeerLost appends a Lost frame: the receiver had acknowledged up to
+// acked but now expects expect.
+func AppendPeerLost(dst []byte, acked, expect int64) []byte {
+	p := binary.LittleEndian.AppendUint64(nil, uint64(acked))
+	return appendPeerFrame(dst, PeerLost, binary.LittleEndian.AppendUint64(p, uint64(expect)))
 }
 
 // AppendPeerReject appends a Reject frame.
@@ -134,6 +154,12 @@ func ParsePeerFrame(kind byte, p []byte) (PeerFrame, error) {
 		f.Seq = int64(binary.LittleEndian.Uint64(p))
 	case PeerReject:
 		f.Reason = string(p)
+	case PeerLost:
+		if len(p) != 16 {
+			return f, fmt.Errorf("%w: %d-byte lost frame", ErrMalformed, len(p))
+		}
+		f.Acked = int64(binary.LittleEndian.Uint64(p))
+		f.Seq = int64(binary.LittleEndian.Uint64(p[8:]))
 	case PeerMessage:
 		if len(p) < 8 {
 			return f, fmt.Errorf("%w: message frame of %d bytes", ErrMalformed, len(p))
@@ -184,15 +210,62 @@ func EachPeerMessage(msgs []byte, count int, f func(end int)) error {
 	return nil
 }
 
-// PeerReader reads frames from a coordinator connection.
+// PeerReader reads frames from a coordinator connection. It starts with a
+// small read buffer and a small frame limit, for the hello: a connection
+// that has not said who it is costs a few KiB, whatever its first bytes
+// claim. Once the peer is known, Open lifts the limit, and Grow enlarges the
+// buffer when traffic starts. A frame larger than the buffer is read into memory that grows as
+// its bytes arrive, never allocated up front for a length a peer claims.
 type PeerReader struct {
+	r       io.Reader
 	br      *bufio.Reader
 	buf     []byte
 	discard int // bytes of the last frame still in br
+	limit   int // the largest frame length accepted
 }
 
-// NewPeerReader returns a reader over r.
-func NewPeerReader(r io.Reader) *PeerReader { return &PeerReader{br: bufio.NewReaderSize(r, 256<<10)} }
+// Sizes of a PeerReader: before and after Open.
+const (
+	// MaxHelloFrame bounds frames before Open: a hello is two names and a
+	// few bytes.
+	MaxHelloFrame   = 4 << 10
+	peerSmallBuffer = 4 << 10
+	peerLargeBuffer = 256 << 10
+	// peerGrowStep is the most a giant frame's buffer grows ahead of the
+	// bytes that have arrived.
+	peerGrowStep = 4 << 20
+)
+
+// NewPeerReader returns a reader over r that accepts frames up to
+// MaxHelloFrame until Open is called.
+func NewPeerReader(r io.Reader) *PeerReader {
+	return &PeerReader{r: r, br: bufio.NewReaderSize(r, peerSmallBuffer), limit: MaxHelloFrame}
+}
+
+// Open lifts the frame limit to MaxPeerFrame, once the peer has proven who
+// it is. The buffer stays small (a link that carries nothing costs little)
+// until Grow.
+func (r *PeerReader) Open() { r.limit = MaxPeerFrame }
+
+// Grow gives the reader its large buffer, in which frames that fit are
+// parsed in place, keeping whatever was already received. Receivers call it
+// when traffic starts; call it between frames, when the last frame's Msg
+// is no longer needed.
+func (r *PeerReader) Grow() error {
+	if err := r.skipLast(); err != nil {
+		return err
+	}
+	if r.br.Size() >= peerLargeBuffer {
+		return nil
+	}
+	rest, _ := r.br.Peek(r.br.Buffered())
+	src := r.r
+	if len(rest) > 0 {
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(rest)), r.r)
+	}
+	r.br = bufio.NewReaderSize(src, peerLargeBuffer)
+	return nil
+}
 
 // Next returns the next frame; its Msg aliases an internal buffer valid
 // until the next call. io.EOF at a clean end.
@@ -208,7 +281,10 @@ func (r *PeerReader) Next() (PeerFrame, error) {
 		return PeerFrame{}, err
 	}
 	n := int(binary.LittleEndian.Uint32(hdr[:4]))
-	if n < 1 || n > MaxPeerFrame {
+	if n < 1 || n > r.limit {
+		if r.limit < MaxPeerFrame && n >= 1 && n <= MaxPeerFrame {
+			return PeerFrame{}, fmt.Errorf("%w: a %d-byte frame before the hello (at most %d)", ErrMalformed, n, r.limit)
+		}
 		return PeerFrame{}, fmt.Errorf("%w: peer frame length %d", ErrMalformed, n)
 	}
 	// A frame that fits in the read buffer is parsed where it lies (no
@@ -221,14 +297,27 @@ func (r *PeerReader) Next() (PeerFrame, error) {
 		r.discard = n - 1
 		return ParsePeerFrame(hdr[4], p)
 	}
-	if cap(r.buf) < n-1 {
-		r.buf = make([]byte, n-1)
+	// Grow with the bytes that arrive: a claimed length costs nothing
+	// until it is sent.
+	r.buf = r.buf[:0]
+	for len(r.buf) < n-1 {
+		step := min(n-1-len(r.buf), max(len(r.buf), peerLargeBuffer), peerGrowStep)
+		if cap(r.buf)-len(r.buf) < step {
+			r.buf = slices.Grow(r.buf, step)
+		}
+		k, err := io.ReadFull(r.br, r.buf[len(r.buf):len(r.buf)+step])
+		r.buf = r.buf[:len(r.buf)+k]
+		if err != nil {
+			return PeerFrame{}, fmt.Errorf("%w: peer frame cut short after %d of %d bytes: %v", ErrTruncated, len(r.buf), n-1, err)
+		}
 	}
-	r.buf = r.buf[:n-1]
-	if _, err := io.ReadFull(r.br, r.buf); err != nil {
-		return PeerFrame{}, fmt.Errorf("%w: peer frame cut short: %v", ErrTruncated, err)
+	f, err := ParsePeerFrame(hdr[4], r.buf)
+	if cap(r.buf) > 4*peerLargeBuffer {
+		// A giant frame's buffer is not kept for the connection's life;
+		// f.Msg still holds it until the caller is done.
+		r.buf = nil
 	}
-	return ParsePeerFrame(hdr[4], r.buf)
+	return f, err
 }
 
 func (r *PeerReader) skipLast() error {

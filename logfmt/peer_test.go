@@ -2,8 +2,10 @@ package logfmt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -15,6 +17,7 @@ func TestPeerFramesRoundTrip(t *testing.T) {
 	b = AppendPeerMessage(b, 42, rpc)
 	b = AppendPeerSeq(b, PeerAck, 42)
 	b = AppendPeerReject(b, "wrong instance")
+	b = AppendPeerLost(b, 15, 14)
 	r := NewPeerReader(bytes.NewReader(b))
 	want := []PeerFrame{
 		{Kind: PeerHello, From: "client", To: "server"},
@@ -22,13 +25,14 @@ func TestPeerFramesRoundTrip(t *testing.T) {
 		{Kind: PeerMessage, Seq: 42, Msg: rpc},
 		{Kind: PeerAck, Seq: 42},
 		{Kind: PeerReject, Reason: "wrong instance"},
+		{Kind: PeerLost, Acked: 15, Seq: 14},
 	}
 	for i, w := range want {
 		f, err := r.Next()
 		if err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
-		if f.Kind != w.Kind || f.From != w.From || f.To != w.To || f.Seq != w.Seq || !bytes.Equal(f.Msg, w.Msg) || f.Reason != w.Reason {
+		if f.Kind != w.Kind || f.From != w.From || f.To != w.To || f.Seq != w.Seq || !bytes.Equal(f.Msg, w.Msg) || f.Reason != w.Reason || f.Acked != w.Acked {
 			t.Fatalf("frame %d: got %+v want %+v", i, f, w)
 		}
 	}
@@ -95,6 +99,8 @@ func TestPeerMessagesFrame(t *testing.T) {
 func TestPeerReaderBuffered(t *testing.T) {
 	var b []byte
 	r := NewPeerReader(bytes.NewReader(nil))
+	r.Open()
+	_ = r.Grow()
 	bufSize := r.br.Size()
 	small := AppendRPC(nil, RPC{MethodID: 1, Kind: RPCFork, Args: []byte("abc")})
 	big := AppendRPC(nil, RPC{MethodID: 2, Kind: RPCFork, Args: bytes.Repeat([]byte{7}, bufSize+bufSize/2)})
@@ -105,6 +111,10 @@ func TestPeerReaderBuffered(t *testing.T) {
 	cut := AppendPeerMessage(nil, 5, small)
 	b = append(b, cut[:len(cut)-1]...)
 	r = NewPeerReader(bytes.NewReader(b))
+	r.Open()
+	if err := r.Grow(); err != nil {
+		t.Fatal(err)
+	}
 	// After frames 1..4: frame 2 is in the buffer; frame 3 cannot be;
 	// after frame 3 it depends on how the reads fell; frame 5 is cut.
 	wantBuffered := []int{1, 0, -1, 0}
@@ -125,5 +135,58 @@ func TestPeerReaderBuffered(t *testing.T) {
 	}
 	if _, err := r.Next(); !errors.Is(err, ErrTruncated) {
 		t.Fatalf("cut frame: %v, want ErrTruncated", err)
+	}
+}
+
+// TestPeerReaderHelloLimit: before Open, a frame longer than a hello is
+// refused from its header alone; Open keeps what was already received and
+// then takes large frames.
+func TestPeerReaderHelloLimit(t *testing.T) {
+	big := AppendRPC(nil, RPC{MethodID: 2, Kind: RPCFork, Args: bytes.Repeat([]byte{7}, 3*MaxHelloFrame)})
+	in := append(AppendPeerHello(nil, "client", "server"), AppendPeerMessage(nil, 1, big)...)
+	r := NewPeerReader(bytes.NewReader(in))
+	if f, err := r.Next(); err != nil || f.Kind != PeerHello {
+		t.Fatalf("hello: %+v, %v", f, err)
+	}
+	if _, err := NewPeerReader(bytes.NewReader(AppendPeerMessage(nil, 1, big))).Next(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a large frame before the hello: %v, want ErrMalformed", err)
+	}
+	r.Open()
+	f, err := r.Next()
+	if err != nil || f.Seq != 1 || !bytes.Equal(f.Msg, big) {
+		t.Fatalf("after Open: seq %d, %d bytes, %v; want seq 1, %d bytes", f.Seq, len(f.Msg), err, len(big))
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// TestPeerReaderClaimedLength: a header that claims a giant frame and then
+// sends a few bytes costs memory for those bytes, not for the claim.
+func TestPeerReaderClaimedLength(t *testing.T) {
+	hdr := binary.LittleEndian.AppendUint32(nil, uint32(MaxPeerFrame))
+	hdr = append(hdr, PeerMessage)
+	in := append(hdr, make([]byte, 100<<10)...)
+	r := NewPeerReader(bytes.NewReader(in))
+	r.Open()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := r.Next()
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("a cut giant frame: %v, want ErrTruncated", err)
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 16<<20 {
+		t.Fatalf("reading 100 KiB of a frame that claims %d bytes allocated %d bytes", MaxPeerFrame, grown)
 	}
 }

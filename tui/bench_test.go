@@ -60,7 +60,7 @@ func benchInstance(b *testing.B) (home, dir string) {
 // benchModel is a browser on dir whose timers are dropped (the benchmark
 // runs commands in line) and which replays nothing (no build).
 func benchModel(home, dir string) *Model {
-	m := New(Options{Home: home, Instance: dir, Renderer: plainRenderer(), StateDelay: -1})
+	m := New(Options{Home: home, Instance: dir, Renderer: plainRenderer(), StateDelay: -1, RefreshEvery: -1})
 	m.c.tick = func(time.Duration, func(time.Time) tea.Msg) tea.Cmd { return nil }
 	return m
 }

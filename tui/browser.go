@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +14,6 @@ import (
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/engine/vfs"
@@ -96,6 +92,7 @@ type browserModel struct {
 	// State: results by record; one request runs at a time (stateBusy),
 	// stateWant is the newest one asked for meanwhile (-1: none).
 	results     map[int64]*stateResult
+	unfolded    bool // the state pane shows every entry (z)
 	resultOrder []int64
 	stateGen    int
 	stateBusy   bool
@@ -115,6 +112,16 @@ type browserModel struct {
 	searching    bool
 	searchCancel context.CancelFunc
 	scanned      *atomic.Int64
+
+	// The filter's matches over the whole log (matches.go): nil until
+	// counted. showContext shows all records rather than only them.
+	matches       []int64
+	matchRows     map[int64]timetravel.IndexEntry // entries of matches outside win
+	matchRowsBusy bool
+	counting      bool
+	counted       *atomic.Int64
+	countCancel   context.CancelFunc
+	showContext   bool
 
 	prompt promptKind
 	input  textinput.Model
@@ -148,6 +155,7 @@ func newBrowserModel(c *common, dir string) *browserModel {
 	return &browserModel{
 		c: c, id: int(browserIDs.Add(1)), dir: dir, indexed: new(atomic.Int64), scanned: new(atomic.Int64), own: &owned{done: make(chan struct{})},
 		results: map[int64]*stateResult{}, stateWant: -1, input: ti, peerW: 4,
+		counted: new(atomic.Int64), matchRows: map[int64]timetravel.IndexEntry{},
 	}
 }
 
@@ -182,6 +190,9 @@ func (b *browserModel) init() tea.Cmd {
 func (b *browserModel) close() {
 	if b.searchCancel != nil {
 		b.searchCancel()
+	}
+	if b.countCancel != nil {
+		b.countCancel()
 	}
 	b.own.close()
 }
@@ -235,233 +246,6 @@ func (o *owned) close() {
 // capturesKeys says whether keys go to a prompt rather than to commands.
 func (b *browserModel) capturesKeys() bool { return b.prompt != promptNone }
 
-// geometry is where the panes go: the list left of (wide terminals) or
-// above (narrow ones) the detail and state panes. Heights include each
-// pane's title line.
-type geometry struct {
-	wide                             bool
-	listW, listH                     int
-	detailW, detailH, stateW, stateH int
-}
-
-func (b *browserModel) geometry(w, h int) geometry {
-	if w >= 120 {
-		listW := w * 9 / 20
-		right := w - listW - 1
-		return geometry{wide: true, listW: listW, listH: h, detailW: right, detailH: h / 2, stateW: right, stateH: h - h/2}
-	}
-	listH := max(2, h/2)
-	bottom := h - listH
-	detailW := (w - 1) / 2
-	return geometry{listW: w, listH: listH, detailW: detailW, detailH: bottom, stateW: w - detailW - 1, stateH: bottom}
-}
-
-// listRows is how many lines of rows the list shows.
-func (b *browserModel) listRows() int {
-	return max(1, b.geometry(b.c.width, b.c.bodyHeight()).listH-1)
-}
-
-// listLine is one line of the list: a record or a checkpoint marker.
-type listLine struct {
-	seq        int64
-	checkpoint uint64
-	marker     bool
-}
-
-// lines lays out the list from top: records, with a marker line above the
-// first record after each checkpoint.
-func (b *browserModel) lines(rows int) []listLine {
-	out := make([]listLine, 0, rows)
-	for seq := b.top; seq >= b.first && seq <= b.last && len(out) < rows; seq++ {
-		for _, k := range b.markers[seq] {
-			out = append(out, listLine{seq: seq, checkpoint: k, marker: true})
-		}
-		out = append(out, listLine{seq: seq})
-	}
-	if len(out) > rows {
-		out = out[:rows]
-	}
-	return out
-}
-
-func (b *browserModel) visible(seq int64, rows int) bool {
-	for _, l := range b.lines(rows) {
-		if !l.marker && l.seq == seq {
-			return true
-		}
-	}
-	return false
-}
-
-// ensureVisible scrolls so that the cursor's row is shown.
-func (b *browserModel) ensureVisible() {
-	rows := int64(b.listRows())
-	if b.cursor < b.top {
-		b.top = b.cursor
-		return
-	}
-	if b.cursor-b.top >= 2*rows {
-		b.top = b.cursor - rows + 1
-	}
-	for b.top < b.cursor && !b.visible(b.cursor, int(rows)) {
-		b.top++
-	}
-}
-
-// maxTop is the top that shows the last record on the last row.
-func (b *browserModel) maxTop() int64 { return max(b.first, b.last-int64(b.listRows())+1) }
-
-// moveTo selects record seq and does what follows from it: rows, detail
-// and state for it.
-func (b *browserModel) moveTo(seq int64) tea.Cmd {
-	if b.last == 0 {
-		return nil
-	}
-	seq = max(b.first, min(b.last, seq))
-	if seq != b.cursor {
-		b.detailOff, b.stateOff = 0, 0
-	}
-	b.cursor = seq
-	b.ensureVisible()
-	return tea.Batch(b.ensureWindow(), b.loadDetail(), b.scheduleState(), b.syncDiff())
-}
-
-// scroll moves cursor and view together by n records (ctrl+d, pgdn).
-func (b *browserModel) scroll(n int64) tea.Cmd {
-	b.top = max(b.first, min(b.maxTop(), b.top+n))
-	return b.moveTo(b.cursor + n)
-}
-
-// The browser's operations, which keys map to.
-
-func (b *browserModel) Down() tea.Cmd         { return b.moveTo(b.cursor + 1) }
-func (b *browserModel) Up() tea.Cmd           { return b.moveTo(b.cursor - 1) }
-func (b *browserModel) GotoTop() tea.Cmd      { return b.moveTo(b.first) }
-func (b *browserModel) HalfPageDown() tea.Cmd { return b.scroll(int64(max(1, b.listRows()/2))) }
-func (b *browserModel) HalfPageUp() tea.Cmd   { return b.scroll(-int64(max(1, b.listRows()/2))) }
-func (b *browserModel) PageDown() tea.Cmd     { return b.scroll(int64(b.listRows())) }
-func (b *browserModel) PageUp() tea.Cmd       { return b.scroll(-int64(b.listRows())) }
-
-func (b *browserModel) GotoBottom() tea.Cmd {
-	b.top = b.maxTop()
-	return b.moveTo(b.last)
-}
-
-// StepBack and StepForward move the time-travel cursor one record and
-// replay at once (no waiting for the cursor to rest).
-func (b *browserModel) StepBack() tea.Cmd    { return b.step(-1) }
-func (b *browserModel) StepForward() tea.Cmd { return b.step(1) }
-
-func (b *browserModel) step(d int64) tea.Cmd {
-	cmd := b.moveTo(b.cursor + d)
-	b.stateGen++ // no need for the pending timer
-	return tea.Batch(cmd, b.requestState(b.cursor))
-}
-
-// Mark marks the selected record for diffs.
-func (b *browserModel) Mark() tea.Cmd {
-	if b.last == 0 {
-		return nil
-	}
-	b.mark, b.markState, b.diff = b.cursor, nil, nil
-	if r := b.results[b.cursor]; r != nil {
-		b.markState = appState(r.rawState())
-	}
-	b.setStatus("marked #%d (d: diff to the cursor)", b.mark)
-	return b.syncDiff()
-}
-
-// Diff shows (or hides) the changes from the mark to the cursor.
-func (b *browserModel) Diff() tea.Cmd {
-	if b.mark == 0 {
-		b.setError("no mark: press m on a record first, then move and press d")
-		return nil
-	}
-	b.diffOn = !b.diffOn
-	if !b.diffOn {
-		b.setStatus("diff off")
-		return nil
-	}
-	b.stateOff = 0
-	return b.syncDiff()
-}
-
-// syncDiff gets the diff the state pane should show, if it can.
-func (b *browserModel) syncDiff() tea.Cmd {
-	if !b.diffOn || b.mark == 0 || (b.diff != nil && b.diff.mark == b.mark && b.diff.seq == b.cursor) {
-		return nil
-	}
-	r := b.results[b.cursor]
-	if r == nil {
-		return nil // the state comes first; its arrival calls syncDiff again
-	}
-	if b.markState == nil {
-		return b.requestState(b.cursor) // the worker replays the mark too
-	}
-	id, mark, seq, a, c := b.id, b.mark, b.cursor, b.markState, appState(r.rawState())
-	return func() tea.Msg {
-		return diffComputedMsg{id: id, diff: &diffResult{mark: mark, seq: seq, changes: timetravel.Diff(a, c)}}
-	}
-}
-
-// rawState is the state as a diff compares it.
-func (r *stateResult) rawState() []byte {
-	if r.State != nil {
-		return r.State
-	}
-	return r.Raw
-}
-
-// ensureWindow loads the rows around the visible ones when they are not
-// at hand (or soon will not be).
-func (b *browserModel) ensureWindow() tea.Cmd {
-	if !b.opened || b.last == 0 {
-		return nil
-	}
-	rows := int64(b.listRows())
-	visFrom, visTo := b.top, min(b.last, b.top+rows-1)
-	winTo := b.winFrom + int64(len(b.win)) - 1
-	if len(b.win) > 0 && b.winFrom <= visFrom && winTo >= visTo {
-		nearTop := b.winFrom > b.first && visFrom-b.winFrom < rows
-		nearEnd := winTo < b.last && winTo-visTo < rows
-		if !nearTop && !nearEnd {
-			return nil
-		}
-	}
-	if b.loading && b.loadFrom <= visFrom && b.loadTo >= visTo {
-		return nil
-	}
-	from, to := max(b.first, visFrom-2*rows), min(b.last, visTo+2*rows)
-	return b.load(from, to)
-}
-
-// load reads the rows of records from..to.
-func (b *browserModel) load(from, to int64) tea.Cmd {
-	b.loadReq++
-	b.loading, b.loadFrom, b.loadTo = true, from, to
-	id, req, idx, f, gen := b.id, b.loadReq, b.idx, b.filter, b.filterGen
-	return func() tea.Msg {
-		msg := recordsLoadedMsg{id: id, req: req, from: from, to: to, filterGen: gen}
-		msg.entries, msg.err = idx.page(from, to)
-		if msg.err == nil && f != nil {
-			msg.matches, msg.err = f.match(idx, msg.entries)
-		}
-		return msg
-	}
-}
-
-// entry returns the index entry of seq if its page is loaded.
-func (b *browserModel) entry(seq int64) (e timetravel.IndexEntry, match, ok bool) {
-	i := seq - b.winFrom
-	if i < 0 || i >= int64(len(b.win)) {
-		return e, false, false
-	}
-	if b.winMatch != nil {
-		match = b.winMatch[i]
-	}
-	return b.win[i], match, true
-}
-
 // loadDetail reads the selected record for the detail pane.
 func (b *browserModel) loadDetail() tea.Cmd {
 	if b.last == 0 || (b.detailSeq == b.cursor && (b.detail != nil || b.detailErr != nil)) || b.detailWant == b.cursor {
@@ -476,54 +260,11 @@ func (b *browserModel) loadDetail() tea.Cmd {
 	return func() tea.Msg {
 		msg := recordLoadedMsg{id: id, seq: e.Seq}
 		msg.err = idx.records([]timetravel.IndexEntry{e}, func(e timetravel.IndexEntry, rec *logfmt.Record) error {
-			msg.view = logview.View(rec, e.Segment, e.Offset, immortal.DecodeArgs)
+			msg.view = logview.ViewEnvelopes(rec, e.Segment, e.Offset, decodeEnvelope)
 			return nil
 		})
 		return msg
 	}
-}
-
-// scheduleState replays to the cursor once it has rested StateDelay.
-func (b *browserModel) scheduleState() tea.Cmd {
-	if !b.opened || b.last == 0 || b.noState != nil || b.results[b.cursor] != nil || b.c.opts.StateDelay < 0 {
-		return nil
-	}
-	b.stateGen++
-	id, gen := b.id, b.stateGen
-	return b.c.tick(b.c.opts.StateDelay, func(time.Time) tea.Msg { return stateDueMsg{id: id, gen: gen} })
-}
-
-// requestState asks the worker for the state after seq; while it is busy,
-// only the newest request waits.
-func (b *browserModel) requestState(seq int64) tea.Cmd {
-	if !b.opened || b.last == 0 || b.noState != nil {
-		return nil
-	}
-	if r := b.results[seq]; r != nil && !(b.diffOn && b.markState == nil && b.mark != 0) {
-		return b.syncDiff()
-	}
-	b.stateWant = seq
-	if b.stateBusy {
-		return nil
-	}
-	return b.dispatchState()
-}
-
-func (b *browserModel) dispatchState() tea.Cmd {
-	if b.stateWant < 0 {
-		return nil
-	}
-	req := stateRequest{seq: b.stateWant}
-	b.stateWant = -1
-	if b.diffOn && b.mark != 0 {
-		req.mark, req.markState = b.mark, b.markState
-	}
-	b.stateBusy, b.stateFor = true, req.seq
-	id, w := b.id, b.worker
-	return tea.Batch(func() tea.Msg {
-		res, err := w.compute(req)
-		return stateComputedMsg{id: id, req: req, res: res, err: err}
-	}, b.busyTick())
 }
 
 // busyTick redraws progress while something runs.
@@ -536,18 +277,7 @@ func (b *browserModel) busyTick() tea.Cmd {
 	return b.c.tick(100*time.Millisecond, func(time.Time) tea.Msg { return busyTickMsg{id: id} })
 }
 
-func (b *browserModel) busy() bool { return !b.opened || b.stateBusy || b.searching }
-
-func (b *browserModel) keepResult(r *stateResult) {
-	if _, ok := b.results[r.Seq]; !ok {
-		b.resultOrder = append(b.resultOrder, r.Seq)
-	}
-	b.results[r.Seq] = r
-	for len(b.resultOrder) > maxResults {
-		delete(b.results, b.resultOrder[0])
-		b.resultOrder = b.resultOrder[1:]
-	}
-}
+func (b *browserModel) busy() bool { return !b.opened || b.stateBusy || b.searching || b.counting }
 
 // search looks for the next (or previous) match of the filter.
 func (b *browserModel) search(from int64, forward bool) tea.Cmd {
@@ -579,7 +309,8 @@ func (b *browserModel) setFilter(text string) tea.Cmd {
 	b.filter = f
 	b.filterGen++
 	b.winMatch = nil
-	var cmds []tea.Cmd
+	b.showContext = false
+	cmds := []tea.Cmd{b.countMatches()}
 	if len(b.win) > 0 {
 		cmds = append(cmds, b.load(b.winFrom, b.winFrom+int64(len(b.win))-1))
 	}
@@ -592,7 +323,11 @@ func (b *browserModel) clearFilter() tea.Cmd {
 	if b.searchCancel != nil {
 		b.searchCancel()
 	}
+	if b.countCancel != nil {
+		b.countCancel()
+	}
 	b.filter, b.winMatch, b.searching = nil, nil, false
+	b.matches, b.counting, b.showContext = nil, false, false
 	b.filterGen++
 	b.setStatus("filter cleared")
 	if len(b.win) > 0 {
@@ -619,70 +354,11 @@ func (b *browserModel) setError(format string, args ...any) {
 	b.note, b.noteErr = fmt.Sprintf(format, args...), true
 }
 
-// menuItem is an action on the selected record.
-type menuItem struct {
-	label, hint string
-	run         func() tea.Cmd // nil: not available (yet)
-}
-
-func (b *browserModel) menu() []menuItem {
-	items := []menuItem{
-		{label: "replay to here: state after #" + strconv.FormatInt(b.cursor, 10), run: func() tea.Cmd {
-			b.stateGen++
-			return b.requestState(b.cursor)
-		}},
-		{label: "mark this record (m)", run: b.Mark},
-	}
-	if b.mark != 0 {
-		items = append(items, menuItem{label: fmt.Sprintf("diff #%d → #%d (d)", b.mark, b.cursor), run: b.Diff})
-	}
-	seq := strconv.FormatInt(b.cursor, 10)
-	retro := menuItem{label: "retro-test a build up to here", hint: "needs ambr tui --candidate APP"}
-	if c := b.c.opts.Candidate; c != "" {
-		retro.label = "retro-test " + c + " up to here"
-		retro.run = func() tea.Cmd {
-			return b.runAmbr("retro-test", "retro-test", b.dir, "--candidate", c, "--until", seq)
-		}
-	}
-	items = append(items, retro,
-		menuItem{label: "debug this record's handler (Delve)", run: func() tea.Cmd {
-			return b.runAmbr("replay --debug", "replay", b.dir, "--until", seq, "--debug", "--wait", "--no-cache")
-		}},
-	)
-	return items
-}
-
-// actionDoneMsg says an ambr command run from the menu has returned.
-type actionDoneMsg struct {
-	id   int
-	what string
-	err  error
-}
-
-// ambrCommand is the command line an action runs: ambr itself, in a shell
-// that waits for enter afterwards so its output can be read. The shell
-// traps (but does not ignore) Ctrl-C, so Ctrl-C ends ambr and returns here.
-func ambrCommand(ambr, home string, args ...string) *exec.Cmd {
-	script := `trap : INT; "$0" "$@"; printf '\n(enter returns to ambr tui) '; read _`
-	return exec.Command("sh", append([]string{"-c", script, ambr, "--home", home}, args...)...)
-}
-
-// runAmbr hands the terminal to an ambr command and comes back.
-func (b *browserModel) runAmbr(what string, args ...string) tea.Cmd {
-	ambr := b.c.opts.Ambr
-	if ambr == "" {
-		if self, err := os.Executable(); err == nil {
-			ambr = self
-		}
-	}
-	id := b.id
-	return tea.ExecProcess(ambrCommand(ambr, b.c.opts.Home, args...), func(err error) tea.Msg {
-		return actionDoneMsg{id: id, what: what, err: err}
-	})
-}
-
 // update handles msg.
 func (b *browserModel) update(msg tea.Msg) tea.Cmd {
+	if cmd, handled := b.updateMatches(msg); handled {
+		return cmd
+	}
 	switch msg := msg.(type) {
 	case browserOpenedMsg:
 		if msg.id != b.id {
@@ -727,6 +403,9 @@ func (b *browserModel) update(msg tea.Msg) tea.Cmd {
 		b.first, b.last, b.markers, b.running = msg.first, msg.last, msg.markers, msg.running
 		if b.cursor < b.first {
 			b.cursor, b.top = b.first, b.first
+		}
+		if grew && b.filter != nil {
+			cmds = append(cmds, b.countMatches()) // the new records may match
 		}
 		if b.following && grew && atEnd {
 			cmds = append(cmds, b.GotoBottom())
@@ -944,6 +623,11 @@ func (b *browserModel) key(msg tea.KeyMsg) tea.Cmd {
 		return b.Follow()
 	case key.Matches(msg, k.Refresh):
 		return b.updateIndex()
+	case key.Matches(msg, k.Fold):
+		b.ToggleFold()
+		return nil
+	case key.Matches(msg, k.Context):
+		return b.ToggleContext()
 	case key.Matches(msg, k.Back):
 		return b.Back()
 	case key.Matches(msg, k.Enter):
@@ -1008,13 +692,6 @@ func (b *browserModel) Back() tea.Cmd {
 	return nil
 }
 
-// Actions opens the menu of actions on the selected record.
-func (b *browserModel) Actions() {
-	if b.last > 0 {
-		b.menuOpen, b.menuIdx = true, 0
-	}
-}
-
 // scrollPane scrolls the focused detail or state pane.
 func (b *browserModel) scrollPane(msg tea.KeyMsg) {
 	k := b.c.keys
@@ -1051,8 +728,10 @@ func (b *browserModel) openPrompt(kind promptKind) tea.Cmd {
 	case promptFilter:
 		b.input.Prompt = "/"
 		b.input.Placeholder = "method:Inc peer:client kind:call re:EXPR or text of the arguments"
+		// A new filter starts empty (as in less, k9s and lazygit); the
+		// current one stays until enter replaces it.
 		if b.filter != nil {
-			b.input.SetValue(b.filter.text)
+			b.input.Placeholder = "a new filter (now: " + b.filter.text + "; esc keeps it)"
 		}
 	case promptJump:
 		b.input.Prompt = ":"

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/logfmt"
 	"github.com/ambr-dev/ambr/logfmt/logview"
 	"github.com/ambr-dev/ambr/timetravel"
@@ -179,7 +178,7 @@ func (f *recordFilter) match(l *logIndex, entries []timetravel.IndexEntry) ([]bo
 	}
 	i := 0
 	err := l.records(entries, func(e timetravel.IndexEntry, rec *logfmt.Record) error {
-		out[i] = f.matchView(logview.View(rec, e.Segment, e.Offset, immortal.DecodeArgs))
+		out[i] = f.matchView(logview.ViewEnvelopes(rec, e.Segment, e.Offset, decodeEnvelope))
 		i++
 		return nil
 	})

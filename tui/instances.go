@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
@@ -37,6 +38,7 @@ type instancesModel struct {
 	err     error
 	cursor  int
 	openDir string
+	ticking bool // an instancesTickMsg is on its way
 }
 
 func newInstancesModel(c *common) *instancesModel { return &instancesModel{c: c} }
@@ -45,6 +47,33 @@ func (m *instancesModel) init() tea.Cmd { return m.refresh() }
 
 func (m *instancesModel) refresh() tea.Cmd {
 	m.loading = true
+	return m.reload()
+}
+
+// tick schedules the next look at the instances (states, pids and last
+// records change while they run), unless one is scheduled already.
+func (m *instancesModel) tick() tea.Cmd {
+	if m.ticking || m.c.opts.RefreshEvery < 0 {
+		return nil
+	}
+	m.ticking = true
+	// Not tea.Tick: its timer would outlive a closed TUI by up to the
+	// whole interval.
+	every, closed := m.c.opts.RefreshEvery, m.c.closed
+	return func() tea.Msg {
+		t := time.NewTimer(every)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return instancesTickMsg{}
+		case <-closed:
+			return nil
+		}
+	}
+}
+
+// reload reads the instances again, quietly (no "refreshing…").
+func (m *instancesModel) reload() tea.Cmd {
 	home := m.c.opts.Home
 	return func() tea.Msg {
 		items, err := listInstances(home)
@@ -57,6 +86,7 @@ func (m *instancesModel) update(msg tea.Msg) tea.Cmd {
 	case instancesLoadedMsg:
 		m.items, m.err, m.loaded, m.loading = msg.items, msg.err, true, false
 		m.cursor = min(m.cursor, max(0, len(m.items)-1))
+		return m.tick()
 	case tea.KeyMsg:
 		k := m.c.keys
 		switch {

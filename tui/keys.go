@@ -14,7 +14,7 @@ type KeyMap struct {
 	StepBack, StepForward        key.Binding
 	Mark, Diff                   key.Binding
 	Filter, NextMatch, PrevMatch key.Binding
-	Jump, Follow                 key.Binding
+	Jump, Follow, Fold, Context  key.Binding
 }
 
 // DefaultKeyMap returns the keys people already know from less, vim and
@@ -44,6 +44,8 @@ func DefaultKeyMap() KeyMap {
 		PrevMatch:    key.NewBinding(key.WithKeys("N"), key.WithHelp("N", "prev match")),
 		Jump:         key.NewBinding(key.WithKeys(":"), key.WithHelp(":", "jump to point")),
 		Follow:       key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "follow")),
+		Fold:         key.NewBinding(key.WithKeys("z"), key.WithHelp("z", "fold/unfold state")),
+		Context:      key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "all records / only matches")),
 	}
 }
 
@@ -82,8 +84,8 @@ func (h browserKeys) FullHelp() [][]key.Binding {
 	back.SetHelp("esc", "clear filter / back")
 	return [][]key.Binding{
 		{h.k.Down, h.k.Up, h.k.Top, h.k.Bottom, h.k.HalfPageDown, h.k.HalfPageUp, h.k.PageDown, h.k.PageUp},
-		{h.k.StepBack, h.k.StepForward, h.k.Mark, h.k.Diff, h.k.Jump},
-		{h.k.Filter, h.k.NextMatch, h.k.PrevMatch, h.k.Follow, h.k.Refresh},
+		{h.k.StepBack, h.k.StepForward, h.k.Mark, h.k.Diff, h.k.Jump, h.k.Fold},
+		{h.k.Filter, h.k.NextMatch, h.k.PrevMatch, h.k.Context, h.k.Follow, h.k.Refresh},
 		{actions, h.k.NextPane, back, h.k.Help, h.k.Quit},
 	}
 }

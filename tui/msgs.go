@@ -15,6 +15,9 @@ type instancesLoadedMsg struct {
 	err   error
 }
 
+// instancesTickMsg: time to look at the instances again.
+type instancesTickMsg struct{}
+
 // browserOpenedMsg: the instance and its index are open and up to date.
 type browserOpenedMsg struct {
 	id          int

@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+
+	// Initialised before Bubble Tea, so its init asks the terminal nothing
+	// (see its doc); the TUI asks once itself, with a short timeout.
+	"github.com/ambr-dev/ambr/internal/termquery"
 )
 
 // Options configure the TUI.
@@ -28,6 +33,10 @@ type Options struct {
 	// Candidate, if set, is the build the "retro-test from here" action
 	// tests (an executable or a Go package path).
 	Candidate string
+	// AppSource is what App was made from, as the user named it (a Go
+	// package path, or the executable): the debug action rebuilds it with
+	// debug information.
+	AppSource string
 	// Ambr is the ambr executable the actions run (default: this one).
 	Ambr string
 	// Input and Output default to the terminal (os.Stdin, os.Stdout).
@@ -41,6 +50,9 @@ type Options struct {
 	StateDelay time.Duration
 	// FollowEvery is how often `f` looks for new records (default 500ms).
 	FollowEvery time.Duration
+	// RefreshEvery is how often the instances view reads the instances
+	// again (default 2s; negative: only on r).
+	RefreshEvery time.Duration
 }
 
 func (o *Options) defaults() {
@@ -59,6 +71,9 @@ func (o *Options) defaults() {
 	if o.StateDelay == 0 {
 		o.StateDelay = 150 * time.Millisecond
 	}
+	if o.RefreshEvery == 0 {
+		o.RefreshEvery = 2 * time.Second
+	}
 	if o.FollowEvery <= 0 {
 		o.FollowEvery = 500 * time.Millisecond
 	}
@@ -73,6 +88,9 @@ type common struct {
 	opts          Options
 	// tick is tea.Tick; benchmarks that run commands in line drop timers.
 	tick func(time.Duration, func(time.Time) tea.Msg) tea.Cmd
+	// closed is closed by Model.Close: waits (the instances' refresh) end.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // bodyHeight is the lines between the header and the two footer lines.
@@ -94,7 +112,7 @@ type Model struct {
 // New returns the TUI's model; Run runs it in the terminal.
 func New(opts Options) *Model {
 	opts.defaults()
-	c := &common{styles: NewStyles(opts.Renderer), keys: DefaultKeyMap(), width: 80, height: 24, opts: opts, tick: tea.Tick}
+	c := &common{styles: NewStyles(opts.Renderer), keys: DefaultKeyMap(), width: 80, height: 24, opts: opts, tick: tea.Tick, closed: make(chan struct{})}
 	h := help.New()
 	h.Styles = c.styles.Help
 	m := &Model{c: c, instances: newInstancesModel(c), help: h, retired: map[*browserModel]bool{}}
@@ -108,8 +126,12 @@ func New(opts Options) *Model {
 func Run(ctx context.Context, opts Options) error {
 	opts.defaults()
 	// Ask the terminal for its background before Bubble Tea reads the
-	// input: adaptive colours need it.
-	opts.Renderer.HasDarkBackground()
+	// input: adaptive colours need it. A terminal that does not answer
+	// costs termquery.Timeout, and the colours for a dark background.
+	if f, ok := opts.Output.(*os.File); ok {
+		dark, known := termquery.Background(f, termquery.Timeout)
+		opts.Renderer.SetHasDarkBackground(dark || !known)
+	}
 	m := New(opts)
 	defer m.Close()
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(opts.Input), tea.WithOutput(opts.Output), tea.WithAltScreen())
@@ -123,6 +145,7 @@ func Run(ctx context.Context, opts Options) error {
 // Close stops what the model started (the replaying app, the index), also
 // for browsers left whose closing had not run yet.
 func (m *Model) Close() {
+	m.c.closeOnce.Do(func() { close(m.c.closed) })
 	if m.browser != nil {
 		m.browser.close()
 		m.browser = nil
@@ -182,6 +205,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case instancesLoadedMsg:
 		return m, m.instances.update(msg)
+	case instancesTickMsg:
+		m.instances.ticking = false
+		if m.browser != nil {
+			return m, nil // leaving the browser refreshes them
+		}
+		return m, m.instances.reload()
 	case browserClosedMsg:
 		delete(m.retired, msg.b)
 		return m, nil

@@ -260,14 +260,30 @@ func TestStepAndDiff(t *testing.T) {
 	}
 }
 
-// TestFilterAndSearch: matches are flagged among the other rows, n/N go
+// TestFilterAndSearch: a filter shows only the matching records, counted
+// ("match 1/428"); c shows all records with the matches flagged; n/N go
 // from match to match and wrap around the log.
 func TestFilterAndSearch(t *testing.T) {
 	home := testHome(t)
 	s := startTUI(t, Options{Home: home, Instance: filepath.Join(home, "server")}, 80, 24)
 	s.waitFor("state after #1")
 	s.press("/", "peer:client2", "enter")
-	v := s.waitFor("match #7", "#7 of 1–3000", "filter peer:client2")
+	// client2 makes every 7th call: #7, #14, … #2996.
+	v := s.waitFor("#7 of 1–3000", "match 1/428", "records matching peer:client2: 428 of 3000")
+	if r := row(v, 7); !strings.HasPrefix(r, "▸") {
+		t.Fatalf("the cursor is not on #7: %q\n%s", r, v)
+	}
+	if row(v, 14) == "" || row(v, 21) == "" || row(v, 8) != "" || row(v, 1) != "" {
+		t.Fatalf("only the matches (#7, #14, #21, …) should be listed:\n%s", v)
+	}
+	s.press("j")
+	s.waitFor("#14 of 1–3000", "match 2/428", `"n": 14`)
+	s.press("G")
+	s.waitFor("#2996 of 1–3000", "match 428/428")
+	s.press("g", "[") // step back from the first match: stays on it
+	s.waitFor("#7 of 1–3000", "match 1/428")
+	s.press("c")
+	v = s.waitFor("all records, matches flagged", "records 1–3000 · * matches peer:client2", "match 1/428", "▸*  #7 ")
 	if r := row(v, 7); !strings.HasPrefix(r, "▸*") {
 		t.Fatalf("#7 is not flagged as the selected match: %q\n%s", r, v)
 	}
@@ -387,9 +403,10 @@ func TestMenuAndHelp(t *testing.T) {
 	s.tm.WaitFinished(t, teatest.WithFinalTimeout(10*time.Second))
 }
 
-// TestGolden: the views at 80x24 and 160x48.
+// TestGolden: the views at 80x24, 120x40 (side by side, the list as wide
+// as its columns need) and 160x48.
 func TestGolden(t *testing.T) {
-	for _, size := range []struct{ w, h int }{{80, 24}, {160, 48}} {
+	for _, size := range []struct{ w, h int }{{80, 24}, {120, 40}, {160, 48}} {
 		t.Run(fmt.Sprintf("%dx%d", size.w, size.h), func(t *testing.T) {
 			home := testHome(t)
 			s := startTUI(t, Options{Home: home}, size.w, size.h)
@@ -403,7 +420,7 @@ func TestGolden(t *testing.T) {
 			s.press("d", "/", "peer:client2", "enter")
 			s.waitFor("match #105")
 			s.press("n")
-			s.golden("filter", s.waitFor("match #112", "sent while handling it: 1", `"n": 112`, `"count": 111`))
+			s.golden("filter", s.waitFor("match #112", "sent while handling it: 1", `"n": 112`, `"count": 111`, "#133   12:00:00.133"))
 			s.press("enter")
 			s.golden("menu", s.waitFor("actions on #112"))
 			s.press("esc", "esc", "?")
@@ -458,13 +475,59 @@ func TestMain(m *testing.M) {
 // in a shell that waits for enter afterwards.
 func TestActionCommands(t *testing.T) {
 	cmd := ambrCommand("/usr/bin/ambr", "/h", "replay", "/h/server", "--until", "7", "--debug", "--wait")
-	want := []string{"sh", "-c", `trap : INT; "$0" "$@"; printf '\n(enter returns to ambr tui) '; read _`, "/usr/bin/ambr", "--home", "/h", "replay", "/h/server", "--until", "7", "--debug", "--wait"}
+	want := []string{"sh", "-c", `trap : INT; printf '\033[H\033[2J'; "$0" "$@"; printf '\n(enter returns to ambr tui) '; read _`, "/usr/bin/ambr", "--home", "/h", "replay", "/h/server", "--until", "7", "--debug", "--wait"}
 	if strings.Join(cmd.Args, "|") != strings.Join(want, "|") {
 		t.Fatalf("command %q\nwant %q", cmd.Args, want)
+	}
+	// The debug action replays with the build ambr tui --app named.
+	b := New(Options{AppSource: "./samples/counter/server"}).newBrowserFor("/h/server")
+	if got, want := strings.Join(b.debugArgs("7"), " "), "replay /h/server --until 7 --debug --wait --no-cache --app ./samples/counter/server"; got != want {
+		t.Errorf("debug action: ambr %s\nwant ambr %s", got, want)
+	}
+	b = New(Options{}).newBrowserFor("/h/server")
+	if got := strings.Join(b.debugArgs("7"), " "); strings.Contains(got, "--app") {
+		t.Errorf("debug action without --app: ambr %s", got)
 	}
 	// The shell passes the arguments through untouched.
 	out, err := exec.Command("sh", "-c", `"$0" "$@"`, "echo", "a b", "c").Output()
 	if err != nil || string(out) != "a b c\n" {
 		t.Fatalf("sh passes %q, %v", out, err)
 	}
+}
+
+// newBrowserFor is a browser on dir with m's options, not opened.
+func (m *Model) newBrowserFor(dir string) *browserModel { return newBrowserModel(m.c, dir) }
+
+// TestInstancesRefreshThemselves: an instance that appears under the home
+// shows in the list without r.
+func TestInstancesRefreshThemselves(t *testing.T) {
+	home := testHome(t)
+	s := startTUI(t, Options{Home: home, RefreshEvery: 20 * time.Millisecond}, 80, 24)
+	s.waitFor("legacy", "server", "2 instances")
+	writeCounterLog(t, filepath.Join(home, "newcomer"), 5, 1000, "")
+	s.waitFor("newcomer", "3 instances")
+	s.press("q")
+	s.tm.WaitFinished(t, teatest.WithFinalTimeout(10*time.Second))
+}
+
+// TestFilterPromptStartsEmpty: / opens an empty prompt (the current filter
+// shown as its placeholder); what is typed replaces the filter, and esc
+// keeps the old one.
+func TestFilterPromptStartsEmpty(t *testing.T) {
+	home := testHome(t)
+	s := startTUI(t, Options{Home: home, Instance: filepath.Join(home, "server")}, 80, 24)
+	s.waitFor("state after #1")
+	s.press("/", "peer:client2", "enter")
+	s.waitFor("match #7", "matching peer:client2")
+	s.press("/")
+	s.waitFor("a new filter (now: peer:client2; esc keeps it)")
+	s.press("esc")
+	s.waitFor("matching peer:client2")
+	s.press("/", "method:Inc", "enter")
+	v := s.waitFor("matching method:Inc")
+	if strings.Contains(v, "peer:client2method") {
+		t.Fatalf("the new filter was appended to the old one:\n%s", v)
+	}
+	s.press("q")
+	s.tm.WaitFinished(t, teatest.WithFinalTimeout(10*time.Second))
 }

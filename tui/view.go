@@ -59,7 +59,11 @@ func (b *browserModel) status(w int) string {
 	}
 	var parts []string
 	if b.opened && b.openErr == nil && b.last > 0 {
-		parts = append(parts, fmt.Sprintf("#%d of %d–%d", b.cursor, b.first, b.last))
+		pos := fmt.Sprintf("#%d of %d–%d", b.cursor, b.first, b.last)
+		if r := b.rank(b.cursor); b.filter != nil && r > 0 {
+			pos += fmt.Sprintf(" · match %d/%d", r, len(b.matches))
+		}
+		parts = append(parts, pos)
 	}
 	if b.note != "" {
 		parts = append(parts, b.note)
@@ -69,6 +73,12 @@ func (b *browserModel) status(w int) string {
 	}
 	if b.filter != nil {
 		f := "filter " + b.filter.text
+		switch {
+		case b.matches != nil && b.rank(b.cursor) == 0:
+			f += fmt.Sprintf(" · %d matches", len(b.matches))
+		case b.counting:
+			f += fmt.Sprintf(" · counting… %d records read", b.counted.Load())
+		}
 		if b.searching {
 			f += fmt.Sprintf(" · searching… %d records read", b.scanned.Load())
 		} else {
@@ -134,7 +144,10 @@ func (b *browserModel) listBlock(w, h int) []string {
 	if b.last > 0 {
 		title = fmt.Sprintf("records %d–%d", b.first, b.last)
 	}
-	if b.filter != nil {
+	switch {
+	case b.onlyMatches():
+		title = fmt.Sprintf("records matching %s: %d of %d", b.filter.text, len(b.matches), b.last-b.first+1)
+	case b.filter != nil:
 		title += " · * matches " + b.filter.text
 	}
 	out := []string{b.title(paneList, title, w)}
@@ -142,7 +155,8 @@ func (b *browserModel) listBlock(w, h int) []string {
 		return append(out, column([]string{"", s.Dim.Render("  the log has no records yet (f follows it)")}, w, h-1)...)
 	}
 	digits := len(strconv.FormatInt(b.last, 10))
-	for _, l := range b.lines(h - 1) {
+	out = append(out, s.Dim.Render(fit(b.rowHeadings(digits, w), w)))
+	for _, l := range b.lines(h - 2) {
 		if l.marker {
 			text := fmt.Sprintf("   ── checkpoint %d: the state before #%d ", l.checkpoint, l.seq)
 			text += strings.Repeat("─", max(0, w-len([]rune(text))))
@@ -158,7 +172,7 @@ func (b *browserModel) listBlock(w, h int) []string {
 			text = s.RowCursorOff.Render(text)
 		case b.filter != nil && b.winMatch != nil && match:
 			text = s.RowMatch.Render(text)
-		case b.filter != nil:
+		case b.filter != nil && !b.onlyMatches():
 			text = s.RowOther.Render(text)
 		default:
 			text = s.Row.Render(text)
@@ -198,11 +212,27 @@ func (b *browserModel) rowText(seq int64, e timetravel.IndexEntry, ok, match boo
 		}
 	}
 	size := byteSize(int64(e.Size))
-	pw := b.peerW
-	fixed := 3 + 1 + len(num) + 2 + 12 + 2 + 7 + 1 + pw + 1 + 1 + 9
-	mw := max(8, w-fixed)
+	pw, mw := b.peerW, b.methodWidth(digits, w)
 	return fmt.Sprintf("%s %s  %s  %-7s %-*s %-*s %9s", lead, num, e.Time.UTC().Format("15:04:05.000"),
 		cut(kind, 7), pw, cut(peer, pw), mw, cut(method, mw), size)
+}
+
+// rowFixedWidth is a row's width without its method column.
+func (b *browserModel) rowFixedWidth(digits int) int {
+	return 3 + 1 + 1 + digits + 2 + 12 + 2 + 7 + 1 + b.peerW + 1 + 1 + 9
+}
+
+// rowWidth is the width of a row whose method column is mw wide.
+func (b *browserModel) rowWidth(mw int) int {
+	return b.rowFixedWidth(len(strconv.FormatInt(max(b.last, 1), 10))) + mw
+}
+
+func (b *browserModel) methodWidth(digits, w int) int { return max(8, w-b.rowFixedWidth(digits)) }
+
+// rowHeadings names the list's columns, aligned with rowText.
+func (b *browserModel) rowHeadings(digits, w int) string {
+	return fmt.Sprintf("    %-*s  %-12s  %-7s %-*s %-*s %9s", digits+1, "SEQ", "TIME (UTC)", "KIND", b.peerW, cut("PEER", b.peerW),
+		b.methodWidth(digits, w), "METHOD", "SIZE")
 }
 
 // cut shortens s to n runes, ending in … when cut.
@@ -277,6 +307,9 @@ func (b *browserModel) detailLines(w int) []string {
 func (b *browserModel) messageLines(m logview.MessageView, label, from string, fromSeq int64, indent string, w int) []string {
 	s := b.c.styles
 	kind, method := messageLabels(m)
+	if m.Result {
+		method = m.ResultLabel()
+	}
 	head := label + kind
 	if method != "" {
 		head += " " + method
@@ -287,7 +320,11 @@ func (b *browserModel) messageLines(m logview.MessageView, label, from string, f
 			head += ":" + strconv.FormatInt(fromSeq, 10)
 		}
 	}
-	out := wrapStyled(s.Bold, indent+head, w)
+	headStyle := s.Bold
+	if m.Failed {
+		headStyle = s.Error
+	}
+	out := wrapStyled(headStyle, indent+head, w)
 	switch {
 	case m.Args != "":
 		for _, l := range prettyJSON([]byte(m.Args)) {
@@ -379,7 +416,7 @@ func (b *browserModel) stateLines(w int) []string {
 	}
 	switch {
 	case r.State != nil:
-		for _, l := range prettyJSON(r.State) {
+		for _, l := range stateJSONLines(r.State, !b.unfolded) {
 			out = append(out, wrapPrefixed("", l, w)...)
 		}
 	default:

@@ -114,6 +114,7 @@ suite failed; 2 bad usage.`,
 	f.IntVar(&o.logMiB, "log-mib", def.RecLogMiB, "recovery: MiB of log after the checkpoint")
 	f.IntVar(&o.ckptMiB, "ckpt-mib", def.RecCkptMiB, "recovery: MiB of checkpoint")
 	f.StringVar(&o.recMsg, "rec-msg", bench.SizeName(int64(def.RecMsgSize)), "recovery: size of the logged messages")
+	cmd.AddCommand(newBenchFailoverCmd(g))
 	return cmd
 }
 

@@ -76,6 +76,7 @@ falls back to the one before it); 2 no such instance or bad flags.`,
 					return err
 				}
 			} else {
+				st := newCLIStyles(g.stdout)
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "CHECKPOINT\tSTATE BEFORE\tTAKEN\tVERSION\tSTATE\tOUT MSGS\tPEERS IN/OUT\tUNACKED\tSTATUS")
 				for _, v := range views {
@@ -84,10 +85,11 @@ falls back to the one before it); 2 no such instance or bad flags.`,
 						status = "ok, newest"
 					}
 					if !v.Valid {
-						fmt.Fprintf(tw, "%d\t-\t-\t-\t-\t-\t-\t-\tDAMAGED\n", v.Number)
+						// STATUS is the last column: its colour cannot shift others.
+						fmt.Fprintf(tw, "%d\t-\t-\t-\t-\t-\t-\t-\t%s\n", v.Number, st.Bad.Render("DAMAGED"))
 						continue
 					}
-					fmt.Fprintf(tw, "%d\t#%d\t%s\t%d\t%d B\t%d\t%d/%d\t%d\t%s\n", v.Number, v.NextSeq, v.Time.Format(time.RFC3339), v.AppVersion, v.StateBytes, v.OutCount, v.Inputs, v.Outputs, v.Unacked, status)
+					fmt.Fprintf(tw, "%d\t#%d\t%s\t%d\t%d B\t%d\t%d/%d\t%d\t%s\n", v.Number, v.NextSeq, v.Time.Format(time.RFC3339), v.AppVersion, v.StateBytes, v.OutCount, v.Inputs, v.Outputs, v.Unacked, st.Good.Render(status))
 				}
 				if len(views) == 0 {
 					fmt.Fprintln(tw, "(none yet: the instance has not completed its first start)")

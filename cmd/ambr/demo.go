@@ -40,8 +40,9 @@ const (
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var o demoOptions
+	var bank *bankDemoOptions // the bank demo's flags, see demo_bank.go
 	cmd := &cobra.Command{
-		Use:   "demo [counter|accumulator]",
+		Use:   "demo [counter|accumulator|bank]",
 		Short: "Watch immortals survive kill -9, again and again",
 		Long: `The one-command showcase.
 
@@ -56,17 +57,25 @@ and that the server logged each call once.
 accumulator: one immortal adding 1..N through a chain of self-calls while a
 ticker feeds it impulses, killed the same way.
 
+bank: accounts as entities, transfers as orchestrations that lock both
+accounts, a driver making --transfers random transfers; all three killed
+the same way; checks from the logs that money is conserved, each transfer
+has exactly one outcome and no lock is left held (--json for a report).
+
 The instances stay under the home (` + demoServer + `, ` + demoClient + `, ` + demoAccumulator + `) for 'ambr ls',
 'ambr log' and 'ambr checkpoints'. Run it from the root of the ambr repository
 (it builds the samples).
 
 Exit codes: 0 the check passed; 1 it failed; 2 the demo could not run.`,
 		Args:      cobra.MaximumNArgs(1),
-		ValidArgs: []string{"counter", "accumulator"},
+		ValidArgs: []string{"counter", "accumulator", "bank"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			which := "counter"
 			if len(args) == 1 {
 				which = args[0]
+			}
+			if err := bank.misusedBy(cmd, which); err != nil {
+				return err
 			}
 			if o.kills < 0 || o.count < 1 || o.target < 1 {
 				return usageErrorf("--kills must be ≥ 0, --count and --target ≥ 1")
@@ -81,10 +90,13 @@ Exit codes: 0 the check passed; 1 it failed; 2 the demo could not run.`,
 				return d.counter()
 			case "accumulator":
 				return d.accumulator()
+			case "bank":
+				return d.bank(bank)
 			}
-			return usageErrorf("unknown demo %q; the demos are: counter, accumulator", which)
+			return usageErrorf("unknown demo %q; the demos are: counter, accumulator, bank", which)
 		},
 	}
+	bank = addBankDemoFlags(cmd)
 	cmd.Flags().IntVar(&o.kills, "kills", 12, "how many times to kill -9")
 	cmd.Flags().IntVar(&o.count, "count", 100, "counter: how many times the client calls Inc()")
 	cmd.Flags().IntVar(&o.target, "target", 20000, "accumulator: add 1..target")

@@ -2,23 +2,27 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 )
 
 func newKillCmd(g *globals) *cobra.Command {
-	var app, ic, all bool
+	var app, ic, all, primary bool
+	replica := -1
 	cmd := &cobra.Command{
-		Use:   "kill NAME [--app|--ic|--all]",
+		Use:   "kill NAME|DIR [--app|--ic|--all] [--primary|--replica N]",
 		Short: "SIGKILL an instance's app, coordinator or both (failure injection)",
 		Long: `Kill a running instance with SIGKILL, to see it recover: --app kills only the
 app process (its coordinator restarts it and replays); --ic kills the
 coordinator, the 'ambr run' process, and with it the app (a machine failure:
 run the same 'ambr run' again to recover); --all (the default) kills both.
+For an instance run with --replica, --primary and --replica N choose the
+replica (without either, the primary): its coordinator and app, as a machine
+failure, unless --app or --ic says otherwise.
 
 Exit codes: 0 killed; 2 the instance is not running or bad flags.`,
 		Args: cobra.ExactArgs(1),
@@ -35,8 +39,14 @@ Exit codes: 0 killed; 2 the instance is not running or bad flags.`,
 			if n == 0 {
 				all = true
 			}
-			dir := filepath.Join(g.Home(), args[0])
+			dir := layout.ResolveDir(g.Home(), args[0]) // NAME, or an instance directory
 			st, ok := supervise.ReadRunStatus(dir)
+			if primary || replica >= 0 || !ok {
+				var err error
+				if st, ok, err = replicaToKill(dir, args[0], primary, replica); err != nil {
+					return err
+				}
+			}
 			if !ok {
 				return usageErrorf("instance %s is not running under %s ('ambr ls' shows what runs)", args[0], g.Home())
 			}
@@ -65,5 +75,7 @@ Exit codes: 0 killed; 2 the instance is not running or bad flags.`,
 	cmd.Flags().BoolVar(&app, "app", false, "kill only the app process")
 	cmd.Flags().BoolVar(&ic, "ic", false, "kill the coordinator (ambr run) and so the app")
 	cmd.Flags().BoolVar(&all, "all", false, "kill both (default)")
+	cmd.Flags().BoolVar(&primary, "primary", false, "kill the primary replica")
+	cmd.Flags().IntVar(&replica, "replica", -1, "kill replica N")
 	return cmd
 }

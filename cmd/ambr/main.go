@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	// Before Bubble Tea: no terminal queries from commands (see its doc).
+	_ "github.com/ambr-dev/ambr/internal/termquery"
 )
 
 func main() {
@@ -97,8 +99,10 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.home, "home", "", "runtime home directory (env AMBR_HOME, default ./.ambr)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageErrorf("%v (see 'ambr %s --help')", err, c.Name())
+		return usageErrorf("%v (see '%s --help')", err, c.CommandPath())
 	})
+	root.Version = readVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(
 		newDemoCmd(g),
 		newRunCmd(g),
@@ -111,7 +115,12 @@ a divergence); 2 the command could not run (bad usage, missing files).`,
 		newBenchCmd(g),
 		newLogCmd(g),
 		newCheckpointsCmd(g),
+		newCertsCmd(g),
+		newVersionCmd(g),
+		newRegisterCmd(g),
 	)
+	refuseUnknownSubcommands(root)
+	addCompletions(g, root)
 	return root
 }
 
@@ -126,4 +135,35 @@ func openInstance(g *globals, nameOrDir string) (*layout.Instance, error) {
 		return nil, problemErrorf("%v", err)
 	}
 	return in, nil
+}
+
+// refuseUnknownSubcommands makes every command that only groups others
+// (ambr upgrade) fail on a subcommand it does not have, instead of cobra's
+// default of printing its help and exiting 0: `ambr upgrade tset x` is a
+// typo, and scripts must see it fail. Without arguments it prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if c.Runnable() || !c.HasSubCommands() || c.Parent() == nil {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.SuggestionsMinimumDistance = 2
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		var names []string
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		msg := fmt.Sprintf("unknown command %q for '%s' (it has: %s; see '%s --help')", args[0], cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg = fmt.Sprintf("unknown command %q for '%s'; did you mean %q?", args[0], cmd.CommandPath(), s[0])
+		}
+		return usageErrorf("%s", msg)
+	}
 }

@@ -14,15 +14,24 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/internal/testbin"
 	"github.com/ambr-dev/ambr/logfmt"
 )
 
 var updateScripts = flag.Bool("update", false, "rewrite testscript expected output in place")
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(cleanBuilds{m}, map[string]func(){
 		"ambr": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
+}
+
+// cleanBuilds removes what internal/testbin built once the tests ran.
+type cleanBuilds struct{ m *testing.M }
+
+func (c cleanBuilds) Run() int {
+	defer testbin.Clean()
+	return c.m.Run()
 }
 
 // TestScripts runs testdata/script/*.txtar: ambr as a user types it.

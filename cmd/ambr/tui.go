@@ -55,6 +55,7 @@ bad flags, or not a terminal.`,
 				return usageErrorf("ambr tui needs a terminal (in scripts, use ambr ls, ambr log and ambr replay)")
 			}
 			if app != "" {
+				opts.AppSource = app
 				if st, err := os.Stat(app); err != nil || st.IsDir() {
 					b, err := supervise.Resolve(cmd.Context(), app, g.Home(), g.stderr)
 					if err != nil {

@@ -1,14 +1,57 @@
 package main
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 )
 
 func newUpgradeCmd(g *globals) *cobra.Command {
+	var to string
+	var timeout time.Duration
+	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "upgrade",
-		Short: "Check that a new version can take over an instance",
+		Use:   "upgrade NAME --to APP | upgrade test NAME... --candidate APP",
+		Short: "Upgrade a running instance to a new version, or check that one can take over",
+		Long: `ambr upgrade NAME --to APP upgrades a running instance in flight. Its ambr run
+switches the app to the new build, which recovers on the old code, is told to
+upgrade (UpgradeTakeCheckpoint: it converts the state to its new layout and
+switches to its new code) and checkpoints the converted state; then the
+MANIFEST names the new build and the version moves up by one. Callers see no
+gap and no duplicate: it is a recovery. The new build must carry both versions
+(in the Go binding: immortal.Upgrade(current, next, convert)); check it first
+with 'ambr upgrade test'. If the new build fails before its converted
+checkpoint is durable (the conversion returns an error, it crashes, it cannot
+read the state), the old build comes back and the instance keeps its version,
+nothing lost.
+
+Exit codes: 0 upgraded; 1 the upgrade failed (the old version runs on); 2
+could not run (not running, no such instance, the app does not build).`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				if len(args) == 0 {
+					return cmd.Help()
+				}
+				msg := "unknown command %q for 'ambr upgrade' (it has: test; to upgrade a running instance give --to APP)"
+				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+					return usageErrorf("unknown command %q for 'ambr upgrade'; did you mean %q?", args[0], s[0])
+				}
+				return usageErrorf(msg, args[0])
+			}
+			if len(args) != 1 {
+				return usageErrorf("give one instance to upgrade: ambr upgrade NAME --to APP")
+			}
+			if timeout <= 0 {
+				return usageErrorf("--timeout %v: give a positive duration", timeout)
+			}
+			return runLiveUpgrade(cmd, g, args[0], to, timeout, asJSON)
+		},
 	}
+	cmd.SuggestionsMinimumDistance = 2
+	cmd.Flags().StringVar(&to, "to", "", "the new build (Go package path or executable) to upgrade the running instance to")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the instance's answer")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the outcome as JSON {instance, ok, error, version, build, …}")
 	var o retroOptions
 	test := &cobra.Command{
 		Use:   "test NAME... --candidate APP",

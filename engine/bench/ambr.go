@@ -101,10 +101,11 @@ type node struct {
 }
 
 // startNode runs an app under a coordinator for the instance home/name.
-func startNode(ctx context.Context, home, name string, fsys vfs.FS, segSize int64, newApp func() hosted.App) *node {
+// Coordinator links are TLS, as by default, unless plaintext.
+func startNode(ctx context.Context, home, name string, fsys vfs.FS, segSize int64, plaintext bool, newApp func() hosted.App) *node {
 	n := &node{name: name, done: make(chan error, 1), live: make(chan struct{})}
 	opts := engine.Options{
-		Dir: filepath.Join(home, name), Name: name, FS: fsys, Logger: quiet, SegmentSize: segSize,
+		Dir: filepath.Join(home, name), Name: name, FS: fsys, Logger: quiet, SegmentSize: segSize, PlaintextPeers: plaintext,
 		OnStatus: func(s engine.Status) {
 			now := time.Now().UnixNano()
 			n.firstStatus.CompareAndSwap(0, now)

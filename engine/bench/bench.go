@@ -25,13 +25,14 @@ const (
 	SysAmbr       = "ambr"        // durable logging on both sides
 	SysAmbrNoSync = "ambr-nosync" // log written, never fdatasynced
 	SysAmbrNoLog  = "ambr-nolog"  // log discarded
+	SysAmbrNoTLS  = "ambr-notls"  // durable, coordinators linked without TLS
 	SysGRPCUnary  = "grpc-unary"
 	SysGRPCStream = "grpc-stream"
 	SysTCP        = "tcp"
 )
 
 // AllSystems lists the throughput suite's systems.
-var AllSystems = []string{SysAmbr, SysAmbrNoSync, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP}
+var AllSystems = []string{SysAmbr, SysAmbrNoTLS, SysAmbrNoSync, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP}
 
 // systemTitle names a system in tables.
 func systemTitle(s string) string {
@@ -42,6 +43,8 @@ func systemTitle(s string) string {
 		return "ambr no-fsync"
 	case SysAmbrNoLog:
 		return "ambr log-off"
+	case SysAmbrNoTLS:
+		return "ambr TLS-off"
 	case SysGRPCUnary:
 		return "gRPC unary"
 	case SysGRPCStream:
@@ -111,7 +114,7 @@ func DefaultConfig() Config {
 		// 64 MiB the baselines' large messages are still ramping up (raw
 		// TCP at 64 KiB shows a third of its steady rate).
 		Volume: 256 << 20, MaxMsgs: 1 << 20,
-		Modes: []string{"oneway", "echo"}, Systems: []string{SysAmbr, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP},
+		Modes: []string{"oneway", "echo"}, Systems: []string{SysAmbr, SysAmbrNoTLS, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP},
 		WindowBytes: 16 << 20, WindowMsgs: 32768, GRPCInFlight: 32,
 		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, LatencyHalfPeak: true, SyncProbes: 2000,
 		ConvRequests: 5000, ConvConcurrency: 16,

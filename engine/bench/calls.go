@@ -192,8 +192,8 @@ func runAmbrCalls(ctx context.Context, dir string, total, warmup, inflight int, 
 	srv := counter.NewServer(nil)
 	cli := newCallClient(callArgs{Server: "counter", Total: all, InFlight: int64(inflight), Paced: rate > 0}, clk, done)
 	runCtx, stop := context.WithCancel(ctx)
-	ns := startNode(runCtx, home, "counter", fsFor(logDurable), 0, func() hosted.App { return srv })
-	nc := startNode(runCtx, home, "client", fsFor(logDurable), 0, func() hosted.App { return cli })
+	ns := startNode(runCtx, home, "counter", fsFor(logDurable), 0, false, func() hosted.App { return srv })
+	nc := startNode(runCtx, home, "client", fsFor(logDurable), 0, false, func() hosted.App { return cli })
 	sample, err := func() (callSample, error) {
 		for _, n := range []*node{ns, nc} {
 			if err := n.waitLive(ctx); err != nil {

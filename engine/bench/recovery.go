@@ -150,7 +150,7 @@ func buildRecInstance(ctx context.Context, home string, ballast int, n int64, si
 	done := newSignal()
 	app := newRecApp(ballast, n, done)
 	runCtx, stop := context.WithCancel(ctx)
-	nd := startNode(runCtx, home, "rec", fsFor(logDurable), 1<<50, func() hosted.App { return app })
+	nd := startNode(runCtx, home, "rec", fsFor(logDurable), 1<<50, false, func() hosted.App { return app })
 	err := func() error {
 		if err := nd.waitLive(ctx); err != nil {
 			return err
@@ -202,7 +202,7 @@ func recoverOnce(ctx context.Context, home string, ballast int, n int64) (time.D
 	defer cancel()
 	app := newRecApp(ballast, n, newSignal())
 	runCtx, stop := context.WithCancel(ctx)
-	nd := startNode(runCtx, home, "rec", fsFor(logDurable), 1<<50, func() hosted.App { return app })
+	nd := startNode(runCtx, home, "rec", fsFor(logDurable), 1<<50, false, func() hosted.App { return app })
 	err := func() error {
 		for nd.phaseLiveAt.Load() == 0 {
 			select {

@@ -137,11 +137,13 @@ func runThroughput(ctx context.Context, cfg Config, dir string) (*ThroughputResu
 func runSystem(ctx context.Context, cfg Config, dir, sys string, size int, n, window int64, echo bool) (time.Duration, error) {
 	switch sys {
 	case SysAmbr:
-		return runAmbrThroughput(ctx, dir, logDurable, size, n, window, echo)
+		return runAmbrThroughput(ctx, dir, logDurable, false, size, n, window, echo)
+	case SysAmbrNoTLS:
+		return runAmbrThroughput(ctx, dir, logDurable, true, size, n, window, echo)
 	case SysAmbrNoSync:
-		return runAmbrThroughput(ctx, dir, logNoSync, size, n, window, echo)
+		return runAmbrThroughput(ctx, dir, logNoSync, false, size, n, window, echo)
 	case SysAmbrNoLog:
-		return runAmbrThroughput(ctx, dir, logOff, size, n, window, echo)
+		return runAmbrThroughput(ctx, dir, logOff, false, size, n, window, echo)
 	case SysGRPCUnary:
 		return runGRPCUnary(ctx, size, n, max(cfg.GRPCInFlight, 1), echo)
 	case SysGRPCStream:

@@ -122,7 +122,7 @@ func newTputJob(args tputJobArgs, warmed, done *signal) *immortal.App[tputJobSta
 // under dir, with the given logging mode; it returns the time from the
 // start impulse to the last message processed (one-way: by the server;
 // echo: its echo by the job).
-func runAmbrThroughput(ctx context.Context, dir, logMode string, size int, total, window int64, echo bool) (time.Duration, error) {
+func runAmbrThroughput(ctx context.Context, dir, logMode string, plaintext bool, size int, total, window int64, echo bool) (time.Duration, error) {
 	home, err := os.MkdirTemp(dir, "tput-")
 	if err != nil {
 		return 0, err
@@ -135,8 +135,8 @@ func runAmbrThroughput(ctx context.Context, dir, logMode string, size int, total
 	job := newTputJob(tputJobArgs{Server: "srv", Size: size, Total: total, Echo: echo, Window: window}, warmed, done)
 	fsys := fsFor(logMode)
 	runCtx, stop := context.WithCancel(ctx)
-	ns := startNode(runCtx, home, "srv", fsys, 0, func() hosted.App { return srv })
-	nj := startNode(runCtx, home, "job", fsys, 0, func() hosted.App { return job })
+	ns := startNode(runCtx, home, "srv", fsys, 0, plaintext, func() hosted.App { return srv })
+	nj := startNode(runCtx, home, "job", fsys, 0, plaintext, func() hosted.App { return job })
 	elapsed, err := func() (time.Duration, error) {
 		for _, n := range []*node{ns, nj} {
 			if err := n.waitLive(ctx); err != nil {

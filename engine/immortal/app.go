@@ -3,6 +3,7 @@ package immortal
 import (
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 )
@@ -29,8 +30,16 @@ type App[S any] struct {
 	ids          map[int32]string
 	results      map[string]resultHandler[S]
 	onFirstStart func(ctx *Ctx, s *S, initArgs []byte) error
+	// durable holds the orchestrations and entity types, nil if none.
+	durable *durableRegistry
 	// upgrade hands over to the next version (Upgrade), nil if none.
 	upgrade func(old *session[S], takeCheckpoint bool) (*switchCode, error)
+	// stateType names S in checkpoints (WithStateType).
+	stateType string
+	// adopt, set by Upgrade, takes a checkpoint of a later version's state
+	// (the instance was upgraded already): it loads it into that version
+	// and hands over to it. ok is false if no later version has the type.
+	adopt func(old *session[S], stateType string, data []byte) (sw *switchCode, ok bool, err error)
 
 	mu      sync.Mutex // guards state, bind and started; held while a record is processed
 	state   S
@@ -56,10 +65,28 @@ type resultHandler[S any] func(ctx *Ctx, s *S, result []byte, callErr error, not
 type Option func(*options)
 
 type options struct {
-	codec    Codec
-	initArgs any
-	hasInit  bool
-	log      *slog.Logger
+	codec     Codec
+	initArgs  any
+	hasInit   bool
+	log       *slog.Logger
+	stateType string
+}
+
+// WithStateType names the state's type in checkpoints, instead of its Go
+// package path and type name. A build refuses a checkpoint whose state has
+// another type name (it was not written by this app, or needs an Upgrade
+// from it): give the old name here when a refactor moves or renames the
+// type but keeps its encoding.
+func WithStateType(name string) Option { return func(o *options) { o.stateType = name } }
+
+// StateTypeName is the name a state of type S gets in checkpoints by
+// default: its package path and type name.
+func StateTypeName[S any]() string {
+	t := reflect.TypeFor[S]()
+	if t.Name() == "" || t.PkgPath() == "" {
+		return t.String()
+	}
+	return t.PkgPath() + "." + t.Name()
 }
 
 // WithCodec sets the codec for arguments, results, notes, init args and the
@@ -98,6 +125,10 @@ func New[S any](initial func() S, opts ...Option) *App[S] {
 		results:  map[string]resultHandler[S]{},
 		name:     DefaultName,
 	}
+	a.stateType = o.stateType
+	if a.stateType == "" {
+		a.stateType = StateTypeName[S]()
+	}
 	if o.hasInit {
 		a.init, a.initErr = a.codec.Marshal(o.initArgs)
 		if a.initErr != nil {
@@ -116,6 +147,7 @@ func Handle[S, A, R any](app *App[S], method string, fn func(ctx *Ctx, s *S, arg
 	if fn == nil {
 		panic("immortal: Handle " + method + " with a nil function")
 	}
+	checkUserMethod("Handle", method)
 	// The arguments are decoded into slot, not into a variable of each
 	// call: a pointer handed to the codec (an interface) escapes, so that
 	// would be an allocation per message. Handlers of an app run one at a

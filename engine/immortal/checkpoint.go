@@ -13,6 +13,10 @@ import (
 type bindingState struct {
 	nextCallID int64 // the id the next call gets; ids start at 1
 	pending    map[int64]pendingCall
+	dur        *DurableState // orchestrations, timers, entities; nil until used
+	// stateType names the Go type the state was encoded from (see
+	// WithStateType): a build never decodes a state of another type.
+	stateType string
 }
 
 func newBindingState() bindingState {
@@ -25,12 +29,15 @@ type pendingCall struct {
 	method   string // method called, for errors and tools
 	dest     string // instance called, "" for self
 	note     []byte // codec bytes, nil if the caller gave no note
+	orch     string // the orchestration whose step this is, "" for a HandleResult call
+	step     int    // the step of orch
 }
 
 // The checkpoint bytes, as the coordinator stores them and tools show them:
 //
 //	{"state": <codec bytes>, "binding": {"codec": "json", "next_call_id": 3,
-//	 "pending": {"2": {"on_result": "doubled", "method": "double", "note": ...}}}}
+//	 "pending": {"2": {"on_result": "doubled", "method": "double", "note": ...}},
+//	 "state_type": "example.com/app/bank.Account"}}
 //
 // The state and notes are embedded as JSON when the codec is JSON, and as
 // base64 strings under "state_b64" and "note_b64" otherwise.
@@ -44,6 +51,10 @@ type bindingJSON struct {
 	Codec      string                 `json:"codec"`
 	NextCallID int64                  `json:"next_call_id"`
 	Pending    map[string]pendingJSON `json:"pending"`
+	Durable    *DurableState          `json:"durable,omitempty"`
+	// StateType is the type the state was encoded from; absent in
+	// checkpoints of builds before it was recorded.
+	StateType string `json:"state_type,omitempty"`
 }
 
 type pendingJSON struct {
@@ -52,6 +63,8 @@ type pendingJSON struct {
 	Dest     string          `json:"dest,omitempty"`
 	Note     json.RawMessage `json:"note,omitempty"`
 	NoteB64  *[]byte         `json:"note_b64,omitempty"`
+	Orch     string          `json:"orchestration,omitempty"`
+	Step     int             `json:"step,omitempty"`
 }
 
 // embed returns b as JSON to embed if the codec is JSON and b is valid JSON,
@@ -84,13 +97,15 @@ func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
 		Codec:      c.Name(),
 		NextCallID: b.nextCallID,
 		Pending:    make(map[string]pendingJSON, len(b.pending)),
+		Durable:    b.dur,
+		StateType:  b.stateType,
 	}}
 	if state == nil {
 		state = []byte{}
 	}
 	ck.State, ck.StateB64 = embed(c, state)
 	for id, p := range b.pending {
-		pj := pendingJSON{OnResult: p.onResult, Method: p.method, Dest: p.dest}
+		pj := pendingJSON{OnResult: p.onResult, Method: p.method, Dest: p.dest, Orch: p.orch, Step: p.step}
 		pj.Note, pj.NoteB64 = embed(c, p.note)
 		ck.Binding.Pending[strconv.FormatInt(id, 10)] = pj
 	}
@@ -115,13 +130,13 @@ func decodeCheckpoint(c Codec, data []byte) ([]byte, bindingState, error) {
 	if ck.Binding.NextCallID < 1 {
 		return nil, bindingState{}, fmt.Errorf("checkpoint has next_call_id %d, want at least 1", ck.Binding.NextCallID)
 	}
-	b := bindingState{nextCallID: ck.Binding.NextCallID, pending: make(map[int64]pendingCall, len(ck.Binding.Pending))}
+	b := bindingState{nextCallID: ck.Binding.NextCallID, pending: make(map[int64]pendingCall, len(ck.Binding.Pending)), dur: ck.Binding.Durable, stateType: ck.Binding.StateType}
 	for key, pj := range ck.Binding.Pending {
 		id, err := strconv.ParseInt(key, 10, 64)
 		if err != nil || id < 1 || id >= b.nextCallID {
 			return nil, bindingState{}, fmt.Errorf("checkpoint has a pending call with id %q, want 1 to %d", key, b.nextCallID-1)
 		}
-		b.pending[id] = pendingCall{onResult: pj.OnResult, method: pj.Method, dest: pj.Dest, note: unembed(pj.Note, pj.NoteB64)}
+		b.pending[id] = pendingCall{onResult: pj.OnResult, method: pj.Method, dest: pj.Dest, note: unembed(pj.Note, pj.NoteB64), orch: pj.Orch, step: pj.Step}
 	}
 	state := unembed(ck.State, ck.StateB64)
 	if state == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -19,6 +20,8 @@ type runtime struct {
 	methods map[string]bool // names of request handlers
 	results map[string]bool // names of result handlers
 	bind    *bindingState
+	dur     *durableRegistry // orchestrations and entity types, nil if none
+	log     *slog.Logger
 	out     output
 	env     []byte // scratch for the envelope of an outgoing RPC, see send
 }
@@ -51,6 +54,11 @@ type Ctx struct {
 	rng       *rand.Rand
 	replaying bool
 	done      bool
+	// For a call with a result being handled: its id and caller, which an
+	// orchestration or entity keeps to reply later. replyTo aliases the
+	// record.
+	callID  int64
+	replyTo []byte
 }
 
 var errCtxDone = errors.New("immortal: Ctx used after its handler returned")

@@ -65,7 +65,9 @@
 //
 // The fields, all part of the format:
 //
-//   - flags: bit 0 (FlagError) marks a failed call's result; others are 0.
+//   - flags: bit 0 (FlagError) marks a failed call's result; bit 1
+//     (FlagErrorCode) says its payload is "[code] text", the code of a
+//     declared error (DeclareError); others are 0.
 //   - method: the name handlers are registered under; empty in results.
 //   - call id: numbers a call at the caller (from 1, kept in the
 //     checkpoint); 0 in forks and impulses. A result carries its call's id,
@@ -95,5 +97,46 @@
 //	             "pending": {"2": {"on_result": "doubled", "method": "double", "note": {...}}}}}
 //
 // With a codec other than JSON the state and notes are base64 strings under
-// "state_b64" and "note_b64".
+// "state_b64" and "note_b64". An app with orchestrations or entities adds
+// "binding.durable": the durable clock, each orchestration in flight with
+// its history (every step, what came back and in which order, what it waits
+// for now), the pending timers, and each entity's state, lock holder and
+// queue (see DurableState).
+//
+// # Orchestrations, entities and critical sections
+//
+// The Durable Functions model, on the same log. Orchestrate registers an
+// orchestration: a method whose body may wait — CallAsync or
+// CallEntityAsync then Task.Await, Orch.WhenAll, Orch.WhenAny, Orch.Sleep,
+// WithTimeout — and whose caller gets the result when the body returns.
+// The body runs on a goroutine of its own while the binding waits for it,
+// so it stays in log order; its history is in the checkpoint, and after a
+// recovery the body runs again from the start against it, sending nothing
+// twice, up to where it waits. A body that does otherwise than its history
+// stops Serve with ErrNondeterministic naming the orchestration and step.
+// Bodies must be deterministic (Orch.Now, Orch.Rand), must not touch the
+// app's state, and must wait only through Orch and Task.
+//
+// NewEntity registers an entity type: state per (instance, name, key),
+// operations (HandleOp) run one at a time, in order per sender, changing the
+// state only when they succeed. Any handler may signal an entity
+// (Ctx.SignalEntity, EntityCtx.Signal); only orchestrations call them.
+//
+// Orch.Lock takes a critical section: the entities, sorted by (instance,
+// name, key), get one lock request that each forwards to the next once it
+// holds the lock for the orchestration, the last one telling it it holds
+// them all; a locked entity queues everyone else's messages. Inside, an
+// orchestration may call only the locked entities, one call each at a time,
+// signal only others, and not Lock again (ErrLockRule). The locks are
+// released by CriticalSection.Unlock or when the body returns, fails or
+// panics. Since every message is logged once, no release is ever lost.
+//
+// Durable timers are kept in the state and fire by an impulse (method
+// "ambr.timer") the binding sends when the wall clock reaches them; the
+// clock impulse ("ambr.clock") keeps the durable clock within 100 ms of
+// the wall clock while orchestrations are in flight. Entity messages use
+// the method "ambr.entity" with a JSON payload. All three method names are
+// the binding's; apps cannot register them. Declared errors (DeclareError)
+// keep their code across calls, so errors.Is finds them in a *CallError.
+// Orchestrations and entities need the JSON codec.
 package immortal

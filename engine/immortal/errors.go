@@ -22,6 +22,9 @@ type CallError struct {
 	Method string
 	// Message is the error text the callee sent.
 	Message string
+	// Code is the code of the declared error (DeclareError) the callee's
+	// error wrapped, "" if none; errors.Is matches it.
+	Code string
 }
 
 func (e *CallError) Error() string {

@@ -39,7 +39,7 @@ func TestFirstStartConversation(t *testing.T) {
 	if !bytes.HasPrefix(init.Data, []byte{EnvelopeVersion, 0, 0, 0}) { // version, flags, empty method, call id 0
 		t.Errorf("InitialMessage data starts %x", init.Data[:4])
 	}
-	wantCk := `{"state":{"started":false,"n":0},"binding":{"codec":"json","next_call_id":1,"pending":{}}}`
+	wantCk := `{"state":{"started":false,"n":0},"binding":{"codec":"json","next_call_id":1,"pending":{},"state_type":"github.com/ambr-dev/ambr/engine/immortal.testState"}}`
 	if string(ck.State) != wantCk {
 		t.Errorf("first checkpoint\n%s, want\n%s", ck.State, wantCk)
 	}
@@ -103,7 +103,7 @@ func TestSelfForkChain(t *testing.T) {
 			t.Errorf("record %d holds a %v of method id %d, want a %v of count", seq, r.Kind, r.MethodID, want)
 		}
 	}
-	want := `{"state":{"started":true,"n":4},"binding":{"codec":"json","next_call_id":1,"pending":{}}}`
+	want := `{"state":{"started":true,"n":4},"binding":{"codec":"json","next_call_id":1,"pending":{},"state_type":"github.com/ambr-dev/ambr/engine/immortal.testState"}}`
 	if got := string(ic.lastCheckpoint()); got != want {
 		t.Errorf("checkpoint\n%s, want\n%s", got, want)
 	}
@@ -152,7 +152,7 @@ func TestSelfCallWithResult(t *testing.T) {
 	if diff := cmp.Diff(Envelope{CallID: 1, Time: env.Time, Payload: []byte("42")}, renv); diff != "" {
 		t.Errorf("result envelope (-want +got):\n%s", diff)
 	}
-	want := `{"state":{"started":true,"n":0,"results":["42 err=\u003cnil\u003e note=\"double 21\""]},"binding":{"codec":"json","next_call_id":2,"pending":{}}}`
+	want := `{"state":{"started":true,"n":0,"results":["42 err=\u003cnil\u003e note=\"double 21\""]},"binding":{"codec":"json","next_call_id":2,"pending":{},"state_type":"github.com/ambr-dev/ambr/engine/immortal.testState"}}`
 	if got := string(ic.lastCheckpoint()); got != want {
 		t.Errorf("checkpoint\n%s, want\n%s", got, want)
 	}

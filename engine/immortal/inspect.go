@@ -2,6 +2,7 @@ package immortal
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/ambr-dev/ambr/engine/layout"
@@ -34,26 +35,98 @@ func NewestState(dir string, v any) bool {
 	return false
 }
 
+// DecodeDurable returns the orchestrations, timers and entities a
+// checkpoint of this binding holds (its "binding.durable"), nil if it holds
+// none. For tools and tests: they read it, the binding owns it.
+func DecodeDurable(checkpoint []byte) (*DurableState, error) {
+	var ck checkpointJSON
+	if err := json.Unmarshal(checkpoint, &ck); err != nil {
+		return nil, fmt.Errorf("immortal: not a checkpoint of this binding: %w", err)
+	}
+	return ck.Binding.Durable, nil
+}
+
+// NewestDurable returns what the newest valid checkpoint of the instance in
+// dir holds of orchestrations, timers and entities, decoding its state into
+// v too unless v is nil. It reports false when there is no checkpoint to
+// read.
+func NewestDurable(dir string, v any) (*DurableState, bool) {
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		return nil, false
+	}
+	nums, _ := in.Checkpoints()
+	for k := len(nums) - 1; k >= 0; k-- {
+		ck, err := in.ReadCheckpoint(nums[k])
+		if err != nil {
+			continue
+		}
+		var wrap checkpointJSON
+		if json.Unmarshal(ck.State, &wrap) != nil || (v != nil && json.Unmarshal(wrap.State, v) != nil) {
+			continue
+		}
+		d := wrap.Binding.Durable
+		if d == nil {
+			d = &DurableState{}
+		}
+		return d, true
+	}
+	return nil, false
+}
+
 // LoggedCalls counts the requests for method in the log of the instance in
 // dir, by sender and by payload: calls[sender] and payloads[payload].
 func LoggedCalls(dir, method string) (calls map[string]int, payloads map[string]int, err error) {
-	in, err := layout.Open(vfs.Default(), dir)
+	calls, payloads = map[string]int{}, map[string]int{}
+	err = eachLoggedRPC(dir, func(sender string, rpc logfmt.RPC) {
+		if name, result, payload, ok := DecodeArgs(rpc.Args, rpc.Reserved); ok && !result && name == method {
+			calls[sender]++
+			payloads[string(payload)]++
+		}
+	})
 	if err != nil {
 		return nil, nil, err
+	}
+	return calls, payloads, nil
+}
+
+// LoggedResults counts the results of calls in the log of the instance in
+// dir, by call id: exactly one each, when every call was answered once.
+func LoggedResults(dir string) (map[int64]int, error) {
+	results := map[int64]int{}
+	err := eachLoggedRPC(dir, func(_ string, rpc logfmt.RPC) {
+		if rpc.Reserved != ReservedResult {
+			return
+		}
+		if e, err := ParseEnvelope(rpc.Args); err == nil {
+			results[e.CallID]++
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// eachLoggedRPC calls fn with every RPC logged by the instance in dir and
+// the instance that sent it.
+func eachLoggedRPC(dir string, fn func(sender string, rpc logfmt.RPC)) error {
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		return err
 	}
 	lr, err := in.NewLogReader(0)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	defer lr.Close()
-	calls, payloads = map[string]int{}, map[string]int{}
 	for {
 		r, err := lr.Next()
 		if err == io.EOF {
-			return calls, payloads, nil
+			return nil
 		}
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		src, left := 0, uint32(0)
 		if len(r.Sources) > 0 {
@@ -70,10 +143,7 @@ func LoggedCalls(dir, method string) (calls map[string]int, payloads map[string]
 				continue
 			}
 			rpc, _ := logfmt.ParseRPC(m.Data)
-			if name, result, payload, ok := DecodeArgs(rpc.Args, rpc.Reserved); ok && !result && name == method {
-				calls[r.Sources[src].Peer]++
-				payloads[string(payload)]++
-			}
+			fn(r.Sources[src].Peer, rpc)
 		}
 	}
 }

@@ -108,6 +108,10 @@ func Main[S any](app *App[S]) {
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s (instance %s): %v\n", filepath.Base(os.Args[0]), app.Name(), err)
+		var incompatible *IncompatibleStateError
+		if errors.As(err, &incompatible) {
+			os.Exit(ExitIncompatibleState)
+		}
 		os.Exit(1)
 	}
 }

@@ -45,6 +45,13 @@ func (a *App[S]) Serve(ctx context.Context, toIC io.Writer, fromIC io.Reader) er
 		}
 	}()
 
+	if a.durable != nil {
+		tctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); a.timerLoop(tctx) }()
+		defer func() { cancel(); <-done }()
+		defer a.stopOrchestrations()
+	}
 	var s processor = newSession(a, name)
 	rr := logfmt.NewRecordReader(fromIC)
 	for {

@@ -50,6 +50,8 @@ func newSession[S any](a *App[S], name string) *session[S] {
 		methods: make(map[string]bool, len(a.handlers)),
 		results: make(map[string]bool, len(a.results)),
 		bind:    &a.bind,
+		dur:     a.durable,
+		log:     a.log,
 	}
 	for m := range a.handlers {
 		s.rt.methods[m] = true
@@ -184,7 +186,9 @@ func (s *session[S]) checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("encode state for a checkpoint: %w", err)
 	}
-	ck, err := encodeCheckpoint(a.codec, state, &a.bind)
+	b := a.bind
+	b.stateType = a.stateType
+	ck, err := encodeCheckpoint(a.codec, state, &b)
 	if err != nil {
 		return err
 	}
@@ -216,13 +220,43 @@ func (s *session[S]) loadCheckpoint(m logfmt.Message, state io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if bind.stateType != "" && bind.stateType != a.stateType {
+		if a.adopt != nil {
+			sw, ok, err := a.adopt(s, bind.stateType, data)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return sw
+			}
+		}
+		return &IncompatibleStateError{Checkpoint: bind.stateType, Build: a.stateType}
+	}
+	return s.load(stateBytes, bind)
+}
+
+// load makes a decoded checkpoint the app's state and starts recovering.
+func (s *session[S]) load(stateBytes []byte, bind bindingState) error {
+	a := s.app
 	var st S
 	if err := a.codec.Unmarshal(stateBytes, &st); err != nil {
 		return fmt.Errorf("decode state from checkpoint with codec %s: %w", a.codec.Name(), err)
 	}
+	abortOrchestrations(a.bind.dur)
 	a.state, a.bind, a.started = st, bind, true
 	s.phase = phaseRecovering
 	return nil
+}
+
+// decodeInto loads checkpoint bytes of this session's own state type (an
+// upgraded instance adopted by the version before it). Called with the
+// app's mu held.
+func (s *session[S]) decodeInto(data []byte) error {
+	stateBytes, bind, err := decodeCheckpoint(s.app.codec, data)
+	if err != nil {
+		return err
+	}
+	return s.load(stateBytes, bind)
 }
 
 // ctxSlab is how many Ctx values session.ctx allocates at a time.
@@ -325,10 +359,19 @@ func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env rawEnvelope) err
 	var result []byte
 	var herr error
 	// a.handlers[string(bytes)] does not allocate the string.
+	if wantResult {
+		ctx.callID, ctx.replyTo = env.callID, env.replyTo
+	}
 	if h, ok := a.handlers[string(env.method)]; !ok {
 		herr = fmt.Errorf("immortal: %s has no handler for method %s", s.rt.name, env.method)
 	} else if p := protect(func() { result, herr = h(ctx, &a.state, env.payload, wantResult) }); p != nil {
 		return p.err(string(env.method))
+	}
+	if herr == errDeferred {
+		return nil // an orchestration or entity replies when it is done
+	}
+	if herr != nil && isFatal(herr) {
+		return herr
 	}
 	if !wantResult {
 		if herr != nil {
@@ -342,7 +385,7 @@ func (s *session[S]) request(ctx *Ctx, kind logfmt.RPCKind, env rawEnvelope) err
 	}
 	reply := Envelope{CallID: env.callID, Time: ctx.now, Payload: result}
 	if herr != nil {
-		reply.Flags, reply.Payload = FlagError, []byte(herr.Error())
+		reply.Flags, reply.Payload = errorPayload(herr)
 	}
 	dest := ""
 	if string(env.replyTo) != s.rt.name {
@@ -380,6 +423,9 @@ func (s *session[S]) result(ctx *Ctx, env rawEnvelope) error {
 		return nil
 	}
 	delete(s.rt.bind.pending, env.callID)
+	if p.orch != "" {
+		return s.rt.orchResult(ctx, p, env)
+	}
 	h, ok := a.results[p.onResult]
 	if !ok {
 		s.report(slog.LevelError, "dropping a result: no result handler", ctx, "on_result", p.onResult, "method", p.method, "call_id", env.callID)
@@ -387,7 +433,7 @@ func (s *session[S]) result(ctx *Ctx, env rawEnvelope) error {
 	}
 	var callErr error
 	if env.flags&FlagError != 0 {
-		callErr = &CallError{Method: p.method, Message: string(env.payload)}
+		callErr = callError(p.method, env.flags, env.payload)
 	}
 	var herr error
 	if pp := protect(func() { herr = h(ctx, &a.state, env.payload, callErr, p.note) }); pp != nil {

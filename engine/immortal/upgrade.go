@@ -40,7 +40,33 @@ func (e *switchCode) Error() string { return "immortal: switching to the next ve
 //	immortal.Main(v1)
 func Upgrade[S, S2 any](app *App[S], next *App[S2], convert func(S) (S2, error)) {
 	app.checkOpen("Upgrade")
+	// An instance upgraded already checkpoints next's state: load it into
+	// next (or a version after it) directly.
+	app.adopt = func(old *session[S], stateType string, data []byte) (*switchCode, bool, error) {
+		app.lmu.Lock()
+		w, name := app.wire, app.name
+		app.lmu.Unlock()
+		next.lmu.Lock()
+		next.frozen, next.wire, next.name = true, w, name
+		next.lmu.Unlock()
+		ns := newSession(next, old.rt.name)
+		next.mu.Lock()
+		defer next.mu.Unlock()
+		if stateType != next.stateType {
+			if next.adopt == nil {
+				return nil, false, nil
+			}
+			return next.adopt(ns, stateType, data)
+		}
+		if err := ns.decodeInto(data); err != nil {
+			return nil, true, err
+		}
+		return &switchCode{next: ns}, true, nil
+	}
 	app.upgrade = func(old *session[S], takeCheckpoint bool) (*switchCode, error) {
+		// The bodies of orchestrations re-run on next's code, from their
+		// history, when their next result arrives.
+		abortOrchestrations(app.bind.dur)
 		st, err := convert(app.state)
 		if err != nil {
 			return nil, fmt.Errorf("converting the state to the next version failed: %w", err)
@@ -74,3 +100,22 @@ func Upgrade[S, S2 any](app *App[S], next *App[S2], convert func(S) (S2, error))
 // afterRecord publishes the session's phase to its app (impulses are allowed
 // once it is primary).
 func (s *session[S]) afterRecord() { s.app.setPhase(s.phase) }
+
+// IncompatibleStateError says a checkpoint holds a state of another type
+// than the build's: the build is not this instance's app, or it needs an
+// Upgrade from that type. The binding refuses to go on rather than decode
+// the state into a type it was not written from; immortal.Main exits with
+// ExitIncompatibleState, and `ambr run` stops on it without a restart.
+type IncompatibleStateError struct {
+	Checkpoint, Build string
+}
+
+func (e *IncompatibleStateError) Error() string {
+	return fmt.Sprintf("the instance's checkpoint holds a state of type %s, but this build's state is %s: "+
+		"this build is not the instance's app, or it needs immortal.Upgrade from %s (a renamed type keeps its name with immortal.WithStateType); nothing was changed",
+		e.Checkpoint, e.Build, e.Checkpoint)
+}
+
+// ExitIncompatibleState is the exit code of immortal.Main for an
+// IncompatibleStateError (EX_CONFIG in sysexits.h).
+const ExitIncompatibleState = 78

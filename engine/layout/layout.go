@@ -118,7 +118,11 @@ func ReadManifest(fsys vfs.FS, dir string) (*logfmt.Manifest, error) {
 }
 
 // LogDir is the directory of the current version's files.
-func (in *Instance) LogDir() string { return filepath.Join(in.Dir, VersionDir(in.Manifest.Version)) }
+//
+// Every version's log lives in v0/: a live upgrade moves the MANIFEST's
+// version but keeps one history, which the tools replay across versions
+// (the MANIFEST's build ranges say which build ran which part).
+func (in *Instance) LogDir() string { return filepath.Join(in.Dir, VersionDir(0)) }
 
 // SegmentPath is the path of log segment n of the current version.
 func (in *Instance) SegmentPath(n uint64) string { return filepath.Join(in.LogDir(), SegmentName(n)) }

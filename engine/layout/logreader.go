@@ -16,7 +16,9 @@ const readBufSize = 256 << 10
 // LogReader returns an instance's records in order across its segments. It
 // is safe on a live log: an incomplete record at the end of the last segment
 // ends the log (TornTail reports it), as the writer may be in the middle of
-// appending it.
+// appending it. A segment the MANIFEST seals (a replica took over from the
+// primary that wrote it) ends at its seal: whatever a deposed primary
+// appended after it is never read.
 type LogReader struct {
 	fs    vfs.FS
 	in    *Instance
@@ -29,6 +31,9 @@ type LogReader struct {
 	off   int64
 	torn  error
 	notes []string
+	// endSeg, endOff: where the valid part of the last segment read ends.
+	endSeg uint64
+	endOff int64
 }
 
 // NewLogReader opens the log at segment from (0: the first present).
@@ -76,10 +81,20 @@ func (in *Instance) NewLogReaderAt(seg uint64, off int64, prev int64) (*LogReade
 		f.Close()
 		return nil, err
 	}
+	size := st.Size()
+	if seal, ok := in.Manifest.Seal(seg); ok && seal < size {
+		size = seal
+	}
 	lr.f, lr.seg, lr.last = f, seg, prev
-	lr.sr = logfmt.ResumeSegmentReader(bufio.NewReaderSize(io.NewSectionReader(f, off, st.Size()-off), readBufSize), h, off, prev)
+	lr.sr = logfmt.ResumeSegmentReader(bufio.NewReaderSize(io.NewSectionReader(f, off, max(size-off, 0)), readBufSize), h, off, prev)
 	return lr, nil
 }
+
+// End is where the valid part of the last segment read so far ends: its
+// number and the byte offset after its last whole record (0 if even its
+// header is incomplete). After Next returned io.EOF it is the end of the
+// log, the offset a promoted replica seals the segment at.
+func (lr *LogReader) End() (segment uint64, offset int64) { return lr.endSeg, lr.endOff }
 
 // Position is where the last record returned starts: its segment number and
 // byte offset.
@@ -119,6 +134,7 @@ func (lr *LogReader) Next() (*logfmt.Record, error) {
 		}
 		path := lr.in.SegmentPath(lr.seg)
 		lastSeg := lr.i == len(lr.segs)-1
+		lr.endSeg, lr.endOff = lr.seg, lr.sr.Offset()
 		switch {
 		case err == io.EOF:
 		case logfmt.IsTornTail(err) && lastSeg:
@@ -139,9 +155,19 @@ func (lr *LogReader) open(n uint64) error {
 	if err != nil {
 		return fmt.Errorf("open log segment: %w", err)
 	}
-	sr, err := logfmt.NewSegmentReader(bufio.NewReaderSize(f, readBufSize))
+	var r io.Reader = f
+	if seal, ok := lr.in.Manifest.Seal(n); ok {
+		r = io.NewSectionReader(f, 0, seal)
+	}
+	sr, err := logfmt.NewSegmentReader(bufio.NewReaderSize(r, readBufSize))
 	if err != nil {
 		f.Close()
+		lr.endSeg, lr.endOff = n, 0
+		if _, sealed := lr.in.Manifest.Seal(n); sealed && logfmt.IsTornTail(err) {
+			// Sealed before its header was whole: it holds no record.
+			lr.i++
+			return nil
+		}
 		if logfmt.IsTornTail(err) {
 			// A segment whose header was being written holds no record.
 			if lr.i == len(lr.segs)-1 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,7 +24,7 @@ func Resolve(ctx context.Context, app, home string, progress io.Writer) (logfmt.
 		if st.Mode()&0o111 == 0 {
 			return logfmt.AppBuild{}, fmt.Errorf("%s is a file but not executable (chmod +x it, or name a Go package directory)", app)
 		}
-		return keep(app, app, home, false)
+		return keep(app, app, home)
 	}
 	if !looksLikePackage(app) {
 		return logfmt.AppBuild{}, fmt.Errorf("APP %q is neither an executable file nor a Go package path (like ./samples/accumulator)", app)
@@ -34,19 +33,17 @@ func Resolve(ctx context.Context, app, home string, progress io.Writer) (logfmt.
 	if err != nil {
 		return logfmt.AppBuild{}, fmt.Errorf("building Go package %s needs the go command on PATH (or pass an executable instead)", app)
 	}
-	if err := os.MkdirAll(BinDir(home), 0o755); err != nil {
-		return logfmt.AppBuild{}, err
-	}
-	tmp, err := os.CreateTemp(BinDir(home), "build-*")
+	// Build outside the home: if this build is stored already, nothing is
+	// written there (a home whose disk filled up can still restart).
+	tmpDir, err := os.MkdirTemp("", "ambr-build-")
 	if err != nil {
-		return logfmt.AppBuild{}, err
+		return logfmt.AppBuild{}, fmt.Errorf("build %s: make a temporary directory: %w", app, err)
 	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
+	defer os.RemoveAll(tmpDir)
 	if progress != nil {
 		fmt.Fprintf(progress, "building %s …\n", app)
 	}
-	out, _ := filepath.Abs(tmp.Name())
+	out, _ := filepath.Abs(filepath.Join(tmpDir, "app"))
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, ".")
 	if st, err := os.Stat(app); err == nil && st.IsDir() {
 		cmd.Dir = app // build in the package's own module
@@ -57,7 +54,7 @@ func Resolve(ctx context.Context, app, home string, progress io.Writer) (logfmt.
 	if err != nil {
 		return logfmt.AppBuild{}, fmt.Errorf("go build %s failed:\n%s", app, strings.TrimSpace(string(msg)))
 	}
-	return keep(app, tmp.Name(), home, true)
+	return keep(app, out, home)
 }
 
 func looksLikePackage(app string) bool {
@@ -68,37 +65,43 @@ func looksLikePackage(app string) bool {
 	return strings.Contains(app, ".") && strings.Contains(app, "/") // a module path
 }
 
-// keep copies (or moves) the binary at path to <home>/.bin/<sha256>.
-func keep(source, path, home string, move bool) (logfmt.AppBuild, error) {
-	f, err := os.Open(path)
+// keep stores the binary at path as <home>/.bin/<sha256>, unless a file
+// with that content is stored already: then nothing is written.
+func keep(source, path, home string) (logfmt.AppBuild, error) {
+	sum, err := fileSHA256(path)
 	if err != nil {
-		return logfmt.AppBuild{}, err
-	}
-	h := sha256.New()
-	_, err = io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return logfmt.AppBuild{}, fmt.Errorf("hash %s: %w", path, err)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if err := os.MkdirAll(BinDir(home), 0o755); err != nil {
 		return logfmt.AppBuild{}, err
 	}
 	dst, err := filepath.Abs(filepath.Join(BinDir(home), sum))
 	if err != nil {
 		return logfmt.AppBuild{}, err
 	}
-	if _, err := os.Stat(dst); errors.Is(err, os.ErrNotExist) {
-		if move {
-			err = os.Rename(path, dst)
-		} else {
-			err = copyFile(path, dst)
-		}
-		if err != nil {
-			return logfmt.AppBuild{}, fmt.Errorf("keep binary: %w", err)
-		}
+	build := logfmt.AppBuild{Source: source, Path: dst, SHA256: sum}
+	if stored, err := fileSHA256(dst); err == nil && stored == sum {
+		return build, nil
 	}
-	return logfmt.AppBuild{Source: source, Path: dst, SHA256: sum}, nil
+	if err := os.MkdirAll(BinDir(home), 0o755); err != nil {
+		return logfmt.AppBuild{}, fmt.Errorf("keep the app's binary: %w", err)
+	}
+	// Absent, or not what its name says (damaged): store it again.
+	if err := copyFile(path, dst); err != nil {
+		return logfmt.AppBuild{}, fmt.Errorf("keep the app's binary in %s: %w (free some space there, or point --home elsewhere)", BinDir(home), err)
+	}
+	return build, nil
+}
+
+// fileSHA256 is the hex SHA-256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // copyFile copies src to dst through a temporary file of its own, renamed

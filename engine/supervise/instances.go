@@ -25,6 +25,12 @@ type InstanceInfo struct {
 	Newest        uint64
 	App           string
 	Error         string
+	// Problems are what the running coordinator reports needs an
+	// operator, by peer instance.
+	Problems map[string]string
+	// Replicas are the running replicas of an instance run with
+	// --replica; ICPid and AppPid are then the primary's.
+	Replicas []ReplicaStatus
 }
 
 // ListInstances describes the instances under home (directories with a
@@ -63,7 +69,15 @@ func Describe(name, dir string) InstanceInfo {
 	}
 	v.Version, v.Newest, v.App = in.Manifest.Version, in.Manifest.Checkpoint, in.Manifest.App.Source
 	if st, ok := ReadRunStatus(dir); ok {
-		v.Running, v.ICPid, v.AppPid = true, st.ICPid, st.AppPid
+		v.Running, v.ICPid, v.AppPid, v.Problems = true, st.ICPid, st.AppPid, st.Problems
+	}
+	if v.Replicas = ReadReplicaStatuses(dir); len(v.Replicas) > 0 {
+		v.Running = true
+		for _, r := range v.Replicas {
+			if r.Role == "primary" {
+				v.ICPid, v.AppPid, v.Problems = r.ICPid, r.AppPid, r.Problems
+			}
+		}
 	}
 	segs, _ := in.Segments()
 	ckpts, _ := in.Checkpoints()

@@ -30,6 +30,9 @@ type RunStatus struct {
 	SendPort   int    `json:"send_port,omitempty"`
 	Started    int64  `json:"started"`
 	Restarts   int    `json:"app_restarts"`
+	// Problems are conditions that need an operator, by peer instance
+	// (lost acknowledged input).
+	Problems map[string]string `json:"problems,omitempty"`
 }
 
 // WriteRunStatus replaces dir/RUN (atomically; it is not durable state).

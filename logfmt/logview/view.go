@@ -24,9 +24,15 @@ type MessageView struct {
 	// arguments, when a decoder recognises it (see ArgsDecoder).
 	MethodName string `json:"method_name,omitempty"`
 	Result     bool   `json:"result,omitempty"`
-	Size       int    `json:"size"`
-	Args       string `json:"args,omitempty"`
-	ArgsHex    string `json:"args_hex,omitempty"`
+	// CallID numbers a call with a result at its caller; a result carries
+	// the id of its call. Known only from an EnvelopeDecoder.
+	CallID int64 `json:"call_id,omitempty"`
+	// Failed marks a result that is the call's error (its payload is the
+	// error text). Known only from an EnvelopeDecoder.
+	Failed  bool   `json:"failed,omitempty"`
+	Size    int    `json:"size"`
+	Args    string `json:"args,omitempty"`
+	ArgsHex string `json:"args_hex,omitempty"`
 	// Batch holds the RPCs of an RPCBatch or CountReplayableRPCBatch.
 	Batch []MessageView `json:"batch,omitempty"`
 	Error string        `json:"error,omitempty"`
@@ -49,9 +55,44 @@ type RecordView struct {
 // provides one; logview itself knows only the protocol.
 type ArgsDecoder func(args []byte, reserved byte) (method string, result bool, payload []byte, ok bool)
 
+// Envelope is what a binding's EnvelopeDecoder finds in an RPC's
+// arguments.
+type Envelope struct {
+	// Method is the method called; empty in results.
+	Method string
+	// Result says the RPC is the result of a call.
+	Result bool
+	// CallID is the caller's number of the call (0 for forks, impulses).
+	CallID int64
+	// Failed says the result is the call's error.
+	Failed bool
+	// Payload is the arguments, the result, or the error text.
+	Payload []byte
+}
+
+// EnvelopeDecoder is a richer ArgsDecoder: with it, results say which
+// call they answer and whether they are errors.
+type EnvelopeDecoder func(args []byte, reserved byte) (Envelope, bool)
+
+// envelopes adapts an ArgsDecoder to an EnvelopeDecoder.
+func (dec ArgsDecoder) envelopes() EnvelopeDecoder {
+	if dec == nil {
+		return nil
+	}
+	return func(args []byte, reserved byte) (Envelope, bool) {
+		method, result, payload, ok := dec(args, reserved)
+		return Envelope{Method: method, Result: result, Payload: payload}, ok
+	}
+}
+
 // View decodes rec, found at offset off of segment seg. dec, if not nil,
 // decodes RPC arguments further.
 func View(rec *logfmt.Record, seg uint64, off int64, dec ArgsDecoder) RecordView {
+	return ViewEnvelopes(rec, seg, off, dec.envelopes())
+}
+
+// ViewEnvelopes is View with an EnvelopeDecoder.
+func ViewEnvelopes(rec *logfmt.Record, seg uint64, off int64, dec EnvelopeDecoder) RecordView {
 	v := RecordView{
 		Seq: rec.Seq, Time: rec.LoggedTime(), Segment: seg, Offset: off, Size: rec.EncodedSize(),
 		OutCount: rec.OutCount, OutDigest: fmt.Sprintf("%016x", rec.OutDigest),
@@ -72,7 +113,7 @@ func View(rec *logfmt.Record, seg uint64, off int64, dec ArgsDecoder) RecordView
 			src++
 			left, seq = rec.Sources[src].Count, rec.Sources[src].FirstSeq
 		}
-		mv := Message(m, dec)
+		mv := MessageEnvelopes(m, dec)
 		if src < len(rec.Sources) && left > 0 {
 			mv.From, mv.FromSeq = rec.Sources[src].Peer, seq
 			left--
@@ -90,6 +131,11 @@ func View(rec *logfmt.Record, seg uint64, off int64, dec ArgsDecoder) RecordView
 
 // Message decodes one framed message.
 func Message(m logfmt.Message, dec ArgsDecoder) MessageView {
+	return MessageEnvelopes(m, dec.envelopes())
+}
+
+// MessageEnvelopes is Message with an EnvelopeDecoder.
+func MessageEnvelopes(m logfmt.Message, dec EnvelopeDecoder) MessageView {
 	mv := MessageView{Type: m.Type.String(), Size: m.EncodedLen()}
 	switch m.Type {
 	case logfmt.TypeRPC:
@@ -102,8 +148,8 @@ func Message(m logfmt.Message, dec ArgsDecoder) MessageView {
 		mv.Kind, mv.Method = strings.ToLower(r.Kind.String()), &id
 		args := r.Args
 		if dec != nil {
-			if name, result, payload, ok := dec(r.Args, r.Reserved); ok {
-				mv.MethodName, mv.Result, args = name, result, payload
+			if e, ok := dec(r.Args, r.Reserved); ok {
+				mv.MethodName, mv.Result, mv.CallID, mv.Failed, args = e.Method, e.Result, e.CallID, e.Failed, e.Payload
 			}
 		}
 		setArgs(&mv, args)
@@ -119,7 +165,7 @@ func Message(m logfmt.Message, dec ArgsDecoder) MessageView {
 			if !ok {
 				break
 			}
-			mv.Batch = append(mv.Batch, Message(sub, dec))
+			mv.Batch = append(mv.Batch, MessageEnvelopes(sub, dec))
 		}
 		if err := it.Err(); err != nil {
 			mv.Error = err.Error()
@@ -127,8 +173,8 @@ func Message(m logfmt.Message, dec ArgsDecoder) MessageView {
 	case logfmt.TypeInitialMessage:
 		args := m.Data
 		if dec != nil {
-			if _, _, payload, ok := dec(m.Data, 0); ok {
-				args = payload
+			if e, ok := dec(m.Data, 0); ok {
+				args = e.Payload
 			}
 		}
 		setArgs(&mv, args)
@@ -193,7 +239,7 @@ func writeMessage(w io.Writer, m MessageView, indent string, maxArgs int) error 
 	}
 	switch {
 	case m.Result:
-		fmt.Fprintf(&b, " %-12s", "result")
+		fmt.Fprintf(&b, " %-12s", m.ResultLabel())
 	case m.MethodName != "":
 		fmt.Fprintf(&b, " %-12s", m.MethodName)
 	case m.Method != nil:
@@ -226,4 +272,17 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// ResultLabel names a result for people: "result of call 7", "error of
+// call 7" (just "result" when the call's number is not known).
+func (m MessageView) ResultLabel() string {
+	label := "result"
+	if m.Failed {
+		label = "error"
+	}
+	if m.CallID != 0 {
+		label += " of call " + strconv.FormatInt(m.CallID, 10)
+	}
+	return label
 }

@@ -150,6 +150,10 @@ type JobArgs struct {
 	Echo   bool   `json:"echo"`
 	// Window is how many messages may await their echo (echo only).
 	Window int `json:"window"`
+	// Burst, without echo, sends the messages Burst at a time, one record
+	// each (a self-call asks for the next burst), instead of all from the
+	// first record: a stream the coordinator can slow down between records.
+	Burst int `json:"burst,omitempty"`
 }
 
 // JobState is the job's checkpointed state.
@@ -165,6 +169,7 @@ type JobState struct {
 // NewJob returns the job app.
 func NewJob(args JobArgs, out io.Writer) *immortal.App[JobState] {
 	app := immortal.New(func() JobState { return JobState{} }, immortal.WithInitArgs(args))
+	var burst func(ctx *immortal.Ctx, s *JobState) error
 	send := func(ctx *immortal.Ctx, s *JobState, upTo int) error {
 		for s.Sent < upTo && s.Sent < s.Count {
 			s.Sent++
@@ -185,7 +190,22 @@ func NewJob(args JobArgs, out io.Writer) *immortal.App[JobState] {
 		if s.Window <= 0 || !s.Echo {
 			s.Window = s.Count
 		}
+		if s.Burst > 0 && !s.Echo {
+			return burst(ctx, s)
+		}
 		return send(ctx, s, s.Window)
+	})
+	burst = func(ctx *immortal.Ctx, s *JobState) error {
+		if err := send(ctx, s, s.Sent+s.Burst); err != nil {
+			return err
+		}
+		if s.Sent < s.Count {
+			return ctx.Fork(ctx.Self(), "burst", struct{}{})
+		}
+		return nil
+	}
+	immortal.Handle(app, "burst", func(ctx *immortal.Ctx, s *JobState, _ struct{}) (struct{}, error) {
+		return struct{}{}, burst(ctx, s)
 	})
 	immortal.Handle(app, "echo", func(ctx *immortal.Ctx, s *JobState, p []byte) (struct{}, error) {
 		if len(p) < 8 || binary.LittleEndian.Uint64(p) != uint64(s.Echoes+1) {

@@ -16,6 +16,7 @@ func main() {
 	size := flag.Int("size", 32<<10, "bytes per message")
 	echoOn := flag.Bool("echo", false, "ask the server to echo every message")
 	window := flag.Int("window", 16, "with --echo: messages awaiting their echo at most")
+	burst := flag.Int("burst", 0, "without --echo: send this many messages per record, continuing by self-calls (0: all from the first record)")
 	flag.Parse()
-	immortal.Main(echo.NewJob(echo.JobArgs{Server: *server, Count: *count, Size: *size, Echo: *echoOn, Window: *window}, os.Stdout))
+	immortal.Main(echo.NewJob(echo.JobArgs{Server: *server, Count: *count, Size: *size, Echo: *echoOn, Window: *window, Burst: *burst}, os.Stdout))
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+)
+
+// upgradeTo runs `ambr upgrade NAME --to APP --json` and returns its exit
+// code and outcome.
+func upgradeTo(t *testing.T, home, name, app string) (int, upgradeResult, string) {
+	t.Helper()
+	cmd := exec.Command(builtBins.ambr, "--home", home, "upgrade", name, "--to", app, "--json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var res upgradeResult
+	if code != 2 {
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("ambr upgrade --json printed %q: %v\nstderr: %s", out, err, stderr.String())
+		}
+	}
+	return code, res, stderr.String()
+}
+
+// TestLiveUpgrade (scenarios.md "upgrade during", "upgrade fails"): while a
+// counter client calls the server, three upgrades fail — the conversion
+// returns an error, the new build crashes converting, the new build cannot
+// read the state at all — each leaving the old version running with
+// nothing lost; then an upgrade to server-v2 takes over in flight. The
+// client's results are exactly 1..k, the server logged exactly k calls, the
+// MANIFEST moved to version 1 only with the good build, and the state after
+// it is in the new layout.
+func TestLiveUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	v2 := goBuild(t, "server-v2", "../../samples/counter/server-v2")
+	badConvert := goBuild(t, "badconvert", "./testdata/upgrade/badconvert")
+	panicConvert := goBuild(t, "panicconvert", "./testdata/upgrade/panicconvert")
+	const k = 120
+	server, client := pair(t, k)
+	client.appArgs = append(client.appArgs, "--interval", "15ms")
+	server.start()
+	client.start()
+	progress(t, server, 10)
+
+	for _, bad := range []struct{ app, says string }{
+		{badConvert, "cannot convert the count"},
+		{panicConvert, "index out of range"},
+		{counterBins.client, "holds a state of type"},
+	} {
+		code, res, stderr := upgradeTo(t, server.home, "server", bad.app)
+		if code != 1 || res.OK || res.Version != 0 {
+			t.Fatalf("upgrade to %s: exit %d, %+v; want exit 1 at version 0\n%s\nserver:\n%s", bad.app, code, res, stderr, server.out.String())
+		}
+		if !strings.Contains(res.Error, bad.says) {
+			t.Errorf("upgrade to %s: the failure does not say %q: %s", bad.app, bad.says, res.Error)
+		}
+		t.Logf("failed as it should: %s", res.Error)
+	}
+	m, err := layout.ReadManifest(vfsDefault(), server.dir())
+	if err != nil || m.Version != 0 || m.App.Path != counterBins.server && !strings.HasSuffix(m.App.Source, "counter-server") {
+		t.Fatalf("after the failed upgrades the MANIFEST says version %d, app %+v (%v)", m.Version, m.App, err)
+	}
+
+	progress(t, server, 40)
+	code, res, stderr := upgradeTo(t, server.home, "server", v2)
+	if code != 0 || !res.OK || res.Version != 1 {
+		t.Fatalf("upgrade to server-v2: exit %d, %+v\n%s\n%s", code, res, stderr, server.out.String())
+	}
+	checkExact(t, waitClient(t, client, server).Results, k)
+	client.stop()
+	server.stop()
+	checkServerLog(t, server, map[string]int{"client": k})
+	m, err = layout.ReadManifest(vfsDefault(), server.dir())
+	if err != nil || m.Version != 1 || m.UpgradeVersion != 1 || m.App.SHA256 != res.Build.SHA256 {
+		t.Fatalf("after the upgrade the MANIFEST says version %d/%d, app %s (%v); want 1/1, %s", m.Version, m.UpgradeVersion, m.App.SHA256, err, res.Build.SHA256)
+	}
+	var st struct {
+		Value  int `json:"value"`
+		Layout int `json:"layout"`
+	}
+	// The newest checkpoint is the upgrade's own: the count converted at
+	// the moment of the upgrade, in the new layout.
+	if !newestState(server.dir(), &st) || st.Layout != 2 || st.Value < 40 || st.Value > k {
+		t.Fatalf("the newest checkpoint holds %+v; want the new layout with a value from 40 to %d", st, k)
+	}
+}
