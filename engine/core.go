@@ -259,6 +259,7 @@ type Core struct {
 	outCount   uint64
 	outDig     uint64
 	expects    []expectation
+	nondet     nondeterminismWatch // explains a replay that differs (nondeterminism.go)
 
 	firstStartGate bool // hold records until checkpoint 1 is durable
 	// heldCheckpoint is the first checkpoint, held back until record 1 (the
@@ -354,7 +355,9 @@ func (c *Core) ReplayRecord(rec *logfmt.Record) error {
 		}
 	}
 	c.expects = append(c.expects, expectation{seq: rec.Seq, count: rec.OutCount, digest: rec.OutDigest})
-	c.queue = append(c.queue, delivery{seq: rec.Seq, wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, rec.Seq, rec.Messages)})
+	wire := logfmt.AppendWireRecord(nil, c.cfg.CommitterID, rec.Seq, rec.Messages)
+	c.nondet.replayed(rec, wire)
+	c.queue = append(c.queue, delivery{seq: rec.Seq, wire: wire})
 	c.nextSeq = rec.Seq + 1
 	c.durable = rec.Seq
 	return nil
@@ -471,6 +474,7 @@ func (c *Core) appRPC(data []byte) error {
 	c.outCount++
 	c.outDig = logfmt.ChainDigest(c.outDig, digestDest, body)
 	if c.phase == phaseRecovering {
+		c.nondet.sentDuringRecovery(digestDest, body)
 		c.checkExpectations()
 	}
 	// Looked up with string(bytes), which does not allocate, and only when
@@ -529,13 +533,17 @@ func (c *Core) checkExpectations() {
 			continue // the point lies before the restored checkpoint's output
 		}
 		if e.digest != c.outDig {
-			msg := fmt.Sprintf("nondeterminism: replaying up to record %d, the app's output after %d messages has digest %016x, but the log recorded %016x: the app did not do what it did when the record was first processed", e.seq, e.count, c.outDig, e.digest)
+			key, msg := c.nondet.mismatch(e.seq, e.count, e.digest, c.outDig, c.outCount, false)
 			if c.cfg.Nondeterminism == NondeterminismStop {
-				c.ready.Fatal = fmt.Errorf("%s (stopping; run with nondeterminism policy \"warn\" to continue anyway)", msg)
+				c.ready.Fatal = fmt.Errorf("nondeterminism: %s (stopping; run with nondeterminism policy \"warn\" to continue anyway)", msg)
 			} else {
-				c.ready.Warnings = append(c.ready.Warnings, msg)
+				// Counted, told once recovery ends; later points are
+				// compared from the log's digest on.
+				c.nondet.count(key, msg, e.seq)
+				c.outDig = e.digest
 			}
 		}
+		c.nondet.matched(e.seq)
 	}
 }
 
@@ -663,13 +671,15 @@ func (c *Core) appCheckpoint(state []byte) error {
 		// app answered after handling all replayed records.
 		if len(c.expects) > 0 {
 			e := c.expects[len(c.expects)-1]
-			msg := fmt.Sprintf("nondeterminism: the replay produced %d outgoing messages, but the log recorded %d by record %d: the app did not do what it did when the records were first processed", c.outCount, e.count, e.seq)
+			key, msg := c.nondet.mismatch(e.seq, e.count, e.digest, c.outDig, c.outCount, true)
 			if c.cfg.Nondeterminism == NondeterminismStop {
-				c.ready.Fatal = fmt.Errorf("%s (stopping; run with nondeterminism policy \"warn\" to continue anyway)", msg)
+				c.ready.Fatal = fmt.Errorf("nondeterminism: %s (stopping; run with nondeterminism policy \"warn\" to continue anyway)", msg)
 			} else {
-				c.ready.Warnings = append(c.ready.Warnings, msg)
+				c.nondet.count(key, msg, e.seq)
 			}
 		}
+		c.ready.Warnings = append(c.ready.Warnings, c.nondet.summary()...)
+		c.nondet = nondeterminismWatch{}
 		c.phase = phaseLive
 		c.expects = nil
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,6 +39,13 @@ type Options struct {
 	// the state and processes the history on the new code. States are then
 	// not compared (their layout differs by design); messages are.
 	UpgradeTest bool
+	// Window is how many records are fed between comparisons (default
+	// DefaultWindow); 1 compares after every record.
+	Window int64
+	// Repeat is how many records from the start the candidate also runs a
+	// second time, to catch output that varies between runs (default
+	// DefaultRepeat; negative: none).
+	Repeat int64
 	// Progress, if set, is called as records are replayed.
 	Progress func(done, total int64)
 	// Stderr receives the apps' output (default: discarded).
@@ -70,7 +76,14 @@ type Report struct {
 	LastSeq int64       `json:"last_divergent_seq,omitempty"`
 	// FirstStateDiff is the first comparison point where the states differ.
 	FirstStateDiff *StateDiff `json:"first_state_diff,omitempty"`
-	Duration       string     `json:"duration"`
+	// NotReproduced says the recorded build does not reproduce the log:
+	// the history is nondeterministic (or the build is not the one that
+	// made it), and the candidate was judged only up to there.
+	NotReproduced *Nondeterminism `json:"not_reproduced,omitempty"`
+	// Unstable says two runs of the candidate on the same records did not
+	// send the same messages or reach the same state.
+	Unstable *Instability `json:"unstable,omitempty"`
+	Duration string       `json:"duration"`
 }
 
 // Divergence describes one divergent record.
@@ -109,16 +122,38 @@ func (m Message) String() string {
 }
 
 // Diverged reports whether the candidate did anything differently.
-func (r *Report) Diverged() bool { return r.Divergent > 0 || r.StatesDiffering > 0 }
+func (r *Report) Diverged() bool {
+	return r.Divergent > 0 || r.StatesDiffering > 0 || r.NotReproduced != nil || r.Unstable != nil
+}
 
-// ErrRecordedDiffers says the recorded build does not reproduce the log: a
-// different build, or a nondeterministic one. The candidate cannot be judged.
-var ErrRecordedDiffers = errors.New("the recorded build does not reproduce the log")
+// DefaultWindow is how many records both builds get before they are asked
+// for their state and what they sent. Comparing per window, not per record,
+// is what makes a retro-test cost about what a replay does: asking for the
+// state costs the app a checkpoint of its whole state, so per record the
+// cost grew with the state's size. Only a window that differs is replayed
+// again record by record, to name the record.
+const DefaultWindow = 1024
+
+// maxWindowBytes ends a window early once its records hold this many bytes
+// of messages, so that what the apps send back while it runs stays small.
+const maxWindowBytes = 16 << 20
+
+// DefaultRepeat is how many records (from the start) the candidate runs a
+// second time alongside, to catch output that varies between runs of the
+// same build (map order, goroutines, the wall clock).
+const DefaultRepeat = 2048
 
 // Run replays the instance's recorded input into the candidate and the
-// recorded build side by side, record by record, and compares what they
-// send after every record and their states at every checkpoint boundary
-// and at the end.
+// recorded build side by side and compares what they send and the states
+// they reach, a window of records at a time (Options.Window); a window
+// that differs is replayed again one record at a time from its start, and
+// from then on the comparison is per record, so the report names the first
+// divergent record and counts every divergent one.
+//
+// A history the recorded build does not reproduce (its messages do not
+// give the output digests the log holds) is a finding, not a failure to
+// run: Report.NotReproduced names the record and the first message that
+// differs, and the candidate is not judged.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	started := time.Now()
 	in, err := layout.Open(vfs.Default(), opts.Dir)
@@ -139,44 +174,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Instance: in.Manifest.Instance, Dir: in.Dir, Candidate: abs(opts.Candidate), Recorded: abs(recorded), From: ck.NextSeq, Until: ck.NextSeq - 1}
-	// Keep the end of each app's output: when one fails, it says why.
-	expOut, actOut := &tail{max: 2048}, &tail{max: 2048}
-	var expW, actW io.Writer = expOut, actOut
-	if opts.Stderr != nil {
-		expW, actW = io.MultiWriter(expOut, opts.Stderr), io.MultiWriter(actOut, opts.Stderr)
-	}
-	exp, err := timetravel.StartDriver(ctx, nil, recorded, in.Manifest.Instance, nil, expW, expW)
-	if err != nil {
-		return nil, fmt.Errorf("start the recorded build: %w", err)
-	}
-	defer exp.Close()
-	act, err := timetravel.StartDriver(ctx, nil, opts.Candidate, in.Manifest.Instance, nil, actW, actW)
-	if err != nil {
-		return nil, fmt.Errorf("start the candidate: %w", err)
-	}
-	defer act.Close()
-	failed := func(who string, seq int64, err error, out *tail) error {
-		d := act
-		if out == expOut {
-			d = exp
-		}
-		d.WaitExit(2 * time.Second) // its last words, if it is going away
-		if said := out.String(); said != "" {
-			return fmt.Errorf("%s failed at record %d: %w; its last output: %s", who, seq, err, said)
-		}
-		return fmt.Errorf("%s failed at record %d: %w", who, seq, err)
-	}
-	for _, d := range []*timetravel.Driver{exp, act} {
-		if err := d.LoadState(ck.State); err != nil {
-			return nil, err
-		}
-	}
-	if opts.UpgradeTest {
-		if err := act.Control(logfmt.TypeUpgradeService); err != nil {
-			return nil, err
-		}
-	}
 	until := opts.Until
 	if until == 0 {
 		last, err := timetravel.Resolve(in, timetravel.Point{Kind: timetravel.PointEnd})
@@ -185,77 +182,449 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		until = last
 	}
+	window := opts.Window
+	if window <= 0 {
+		window = DefaultWindow
+	}
+	repeat := opts.Repeat
+	if repeat == 0 {
+		repeat = DefaultRepeat
+	}
+	t := &tester{ctx: ctx, opts: opts, in: in, ck: ck, recorded: recorded,
+		rep: &Report{Instance: in.Manifest.Instance, Dir: in.Dir, Candidate: abs(opts.Candidate), Recorded: abs(recorded), From: ck.NextSeq, Until: ck.NextSeq - 1}}
+	defer t.close()
+	if err := t.start(ck.State, ck.State, repeat > 0); err != nil {
+		return nil, err
+	}
 	lr, err := in.NewLogReader(ck.Number)
 	if err != nil {
 		return nil, err
 	}
-	defer lr.Close()
-	stream := newOutputStream(ck.OutCount, ck.OutDigest)
+	defer func() { lr.Close() }()
+	stream := timetravel.NewOutputCheck(ck, in.Manifest.Instance)
+	expState, actState := ck.State, ck.State // at the start of the window
+	perRecord := window == 1                 // then there is no window to go back over
+	total := until - ck.NextSeq + 1
 	for {
+		var saved *timetravel.OutputCheck // to go back to the window's start
+		n := window
+		if perRecord {
+			n = 1 // never goes back: no copy
+		} else {
+			saved = stream.Clone()
+		}
+		if t.again != nil { // the candidate's second run stops at againUntil
+			n = max(1, min(n, t.againUntil-t.rep.Until))
+		}
+		w, first, last, n, err := t.window(lr, until, n, stream)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+		notReproduced := stream.Add(w.expSent)
+		same := notReproduced == nil && sameMessages(w.expSent, w.actSent) && (opts.UpgradeTest || sameState(w.expState, w.actState))
+		if !perRecord && !same {
+			// Find the window's first record that differs, start again
+			// from the window's start, replay up to that record, and go on
+			// one record at a time from there.
+			at := first.seq
+			if !opts.UpgradeTest { // an upgrade test's restart replays from the checkpoint: no bisection
+				if at, err = t.bisect(first, last.Seq, expState, actState, saved); err != nil {
+					return nil, err
+				}
+			}
+			if err := t.restart(expState, actState, first.seq); err != nil {
+				return nil, err
+			}
+			lr.Close()
+			if lr, err = in.NewLogReaderAt(first.seg, first.off, first.seq-1); err != nil {
+				return nil, err
+			}
+			stream = saved
+			if at > first.seq {
+				w, _, last, n, err := t.window(lr, at-1, at-first.seq, stream)
+				if err != nil {
+					return nil, err
+				}
+				if err := stream.Add(w.expSent); err != nil {
+					return nil, fmt.Errorf("retro: records %d..%d replayed differently the second time: %w", first.seq, at-1, err)
+				}
+				t.rep.Records += n
+				t.rep.Until = last.Seq
+				expState, actState = w.expState, w.actState
+			}
+			perRecord = true
+			continue
+		}
+		if notReproduced != nil {
+			t.rep.NotReproduced = t.nondeterminism(notReproduced, stream)
+			t.rollback(t.rep.NotReproduced.Seq)
+			break
+		}
+		if w.repeated {
+			if !sameMessages(w.actSent, w.repSent) || (!opts.UpgradeTest && !sameState(w.actState, w.repState)) {
+				t.rep.Unstable = unstable(first.seq, last.Seq, w)
+			}
+		}
+		t.rep.Records += n
+		t.rep.Until = last.Seq
+		expState, actState = w.expState, w.actState
+		if !opts.UpgradeTest {
+			t.rep.StatesCompared++
+		}
+		if opts.Window <= 0 {
+			window = windowFor(len(w.expState), window)
+		}
+		if !same {
+			stateDiffers := !opts.UpgradeTest && t.rep.compareStates(last.Seq, w.expState, w.actState)
+			if stateDiffers {
+				t.stateDiffs = append(t.stateDiffs, last.Seq)
+			}
+			if stateDiffers || !sameMessages(w.expSent, w.actSent) {
+				t.divergent = append(t.divergent, last.Seq)
+				t.rep.Divergent++
+				t.rep.LastSeq = last.Seq
+				if t.rep.First == nil {
+					t.rep.First = divergence(last, lr, w.expSent, w.actSent, w.expState, w.actState, opts.UpgradeTest)
+				}
+			}
+		}
+		if opts.Progress != nil {
+			opts.Progress(last.Seq-ck.NextSeq+1, total)
+		}
+	}
+	if t.rep.NotReproduced == nil {
+		if err := stream.Finish(); err != nil {
+			t.rep.NotReproduced = t.nondeterminism(err, stream)
+			t.rollback(t.rep.NotReproduced.Seq)
+		}
+	}
+	t.rep.Duration = time.Since(started).Round(time.Millisecond).String()
+	return t.rep, nil
+}
+
+// rollback takes back the verdicts on records from seq on: the recorded
+// build went wrong there (its output digest is checked against the point a
+// later record carries, so it is found a record or more late), and a
+// candidate cannot be judged against it.
+func (t *tester) rollback(seq int64) {
+	rep := t.rep
+	if rep.Until >= seq {
+		rep.Records -= rep.Until - seq + 1
+		rep.Until = seq - 1
+	}
+	keep := func(seqs []int64) []int64 {
+		for len(seqs) > 0 && seqs[len(seqs)-1] >= seq {
+			seqs = seqs[:len(seqs)-1]
+		}
+		return seqs
+	}
+	t.divergent, t.stateDiffs = keep(t.divergent), keep(t.stateDiffs)
+	rep.Divergent, rep.StatesDiffering = int64(len(t.divergent)), len(t.stateDiffs)
+	rep.LastSeq = 0
+	if n := len(t.divergent); n > 0 {
+		rep.LastSeq = t.divergent[n-1]
+	}
+	if rep.First != nil && rep.First.Seq >= seq {
+		rep.First = nil
+	}
+	if rep.FirstStateDiff != nil && rep.FirstStateDiff.Seq >= seq {
+		rep.FirstStateDiff = nil
+	}
+}
+
+// place is where a record starts in the log.
+type place struct {
+	seg uint64
+	off int64
+	seq int64
+}
+
+// windowFor grows the window with the state: asking for a state of size
+// bytes costs the apps about as much as handling a record per 64 bytes of
+// it, so the window keeps that cost a small part of the whole.
+func windowFor(size int, window int64) int64 {
+	want := DefaultWindow * (1 + int64(size)/(64<<10))
+	return min(max(window, want), 1<<16)
+}
+
+// window feeds the next records, up to n of them and none past until, to
+// every build, then collects what they sent and their states. first and
+// last are the records fed; n how many (0 at the end of the log).
+func (t *tester) window(lr *layout.LogReader, until, n int64, stream *timetravel.OutputCheck) (w windowResult, first place, last *logfmt.Record, fed int64, err error) {
+	size := 0
+	for fed < n && size < maxWindowBytes {
 		rec, err := lr.Next()
 		if err == io.EOF || (err == nil && rec.Seq > until) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return w, first, nil, 0, err
 		}
-		if rec.Seq < ck.NextSeq {
+		if rec.Seq < t.ck.NextSeq {
 			continue
 		}
-		if err := stream.expect(rec); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrRecordedDiffers, err)
+		if fed == 0 {
+			seg, off := lr.Position()
+			first = place{seg, off, rec.Seq}
 		}
-		if err := exp.Feed(rec); err != nil {
-			return nil, failed("the recorded build", rec.Seq, err, expOut)
+		stream.Expect(rec)
+		if err := t.feed(rec); err != nil {
+			return w, first, nil, 0, err
 		}
-		if err := act.Feed(rec); err != nil {
-			return nil, failed("the candidate", rec.Seq, err, actOut)
+		fed++
+		size += len(rec.Messages)
+		last = rec
+	}
+	if fed == 0 {
+		return w, first, nil, 0, nil
+	}
+	w, err = t.collect(last.Seq)
+	return w, first, last, fed, err
+}
+
+// bisect finds the first record of first..last (which differ as a whole,
+// replayed from the states before first) after which the builds differ:
+// each probe starts the builds at those states again and replays a prefix.
+// It costs about log2(n) replays of the window instead of n comparisons,
+// each of which asks for the whole state.
+func (t *tester) bisect(first place, last int64, expState, actState []byte, stream *timetravel.OutputCheck) (int64, error) {
+	lo, hi := first.seq, last
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if err := t.restart(expState, actState, first.seq); err != nil {
+			return 0, err
 		}
-		// Both apps work on the record at once; then both answer.
-		type answer struct {
-			state []byte
-			sent  []timetravel.Sent
-			err   error
+		lr, err := t.in.NewLogReaderAt(first.seg, first.off, first.seq-1)
+		if err != nil {
+			return 0, err
 		}
-		expDone := make(chan answer, 1)
-		go func() {
-			st, sent, err := exp.Checkpoint(ctx)
-			expDone <- answer{st, sent, err}
-		}()
-		as, asent, aerr := act.Checkpoint(ctx)
-		ea := <-expDone
-		es, esent, eerr := ea.state, ea.sent, ea.err
-		if eerr != nil {
-			return nil, failed("the recorded build", rec.Seq, eerr, expOut)
+		s := stream.Clone()
+		w, _, _, _, err := t.window(lr, mid, mid-first.seq+1, s)
+		lr.Close()
+		if err != nil {
+			return 0, err
 		}
-		if aerr != nil {
-			return nil, failed("the candidate", rec.Seq, aerr, actOut)
+		if s.Add(w.expSent) != nil || !sameMessages(w.expSent, w.actSent) || !sameState(w.expState, w.actState) {
+			hi = mid
+		} else {
+			lo = mid + 1
 		}
-		if err := stream.add(esent); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrRecordedDiffers, err)
+	}
+	return lo, nil
+}
+
+// tester holds the builds of one retro-test: the recorded build (exp), the
+// candidate (act) and, for the first records, the candidate's second run
+// (again).
+type tester struct {
+	ctx             context.Context
+	opts            Options
+	in              *layout.Instance
+	ck              *logfmt.Checkpoint
+	recorded        string
+	rep             *Report
+	exp, act, again *timetravel.Driver
+	expOut, actOut  *tail
+	againUntil      int64
+	// divergent and stateDiffs are the records counted in Divergent and
+	// StatesDiffering, for rollback.
+	divergent, stateDiffs []int64
+	expFed, actFed        int64 // the last record each was fed
+}
+
+// windowResult is what the builds answered after a window.
+type windowResult struct {
+	expState, actState, repState []byte
+	expSent, actSent, repSent    []timetravel.Sent
+	repeated                     bool
+}
+
+// start starts the builds at the given states (the candidate's second run
+// too, if again). In an upgrade test the candidate's state is always the
+// checkpoint's, and it is told to upgrade.
+func (t *tester) start(expState, actState []byte, again bool) error {
+	// Keep the end of each app's output: when one fails, it says why.
+	t.expOut, t.actOut = &tail{max: 2048}, &tail{max: 2048}
+	var expW, actW io.Writer = t.expOut, t.actOut
+	if t.opts.Stderr != nil {
+		expW, actW = io.MultiWriter(t.expOut, t.opts.Stderr), io.MultiWriter(t.actOut, t.opts.Stderr)
+	}
+	name := t.in.Manifest.Instance
+	// The recorded build starts while the candidate does; the candidate's
+	// second run only once the first is up, so that "first" and "second"
+	// mean what they say to a candidate that can tell.
+	expStarted := make(chan error, 1)
+	go func() {
+		var err error
+		t.exp, err = timetravel.StartDriver(t.ctx, nil, t.recorded, name, nil, expW, expW)
+		expStarted <- err
+	}()
+	var err error
+	t.act, err = timetravel.StartDriver(t.ctx, nil, t.opts.Candidate, name, nil, actW, actW)
+	if eerr := <-expStarted; eerr != nil {
+		return fmt.Errorf("start the recorded build: %w", eerr)
+	}
+	if err != nil {
+		return fmt.Errorf("start the candidate: %w", err)
+	}
+	if err := t.exp.LoadState(expState); err != nil {
+		return err
+	}
+	if err := t.act.LoadState(actState); err != nil {
+		return err
+	}
+	if t.opts.UpgradeTest { // the candidate starts from the checkpoint (see restart) and converts it
+		if err := t.act.Control(logfmt.TypeUpgradeService); err != nil {
+			return err
 		}
-		rep.Records++
-		rep.Until = rec.Seq
-		stateDiffers := false
-		if !opts.UpgradeTest {
-			stateDiffers = rep.compareStates(rec.Seq, es, as)
+	}
+	if again {
+		repeat := t.opts.Repeat
+		if repeat == 0 {
+			repeat = DefaultRepeat
 		}
-		if !sameMessages(esent, asent) || stateDiffers {
-			rep.Divergent++
-			rep.LastSeq = rec.Seq
-			if rep.First == nil {
-				rep.First = divergence(rec, lr, esent, asent, es, as, opts.UpgradeTest)
+		if t.again, err = timetravel.StartDriver(t.ctx, nil, t.opts.Candidate, name, nil, io.Discard, io.Discard); err != nil {
+			return fmt.Errorf("start the candidate's second run: %w", err)
+		}
+		if err := t.again.LoadState(actState); err != nil {
+			return err
+		}
+		if t.opts.UpgradeTest {
+			if err := t.again.Control(logfmt.TypeUpgradeService); err != nil {
+				return err
 			}
 		}
-		if opts.Progress != nil {
-			opts.Progress(rec.Seq-ck.NextSeq+1, until-ck.NextSeq+1)
+		t.againUntil = t.ck.NextSeq - 1 + repeat
+	}
+	return nil
+}
+
+// restart starts the builds again at record from, from the states they
+// had before it. In an upgrade test the candidate's state is in its new
+// layout, which only the conversion makes: it starts from the checkpoint
+// again and is fed the records before from without comparing.
+func (t *tester) restart(expState, actState []byte, from int64) error {
+	t.close()
+	if !t.opts.UpgradeTest || from == t.ck.NextSeq {
+		return t.start(expState, actState, false)
+	}
+	if err := t.start(expState, t.ck.State, false); err != nil {
+		return err
+	}
+	lr, err := t.in.NewLogReader(t.ck.Number)
+	if err != nil {
+		return err
+	}
+	defer lr.Close()
+	for {
+		rec, err := lr.Next()
+		if err != nil {
+			return fmt.Errorf("replay the candidate up to record %d: %w", from, err)
+		}
+		if rec.Seq < t.ck.NextSeq {
+			continue
+		}
+		if rec.Seq >= from {
+			break
+		}
+		if err := t.act.Feed(rec); err != nil {
+			return t.failed("the candidate", rec.Seq, err, t.actOut, t.act)
 		}
 	}
-	if err := stream.finish(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrRecordedDiffers, err)
+	if _, _, err := t.act.Checkpoint(t.ctx); err != nil {
+		return t.failed("the candidate", from-1, err, t.actOut, t.act)
 	}
-	rep.Duration = time.Since(started).Round(time.Millisecond).String()
-	return rep, nil
+	return nil
+}
+
+func (t *tester) feed(rec *logfmt.Record) error {
+	if err := t.exp.Feed(rec); err != nil {
+		return t.failed("the recorded build", rec.Seq, err, t.expOut, t.exp)
+	}
+	if err := t.act.Feed(rec); err != nil {
+		return t.failed("the candidate", rec.Seq, err, t.actOut, t.act)
+	}
+	if t.again != nil {
+		if err := t.again.Feed(rec); err != nil {
+			return t.failed("the candidate's second run", rec.Seq, err, t.actOut, t.again)
+		}
+	}
+	return nil
+}
+
+// collect asks every build for its state and what it sent since the last
+// time, all at once (each app works on its own core).
+func (t *tester) collect(seq int64) (windowResult, error) {
+	type answer struct {
+		state []byte
+		sent  []timetravel.Sent
+		err   error
+	}
+	ask := func(d *timetravel.Driver) chan answer {
+		c := make(chan answer, 1)
+		go func() {
+			st, sent, err := d.Checkpoint(t.ctx)
+			c <- answer{st, sent, err}
+		}()
+		return c
+	}
+	ec := ask(t.exp)
+	var rc chan answer
+	if t.again != nil {
+		rc = ask(t.again)
+	}
+	as, asent, aerr := t.act.Checkpoint(t.ctx)
+	e := <-ec
+	if e.err != nil {
+		return windowResult{}, t.failed("the recorded build", seq, e.err, t.expOut, t.exp)
+	}
+	if aerr != nil {
+		return windowResult{}, t.failed("the candidate", seq, aerr, t.actOut, t.act)
+	}
+	w := windowResult{expState: e.state, expSent: e.sent, actState: as, actSent: asent}
+	if rc != nil {
+		r := <-rc
+		if r.err != nil {
+			return windowResult{}, t.failed("the candidate's second run", seq, r.err, t.actOut, t.again)
+		}
+		w.repState, w.repSent, w.repeated = r.state, r.sent, true
+		if seq >= t.againUntil {
+			t.again.Close()
+			t.again = nil
+		}
+	}
+	return w, nil
+}
+
+func (t *tester) failed(who string, seq int64, err error, out *tail, d *timetravel.Driver) error {
+	d.WaitExit(2 * time.Second) // its last words, if it is going away
+	if said := out.String(); said != "" {
+		return fmt.Errorf("%s failed at record %d: %w; its last output: %s", who, seq, err, said)
+	}
+	return fmt.Errorf("%s failed at record %d: %w", who, seq, err)
+}
+
+func (t *tester) close() {
+	for _, d := range []*timetravel.Driver{t.exp, t.act, t.again} {
+		if d != nil {
+			d.Close()
+		}
+	}
+	t.exp, t.act, t.again = nil, nil, nil
+}
+
+// sameState compares two checkpoints' app states: bytes first (the usual
+// case, and all it costs), the decoded JSON only when the bytes differ.
+func sameState(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	x, _ := appState(a)
+	y, _ := appState(b)
+	return bytes.Equal(x, y) || len(timetravel.Diff(x, y)) == 0
 }
 
 func abs(p string) string {
@@ -267,7 +636,6 @@ func abs(p string) string {
 
 // compareStates compares the app states after record seq.
 func (rep *Report) compareStates(seq int64, es, as []byte) bool {
-	rep.StatesCompared++
 	a, _ := appState(es)
 	b, _ := appState(as)
 	if bytes.Equal(a, b) {
@@ -317,23 +685,13 @@ func startCheckpoint(in *layout.Instance, k uint64) (*logfmt.Checkpoint, error) 
 	return nil, fmt.Errorf("%s has no valid checkpoint to start from", in.Dir)
 }
 
-// canonical is an outgoing message in the form the output digest covers.
-func canonical(s timetravel.Sent) (dest, data []byte) {
-	framed := logfmt.AppendRPC(nil, s.RPC)
-	m, _, _ := logfmt.ParseMessage(framed)
-	if s.Dest != "" {
-		dest = []byte(s.Dest)
-	}
-	return dest, m.Data
-}
-
 func sameMessages(a, b []timetravel.Sent) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		da, xa := canonical(a[i])
-		db, xb := canonical(b[i])
+		da, xa := a[i].Canonical()
+		db, xb := b[i].Canonical()
 		if !bytes.Equal(da, db) || !bytes.Equal(xa, xb) {
 			return false
 		}
@@ -381,67 +739,6 @@ func divergence(rec *logfmt.Record, lr *layout.LogReader, esent, asent []timetra
 	}
 	return d
 }
-
-// outputStream checks the recorded build's regenerated messages against the
-// points of the output stream the log recorded: a record's count and
-// chained digest say what the app had sent when the record was logged. It
-// keeps the digest after every message since the oldest unchecked point, so
-// points recorded while the app lagged behind are checked too.
-type outputStream struct {
-	count   uint64
-	digest  uint64
-	hist    map[uint64]uint64 // digest after count messages
-	expects []*logfmt.Record
-}
-
-func newOutputStream(count, digest uint64) *outputStream {
-	return &outputStream{count: count, digest: digest, hist: map[uint64]uint64{count: digest}}
-}
-
-func (o *outputStream) expect(rec *logfmt.Record) error {
-	c := *rec
-	c.Messages, c.Sources = nil, nil
-	o.expects = append(o.expects, &c)
-	return o.check()
-}
-
-func (o *outputStream) check() error {
-	for len(o.expects) > 0 {
-		e := o.expects[0]
-		if e.OutCount > o.count {
-			return nil
-		}
-		o.expects = o.expects[1:]
-		d, ok := o.hist[e.OutCount]
-		if !ok {
-			continue // a point before the start checkpoint's output
-		}
-		if e.OutDigest != d {
-			return fmt.Errorf("at record %d, after %d messages, the log recorded digest %016x but the recorded build's messages give %016x", e.Seq, e.OutCount, e.OutDigest, d)
-		}
-		for k := range o.hist {
-			if k < e.OutCount {
-				delete(o.hist, k)
-			}
-		}
-	}
-	return nil
-}
-
-func (o *outputStream) add(sent []timetravel.Sent) error {
-	for _, s := range sent {
-		if s.RPC.Kind == logfmt.RPCImpulse {
-			continue
-		}
-		dest, data := canonical(s)
-		o.count++
-		o.digest = logfmt.ChainDigest(o.digest, dest, data)
-		o.hist[o.count] = o.digest
-	}
-	return o.check()
-}
-
-func (o *outputStream) finish() error { return o.check() }
 
 // tail keeps the last max bytes written to it.
 type tail struct {

@@ -15,6 +15,16 @@ import (
 // checkpoint, a time before the first record): the user's input is wrong.
 var ErrBadPoint = errors.New("bad point")
 
+// ErrDamaged marks points past a damaged record: the log cannot be read
+// there, though the records before the damage can be replayed.
+var ErrDamaged = errors.New("past damage in the log")
+
+// pastDamage is the error for point p, which lies past the damage that
+// ends the readable log after record last.
+func pastDamage(p Point, last int64, damage error) error {
+	return fmt.Errorf("%w: %s lies past record %d, after which the log is damaged (%v); points up to record %d can be replayed (from any checkpoint before it)", ErrDamaged, p, last, damage, last)
+}
+
 // Resolve turns a point into the sequence number of the record it names in
 // in's log: the state "at P" is the state after that record (0: the initial
 // state, before record 1).
@@ -33,9 +43,12 @@ func Resolve(in *layout.Instance, p Point) (int64, error) {
 		}
 		seq := c.NextSeq - 1 + p.Offset
 		if p.Offset > 0 {
-			last, err := lastSeq(in)
+			last, damage, err := lastSeq(in)
 			if err != nil {
 				return 0, err
+			}
+			if seq > last && damage != nil {
+				return 0, pastDamage(p, last, damage)
 			}
 			if seq > last {
 				return 0, fmt.Errorf("%w %s: that is record %d, but the log ends at record %d", ErrBadPoint, p, seq, last)
@@ -50,9 +63,14 @@ func Resolve(in *layout.Instance, p Point) (int64, error) {
 	defer lr.Close()
 	var last, atOrBefore int64
 	var first time.Time
+	var damage error
 	for {
 		rec, err := lr.Next()
 		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, logfmt.ErrCorrupt) {
+			damage = err
 			break
 		}
 		if err != nil {
@@ -71,6 +89,9 @@ func Resolve(in *layout.Instance, p Point) (int64, error) {
 			}
 			atOrBefore = rec.Seq
 		}
+	}
+	if damage != nil && (p.Kind != PointTime || atOrBefore == last) {
+		return 0, pastDamage(p, last, damage)
 	}
 	switch p.Kind {
 	case PointSeq:
@@ -93,28 +114,44 @@ func Resolve(in *layout.Instance, p Point) (int64, error) {
 	return atOrBefore, nil
 }
 
-// lastSeq returns the log's last complete record.
-func lastSeq(in *layout.Instance) (int64, error) {
+// lastSeq returns the log's last complete record, or the last before a
+// damaged one (with the damage).
+func lastSeq(in *layout.Instance) (int64, error, error) {
 	lr, err := in.NewLogReader(0)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer lr.Close()
 	var last int64
 	for {
 		rec, err := lr.Next()
 		if err == io.EOF {
-			return last, nil
+			return last, nil, nil
+		}
+		if errors.Is(err, logfmt.ErrCorrupt) {
+			return last, err, nil
 		}
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		last = rec.Seq
 	}
 }
 
-// Resolve is Resolve through the index: no scan of the log.
+// Resolve is Resolve through the index: no scan of the log. While Build
+// runs, points past what is indexed are resolved from the log.
 func (ix *Index) Resolve(p Point) (int64, error) {
+	if ix.Building() {
+		if p.Kind == PointSeq && p.Seq >= ix.peekFirst.Load() && p.Seq <= ix.peekLast.Load() {
+			return p.Seq, nil
+		}
+		if p.Kind == PointEnd && ix.peekLast.Load() > 0 {
+			return ix.peekLast.Load(), nil
+		}
+		if p.Kind == PointTime || p.Kind == PointCheckpoint {
+			return Resolve(ix.in, p)
+		}
+	}
 	switch p.Kind {
 	case PointCheckpoint:
 		c, err := ix.in.ReadCheckpoint(p.Checkpoint)
@@ -123,14 +160,20 @@ func (ix *Index) Resolve(p Point) (int64, error) {
 			return 0, fmt.Errorf("%w %s: cannot use checkpoint %d (%v); checkpoints present: %v", ErrBadPoint, p, p.Checkpoint, err, have)
 		}
 		seq := c.NextSeq - 1 + p.Offset
+		if seq > ix.Last() && ix.Damage() != nil {
+			return 0, pastDamage(p, ix.Last(), ix.Damage())
+		}
 		if seq > ix.Last() {
 			return 0, fmt.Errorf("%w %s: that is record %d, but the log ends at record %d", ErrBadPoint, p, seq, ix.Last())
 		}
 		return seq, nil
 	case PointSeq:
-		if _, ok, err := ix.Entry(p.Seq); err != nil {
+		if _, ok, err := ix.entryAt(p.Seq); err != nil {
 			return 0, err
 		} else if !ok {
+			if p.Seq > ix.Last() && ix.Damage() != nil {
+				return 0, pastDamage(p, ix.Last(), ix.Damage())
+			}
 			if ix.Last() == 0 {
 				return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, ix.in.Dir)
 			}
@@ -138,6 +181,9 @@ func (ix *Index) Resolve(p Point) (int64, error) {
 		}
 		return p.Seq, nil
 	case PointEnd:
+		if ix.Damage() != nil {
+			return 0, pastDamage(p, ix.Last(), ix.Damage())
+		}
 		if ix.Last() == 0 {
 			return 0, fmt.Errorf("%w %s: the log of %s has no records yet", ErrBadPoint, p, ix.in.Dir)
 		}
@@ -146,6 +192,9 @@ func (ix *Index) Resolve(p Point) (int64, error) {
 	seq, err := ix.AtOrBefore(p.Time)
 	if err != nil {
 		return 0, err
+	}
+	if ix.Damage() != nil && seq == ix.Last() {
+		return 0, pastDamage(p, ix.Last(), ix.Damage())
 	}
 	if seq == 0 {
 		first, _, _ := ix.firstEntry()

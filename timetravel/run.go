@@ -1,6 +1,7 @@
 package timetravel
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine"
@@ -83,8 +85,12 @@ func StartDriver(ctx context.Context, launch LaunchFunc, exe, name string, env [
 // LoadState sends the state to resume from.
 func (r *appRun) LoadState(state []byte) error { return r.loadState(state) }
 
-// Feed sends one logged record.
+// Feed sends one logged record. It may wait in a buffer until the next
+// Checkpoint, Control or Flush.
 func (r *appRun) Feed(rec *logfmt.Record) error { return r.feed(rec) }
+
+// Flush sends the records Feed buffered.
+func (r *appRun) Flush() error { return r.flush() }
 
 // Checkpoint asks for the state and returns it with the messages the app
 // sent since the previous call.
@@ -142,9 +148,48 @@ type appRun struct {
 	listener  *engine.TCPListener
 	conn      engine.AppConn
 	committer int32
-	msgs      chan appMsg
+	in        inbox
 	exited    chan error
 	buf       []byte
+	// out buffers what is sent to the app: records are fed back to back
+	// and flushed when the app is asked for something (one write for many
+	// records rather than one each).
+	out *bufio.Writer
+}
+
+// inbox holds what the app sent until checkpoint collects it. It is
+// unbounded on purpose: a caller may feed many records before it asks for
+// the state (a retro-test's window), and a reader that stopped reading
+// while the app blocks on sending would deadlock against a feed blocked
+// on the app's full input. What it holds is bounded by what the app sends
+// between two checkpoints.
+type inbox struct {
+	mu     sync.Mutex
+	msgs   []appMsg
+	notify chan struct{} // one token: something was added
+}
+
+func (b *inbox) put(m appMsg) {
+	b.mu.Lock()
+	b.msgs = append(b.msgs, m)
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the oldest message, if any.
+func (b *inbox) take() (appMsg, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.msgs) == 0 {
+		return appMsg{}, false
+	}
+	m := b.msgs[0]
+	b.msgs[0] = appMsg{}
+	b.msgs = b.msgs[1:]
+	return m, true
 }
 
 type appMsg struct {
@@ -163,7 +208,7 @@ func startApp(ctx context.Context, launch LaunchFunc, exe, name string, env []st
 	if err != nil {
 		return nil, fmt.Errorf("timetravel: %w", err)
 	}
-	r := &appRun{listener: l, committer: 1, msgs: make(chan appMsg, 256), exited: make(chan error, 1)}
+	r := &appRun{listener: l, committer: 1, in: inbox{notify: make(chan struct{}, 1)}, exited: make(chan error, 1)}
 	if stdout == nil {
 		stdout = io.Discard
 	}
@@ -198,6 +243,7 @@ func startApp(ctx context.Context, launch LaunchFunc, exe, name string, env []st
 			return nil, fmt.Errorf("timetravel: app %s did not connect: %w", exe, a.err)
 		}
 		r.conn = a.c
+		r.out = bufio.NewWriterSize(a.c.Send, 256<<10)
 	case err := <-r.exited:
 		r.exited <- err
 		r.close()
@@ -212,24 +258,31 @@ func (r *appRun) read() {
 	for {
 		m, err := mr.Next()
 		if err != nil {
-			r.msgs <- appMsg{err: err}
-			close(r.msgs)
+			r.in.put(appMsg{err: err})
 			return
 		}
 		am := appMsg{m: logfmt.Message{Type: m.Type, Data: append([]byte(nil), m.Data...)}}
 		if m.Type == logfmt.TypeCheckpoint {
 			if am.state, err = io.ReadAll(mr.State()); err != nil {
-				r.msgs <- appMsg{err: err}
-				close(r.msgs)
+				r.in.put(appMsg{err: err})
 				return
 			}
 		}
-		r.msgs <- am
+		r.in.put(am)
 	}
 }
 
+// write sends b to the app now, after anything fed before it.
 func (r *appRun) write(b []byte) error {
-	if _, err := r.conn.Send.Write(b); err != nil {
+	if _, err := r.out.Write(b); err != nil {
+		return fmt.Errorf("timetravel: send to the app: %w", err)
+	}
+	return r.flush()
+}
+
+// flush sends what feed buffered.
+func (r *appRun) flush() error {
+	if err := r.out.Flush(); err != nil {
 		return fmt.Errorf("timetravel: send to the app: %w", err)
 	}
 	return nil
@@ -245,7 +298,10 @@ func (r *appRun) loadState(state []byte) error {
 // feed sends one logged record.
 func (r *appRun) feed(rec *logfmt.Record) error {
 	r.buf = logfmt.AppendWireRecord(r.buf[:0], r.committer, rec.Seq, rec.Messages)
-	return r.write(r.buf)
+	if _, err := r.out.Write(r.buf); err != nil {
+		return fmt.Errorf("timetravel: send to the app: %w", err)
+	}
+	return nil
 }
 
 // checkpoint asks the app for its state and returns it with every message
@@ -266,33 +322,40 @@ func (r *appRun) checkpoint(ctx context.Context) ([]byte, []Sent, error) {
 		return nil
 	}
 	for {
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case err := <-r.exited:
-			r.exited <- err
-			return nil, nil, fmt.Errorf("timetravel: the app exited while replaying (%v); its output may say why", err)
-		case am, ok := <-r.msgs:
-			if !ok || am.err != nil {
-				return nil, nil, fmt.Errorf("timetravel: the app's connection ended: %v", am.err)
+		am, ok := r.in.take()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case err := <-r.exited:
+				r.exited <- err
+				if am, ok = r.in.take(); !ok { // what it sent before it went
+					return nil, nil, fmt.Errorf("timetravel: the app exited while replaying (%v); its output may say why", err)
+				}
+			case <-r.in.notify:
+				continue
 			}
-			switch am.m.Type {
-			case logfmt.TypeCheckpoint:
-				return am.state, sent, nil
-			case logfmt.TypeRPC:
-				if err := collect(am.m.Data); err != nil {
+		}
+		if am.err != nil {
+			r.in.put(am) // the connection stays ended for later calls
+			return nil, nil, fmt.Errorf("timetravel: the app's connection ended: %v", am.err)
+		}
+		switch am.m.Type {
+		case logfmt.TypeCheckpoint:
+			return am.state, sent, nil
+		case logfmt.TypeRPC:
+			if err := collect(am.m.Data); err != nil {
+				return nil, nil, fmt.Errorf("timetravel: the app sent a bad RPC: %w", err)
+			}
+		case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
+			b, err := logfmt.ParseBatch(am.m)
+			if err != nil {
+				return nil, nil, fmt.Errorf("timetravel: the app sent a bad batch: %w", err)
+			}
+			it := b.Iter()
+			for m, ok := it.Next(); ok; m, ok = it.Next() {
+				if err := collect(m.Data); err != nil {
 					return nil, nil, fmt.Errorf("timetravel: the app sent a bad RPC: %w", err)
-				}
-			case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
-				b, err := logfmt.ParseBatch(am.m)
-				if err != nil {
-					return nil, nil, fmt.Errorf("timetravel: the app sent a bad batch: %w", err)
-				}
-				it := b.Iter()
-				for m, ok := it.Next(); ok; m, ok = it.Next() {
-					if err := collect(m.Data); err != nil {
-						return nil, nil, fmt.Errorf("timetravel: the app sent a bad RPC: %w", err)
-					}
 				}
 			}
 		}

@@ -63,6 +63,12 @@ type Cursor struct {
 	// Segment and Offset are where record Seq lies.
 	Segment uint64
 	Offset  int64
+	// NotReproduced, if not empty, says that the app did not send what the
+	// log's output digests record, replaying up to here: the build is not
+	// the one that made the history, or the history is nondeterministic.
+	// The state shown is then what this build makes of the input, not
+	// necessarily what the instance had.
+	NotReproduced string
 }
 
 // Session replays one instance read-only, moving a cursor through its
@@ -80,6 +86,10 @@ type Session struct {
 	// startSeg is the segment the running replay started in: records after
 	// the cursor are read from there.
 	startSeg uint64
+	// check compares what the app sends with the log's output digests;
+	// notReproduced is its first mismatch in this replay.
+	check         *OutputCheck
+	notReproduced string
 }
 
 // ErrNoBuild says the recorded build is gone and another must be named.
@@ -172,18 +182,21 @@ func (s *Session) Step(ctx context.Context, delta int64) (*Cursor, error) {
 // restart starts the app from the newest checkpoint at or before seq.
 func (s *Session) restart(ctx context.Context, seq int64) error {
 	s.Close()
+	s.notReproduced = ""
 	ck, err := s.startCheckpoint(seq)
 	if err != nil {
 		return err
 	}
 	startSeq, state := ck.NextSeq-1, ck.State
+	s.check = NewOutputCheck(ck, s.name)
 	if s.opts.Index != nil && s.opts.FromCheckpoint == 0 {
-		at, snap, ok, err := s.opts.Index.Snapshot(s.build, seq)
+		snap, ok, err := s.opts.Index.Snapshot(s.build, seq)
 		if err != nil {
 			return err
 		}
-		if ok && at > startSeq {
-			startSeq, state = at, snap
+		if ok && snap.Seq > startSeq {
+			startSeq, state = snap.Seq, snap.State
+			s.check = NewOutputCheckAt(snap.OutCount, snap.OutDigest, s.name)
 		}
 	}
 	run, err := startApp(ctx, s.opts.Launch, s.exe, s.name, s.opts.Env, s.opts.Stdout, s.opts.Stderr)
@@ -255,6 +268,7 @@ func (s *Session) advance(ctx context.Context, seq int64) (*Cursor, error) {
 			if rec.Seq <= s.cur.Seq {
 				continue
 			}
+			s.check.Expect(rec)
 			if err := s.run.feed(rec); err != nil {
 				return nil, err
 			}
@@ -276,8 +290,12 @@ func (s *Session) advance(ctx context.Context, seq int64) (*Cursor, error) {
 					return nil, err
 				}
 				next.addSent(sent)
-				if err := ix.PutSnapshot(s.build, rec.Seq, state); err != nil {
-					return nil, err
+				s.checkOutput(sent, false)
+				if s.notReproduced == "" { // a snapshot of a history not reproduced would hide it
+					count, digest := s.check.Digest()
+					if err := ix.PutSnapshot(s.build, Snapshot{Seq: rec.Seq, OutCount: count, OutDigest: digest, State: state}); err != nil {
+						return nil, err
+					}
 				}
 			}
 			if err := ctx.Err(); err != nil {
@@ -292,8 +310,27 @@ func (s *Session) advance(ctx context.Context, seq int64) (*Cursor, error) {
 	}
 	next.State = state
 	next.addSent(sent)
+	s.checkOutput(sent, true)
+	next.NotReproduced = s.notReproduced
 	s.cur = next
 	return next, nil
+}
+
+// checkOutput checks what the app sent against the log's output digests;
+// at a cursor (final), every point up to it must have been reached: the
+// point of record r counts what was sent handling the records before r.
+// The first mismatch of a replay is kept.
+func (s *Session) checkOutput(sent []Sent, final bool) {
+	if s.notReproduced != "" {
+		return
+	}
+	err := s.check.Add(sent)
+	if err == nil && final {
+		err = s.check.Finish()
+	}
+	if err != nil {
+		s.notReproduced = s.check.Explain(err)
+	}
 }
 
 func (c *Cursor) addSent(sent []Sent) {
@@ -307,7 +344,7 @@ func (c *Cursor) addSent(sent []Sent) {
 // has it, else by reading from the replay's starting segment.
 func (s *Session) logFrom(seq int64) (*layout.LogReader, error) {
 	if ix := s.opts.Index; ix != nil {
-		e, ok, err := ix.Entry(seq)
+		e, ok, err := ix.entryAt(seq)
 		if err != nil {
 			return nil, err
 		}
@@ -342,6 +379,9 @@ func (s *Session) Deliver(ctx context.Context) (*logfmt.Record, error) {
 			continue
 		}
 		if err := s.run.feed(rec); err != nil {
+			return nil, err
+		}
+		if err := s.run.flush(); err != nil {
 			return nil, err
 		}
 		c := *rec

@@ -171,7 +171,7 @@ func (b *browserModel) init() tea.Cmd {
 		if err != nil {
 			return browserOpenedMsg{id: id, err: err}
 		}
-		first, last, err := idx.update(func(n int64) { progress.Store(n) })
+		first, last, err := idx.open(func(n int64) { progress.Store(n) })
 		if err != nil {
 			idx.close()
 			return browserOpenedMsg{id: id, err: err}

@@ -31,7 +31,7 @@ var errIndexClosed = errors.New("tui: the index is closed")
 func openLogIndex(home string, in *layout.Instance) (*logIndex, error) {
 	ix, err := timetravel.OpenIndex(timetravel.CacheDir(home, in.Dir), in)
 	if err != nil {
-		return nil, fmt.Errorf("%w (another ambr replay or ambr tui on this instance holds the index: close it and try again)", err)
+		return nil, err // another reader's lock is not an error: OpenIndex falls back to a private index
 	}
 	return &logIndex{in: in, ix: ix}, nil
 }
@@ -52,6 +52,10 @@ func (l *logIndex) update(progress func(int64)) (first, last int64, err error) {
 	err = l.use(func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		if l.ix.Building() { // indexing in the background since open: the log as Peek found it
+			first, last = l.ix.Peeked()
+			return nil
+		}
 		if err := l.ix.Update(progress); err != nil {
 			return fmt.Errorf("index the log of %s: %w", l.in.Dir, err)
 		}
@@ -60,6 +64,21 @@ func (l *logIndex) update(progress func(int64)) (first, last int64, err error) {
 			return nil
 		}
 		return l.ix.Range(0, last, func(e timetravel.IndexEntry) bool { first = e.Seq; return false })
+	})
+	return first, last, err
+}
+
+// open is update for the first look at the log: a log never indexed
+// opens at once and is indexed in the background (timetravel.Index.Open).
+func (l *logIndex) open(progress func(int64)) (first, last int64, err error) {
+	err = l.use(func() error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		first, last, _, err = l.ix.Open(progress)
+		if err != nil {
+			return fmt.Errorf("index the log of %s: %w", l.in.Dir, err)
+		}
+		return nil
 	})
 	return first, last, err
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
@@ -60,18 +61,31 @@ checkpoint K; checkpoint:K is the state the checkpoint holds), or end.
 
 --debug builds the app from its Go source with debug information and runs it
 under Delve, linked into ambr (no dlv needed): it replays up to the record
-before P, sets a breakpoint (--break METHOD or FILE:LINE; by default the
-method the record at P calls), delivers the record at P, and prints where the
-handler stopped with its arguments and locals, and the address for
-'dlv connect' or an editor.
+before P, sets a breakpoint, delivers the record at P, and prints where the
+handler stopped with its arguments and locals. By default it stops in the
+handler of the record at P: the method's handler for a call, fork or
+impulse, the result handler for a result, found through the binding however
+it was registered (a literal, a method value, under a constant). --break
+METHOD stops in that method's handler the same way (or, for a name the
+record does not call, in the Go function of that name); --break FILE:LINE
+at a line. With --wait (the default when stdin is a terminal) the app stays
+stopped and ambr prints the address for 'dlv connect' or an editor; without
+it the session ends when ambr does.
 
 --json prints one object: instance, app, seq, time, from, records, state
 (the app's state when it is JSON, else state_hex), binding (the Go binding's
 bookkeeping), sent ([{dest, kind, method, result, payload | payload_hex}]),
-and with --diff: diff_to and diff ([{path, old, new}]).
+not_reproduced (set when the build does not reproduce the log), and with
+--diff: diff_to and diff ([{path, old, new}]).
 
-Exit codes: 0 printed; 1 the replay failed (the app exited or misbehaved);
-2 bad point, no such instance, or no build to replay with.`,
+The messages the app sends are checked against the output digests in the
+log: if the recorded build does not send what it sent then (a
+nondeterministic history), the state is printed with the reason, and the
+exit code is 1; with --app, another build, it is a note.
+
+Exit codes: 0 printed; 1 the replay failed (the app exited or misbehaved),
+or the recorded build does not reproduce the history; 2 bad point, no such
+instance, or no build to replay with.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.until == "" {
@@ -118,6 +132,9 @@ type replayResult struct {
 	Sent     []sentView          `json:"sent"`
 	DiffTo   *int64              `json:"diff_to,omitempty"`
 	Diff     []timetravel.Change `json:"diff,omitempty"`
+	// NotReproduced says the build did not send what the log's output
+	// digests record on the way (see timetravel.Cursor).
+	NotReproduced string `json:"not_reproduced,omitempty"`
 }
 
 // splitState separates the Go binding's checkpoint into the app's state and
@@ -167,7 +184,7 @@ func startProgress(w io.Writer) *progressBar {
 		close(p.finished)
 		return p
 	}
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+	if !isTerminal(f) {
 		close(p.finished)
 		return p
 	}
@@ -257,6 +274,17 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 		if ix, err = timetravel.OpenIndex(timetravel.CacheDir(g.Home(), in.Dir), in); err != nil {
 			return problemErrorf("%v", err)
 		}
+		if ix.Private() {
+			// Another reader holds the shared cache: a one-off replay does
+			// as well reading the log itself as building a private index.
+			ix.Close()
+			ix = nil
+			if !o.json {
+				fmt.Fprintf(g.stderr, "note: another ambr command is using the time-travel cache of %s; replaying from the checkpoint without it\n", in.Manifest.Instance)
+			}
+		}
+	}
+	if ix != nil {
 		defer ix.Close()
 		if err := ix.Update(func(n int64) { bar.set(n, max(n, ix.Last())) }); err != nil {
 			return problemErrorf("index the log: %v", err)
@@ -287,7 +315,8 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 	if err != nil {
 		return replayErr(err)
 	}
-	res := replayResult{Instance: in.Manifest.Instance, App: sess.App(), Seq: cur.Seq, From: cur.From, Records: cur.Seq - cur.From + 1, Sent: viewSent(cur.Sent)}
+	res := replayResult{Instance: in.Manifest.Instance, App: sess.App(), Seq: cur.Seq, From: cur.From, Records: cur.Seq - cur.From + 1, Sent: viewSent(cur.Sent),
+		NotReproduced: cur.NotReproduced}
 	if !cur.Time.IsZero() {
 		t := cur.Time
 		res.Time = &t
@@ -314,14 +343,28 @@ func runReplay(ctx context.Context, g *globals, name string, o replayOptions) er
 		}
 		res.DiffTo = &cur2.Seq
 		res.Diff = timetravel.Diff(a, b)
+		if res.NotReproduced == "" {
+			res.NotReproduced = cur2.NotReproduced
+		}
 	}
 	bar.close()
 	if o.json {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printReplay(g.stdout, in, res)
 	}
-	printReplay(g.stdout, in, res)
+	if res.NotReproduced != "" {
+		if o.app != "" {
+			// Another build than the recorded one: differing is expected.
+			fmt.Fprintf(g.stderr, "note: %s sends other messages than the recorded build did: %s\n", o.app, res.NotReproduced)
+			return nil
+		}
+		return problemErrorf("the recorded build does not reproduce the history of %s, so the state shown is what it makes of the input, not necessarily what the instance had: %s (likely causes: the wall clock read in a handler, map order, goroutines, randomness outside ctx.Rand(); 'ambr retro-test %s --candidate BUILD' shows the message the receiver logged)", in.Manifest.Instance, res.NotReproduced, in.Manifest.Instance)
+	}
 	return nil
 }
 
@@ -394,8 +437,6 @@ func printReplay(w io.Writer, in *layout.Instance, res replayResult) {
 	}
 }
 
-// isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal (not merely a character
+// device: /dev/null is one, and CI runs commands with stdin from it).
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

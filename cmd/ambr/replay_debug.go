@@ -7,6 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,7 +49,8 @@ type debugResult struct {
 	Goroutine int         `json:"goroutine"`
 	Args      []debug.Var `json:"args"`
 	Locals    []debug.Var `json:"locals"`
-	Addr      string      `json:"addr"`
+	// Addr is where a debugger attaches, while --wait keeps the session.
+	Addr string `json:"addr,omitempty"`
 }
 
 // debugPackage finds the Go package to build with debug information.
@@ -62,9 +66,9 @@ func debugPackage(in *layout.Instance, app string) (string, error) {
 	return "", usageErrorf("--debug builds the app from its Go source, but the recorded source %q is not a package directory here; run from the app's repository or pass --app ./path/to/package", in.Manifest.App.Source)
 }
 
-// firstMethod is the method of the first RPC in a record, for the default
-// breakpoint.
-func firstMethod(rec *logfmt.Record) string {
+// recordRPCs lists the Go-binding RPCs of a record: method names of calls,
+// forks and impulses, and whether it holds results.
+func recordRPCs(rec *logfmt.Record) (methods []string, results bool) {
 	it := logfmt.NewMessageIter(rec.Messages)
 	for m, ok := it.Next(); ok; m, ok = it.Next() {
 		if m.Type != logfmt.TypeRPC {
@@ -74,11 +78,61 @@ func firstMethod(rec *logfmt.Record) string {
 		if err != nil {
 			continue
 		}
-		if name, result, _, ok := immortal.DecodeArgs(r.Args, r.Reserved); ok && !result && name != "" {
-			return name
+		if name, result, _, ok := immortal.DecodeArgs(r.Args, r.Reserved); ok {
+			if result {
+				results = true
+			} else if name != "" {
+				methods = append(methods, name)
+			}
 		}
 	}
-	return ""
+	return methods, results
+}
+
+// setDebugBreak sets the breakpoint for record rec: spec as --break gives
+// it, or by default the handler of the record's first message. A method
+// the record calls, and a result handler of a record with results, are
+// found through the binding however they were registered (see
+// debug.Session.BreakHandler); other names as Delve's locations.
+func setDebugBreak(dbg *debug.Session, rec *logfmt.Record, spec string) (string, error) {
+	methods, results := recordRPCs(rec)
+	switch {
+	case spec == "" && len(methods) > 0:
+		_, err := dbg.BreakHandler(debug.MethodHandler, methods[0])
+		return "the handler of " + methods[0], err
+	case spec == "" && results:
+		_, err := dbg.BreakHandler(debug.ResultHandler, "")
+		return "the result handler", err
+	case spec == "":
+		return "", usageErrorf("record %d holds no call, impulse or result of a Go-binding method to stop in (%s); name a place with --break FILE:LINE", rec.Seq, summarizeRecord(rec))
+	case slices.Contains(methods, spec):
+		_, err := dbg.BreakHandler(debug.MethodHandler, spec)
+		return "the handler of " + spec, err
+	case results && !strings.ContainsAny(spec, ".:/()"):
+		_, err := dbg.BreakHandler(debug.ResultHandler, spec)
+		return "the result handler " + spec, err
+	}
+	_, err := dbg.Break(spec)
+	return spec, err
+}
+
+// userView shortens what Delve prints for people: package paths go
+// (*github.com/x/app/bank.Account → *bank.Account).
+var packagePath = regexp.MustCompile(`(?:[A-Za-z0-9_.~-]+/)+([A-Za-z0-9_]+\.)`)
+
+func userView(s string) string { return packagePath.ReplaceAllString(s, "$1") }
+
+// userVars drops the binding's own arguments (the *immortal.Ctx every
+// handler gets) from what a stop shows.
+func userVars(vs []debug.Var) []debug.Var {
+	var out []debug.Var
+	for _, v := range vs {
+		if strings.HasSuffix(v.Type, "engine/immortal.Ctx") || strings.HasPrefix(v.Name, "~") { // the binding's; unnamed (_) arguments
+			continue
+		}
+		out = append(out, debug.Var{Name: v.Name, Type: userView(v.Type), Value: userView(v.Value)})
+	}
+	return out
 }
 
 // runReplayDebug replays up to the record before seq under Delve, sets the
@@ -143,14 +197,12 @@ func runReplayDebug(ctx context.Context, g *globals, in *layout.Instance, seq in
 	if err != nil {
 		return problemErrorf("%v", err)
 	}
-	spec := o.breakAt
-	if spec == "" {
-		if spec = firstMethod(rec); spec == "" {
-			return usageErrorf("record %d holds no call of a Go-binding method to stop in; name a place with --break METHOD|FILE:LINE", seq)
+	spec, err := setDebugBreak(dbg, rec, o.breakAt)
+	if err != nil {
+		if _, ok := err.(*exitError); ok {
+			return err
 		}
-	}
-	if _, err := dbg.Break(spec); err != nil {
-		return usageErrorf("--break %s: %v", spec, err)
+		return usageErrorf("--break %s: %v", orDefault(o.breakAt, spec), err)
 	}
 	stopped := make(chan struct {
 		stop *debug.Stop
@@ -182,7 +234,10 @@ func runReplayDebug(ctx context.Context, g *globals, in *layout.Instance, seq in
 		return problemErrorf("the app exited (status %d) before reaching %s", stop.ExitStatus, spec)
 	}
 	res := debugResult{Seq: seq, Record: summarizeRecord(rec), Break: spec, Function: stop.Function, File: stop.File, Line: stop.Line,
-		Goroutine: stop.Goroutine, Args: stop.Args, Locals: stop.Locals, Addr: dbg.Addr()}
+		Goroutine: stop.Goroutine, Args: stop.Args, Locals: stop.Locals}
+	if o.wait { // without --wait the session ends with this command: no address to give
+		res.Addr = dbg.Addr()
+	}
 	if o.json {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
@@ -190,22 +245,33 @@ func runReplayDebug(ctx context.Context, g *globals, in *layout.Instance, seq in
 			return err
 		}
 	} else {
-		fmt.Fprintf(g.stdout, "stopped at %s:%d in %s (goroutine %d), handling record %d: %s\n", stop.File, stop.Line, stop.Function, stop.Goroutine, seq, res.Record)
+		fmt.Fprintf(g.stdout, "stopped at %s:%d in %s (goroutine %d), handling record %d: %s\n", stop.File, stop.Line, userView(stop.Function), stop.Goroutine, seq, res.Record)
 		fmt.Fprintln(g.stdout, "arguments:")
-		for _, v := range stop.Args {
+		for _, v := range userVars(stop.Args) {
 			fmt.Fprintf(g.stdout, "  %s %s = %s\n", v.Name, v.Type, v.Value)
 		}
-		fmt.Fprintln(g.stdout, "locals:")
-		for _, v := range stop.Locals {
-			fmt.Fprintf(g.stdout, "  %s %s = %s\n", v.Name, v.Type, v.Value)
+		if locals := userVars(stop.Locals); len(locals) > 0 {
+			fmt.Fprintln(g.stdout, "locals:")
+			for _, v := range locals {
+				fmt.Fprintf(g.stdout, "  %s %s = %s\n", v.Name, v.Type, v.Value)
+			}
 		}
-		fmt.Fprintf(g.stdout, "debugger: dlv connect %s (or attach an editor to it)\n", dbg.Addr())
+		if o.wait {
+			fmt.Fprintf(g.stdout, "debugger: dlv connect %s (or attach an editor to it)\n", dbg.Addr())
+		}
 	}
 	if o.wait {
 		fmt.Fprintln(g.stderr, "the app stays stopped for a debugger to attach; Ctrl-C ends the session")
 		<-ctx.Done()
 	}
 	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func summarizeRecord(rec *logfmt.Record) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/logfmt/logview"
 	"github.com/ambr-dev/ambr/retro"
 	"github.com/ambr-dev/ambr/timetravel"
 )
@@ -27,6 +28,7 @@ type retroOptions struct {
 	json           bool
 	junit          string
 	parallel       int
+	window, repeat int64
 }
 
 func newRetroCmd(g *globals) *cobra.Command {
@@ -46,16 +48,30 @@ time, the input, the expected and actual messages as a diff, and the state
 difference — then a summary: records replayed, divergent records, first and
 last divergence.
 
+Both builds get a window of records (--window, growing with the state's
+size) before they are compared on what they sent and the state they reached;
+a window that differs is bisected to its first divergent record, and the
+comparison goes on record by record from there. The candidate also runs a
+second time beside the first --repeat records: output that differs between
+its two runs (map order, goroutines, the wall clock) is a finding. A history
+the recorded build itself does not reproduce is a finding too: the report
+names the record, its input, the first message that differs (what the build
+sends now, and what the receiving instance logged when its directory is
+beside this one) and the likely causes.
+
 APP is a Go package path (built for you) or an executable speaking the app
 protocol. --until takes a point (1234, a time, checkpoint:K+N, end).
 
 --json prints {"diverged": bool, "reports": [report...]}, a report being
 {instance, dir, candidate, recorded, from, until, records, divergent,
 states_compared, states_differing, first: {seq, time, input, expected,
-actual, diff, state_diff}, last_divergent_seq, first_state_diff, duration,
-error}. --junit FILE writes JUnit XML (one test case per instance) for CI.
+actual, diff, state_diff}, last_divergent_seq, first_state_diff,
+not_reproduced: {seq, time, input, point, detail, message, now, logged,
+logged_in, causes}, unstable: {from, until, index, first, second,
+state_diff, causes}, duration, error}. --junit FILE writes JUnit XML (one test case per instance) for CI.
 
-Exit codes: 0 no divergence; 1 a divergence; 2 could not run.`,
+Exit codes: 0 no divergence; 1 a divergence, output that varies between
+runs, or a history the recorded build does not reproduce; 2 could not run.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.candidate == "" {
@@ -75,6 +91,8 @@ Exit codes: 0 no divergence; 1 a divergence; 2 could not run.`,
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	f.StringVar(&o.junit, "junit", "", "also write JUnit XML to this file")
 	f.IntVar(&o.parallel, "parallel", 2, "instances tested at once")
+	f.Int64Var(&o.window, "window", 0, "records fed between comparisons (default: 1024, more for large states; 1: after every record)")
+	f.Int64Var(&o.repeat, "repeat", retro.DefaultRepeat, "records, from the start, that the candidate runs twice to catch output varying between runs (0: none)")
 	return cmd
 }
 
@@ -132,6 +150,7 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 				return
 			}
 			opts := retro.Options{Dir: in.Dir, Candidate: candidate, Recorded: recorded, FromCheckpoint: o.fromCheckpoint, UpgradeTest: upgrade,
+				Window: o.window, Repeat: repeatOption(o.repeat),
 				Progress: func(d, t int64) {
 					progMu.Lock()
 					done[i], total[i] = d, t
@@ -201,9 +220,23 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 		}
 		return &exitError{code: exitUsage, err: fmt.Errorf("could not run: %v", first)}
 	case diverged:
+		for _, r := range results {
+			if r.Report != nil && r.NotReproduced != nil {
+				return &exitError{code: exitProblem, err: fmt.Errorf("the recorded build does not reproduce the history of %s (the report says where and why); the candidate was judged only up to there", r.Name)}
+			}
+		}
 		return &exitError{code: exitProblem, err: errors.New("the candidate diverged from the recorded history")}
 	}
 	return nil
+}
+
+// repeatOption maps --repeat (0: none) to retro.Options.Repeat (0: the
+// default, negative: none).
+func repeatOption(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
@@ -226,17 +259,7 @@ func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
 	fmt.Fprintf(w, " — %s\n", r.Duration)
 	if d := r.First; d != nil {
 		fmt.Fprintf(w, "first divergence: record #%d, logged %s\n", d.Seq, d.Time.Format(time.RFC3339Nano))
-		for _, m := range d.Input.Messages {
-			from := m.From
-			if m.FromSeq != 0 {
-				from = fmt.Sprintf("%s:%d", m.From, m.FromSeq)
-			}
-			name := m.MethodName
-			if m.Result {
-				name = "result"
-			}
-			fmt.Fprintf(w, "  input: %s %s %s %s%s\n", from, m.Kind, name, m.Args, m.ArgsHex)
-		}
+		printInput(w, d.Input.Messages)
 		fmt.Fprintln(w, "  messages sent (- expected, + actual):")
 		for _, line := range d.Messages {
 			fmt.Fprintf(w, "    %s\n", line)
@@ -254,10 +277,76 @@ func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
 			fmt.Fprintf(w, "    %s: %s → %s\n", c.Path, orNone(c.Old), orNone(c.New))
 		}
 	}
+	if nd := r.NotReproduced; nd != nil {
+		fmt.Fprintf(w, "✗ the recorded build does not reproduce the history, so the candidate was judged only before record #%d\n", nd.Seq)
+		printNondeterminism(w, nd)
+	}
+	if u := r.Unstable; u != nil {
+		fmt.Fprintf(w, "✗ the candidate's output varies between runs: two runs of it on records #%d..#%d differ", u.From, u.Until)
+		if u.First != nil || u.Second != nil {
+			fmt.Fprintf(w, " at message %d\n    first run:  %s\n    second run: %s\n", u.Index+1, messageOrNothing(u.First), messageOrNothing(u.Second))
+		} else {
+			fmt.Fprintln(w, " in their states:")
+			for _, c := range u.State {
+				fmt.Fprintf(w, "    %s: %s → %s\n", c.Path, orNone(c.Old), orNone(c.New))
+			}
+		}
+		printCauses(w, u.Causes)
+	}
 	if !r.Diverged() {
 		fmt.Fprintln(w, "✓ no divergence")
 	}
 	fmt.Fprintln(w)
+}
+
+// printNondeterminism prints a history its build does not reproduce: the
+// record, its input, the first message that differs, the likely causes.
+func printNondeterminism(w io.Writer, nd *retro.Nondeterminism) {
+	fmt.Fprintf(w, "  nondeterminism at record #%d", nd.Seq)
+	if !nd.Time.IsZero() {
+		fmt.Fprintf(w, ", logged %s", nd.Time.Format(time.RFC3339Nano))
+	}
+	fmt.Fprintln(w)
+	if nd.Input != nil {
+		printInput(w, nd.Input.Messages)
+	}
+	fmt.Fprintf(w, "  message %d of the output stream:\n", nd.Message)
+	fmt.Fprintf(w, "    now:    %s\n", messageOrNothing(nd.Now))
+	if nd.Logged != nil {
+		fmt.Fprintf(w, "    logged: %s  (%s)\n", nd.Logged, nd.LoggedIn)
+	} else {
+		fmt.Fprintf(w, "    logged: %s\n", nd.LoggedIn)
+	}
+	fmt.Fprintf(w, "  %s\n", nd.Detail)
+	printCauses(w, nd.Causes)
+}
+
+func printInput(w io.Writer, msgs []logview.MessageView) {
+	for _, m := range msgs {
+		from := m.From
+		if m.FromSeq != 0 {
+			from = fmt.Sprintf("%s:%d", m.From, m.FromSeq)
+		}
+		name := m.MethodName
+		if m.Result {
+			name = "result"
+		}
+		fmt.Fprintf(w, "  input: %s %s %s %s%s\n", from, m.Kind, name, m.Args, m.ArgsHex)
+	}
+}
+
+func printCauses(w io.Writer, causes []string) {
+	fmt.Fprintln(w, "  likely causes:")
+	for _, c := range causes {
+		fmt.Fprintf(w, "    - %s\n", c)
+	}
+}
+
+func messageOrNothing(m *retro.Message) string {
+	if m == nil {
+		return "(nothing)"
+	}
+	return m.String()
 }
 
 func orNone(s string) string {
@@ -318,8 +407,13 @@ func writeJUnit(path string, results []retroResult, candidate string, upgrade bo
 			var text strings.Builder
 			printRetro(&text, r, candidate, upgrade)
 			msg := "the states differ"
-			if r.First != nil {
+			switch {
+			case r.First != nil:
 				msg = fmt.Sprintf("first divergence at record %d", r.First.Seq)
+			case r.NotReproduced != nil:
+				msg = fmt.Sprintf("the recorded build does not reproduce the history at record %d", r.NotReproduced.Seq)
+			case r.Unstable != nil:
+				msg = fmt.Sprintf("the candidate's output varies between runs (records %d..%d)", r.Unstable.From, r.Unstable.Until)
 			}
 			c.Failure = &junitProblem{Message: msg, Type: "divergence", Text: text.String()}
 			s.Failures, suites.Failures = 1, suites.Failures+1

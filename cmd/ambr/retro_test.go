@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +43,16 @@ type retroJSON struct {
 				Result          bool
 			}
 			Diff []string
+		}
+		NotReproduced *struct {
+			Seq         int64
+			Now, Logged *struct{ Method, Payload string }
+			LoggedIn    string `json:"logged_in"`
+			Causes      []string
+		} `json:"not_reproduced"`
+		Unstable *struct {
+			From, Until, Index int64
+			First, Second      *struct{ Method, Payload string }
 		}
 	}
 }
@@ -132,6 +145,80 @@ func TestRetroCounter(t *testing.T) {
 	if code != 1 || res.Reports[0].First == nil || res.Reports[0].First.Seq != 2 {
 		t.Fatalf("wall clock candidate: exit %d, first %+v", code, res.Reports[0].First)
 	}
+
+	// A history its recorded build does not reproduce (here: the buggy build
+	// named as the recorded one): exit 1, naming record 51, what the build
+	// sends now and what the client logged, decoded.
+	res, code, stderr = runRetroJSON(t, home, "server", "--candidate", counterBins.server, "--recorded", buggy)
+	nd := res.Reports[0].NotReproduced
+	if code != 1 || !res.Diverged || nd == nil || nd.Seq != 51 || nd.Now == nil || nd.Now.Payload != "1050" || nd.Logged == nil || nd.Logged.Payload != "50" ||
+		!strings.HasPrefix(nd.LoggedIn, "client's log, record ") || len(nd.Causes) == 0 {
+		t.Fatalf("not reproduced: exit %d, %+v\n%s", code, nd, stderr)
+	}
+	cmd := exec.Command(builtBins.ambr, "--home", home, "retro-test", "server", "--candidate", counterBins.server, "--recorded", buggy)
+	out, _ = cmd.Output()
+	if cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("not reproduced, text: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+	golden(t, "retro_not_reproduced.golden", maskReport(string(out), home, filepath.Dir(builtBins.ambr)))
+
+	// A candidate whose second run sends other messages than its first
+	// (which matches the history): caught by running it twice.
+	unstable := goBuild(t, "unstable", "../../retro/testdata/unstable")
+	cmd = exec.Command(builtBins.ambr, "--home", home, "retro-test", "server", "--candidate", unstable, "--json")
+	cmd.Env = append(os.Environ(), "UNSTABLE_MARKER="+filepath.Join(t.TempDir(), "first-run"))
+	out, _ = cmd.Output()
+	res = retroJSON{}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("unstable: %v\n%s", err, out)
+	}
+	u := res.Reports[0].Unstable
+	if cmd.ProcessState.ExitCode() != 1 || res.Reports[0].Divergent != 0 || u == nil || u.From != 1 || u.Index != 0 ||
+		u.First == nil || u.First.Payload != "1" || u.Second == nil || u.Second.Payload != "1000" {
+		t.Fatalf("unstable candidate: exit %d, %s", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// maskReport replaces what varies from run to run in a report (paths,
+// logged times, durations, digests) with fixed words, for golden files.
+func maskReport(s, home, bins string) string {
+	s = strings.ReplaceAll(s, home, "$HOME")
+	s = strings.ReplaceAll(s, bins, "$BIN")
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`\d{4}-\d\d-\d\dT[0-9:.]+Z`),
+		regexp.MustCompile(`— [0-9.]+[µm]?s`),
+		regexp.MustCompile(`[0-9a-f]{16}`),
+	} {
+		s = re.ReplaceAllStringFunc(s, func(m string) string {
+			switch {
+			case strings.HasPrefix(m, "—"):
+				return "— DURATION"
+			case strings.Contains(m, "T"):
+				return "TIME"
+			}
+			return "DIGEST"
+		})
+	}
+	return s
+}
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *updateScripts {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -run %s -update writes it)", err, t.Name())
+	}
+	if got != string(want) {
+		t.Fatalf("output differs from %s (-update rewrites it):\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
 }
 
 // TestRetroMapOrder records a run with a build that sorts map keys before
@@ -187,13 +274,41 @@ func TestRecoveryNondeterminism(t *testing.T) {
 				t.Fatal("the coordinator did not stop on a nondeterministic replay")
 			}
 			out := server.out.String()
-			if server.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out, "nondeterminism: replaying up to record ") {
+			// The record, its input and the message sent now, decoded.
+			report := regexp.MustCompile(`nondeterminism: replaying record (\d+) \(logged [^;]+; input: client:(\d+) call Inc \{\}\), the app sent other messages than it did when the record was first processed: message (\d+) of its output is now → client fork result (\d+)`)
+			m := report.FindStringSubmatch(out)
+			if server.cmd.ProcessState.ExitCode() != 1 || m == nil || !strings.Contains(out, "likely causes: the wall clock read in a handler") {
 				t.Fatalf("stop policy: exit %d, output:\n%s", server.cmd.ProcessState.ExitCode(), out)
+			}
+			// Record r holds the (r-1)th Inc, the (r-1)th message sent;
+			// the wall-clock server never answers the count alone.
+			if m[2] != fmt.Sprint(atoi(t, m[1])-1) || m[3] != m[2] || m[4] == m[2] {
+				t.Fatalf("stop policy: the report names record %s, input client:%s, message %s, result %s:\n%s", m[1], m[2], m[3], m[4], out)
+			}
+			// The tools say the same of this history: replay prints the
+			// state and exits 1; retro-test names the record (exit 1).
+			cmd := exec.Command(builtBins.ambr, "--home", home, "replay", "server", "--until", "end", "--json")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			rout, _ := cmd.Output()
+			var rep struct {
+				State         struct{ Count int }
+				NotReproduced string `json:"not_reproduced"`
+			}
+			if err := json.Unmarshal(rout, &rep); err != nil || cmd.ProcessState.ExitCode() != 1 || rep.State.Count == 0 ||
+				!strings.Contains(rep.NotReproduced, "→ client fork result") || !strings.Contains(stderr.String(), "the recorded build does not reproduce the history of server") {
+				t.Fatalf("replay of a history its build does not reproduce: exit %d, %v\n%s\n%s", cmd.ProcessState.ExitCode(), err, rout, stderr.String())
+			}
+			res, code, errOut := runRetroJSON(t, home, "server", "--candidate", counterBins.server)
+			nd := res.Reports[0].NotReproduced
+			if code != 1 || nd == nil || nd.Seq < 2 || nd.Now == nil || nd.Logged == nil || nd.Now.Payload == nd.Logged.Payload || !strings.HasPrefix(nd.LoggedIn, "client's log, record ") || !strings.Contains(strings.Join(nd.Causes, "\n"), "wall clock") {
+				t.Fatalf("retro-test of a history its build does not reproduce: exit %d, %+v\n%s", code, nd, errOut)
 			}
 			continue
 		}
+		// One line for the one cause, with a count, once the replay ends.
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(server.out.String(), "nondeterminism: replaying up to record ") {
+		for !strings.Contains(server.out.String(), "nondeterminism (warn, carrying on)") {
 			if time.Now().After(deadline) {
 				t.Fatalf("warn policy: no warning; output:\n%s", server.out.String())
 			}
@@ -204,7 +319,20 @@ func TestRecoveryNondeterminism(t *testing.T) {
 			t.Fatalf("warn policy: the coordinator stopped:\n%s", server.out.String())
 		case <-time.After(200 * time.Millisecond):
 		}
+		out := server.out.String()
+		if n := strings.Count(out, "nondeterminism"); n != 1 || !regexp.MustCompile(`nondeterminism \(warn, carrying on\): \d+ points of the log's output stream, from record \d+ to \d+, replayed differently, the first: replaying record`).MatchString(out) {
+			t.Fatalf("warn policy: %d lines about nondeterminism, want one with a count:\n%s", n, out)
+		}
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestUpgradeTest checks `ambr upgrade test` on a recorded counter server:

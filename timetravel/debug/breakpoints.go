@@ -222,6 +222,12 @@ func (s *Session) namedClosures(spec string) ([]api.Location, error) {
 
 // createBreakpoint sets one breakpoint at every PC of locs.
 func (s *Session) createBreakpoint(locs []api.Location, expr string) (int, error) {
+	return s.createBreakpointCond(locs, expr, "")
+}
+
+// createBreakpointCond is createBreakpoint with a condition (a Go boolean
+// expression Delve evaluates where it stops; "" for none).
+func (s *Session) createBreakpointCond(locs []api.Location, expr, cond string) (int, error) {
 	var pcs []uint64
 	var funcs []string
 	for _, loc := range locs {
@@ -244,7 +250,7 @@ func (s *Session) createBreakpoint(locs []api.Location, expr string) (int, error
 		// Delve re-evaluates an expression only if it has one location.
 		expr = ""
 	}
-	bp, err := s.client.CreateBreakpointWithExpr(&api.Breakpoint{Addr: pcs[0], Addrs: pcs}, expr, nil, false)
+	bp, err := s.client.CreateBreakpointWithExpr(&api.Breakpoint{Addr: pcs[0], Addrs: pcs, Cond: cond}, expr, nil, false)
 	if err != nil {
 		return 0, err
 	}

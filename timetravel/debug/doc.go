@@ -36,7 +36,10 @@
 // by GC shape, one function per shape, e.g.
 // main.Handle[go.shape.struct { main.count int },go.shape.int].func1.
 // BreakFunction also accepts friendlier names, the method name a handler is
-// registered with among them; see there.
+// registered with among them; see there. BreakHandler finds a Go-binding
+// handler by the name it was registered under however it was registered
+// (a literal, a method value, under a constant): it stops where the
+// binding calls the handler registered under that name and steps into it.
 //
 // Limits:
 //   - Linux needs ptrace for the app (root in a container is fine; a seccomp

@@ -54,6 +54,7 @@ type Session struct {
 	running   bool        // a Continue is under way
 	detached  bool
 	bpFuncs   map[int][]string // breakpoint ID → the functions it was set in
+	stepIn    map[int]bool     // breakpoints of BreakHandler: step into the handler
 
 	detachOnce sync.Once
 	detachErr  error
@@ -284,6 +285,22 @@ func (s *Session) ContinueContext(ctx context.Context) (*Stop, error) {
 	}
 	if last.Err != nil && !last.Exited {
 		return nil, fmt.Errorf("debug: continue: %w", last.Err)
+	}
+	if th := last.CurrentThread; !halted && !last.Exited && th != nil && th.Breakpoint != nil {
+		s.mu.Lock()
+		step := s.stepIn[th.Breakpoint.ID]
+		s.mu.Unlock()
+		if step {
+			bp := th.Breakpoint
+			state, err := s.stepIntoHandler()
+			if err != nil {
+				return nil, fmt.Errorf("debug: continue: step into the handler: %w", err)
+			}
+			if state.CurrentThread != nil && state.CurrentThread.Breakpoint == nil {
+				state.CurrentThread.Breakpoint = bp // stopped because of it
+			}
+			last = state
+		}
 	}
 	stop, err := s.stop(last)
 	if err != nil {
