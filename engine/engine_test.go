@@ -74,6 +74,12 @@ func runRawOpts(t *testing.T, fsys vfs.FS, app *rawApp, opts Options) error {
 	pl := NewPipeListener()
 	var last atomic.Value
 	opts.Dir, opts.Name, opts.FS, opts.Listener = testDir, "counter", fsys, pl
+	if opts.Registry == nil {
+		// The instance is in memory but the registry and its CA are real
+		// files: give each run its own, or test binaries running at once
+		// race on one directory.
+		opts.Registry = FileRegistry{Dir: t.TempDir()}
+	}
 	opts.OnStatus = func(s Status) { last.Store(s) }
 	opts.Now = (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now
 	c, err := New(opts)
@@ -83,10 +89,16 @@ func runRawOpts(t *testing.T, fsys vfs.FS, app *rawApp, opts Options) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
-	toIC, fromIC, err := pl.Dial(ctx)
+	dialCtx, dialCancel := context.WithCancel(ctx)
+	go func() {
+		err := c.Run(ctx)
+		dialCancel() // a Run that ends before it accepts must not leave Dial waiting
+		errc <- err
+	}()
+	toIC, fromIC, err := pl.Dial(dialCtx)
 	if err != nil {
-		t.Fatal(err)
+		runErr := <-errc
+		t.Fatalf("the coordinator did not take the app (%v): %v", err, runErr)
 	}
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.run(ctx, toIC, fromIC) }()

@@ -77,7 +77,7 @@ func TestProtocolLiteralBytes(t *testing.T) {
 	mem := vfs.NewMem()
 	pl := NewPipeListener()
 	defer pl.Close()
-	c, err := New(Options{Dir: testDir, Name: "raw", FS: mem, Listener: pl, Logger: quietLogger(),
+	c, err := New(Options{Dir: testDir, Name: "raw", FS: mem, Listener: pl, Logger: quietLogger(), Registry: FileRegistry{Dir: t.TempDir()},
 		Now: (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
 	if err != nil {
 		t.Fatal(err)
