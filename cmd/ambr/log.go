@@ -122,7 +122,7 @@ func runLog(g *globals, name string, o logOptions) error {
 			return nil
 		}
 		printed++
-		v := logview.View(rec, seg, off, immortal.DecodeArgs)
+		v := logview.ViewEnvelopes(rec, seg, off, immortal.ViewEnvelope)
 		if o.json {
 			return enc.Encode(v)
 		}

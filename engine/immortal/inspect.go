@@ -8,6 +8,7 @@ import (
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
+	"github.com/ambr-dev/ambr/logfmt/logview"
 )
 
 // Reading what this binding left in an instance directory, for tools and
@@ -146,4 +147,16 @@ func eachLoggedRPC(dir string, fn func(sender string, rpc logfmt.RPC)) error {
 			fn(r.Sources[src].Peer, rpc)
 		}
 	}
+}
+
+// ViewEnvelope reads the binding's envelope for logview: the method, or for
+// a result the number of the call it answers and whether it is an error.
+// The tools (ambr log, the TUI) decode records with it.
+func ViewEnvelope(args []byte, reserved byte) (logview.Envelope, bool) {
+	e, err := ParseEnvelope(args)
+	if err != nil {
+		return logview.Envelope{}, false
+	}
+	return logview.Envelope{Method: e.Method, Result: reserved == ReservedResult, CallID: e.CallID,
+		Failed: e.Flags&FlagError != 0, Payload: e.Payload}, true
 }
