@@ -22,7 +22,11 @@ var ErrDamaged = errors.New("past damage in the log")
 // pastDamage is the error for point p, which lies past the damage that
 // ends the readable log after record last.
 func pastDamage(p Point, last int64, damage error) error {
-	return fmt.Errorf("%w: %s lies past record %d, after which the log is damaged (%v); points up to record %d can be replayed (from any checkpoint before it)", ErrDamaged, p, last, damage, last)
+	what := fmt.Sprint(p)
+	if what == "" {
+		what = "the end of the log"
+	}
+	return fmt.Errorf("%w: %s lies past record %d, after which the log is damaged (%v); points up to record %d can be replayed (from any checkpoint before it)", ErrDamaged, what, last, damage, last)
 }
 
 // Resolve turns a point into the sequence number of the record it names in

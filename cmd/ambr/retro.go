@@ -14,7 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/logfmt"
 	"github.com/ambr-dev/ambr/logfmt/logview"
 	"github.com/ambr-dev/ambr/retro"
 	"github.com/ambr-dev/ambr/timetravel"
@@ -217,6 +219,11 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 		}
 		if errors.Is(first, timetravel.ErrBadPoint) || errors.Is(first, timetravel.ErrNoBuild) {
 			return usageErrorf("%s", strings.TrimPrefix(first.Error(), "ambr: "))
+		}
+		// Damaged data is exit 1 in every command (ls, log, checkpoints,
+		// replay alike).
+		if errors.Is(first, timetravel.ErrDamaged) || errors.Is(first, logfmt.ErrCorrupt) || errors.Is(first, engine.ErrDamagedLog) {
+			return problemErrorf("the history is damaged: %v (see 'ambr log NAME' for where)", first)
 		}
 		return &exitError{code: exitUsage, err: fmt.Errorf("could not run: %v", first)}
 	case diverged:
