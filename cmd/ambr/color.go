@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 
 	"github.com/charmbracelet/lipgloss"
 )
@@ -34,4 +35,16 @@ func (s *cliStyles) state(state string) string {
 		return s.Bad.Render(state)
 	}
 	return s.Dim.Render(state)
+}
+
+// diffLine colours a line of a diff by its first character: "-" what was
+// expected or removed (red), "+" what came instead or was added (green).
+func (s *cliStyles) diffLine(line string) string {
+	switch {
+	case strings.HasPrefix(line, "-"):
+		return s.Bad.UnsetBold().Render(line)
+	case strings.HasPrefix(line, "+"):
+		return s.Good.Render(line)
+	}
+	return line
 }

@@ -424,12 +424,13 @@ func printReplay(w io.Writer, in *layout.Instance, res replayResult) {
 	}
 	if res.DiffTo != nil {
 		fmt.Fprintf(w, "\nchanges from record %d to record %d: %d\n", res.Seq, *res.DiffTo, len(res.Diff))
+		st := newCLIStyles(w)
 		for _, c := range res.Diff {
 			switch {
 			case c.Old == "":
-				fmt.Fprintf(w, "  + %s = %s\n", c.Path, c.New)
+				fmt.Fprintf(w, "  %s\n", st.diffLine(fmt.Sprintf("+ %s = %s", c.Path, c.New)))
 			case c.New == "":
-				fmt.Fprintf(w, "  - %s (was %s)\n", c.Path, c.Old)
+				fmt.Fprintf(w, "  %s\n", st.diffLine(fmt.Sprintf("- %s (was %s)", c.Path, c.Old)))
 			default:
 				fmt.Fprintf(w, "  ~ %s: %s → %s\n", c.Path, c.Old, c.New)
 			}

@@ -268,8 +268,9 @@ func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
 		fmt.Fprintf(w, "first divergence: record #%d, logged %s\n", d.Seq, d.Time.Format(time.RFC3339Nano))
 		printInput(w, d.Input.Messages)
 		fmt.Fprintln(w, "  messages sent (- expected, + actual):")
+		st := newCLIStyles(w)
 		for _, line := range d.Messages {
-			fmt.Fprintf(w, "    %s\n", line)
+			fmt.Fprintf(w, "    %s\n", st.diffLine(line))
 		}
 		if len(d.State) > 0 {
 			fmt.Fprintf(w, "  state after #%d (expected → actual):\n", d.Seq)
