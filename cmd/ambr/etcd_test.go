@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ambr-dev/ambr/engine/etcdreg"
 	"github.com/ambr-dev/ambr/internal/etcdtest"
@@ -54,5 +56,66 @@ func TestEtcdRegistry(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(b), "does not answer") {
 		t.Fatalf("run with an unreachable etcd: %v\n%s", err, b)
+	}
+}
+
+// TestEtcdReplicas (scenarios.md "across hosts", on one host): two server
+// replicas elect their primary in a real etcd (a lease; the leader
+// revision is the epoch) while a client calls through etcd's registry. The
+// primary is killed twice (its lease runs out, the standby wins a higher
+// epoch) and each killed replica rejoins; then etcd is stopped under the
+// primary, which steps down on its own before its lease can have run out,
+// and when etcd is back a primary is elected and the run goes on. The
+// client's results are exactly 1..k.
+func TestEtcdReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	buildCounter(t)
+	etcd := etcdtest.Start(t)
+	const k = 80
+	home := t.TempDir()
+	rs := newReplicas(t, home, "server", 2, "--registry", etcd.URL())
+	client := newInst(t, home, "client", counterBins.client, "--server", "server", "--count", strconv.Itoa(k), "--interval", "20ms")
+	client.extra = []string{"--registry", etcd.URL()}
+	t.Cleanup(client.stop)
+	for _, in := range rs.reps {
+		in.start()
+	}
+	p := rs.primary(0)
+	client.start()
+	rs.progress(10)
+	for round := 0; round < 2; round++ {
+		rs.kill(p.Replica)
+		next := rs.primary(p.Epoch)
+		rs.progress(10 + 15*(round+1))
+		rs.restart(p.Replica)
+		p = next
+	}
+	// etcd goes away under the primary: it steps down (its lease may be
+	// gone); when etcd is back, an election is held and the calls go on.
+	etcd.Stop()
+	deadline := time.Now().Add(*clientTimeout)
+	for !strings.Contains(rs.output(), "lost the lease at epoch") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the primary did not step down without etcd\n%s", rs.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	etcd.Restart()
+	rs.restart(p.Replica) // it stopped; it rejoins (and may well win again)
+	checkExact(t, waitClient(t, client, rs.reps...).Results, k)
+	client.stop()
+	for _, in := range rs.reps {
+		in.stop()
+	}
+	for _, line := range strings.Split(rs.output(), "\n") {
+		if strings.Contains(line, "→ primary") || strings.Contains(line, "lost the lease") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+	calls, err := loggedCalls(rs.dir(), "Inc")
+	if err != nil || calls["client"] != k {
+		t.Fatalf("the server logged %v Inc calls (%v), want exactly %d from client", calls, err, k)
 	}
 }

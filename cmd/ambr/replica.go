@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ambr-dev/ambr/engine"
+	"github.com/ambr-dev/ambr/engine/etcdreg"
 	"github.com/ambr-dev/ambr/engine/supervise"
 )
 
@@ -83,8 +84,14 @@ func replicaOptions(opts *engine.Options, dir string, n int, ttl time.Duration, 
 		return
 	}
 	opts.Replica = n
-	opts.Election = &engine.FileElection{Dir: dir, Replica: n, TTL: ttl,
-		OnWait: func(reason string) { logger.Info(fmt.Sprintf("replica %d: %s", n, reason)) }}
+	onWait := func(reason string) { logger.Info(fmt.Sprintf("replica %d: %s", n, reason)) }
+	if reg, ok := opts.Registry.(*etcdreg.Registry); ok {
+		// Across hosts: the primary holds an etcd lease (its own TTL;
+		// --lease-ttl is the file election's).
+		opts.Election = &etcdreg.Election{Registry: reg, Instance: opts.Name, Dir: dir, Replica: n, OnWait: onWait}
+	} else {
+		opts.Election = &engine.FileElection{Dir: dir, Replica: n, TTL: ttl, OnWait: onWait}
+	}
 	opts.OnRole = func(role string, epoch uint64) {
 		status.setRole(role, epoch)
 		onRole()
