@@ -59,6 +59,7 @@ type inst struct {
 	bin      string
 	appArgs  []string
 	extra    []string // more ambr run flags
+	netns    string   // a network namespace (a test host) to run in; "" for this one
 	out      *syncBuffer
 	cmd      *exec.Cmd
 	done     chan struct{}
@@ -83,6 +84,10 @@ func (i *inst) start() {
 	args = append(append(args, i.extra...), "--")
 	args = append(args, i.appArgs...)
 	i.cmd = exec.Command(builtBins.ambr, args...)
+	if i.netns != "" {
+		// ip netns exec execs ambr in place: the pid is ambr's.
+		i.cmd = exec.Command("ip", append([]string{"netns", "exec", i.netns, builtBins.ambr}, args...)...)
+	}
 	i.cmd.Stdout, i.cmd.Stderr = i.out, i.out
 	if err := i.cmd.Start(); err != nil {
 		i.t.Fatal(err)

@@ -24,18 +24,22 @@ type Server struct {
 	etcd   *embed.Etcd
 }
 
-// Start runs an etcd for t; it stops at the end of the test.
-func Start(t testing.TB) *Server {
+// Start runs an etcd for t on loopback; it stops at the end of the test.
+func Start(t testing.TB) *Server { return StartOn(t, "127.0.0.1") }
+
+// StartOn runs an etcd for t whose clients reach it at host (an address of
+// this machine, e.g. a test network's bridge).
+func StartOn(t testing.TB, host string) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: filepath.Join(t.TempDir(), "etcd"), client: freeURL(t), peer: freeURL(t)}
+	s := &Server{t: t, dir: filepath.Join(t.TempDir(), "etcd"), client: freeURL(t, host), peer: freeURL(t, "127.0.0.1")}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
 }
 
-func freeURL(t testing.TB) url.URL {
+func freeURL(t testing.TB, host string) url.URL {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
