@@ -33,6 +33,7 @@ type failoverOptions struct {
 	keep              bool
 	load              time.Duration
 	stall             bool
+	registry          string
 }
 
 // failoverReport is what `ambr bench failover --json` prints.
@@ -99,6 +100,7 @@ says which); 2 could not run.`,
 	f.DurationVar(&o.leaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "the replicas' --lease-ttl")
 	f.DurationVar(&o.load, "load", 200*time.Millisecond, "how long the primary serves before each kill (±50%, at random): the log its successor replays grows with it")
 	f.BoolVar(&o.stall, "stall", false, "SIGSTOP the primary instead of killing it: the successor takes over when the lease is older than --lease-ttl (then SIGCONT: it stops, deposed, and is restarted)")
+	f.StringVar(&o.registry, "registry", "", "etcd://HOST:PORT: the replicas elect their primary with etcd leases and find each other there (default: the file lock and the directory registry)")
 	f.BoolVar(&o.keep, "keep", false, "keep the run's home afterwards (its path is printed)")
 	return cmd
 }
@@ -222,7 +224,11 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		}
 	}
 	runArgs := func(n int) []string {
-		return []string{"--home", home, "run", apps[0], "--name", "server", "-q", "--replica", strconv.Itoa(n), "--lease-ttl", o.leaseTTL.String()}
+		args := []string{"--home", home, "run", apps[0], "--name", "server", "-q", "--replica", strconv.Itoa(n), "--lease-ttl", o.leaseTTL.String()}
+		if o.registry != "" {
+			args = append(args, "--registry", o.registry)
+		}
+		return args
 	}
 	dir := filepath.Join(home, "server")
 	procs := make([]*failoverProc, o.replicas)
@@ -268,7 +274,11 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	}); err != nil {
 		return err
 	}
-	if client, err = start(-1, "--home", home, "run", apps[1], "--name", "client", "-q", "--", "--server", "server", "--count", "1000000000"); err != nil {
+	clientArgs := []string{"--home", home, "run", apps[1], "--name", "client", "-q"}
+	if o.registry != "" {
+		clientArgs = append(clientArgs, "--registry", o.registry)
+	}
+	if client, err = start(-1, append(clientArgs, "--", "--server", "server", "--count", "1000000000")...); err != nil {
 		return err
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 17))

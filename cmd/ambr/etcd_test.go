@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -118,4 +119,36 @@ func TestEtcdReplicas(t *testing.T) {
 	if err != nil || calls["client"] != k {
 		t.Fatalf("the server logged %v Inc calls (%v), want exactly %d from client", calls, err, k)
 	}
+}
+
+var etcdFailoverKills = flag.Int("etcd-failover-kills", 2, "TestBenchFailoverEtcd: primary kills to time (BENCHMARKS.md uses 10)")
+
+// TestBenchFailoverEtcd runs `ambr bench failover --registry etcd://…`
+// against a real etcd: the replicas elect their primary with etcd leases,
+// so a killed primary is replaced when its lease runs out. It checks the
+// report and logs the figures (go test -v; -etcd-failover-kills 10 for
+// BENCHMARKS.md).
+func TestBenchFailoverEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes; go test without -short runs it")
+	}
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	cmd := exec.Command(builtBins.ambr, "--home", t.TempDir(), "bench", "failover", "--registry", etcd.URL(), "--replicas", "2",
+		"--kills", strconv.Itoa(*etcdFailoverKills), "--json")
+	cmd.Dir = "../.."
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ambr bench failover --registry: %v\n%s%s", err, out, stderr.String())
+	}
+	var rep failoverReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if rep.Kills != *etcdFailoverKills || len(rep.SamplesMs) != rep.Kills || rep.MinMs <= 0 || rep.P50Ms < rep.MinMs || rep.MaxMs < rep.P99Ms {
+		t.Fatalf("report %+v", rep)
+	}
+	t.Logf("failover with etcd leases over %d kills: p50 %.1f ms, p99 %.1f ms, min %.1f ms, max %.1f ms", rep.Kills, rep.P50Ms, rep.P99Ms, rep.MinMs, rep.MaxMs)
 }
