@@ -147,6 +147,7 @@ type Coordinator struct {
 
 	mu      sync.Mutex
 	upgrade *pendingUpgrade      // asked for, for the next app connection
+	epochs  map[string]uint64    // the newest epoch each peer said hello at
 	warned  map[string]time.Time // warnLimited's last line per key
 	muted   map[string]int       // lines warnLimited left out since
 }

@@ -294,7 +294,11 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 		}
 		conn = tc
 	}
-	if _, err := conn.Write(logfmt.AppendPeerHello(nil, v.c.opts.Name, l.peer)); err != nil {
+	var epoch uint64
+	if v.c.primacy != nil {
+		epoch = v.c.primacy.Epoch()
+	}
+	if _, err := conn.Write(logfmt.AppendPeerHelloAt(nil, v.c.opts.Name, l.peer, epoch)); err != nil {
 		return 0, fmt.Errorf("hello to %s: %v", l.peer, err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(peerHelloTimeout))
@@ -668,6 +672,10 @@ func (c *Coordinator) greet(raw net.Conn) (*greeted, error) {
 	if f.From == c.opts.Name {
 		return nil, fmt.Errorf("its hello claims to be this instance, %s", f.From)
 	}
+	if seen := c.sawEpoch(f.From, f.Epoch); f.Epoch != 0 && f.Epoch < seen {
+		_, _ = conn.Write(logfmt.AppendPeerReject(nil, fmt.Sprintf("%s at epoch %d is not its primary: epoch %d has said hello here since (a newer primary runs)", f.From, f.Epoch, seen)))
+		return nil, fmt.Errorf("its hello is from %s at epoch %d, older than epoch %d seen before: a deposed primary", f.From, f.Epoch, seen)
+	}
 	_ = raw.SetDeadline(time.Time{})
 	return &greeted{conn: conn, r: r, from: f.From}, nil
 }
@@ -690,3 +698,17 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 // waitForAppRoom blocks an inbound link's reader while the app has more
 // than the budget of input waiting for it.
 func (v *conversation) waitForAppRoom() { v.flow.waitInput(v.done) }
+
+// sawEpoch records that peer said hello at epoch and returns the newest
+// epoch seen from it (0: it runs without replicas).
+func (c *Coordinator) sawEpoch(peer string, epoch uint64) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epochs == nil {
+		c.epochs = map[string]uint64{}
+	}
+	if epoch > c.epochs[peer] {
+		c.epochs[peer] = epoch
+	}
+	return c.epochs[peer]
+}

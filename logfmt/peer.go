@@ -19,7 +19,8 @@ import (
 //	       +-------------+---------+----------------+
 //
 //	Hello    sender → receiver  magic "ambrpeer", version u16, from name, to name
-//	                            (names: u16 length + UTF-8)
+//	                            (names: u16 length + UTF-8), then the sender's
+//	                            epoch u64 if it runs as replicas (absent: 0)
 //	Welcome  receiver → sender  expect i64: the next sender sequence number it wants
 //	Reject   receiver → sender  reason (UTF-8): wrong instance, not ready
 //	Message  sender → receiver  seq i64, then one framed app-protocol RPC message
@@ -70,6 +71,8 @@ type PeerFrame struct {
 	// Acked is what the receiver had acknowledged (Lost; Seq is then what
 	// it expects now).
 	Acked int64
+	// Epoch is the sender's primary epoch (Hello; 0 without replicas).
+	Epoch uint64
 }
 
 func appendPeerFrame(dst []byte, kind byte, payload []byte) []byte {
@@ -78,12 +81,19 @@ func appendPeerFrame(dst []byte, kind byte, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
-// AppendPeerHello appends a Hello frame.
-func AppendPeerHello(dst []byte, from, to string) []byte {
+// AppendPeerHello appends a Hello frame of a sender without replicas.
+func AppendPeerHello(dst []byte, from, to string) []byte { return AppendPeerHelloAt(dst, from, to, 0) }
+
+// AppendPeerHelloAt appends a Hello frame from a sender at epoch (its
+// primary's epoch; 0 without replicas, and then left out).
+func AppendPeerHelloAt(dst []byte, from, to string, epoch uint64) []byte {
 	p := append([]byte(peerMagic), 0, 0)
 	binary.LittleEndian.PutUint16(p[len(peerMagic):], PeerVersion)
 	p, _ = appendName(p, from)
 	p, _ = appendName(p, to)
+	if epoch != 0 {
+		p = binary.LittleEndian.AppendUint64(p, epoch)
+	}
 	return appendPeerFrame(dst, PeerHello, p)
 }
 
@@ -144,6 +154,13 @@ func ParsePeerFrame(kind byte, p []byte) (PeerFrame, error) {
 		}
 		cur := &byteCursor{b: p[len(peerMagic)+2:]}
 		f.From, f.To = cur.name(), cur.name()
+		if cur.err == nil && len(cur.b) == 8 {
+			f.Epoch = binary.LittleEndian.Uint64(cur.b)
+			cur.b = cur.b[8:]
+			if f.Epoch == 0 {
+				return f, fmt.Errorf("%w: a hello's epoch is absent, not 0", ErrMalformed)
+			}
+		}
 		if cur.err != nil || len(cur.b) != 0 || f.From == "" || f.To == "" {
 			return f, fmt.Errorf("%w: bad hello names", ErrMalformed)
 		}

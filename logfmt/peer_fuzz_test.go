@@ -35,7 +35,7 @@ func FuzzPeerReader(f *testing.F) {
 			var enc []byte
 			switch f.Kind {
 			case PeerHello:
-				enc = AppendPeerHello(nil, f.From, f.To)
+				enc = AppendPeerHelloAt(nil, f.From, f.To, f.Epoch)
 				r.Open()
 			case PeerWelcome, PeerAck:
 				enc = AppendPeerSeq(nil, f.Kind, f.Seq)

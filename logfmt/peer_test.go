@@ -18,6 +18,7 @@ func TestPeerFramesRoundTrip(t *testing.T) {
 	b = AppendPeerSeq(b, PeerAck, 42)
 	b = AppendPeerReject(b, "wrong instance")
 	b = AppendPeerLost(b, 15, 14)
+	b = AppendPeerHelloAt(b, "client", "server", 7)
 	r := NewPeerReader(bytes.NewReader(b))
 	want := []PeerFrame{
 		{Kind: PeerHello, From: "client", To: "server"},
@@ -26,13 +27,14 @@ func TestPeerFramesRoundTrip(t *testing.T) {
 		{Kind: PeerAck, Seq: 42},
 		{Kind: PeerReject, Reason: "wrong instance"},
 		{Kind: PeerLost, Acked: 15, Seq: 14},
+		{Kind: PeerHello, From: "client", To: "server", Epoch: 7},
 	}
 	for i, w := range want {
 		f, err := r.Next()
 		if err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
-		if f.Kind != w.Kind || f.From != w.From || f.To != w.To || f.Seq != w.Seq || !bytes.Equal(f.Msg, w.Msg) || f.Reason != w.Reason || f.Acked != w.Acked {
+		if f.Kind != w.Kind || f.From != w.From || f.To != w.To || f.Seq != w.Seq || !bytes.Equal(f.Msg, w.Msg) || f.Reason != w.Reason || f.Acked != w.Acked || f.Epoch != w.Epoch {
 			t.Fatalf("frame %d: got %+v want %+v", i, f, w)
 		}
 	}

@@ -86,6 +86,24 @@ func TestEtcdReplicas(t *testing.T) {
 	p := rs.primary(0)
 	client.start()
 	rs.progress(10)
+	// ls --registry shows the replicas from etcd's election, the primary first.
+	out, err := exec.Command(builtBins.ambr, "ls", "--registry", etcd.URL(), "--json").Output()
+	if err != nil {
+		t.Fatalf("ls --registry: %v", err)
+	}
+	var entries []etcdreg.Entry
+	if err := json.Unmarshal(out, &entries); err != nil {
+		t.Fatalf("ls --registry --json: %v\n%s", err, out)
+	}
+	found := false
+	for _, e := range entries {
+		if e.Name == "server" {
+			found = len(e.Replicas) == 2 && e.Replicas[0].Role == "primary" && e.Replicas[0].Replica == p.Replica && e.Replicas[0].Epoch == p.Epoch && e.Replicas[1].Role == "standby"
+		}
+	}
+	if !found {
+		t.Fatalf("ls --registry --json does not show server's two replicas with replica %d primary at epoch %d:\n%s", p.Replica, p.Epoch, out)
+	}
 	for round := 0; round < 2; round++ {
 		rs.kill(p.Replica)
 		next := rs.primary(p.Epoch)

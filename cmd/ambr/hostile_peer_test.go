@@ -256,6 +256,18 @@ func TestForgedPeers(t *testing.T) {
 	}
 	rssAfter := rssKiB(server.cmd.Process.Pid, "VmRSS")
 
+	// A deposed primary of client (a valid certificate, an older epoch
+	// than one seen since) is refused; the newer epoch is welcome.
+	if err := stolen.Issue("client", time.Now().Add(-time.Hour), 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if ans := attempt(serverAddr, certConfig(t, stolen.Dir(), "client"), logfmt.AppendPeerHelloAt(nil, "client", "server", 9)); !strings.HasPrefix(ans, "welcome") {
+		t.Fatalf("client at epoch 9: %q, want a welcome", ans)
+	}
+	if ans := attempt(serverAddr, certConfig(t, stolen.Dir(), "client"), logfmt.AppendPeerHelloAt(nil, "client", "server", 5)); !strings.Contains(ans, "not its primary: epoch 9 has said hello here since") {
+		t.Fatalf("client at epoch 5 after epoch 9: %q, want a refusal", ans)
+	}
+
 	checkExact(t, waitClient(t, client, server).Results, k)
 	client.stop()
 	server.stop()

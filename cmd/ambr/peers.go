@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -99,9 +100,21 @@ func lsRegistry(g *globals, url string, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tHOST\tPID\tREGISTERED")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tHOST\tPID\tREGISTERED\tREPLICAS")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Name, e.Addr, e.Host, e.PID, time.Unix(0, e.Updated).Format(time.RFC3339))
+		reps := "-"
+		if len(e.Replicas) > 0 {
+			var parts []string
+			for _, r := range e.Replicas {
+				p := fmt.Sprintf("%d %s", r.Replica, r.Role)
+				if r.Epoch != 0 {
+					p += fmt.Sprintf(" (epoch %d)", r.Epoch)
+				}
+				parts = append(parts, p)
+			}
+			reps = strings.Join(parts, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Name, e.Addr, e.Host, e.PID, time.Unix(0, e.Updated).Format(time.RFC3339), reps)
 	}
 	return tw.Flush()
 }

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,17 @@ type Entry struct {
 	PID     int    `json:"pid"`
 	Host    string `json:"host"`
 	Updated int64  `json:"updated"`
+	// Replicas are the replicas campaigning for the instance in etcd, the
+	// primary first (none for an instance without replicas).
+	Replicas []ReplicaEntry `json:"replicas,omitempty"`
+}
+
+// ReplicaEntry is one replica in an instance's election.
+type ReplicaEntry struct {
+	Replica int    `json:"replica"`
+	Role    string `json:"role"` // primary or standby
+	// Epoch is the primary's epoch (its key's create revision).
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 var _ engine.Registry = (*Registry)(nil)
@@ -332,5 +344,34 @@ func (r *Registry) List(ctx context.Context) ([]Entry, error) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for i := range out {
+		reps, err := r.replicas(ctx, out[i].Name)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Replicas = reps
+	}
+	return out, nil
+}
+
+// replicas lists the candidates of name's election, the leader (lowest
+// create revision) first.
+func (r *Registry) replicas(ctx context.Context, name string) ([]ReplicaEntry, error) {
+	resp, err := r.cli.Get(ctx, r.prefix+"/elections/"+name+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("registry (etcd): replicas of %s: %w", name, err)
+	}
+	var out []ReplicaEntry
+	for i, kv := range resp.Kvs {
+		n, err := strconv.Atoi(string(kv.Value))
+		if err != nil {
+			continue
+		}
+		e := ReplicaEntry{Replica: n, Role: "standby"}
+		if i == 0 {
+			e.Role, e.Epoch = "primary", uint64(kv.CreateRevision)
+		}
+		out = append(out, e)
+	}
 	return out, nil
 }
