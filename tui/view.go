@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -423,7 +424,17 @@ func (b *browserModel) stateLines(w int) []string {
 		out = append(out, hexLines(r.Raw, 32)...)
 	}
 	if len(r.Binding) > 0 && string(r.Binding) != "null" {
-		out = append(out, "", s.Dim.Render("binding "+string(r.Binding)))
+		binding := r.Binding
+		if durable, rest := immortal.SplitDurable(binding); durable != nil {
+			// Orchestrations (their history, what they wait for), timers
+			// and entities' states, folded like the state.
+			out = append(out, "", s.Dim.Render("orchestrations, timers, entities (binding.durable):"))
+			for _, l := range stateJSONLines(durable, !b.unfolded) {
+				out = append(out, wrapPrefixed("", l, w)...)
+			}
+			binding = rest
+		}
+		out = append(out, "", s.Dim.Render("binding "+string(binding)))
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/timetravel"
@@ -399,7 +400,16 @@ func printReplay(w io.Writer, in *layout.Instance, res replayResult) {
 		}
 	}
 	if len(res.Binding) > 0 && string(res.Binding) != "null" {
-		fmt.Fprintf(w, "binding: %s\n", res.Binding)
+		binding := res.Binding
+		if durable, rest := immortal.SplitDurable(binding); durable != nil {
+			var v any
+			if json.Unmarshal(durable, &v) == nil {
+				b, _ := json.MarshalIndent(v, "  ", "  ")
+				fmt.Fprintf(w, "\norchestrations, timers and entities (binding.durable):\n  %s\n", b)
+			}
+			binding = rest
+		}
+		fmt.Fprintf(w, "binding: %s\n", binding)
 	}
 	if res.Records > 0 {
 		fmt.Fprintf(w, "\nsent while handling records %d..%d: %d messages\n", res.From, res.Seq, len(res.Sent))

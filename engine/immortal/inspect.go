@@ -160,3 +160,24 @@ func ViewEnvelope(args []byte, reserved byte) (logview.Envelope, bool) {
 	return logview.Envelope{Method: e.Method, Result: reserved == ReservedResult, CallID: e.CallID,
 		Failed: e.Flags&FlagError != 0, Payload: e.Payload}, true
 }
+
+// SplitDurable takes the orchestrations, timers and entities (the
+// "durable" part) out of a checkpoint's binding JSON, for the tools to show
+// on their own: durable is nil when the binding holds none, and rest is
+// then binding unchanged.
+func SplitDurable(binding json.RawMessage) (durable, rest json.RawMessage) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(binding, &m) != nil {
+		return nil, binding
+	}
+	d, ok := m["durable"]
+	if !ok || string(d) == "null" {
+		return nil, binding
+	}
+	delete(m, "durable")
+	rest, err := json.Marshal(m)
+	if err != nil {
+		return nil, binding
+	}
+	return d, rest
+}
