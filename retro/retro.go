@@ -653,16 +653,32 @@ func (rep *Report) compareStates(seq int64, es, as []byte) bool {
 }
 
 // appState is the app's state inside the Go binding's checkpoint (the
-// binding's bookkeeping, like call ids, is not part of what is compared);
-// other bindings' states are compared whole.
+// binding's bookkeeping, like call ids, is not part of what is compared),
+// with the states of the entities the instance hosts when it hosts any
+// (then as {"state": …, "entities": …}): an entity's state is the app's
+// state too. Other bindings' states are compared whole.
 func appState(b []byte) ([]byte, bool) {
 	var wrap struct {
-		State json.RawMessage `json:"state"`
+		State   json.RawMessage `json:"state"`
+		Binding struct {
+			Durable struct {
+				Entities json.RawMessage `json:"entities"`
+			} `json:"durable"`
+		} `json:"binding"`
 	}
-	if json.Unmarshal(b, &wrap) == nil && wrap.State != nil {
-		return wrap.State, true
+	if json.Unmarshal(b, &wrap) != nil || wrap.State == nil {
+		return b, false
 	}
-	return b, false
+	if e := wrap.Binding.Durable.Entities; len(e) > 0 && string(e) != "null" {
+		both, err := json.Marshal(struct {
+			State    json.RawMessage `json:"state"`
+			Entities json.RawMessage `json:"entities"`
+		}{wrap.State, e})
+		if err == nil {
+			return both, true
+		}
+	}
+	return wrap.State, true
 }
 
 func startCheckpoint(in *layout.Instance, k uint64) (*logfmt.Checkpoint, error) {

@@ -70,3 +70,18 @@ func TestLikelyCauses(t *testing.T) {
 		}
 	}
 }
+
+// TestAppStateHasEntities: retro-test compares an instance's entities with
+// its state: a candidate whose account balances differ diverges in state
+// even when the app's own state is the same.
+func TestAppStateHasEntities(t *testing.T) {
+	a := []byte(`{"state":{},"binding":{"codec":"json","durable":{"entities":{"account/alice":{"state":{"balance":10}}}}}}`)
+	b := []byte(`{"state":{},"binding":{"codec":"json","durable":{"entities":{"account/alice":{"state":{"balance":11}}}}}}`)
+	if sameState(a, b) {
+		t.Fatal("different entity states compared the same")
+	}
+	plain := []byte(`{"state":{"count":3},"binding":{"codec":"json","next_call_id":1}}`)
+	if got, ok := appState(plain); !ok || string(got) != `{"count":3}` {
+		t.Fatalf("without entities the state is compared alone: %s", got)
+	}
+}
