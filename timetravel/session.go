@@ -83,6 +83,10 @@ type Session struct {
 	run   *appRun
 	cur   *Cursor
 	build string // sha256 of the app executable: the key of its snapshots
+	// ranges are the recorded builds and the parts of the history each
+	// ran (nil: one build, or --app given): a replay runs each record on
+	// its own build.
+	ranges []buildRange
 	// startSeg is the segment the running replay started in: records after
 	// the cursor are read from there.
 	startSeg uint64
@@ -118,6 +122,9 @@ func Open(opts Options) (*Session, error) {
 		opts.SnapshotEvery = 1024
 	}
 	s := &Session{opts: opts, in: in, exe: exe, name: in.Manifest.Instance}
+	if opts.App == "" {
+		s.ranges = buildRanges(in)
+	}
 	if opts.Index != nil {
 		if s.build, err = fileSHA256(exe); err != nil {
 			return nil, fmt.Errorf("timetravel: hash %s: %w", exe, err)
@@ -163,7 +170,14 @@ func (s *Session) Goto(ctx context.Context, seq int64) (*Cursor, error) {
 	if seq < 0 {
 		return nil, fmt.Errorf("%w: record %d", ErrBadPoint, seq)
 	}
-	if s.run == nil || s.cur == nil || seq < s.cur.Seq {
+	crosses := false
+	if s.ranges != nil && s.cur != nil {
+		// Records of another build's range are replayed on that build.
+		if r := rangeFor(s.ranges, seq); r != nil && r.exe != s.exe {
+			crosses = true
+		}
+	}
+	if s.run == nil || s.cur == nil || seq < s.cur.Seq || crosses {
 		if err := s.restart(ctx, seq); err != nil {
 			return nil, err
 		}
@@ -186,6 +200,18 @@ func (s *Session) restart(ctx context.Context, seq int64) error {
 	ck, err := s.startCheckpoint(seq)
 	if err != nil {
 		return err
+	}
+	if r := rangeFor(s.ranges, seq); r != nil {
+		// Start in the range of the build that ran seq: from its first
+		// checkpoint if the newest one before seq is older than it.
+		if ck.NextSeq < r.first && r.ckpt > 0 && s.opts.FromCheckpoint == 0 {
+			if rck, err := s.in.ReadCheckpoint(r.ckpt); err == nil {
+				ck = rck
+			}
+		}
+		if s.exe != r.exe {
+			s.exe, s.build = r.exe, r.sha
+		}
 	}
 	startSeq, state := ck.NextSeq-1, ck.State
 	s.check = NewOutputCheck(ck, s.name)

@@ -96,6 +96,38 @@ func TestLiveUpgrade(t *testing.T) {
 		Value  int `json:"value"`
 		Layout int `json:"layout"`
 	}
+	// Time travel across the upgrade: each side replays on the build that
+	// ran it and shows the state that build had.
+	if len(m.Builds) < 2 {
+		t.Fatalf("the MANIFEST records builds %+v; want the old and the new", m.Builds)
+	}
+	oldBuild, newBuild := m.Builds[0].App.Path, m.Builds[len(m.Builds)-1].App.Path
+	for _, tc := range []struct {
+		until, field string
+		app          string
+	}{
+		{"10", "count", oldBuild},
+		{"end", "value", newBuild},
+	} {
+		out, err := exec.Command(builtBins.ambr, "--home", server.home, "replay", "server", "--until", tc.until, "--json").Output()
+		if err != nil {
+			t.Fatalf("replay --until %s: %v", tc.until, err)
+		}
+		var r struct {
+			App   string         `json:"app"`
+			State map[string]int `json:"state"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("replay --until %s --json: %v\n%s", tc.until, err, out)
+		}
+		if _, ok := r.State[tc.field]; !ok || r.App != tc.app {
+			t.Fatalf("replay --until %s: state %v on %s; want the %q layout on %s", tc.until, r.State, r.App, tc.field, tc.app)
+		}
+		if tc.until == "end" && r.State["value"] != k {
+			t.Fatalf("replay --until end: value %d, want %d", r.State["value"], k)
+		}
+		t.Logf("replay --until %s ran %s: %v", tc.until, r.App, r.State)
+	}
 	// The newest checkpoint is the upgrade's own: the count converted at
 	// the moment of the upgrade, in the new layout.
 	if !newestState(server.dir(), &st) || st.Layout != 2 || st.Value < 40 || st.Value > k {
