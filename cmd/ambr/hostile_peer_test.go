@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/ambr-dev/ambr/engine/trust"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
+	"github.com/ambr-dev/ambr/logfmt/logview"
 	"github.com/ambr-dev/ambr/samples/echo/echo"
 )
 
@@ -66,18 +66,15 @@ func loggedRPC(t *testing.T, dir, sender string) []byte {
 		if err != nil {
 			t.Fatalf("no RPC from %s in %s: %v", sender, dir, err)
 		}
-		src, left := 0, uint32(0)
-		if len(r.Sources) > 0 {
-			left = r.Sources[0].Count
-		}
+		// logview attributes each message to its sender.
+		views := logview.View(r, 0, 0, nil).Messages
 		it := logfmt.NewMessageIter(r.Messages)
-		for m, ok := it.Next(); ok; m, ok = it.Next() {
-			for left == 0 && src+1 < len(r.Sources) {
-				src++
-				left = r.Sources[src].Count
+		for i := 0; ; i++ {
+			m, ok := it.Next()
+			if !ok || i >= len(views) {
+				break
 			}
-			left--
-			if m.Type == logfmt.TypeRPC && len(r.Sources) > 0 && r.Sources[src].Peer == sender {
+			if m.Type == logfmt.TypeRPC && views[i].From == sender {
 				return logfmt.AppendMessage(nil, m.Type, m.Data)
 			}
 		}
@@ -526,34 +523,7 @@ func TestLostAcknowledgedInput(t *testing.T) {
 
 func copyDir(t *testing.T, src, dst string) {
 	t.Helper()
-	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if info.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		if info.Name() == "LOCK" || info.Name() == "RUN" {
-			return nil
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(target)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
 }
