@@ -86,7 +86,7 @@ type Session struct {
 	// ranges are the recorded builds and the parts of the history each
 	// ran (nil: one build, or --app given): a replay runs each record on
 	// its own build.
-	ranges []buildRange
+	ranges []BuildRange
 	// startSeg is the segment the running replay started in: records after
 	// the cursor are read from there.
 	startSeg uint64
@@ -123,7 +123,7 @@ func Open(opts Options) (*Session, error) {
 	}
 	s := &Session{opts: opts, in: in, exe: exe, name: in.Manifest.Instance}
 	if opts.App == "" {
-		s.ranges = buildRanges(in)
+		s.ranges = BuildRanges(in)
 	}
 	if opts.Index != nil {
 		if s.build, err = fileSHA256(exe); err != nil {
@@ -173,7 +173,7 @@ func (s *Session) Goto(ctx context.Context, seq int64) (*Cursor, error) {
 	crosses := false
 	if s.ranges != nil && s.cur != nil {
 		// Records of another build's range are replayed on that build.
-		if r := rangeFor(s.ranges, seq); r != nil && r.exe != s.exe {
+		if r := RangeFor(s.ranges, seq); r != nil && r.Exe != s.exe {
 			crosses = true
 		}
 	}
@@ -201,16 +201,16 @@ func (s *Session) restart(ctx context.Context, seq int64) error {
 	if err != nil {
 		return err
 	}
-	if r := rangeFor(s.ranges, seq); r != nil {
+	if r := RangeFor(s.ranges, seq); r != nil {
 		// Start in the range of the build that ran seq: from its first
 		// checkpoint if the newest one before seq is older than it.
-		if ck.NextSeq < r.first && r.ckpt > 0 && s.opts.FromCheckpoint == 0 {
-			if rck, err := s.in.ReadCheckpoint(r.ckpt); err == nil {
+		if ck.NextSeq < r.First && r.Checkpoint > 0 && s.opts.FromCheckpoint == 0 {
+			if rck, err := s.in.ReadCheckpoint(r.Checkpoint); err == nil {
 				ck = rck
 			}
 		}
-		if s.exe != r.exe {
-			s.exe, s.build = r.exe, r.sha
+		if s.exe != r.Exe {
+			s.exe, s.build = r.Exe, r.SHA256
 		}
 	}
 	startSeq, state := ck.NextSeq-1, ck.State

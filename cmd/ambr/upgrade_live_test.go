@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/upgrade"
 )
 
 // upgradeTo runs `ambr upgrade NAME --to APP --json` and returns its exit
 // code and outcome.
-func upgradeTo(t *testing.T, home, name, app string) (int, upgradeResult, string) {
+func upgradeTo(t *testing.T, home, name, app string) (int, upgrade.Result, string) {
 	t.Helper()
 	cmd := exec.Command(builtBins.ambr, "--home", home, "upgrade", name, "--to", app, "--json")
 	var stderr strings.Builder
@@ -25,7 +26,7 @@ func upgradeTo(t *testing.T, home, name, app string) (int, upgradeResult, string
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	var res upgradeResult
+	var res upgrade.Result
 	if code != 2 {
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Fatalf("ambr upgrade --json printed %q: %v\nstderr: %s", out, err, stderr.String())
