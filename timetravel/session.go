@@ -197,7 +197,18 @@ func (s *Session) Step(ctx context.Context, delta int64) (*Cursor, error) {
 func (s *Session) restart(ctx context.Context, seq int64) error {
 	s.Close()
 	s.notReproduced = ""
-	ck, err := s.startCheckpoint(seq)
+	// A checkpoint of a later build's range holds that build's state (the
+	// one an upgrade wrote holds the state after the record before the
+	// range, converted): records of this range start before it.
+	var limit uint64
+	if r := RangeFor(s.ranges, seq); r != nil {
+		for _, o := range s.ranges {
+			if o.First > r.First && (limit == 0 || o.Checkpoint < limit) {
+				limit = o.Checkpoint
+			}
+		}
+	}
+	ck, err := s.startCheckpoint(seq, limit)
 	if err != nil {
 		return err
 	}
@@ -239,8 +250,9 @@ func (s *Session) restart(ctx context.Context, seq int64) error {
 	return nil
 }
 
-// startCheckpoint picks the checkpoint a replay to seq starts from.
-func (s *Session) startCheckpoint(seq int64) (*logfmt.Checkpoint, error) {
+// startCheckpoint picks the checkpoint a replay to seq starts from: the
+// newest before seq, and before checkpoint limit if that is not 0.
+func (s *Session) startCheckpoint(seq int64, limit uint64) (*logfmt.Checkpoint, error) {
 	nums, err := s.in.Checkpoints()
 	if err != nil {
 		return nil, err
@@ -257,6 +269,9 @@ func (s *Session) startCheckpoint(seq int64) (*logfmt.Checkpoint, error) {
 	}
 	var oldest *logfmt.Checkpoint
 	for i := len(nums) - 1; i >= 0; i-- {
+		if limit != 0 && nums[i] >= limit {
+			continue
+		}
 		ck, err := s.in.ReadCheckpoint(nums[i])
 		if err != nil {
 			continue // a damaged checkpoint: an older one will do

@@ -104,39 +104,58 @@ var (
 // WaitOptions configure Wait.
 type WaitOptions struct {
 	Timeout time.Duration
-	// Running reports whether the instance's ambr run still runs.
-	Running func() bool
+	// Run says which ambr run of the instance runs now (any string that
+	// differs between two runs, such as its pid and start time) and
+	// whether one runs at all.
+	Run func() (id string, running bool)
 	// Waiting, if set, is called every few seconds while waiting.
 	Waiting func()
 }
 
-// Wait waits for the answer to req in dir.
+// Wait waits for the answer to req in dir. The request is taken by
+// whichever run of the instance runs; if that run ends before it answers
+// (or none runs), Wait withdraws a request not yet taken and returns
+// ErrStopped: the MANIFEST then says whether the version moved.
 func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, error) {
 	resultPath := filepath.Join(dir, ResultFile)
+	answered := func() (Result, bool, error) {
+		b, err := os.ReadFile(resultPath)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return Result{}, false, nil
+			}
+			return Result{}, false, fmt.Errorf("upgrade: read the result: %w", err)
+		}
+		var res Result
+		if json.Unmarshal(b, &res) == nil && res.Requested == req.Requested {
+			return res, true, nil
+		}
+		return Result{}, false, nil
+	}
 	deadline := time.Now().Add(o.Timeout)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	last := time.Now()
+	taker := "" // the run that took the request
 	for {
-		b, err := os.ReadFile(resultPath)
-		if err == nil {
-			var res Result
-			if json.Unmarshal(b, &res) == nil && res.Requested == req.Requested {
-				return res, nil
-			}
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return Result{}, fmt.Errorf("upgrade: read the result: %w", err)
+		if res, ok, err := answered(); ok || err != nil {
+			return res, err
 		}
-		if o.Running != nil && !o.Running() {
+		id, running := "", true
+		if o.Run != nil {
+			id, running = o.Run()
+		}
+		_, pending := Pending(dir)
+		switch {
+		case !running, !pending && taker != "" && id != taker:
 			// It may have answered just before it stopped.
-			if b, err := os.ReadFile(resultPath); err == nil {
-				var res Result
-				if json.Unmarshal(b, &res) == nil && res.Requested == req.Requested {
-					return res, nil
-				}
+			if res, ok, err := answered(); ok || err != nil {
+				return res, err
 			}
 			Cancel(dir)
 			return Result{}, ErrStopped
+		case !pending && taker == "":
+			taker = id
 		}
 		if time.Now().After(deadline) {
 			Cancel(dir)

@@ -52,7 +52,10 @@ func runLiveUpgrade(cmd *cobra.Command, g *globals, name, to string, timeout tim
 	}
 	fmt.Fprintf(g.stderr, "asked %s (version %d) to upgrade to %s; the new build recovers on the old code, converts the state and checkpoints it…\n", m.Instance, m.Version, to)
 	res, err := upgrade.Wait(cmd.Context(), dir, req, upgrade.WaitOptions{Timeout: timeout,
-		Running: func() bool { _, ok := supervise.ReadRunStatus(dir); return ok },
+		Run: func() (string, bool) {
+			st, ok := supervise.ReadRunStatus(dir)
+			return fmt.Sprint(st.ICPid, "/", st.Started), ok
+		},
 		Waiting: func() { fmt.Fprintf(g.stderr, "still waiting for %s…\n", m.Instance) }})
 	switch {
 	case errors.Is(err, upgrade.ErrStopped):
