@@ -74,6 +74,20 @@ func Pending(dir string) (*Request, bool) {
 	return &req, true
 }
 
+// LastResult returns the answer to the latest upgrade request of dir's
+// instance, if one was answered.
+func LastResult(dir string) (*Result, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, ResultFile))
+	if err != nil {
+		return nil, false
+	}
+	var res Result
+	if json.Unmarshal(b, &res) != nil {
+		return nil, false
+	}
+	return &res, true
+}
+
 // Cancel withdraws a request no run has taken yet, reporting whether there
 // was one.
 func Cancel(dir string) bool {

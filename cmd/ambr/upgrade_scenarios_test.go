@@ -136,6 +136,7 @@ func TestUpgradeScenarios(t *testing.T) {
 	}
 	buildCounter(t)
 	v2 := goBuild(t, "server-v2", "../../samples/counter/server-v2")
+	badConvert := goBuild(t, "badconvert", "./testdata/upgrade/badconvert")
 	k := 40
 
 	t.Run("upgrade after", func(t *testing.T) {
@@ -145,8 +146,43 @@ func TestUpgradeScenarios(t *testing.T) {
 		checkExact(t, waitClient(t, client, server).Results, k)
 		client.stop()
 		server.killAll() // down, as after a machine failure
+		before := treeSums(t, server.dir())
 
+		// An upgrade of the stopped instance to a build whose conversion
+		// fails: it is tried as the instance starts; the given build runs
+		// on, at version 0, and ambr ls says why.
 		var res upgrade.Result
+		if code, stderr := ambrJSON(t, &res, "--home", server.home, "upgrade", "server", "--to", badConvert, "--json"); code != 0 || !res.Pending {
+			t.Fatalf("ambr upgrade of a stopped instance: exit %d, %+v\n%s", code, res, stderr)
+		}
+		server.start()
+		var last *upgrade.Result
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if r, ok := upgrade.LastResult(server.dir()); ok {
+				last = r
+				break
+			}
+		}
+		if last == nil || last.OK || !strings.Contains(last.Error, "cannot convert the count") {
+			t.Fatalf("the upgrade at the start: %+v; want a failure naming the conversion\n%s", last, server.out.String())
+		}
+		server.appPid()
+		server.stop()
+		after := treeSums(t, server.dir())
+		for f, sum := range before {
+			if after[f] != sum && !strings.HasPrefix(f, "v0/log-") && f != layout.ManifestFile && !strings.HasPrefix(f, "UPGRADE") {
+				t.Errorf("%s changed under the failed upgrade", f)
+			}
+		}
+		var ls0 []struct {
+			Name          string
+			Version       uint32
+			UpgradeFailed string `json:"upgrade_failed"`
+		}
+		if code, _ := ambrJSON(t, &ls0, "--home", server.home, "ls", "--json"); code != 0 || ls0[1].Version != 0 || !strings.Contains(ls0[1].UpgradeFailed, "cannot convert the count") {
+			t.Fatalf("ambr ls after the failed upgrade: exit %d, %+v", code, ls0)
+		}
+
 		if code, stderr := ambrJSON(t, &res, "--home", server.home, "upgrade", "server", "--to", v2, "--json"); code != 0 || !res.Pending || res.OK || res.Version != 0 {
 			t.Fatalf("ambr upgrade of a stopped instance: exit %d, %+v\n%s", code, res, stderr)
 		}
