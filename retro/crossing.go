@@ -33,8 +33,11 @@ func (t *tester) cross(r *timetravel.BuildRange, expState, actState []byte) ([]b
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("retro: the build that ran records from %d on (%s) starts from checkpoint %d: %w", r.First, r.Source, r.Checkpoint, err)
 	}
+	// An upgrade: the version moved (MANIFESTs record it per build), or the
+	// state changed type (older MANIFESTs).
 	from, to := StateType(expState), StateType(ck.State)
-	upgrade := from != to
+	upgrade := from != to || r.Version != t.version
+	t.version = r.Version
 	if upgrade && t.opts.UpgradeTest {
 		return nil, nil, nil, fmt.Errorf("%w: the history from checkpoint %d crosses the upgrade at record %d (state %s → %s); an upgrade test takes over from the current version's state: use --from-checkpoint %d or later",
 			timetravel.ErrBadPoint, t.ck.Number, r.First, orUnnamed(from), orUnnamed(to), r.Checkpoint)

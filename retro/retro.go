@@ -193,8 +193,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var version uint32
 	if r := timetravel.RangeFor(ranges, ck.NextSeq); r != nil {
-		recorded = r.Exe
+		recorded, version = r.Exe, r.Version
 	}
 	if recorded == "" {
 		recorded = in.Manifest.App.Path
@@ -223,7 +224,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	t := &tester{ctx: ctx, opts: opts, in: in, ck: ck, recorded: recorded, ranges: ranges,
 		rep: &Report{Instance: in.Manifest.Instance, Dir: in.Dir, Candidate: abs(opts.Candidate), Recorded: abs(recorded), From: ck.NextSeq, Until: ck.NextSeq - 1}}
-	t.crossedAt = ck.NextSeq
+	t.crossedAt, t.version = ck.NextSeq, version
 	defer t.close()
 	if err := t.start(ck.State, ck.State, repeat > 0); err != nil {
 		return nil, err
@@ -492,8 +493,10 @@ type tester struct {
 	// ranges are the recorded builds and the records each ran (nil: one
 	// build, or Options.Recorded named one).
 	ranges []timetravel.BuildRange
-	// crossedAt is the first record of the range the recorded side runs.
+	// crossedAt is the first record of the range the recorded side runs,
+	// version the app version of that range's build.
 	crossedAt int64
+	version   uint32
 }
 
 // windowResult is what the builds answered after a window.

@@ -212,6 +212,9 @@ func (s *Session) restart(ctx context.Context, seq int64) error {
 	if err != nil {
 		return err
 	}
+	if limit != 0 && ck.Number >= limit {
+		return fmt.Errorf("%w: checkpoint %d holds the state of a later build than the one that ran record %d (the next build starts from checkpoint %d); start from an earlier checkpoint", ErrBadPoint, ck.Number, seq, limit)
+	}
 	if r := RangeFor(s.ranges, seq); r != nil {
 		// Start in the range of the build that ran seq: from its first
 		// checkpoint if the newest one before seq is older than it.
