@@ -466,6 +466,9 @@ func writeJUnit(path string, results []retroResult, candidate string, upgrade bo
 		c := junitCase{Classname: "ambr." + what, Name: fmt.Sprintf("%s against %s", r.Name, candidate)}
 		s := junitSuite{Name: r.Name, Tests: 1}
 		switch {
+		case r.conversionFailed:
+			c.Failure = &junitProblem{Message: r.err.Error(), Type: "conversion failed"}
+			s.Failures, suites.Failures = 1, suites.Failures+1
 		case r.err != nil:
 			c.Error = &junitProblem{Message: r.err.Error(), Type: "could not run"}
 			s.Errors, suites.Errors = 1, suites.Errors+1
@@ -473,6 +476,9 @@ func writeJUnit(path string, results []retroResult, candidate string, upgrade bo
 			var text strings.Builder
 			printRetro(&text, r, candidate, upgrade)
 			msg := "the states differ"
+			if r.Conversion != nil && !r.Conversion.Matches {
+				msg = "the state after replay is not the conversion of the recorded state"
+			}
 			switch {
 			case r.First != nil:
 				msg = fmt.Sprintf("first divergence at record %d", r.First.Seq)
