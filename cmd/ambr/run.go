@@ -318,6 +318,8 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	// primary steps down for it) are not there yet: one replica only.
 	if !o.externalApp && o.replica < 0 {
 		up.Serve(runCtx, c, child, logger, build)
+	} else if req, ok := upgrade.Pending(dir); ok {
+		logger.Warn("an upgrade waits for this instance, but a run with --replica or --external-app cannot switch its build: it stays waiting (ambr upgrade NAME --cancel withdraws it)", "to", req.Build.Source)
 	}
 	child.Env = append(l.Env(), engine.EnvInstance+"="+name)
 	child.OnStart = func(pid int) {
