@@ -677,7 +677,7 @@ func (v *conversation) dispatch(rd Ready) error {
 		m.Checkpoint = ck.Number
 		m.Updated = v.c.opts.Now().UnixNano()
 		if len(m.Builds) == 0 || m.Builds[len(m.Builds)-1].App.SHA256 != m.App.SHA256 || m.Builds[len(m.Builds)-1].App.Source != m.App.Source {
-			m.Builds = append(append([]logfmt.BuildRecord(nil), m.Builds...), logfmt.BuildRecord{App: m.App, FromCheckpoint: ck.Number})
+			m.Builds = append(append([]logfmt.BuildRecord(nil), m.Builds...), logfmt.BuildRecord{App: m.App, FromCheckpoint: ck.Number, Version: m.Version})
 		}
 		v.manifest = &m
 		v.ckptWG.Add(1)

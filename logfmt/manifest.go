@@ -82,6 +82,9 @@ func (m *Manifest) Seal(n uint64) (int64, bool) {
 type BuildRecord struct {
 	App            AppBuild `json:"app"`
 	FromCheckpoint uint64   `json:"from_checkpoint"`
+	// Version is the app version the build ran as (0 in MANIFESTs written
+	// before it was recorded).
+	Version uint32 `json:"version,omitempty"`
 }
 
 // EncodeManifest returns the file content for m:

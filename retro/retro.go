@@ -67,8 +67,9 @@ type Report struct {
 	Records   int64 `json:"records"`
 	Divergent int64 `json:"divergent"`
 	// StatesCompared counts the records after which the states were
-	// compared (every one, except in an upgrade test); StatesDiffering
-	// those where they differ.
+	// compared; StatesDiffering those where they differ. In an upgrade
+	// test the candidate's state is compared with what its conversion
+	// makes of the recorded state there (the layouts differ by design).
 	StatesCompared  int `json:"states_compared"`
 	StatesDiffering int `json:"states_differing"`
 	// First is the first divergent record in full; LastSeq the last one's.
@@ -83,7 +84,24 @@ type Report struct {
 	// Unstable says two runs of the candidate on the same records did not
 	// send the same messages or reach the same state.
 	Unstable *Instability `json:"unstable,omitempty"`
-	Duration string       `json:"duration"`
+	// Crossings are the points where the history moves to another
+	// recorded build (an upgrade, or a new build of the same version).
+	Crossings []Crossing `json:"crossings,omitempty"`
+	Duration  string     `json:"duration"`
+}
+
+// Crossing is where the recorded side of a retro-test went on with the
+// next build that ran the instance: from record Seq on, starting at
+// checkpoint Checkpoint. Upgrade says the state changed type there (an
+// upgrade): the candidate was told to upgrade too (UpgradeService), and
+// its converted state compared with the recorded one.
+type Crossing struct {
+	Seq        int64  `json:"seq"`
+	Checkpoint uint64 `json:"checkpoint"`
+	Recorded   string `json:"recorded"`
+	Upgrade    bool   `json:"upgrade"`
+	From       string `json:"from_state_type,omitempty"`
+	To         string `json:"to_state_type,omitempty"`
 }
 
 // Divergence describes one divergent record.
@@ -160,7 +178,25 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Each record is replayed on the build that ran it (the MANIFEST's
+	// build ranges), unless the caller names the recorded build.
 	recorded := opts.Recorded
+	var ranges []timetravel.BuildRange
+	if recorded == "" {
+		ranges = timetravel.BuildRanges(in)
+	}
+	from := opts.FromCheckpoint
+	if from == 0 && opts.UpgradeTest {
+		from = CurrentVersionCheckpoint(in)
+	}
+	ck, err := startCheckpoint(in, from)
+	if err != nil {
+		return nil, err
+	}
+	var version uint32
+	if r := timetravel.RangeFor(ranges, ck.NextSeq); r != nil {
+		recorded, version = r.Exe, r.Version
+	}
 	if recorded == "" {
 		recorded = in.Manifest.App.Path
 		if recorded == "" {
@@ -169,10 +205,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if _, err := os.Stat(recorded); err != nil {
 			return nil, fmt.Errorf("%w: the recorded build %s (sha256 %s) is gone; pass the build that made the history", timetravel.ErrNoBuild, recorded, in.Manifest.App.SHA256)
 		}
-	}
-	ck, err := startCheckpoint(in, opts.FromCheckpoint)
-	if err != nil {
-		return nil, err
 	}
 	until := opts.Until
 	if until == 0 {
@@ -190,8 +222,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if repeat == 0 {
 		repeat = DefaultRepeat
 	}
-	t := &tester{ctx: ctx, opts: opts, in: in, ck: ck, recorded: recorded,
+	t := &tester{ctx: ctx, opts: opts, in: in, ck: ck, recorded: recorded, ranges: ranges,
 		rep: &Report{Instance: in.Manifest.Instance, Dir: in.Dir, Candidate: abs(opts.Candidate), Recorded: abs(recorded), From: ck.NextSeq, Until: ck.NextSeq - 1}}
+	t.crossedAt, t.version = ck.NextSeq, version
 	defer t.close()
 	if err := t.start(ck.State, ck.State, repeat > 0); err != nil {
 		return nil, err
@@ -215,6 +248,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		if t.again != nil { // the candidate's second run stops at againUntil
 			n = max(1, min(n, t.againUntil-t.rep.Until))
+		}
+		// A window never spans two builds' ranges: at the first record of
+		// the next one, the recorded side goes on with that build.
+		if r := t.nextRange(t.rep.Until + 1); r != nil && r.First <= until {
+			if r.First == t.rep.Until+1 {
+				if expState, actState, stream, err = t.cross(r, expState, actState); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			n = min(n, r.First-t.rep.Until-1)
 		}
 		w, first, last, n, err := t.window(lr, until, n, stream)
 		if err != nil {
@@ -273,6 +317,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		expState, actState = w.expState, w.actState
 		if !opts.UpgradeTest {
 			t.rep.StatesCompared++
+		} else if notReproduced == nil && (!perRecord || last.Seq >= until) {
+			// The candidate's state after replaying on its new code must be
+			// what its conversion makes of the recorded state there (once
+			// per window: a conversion starts the candidate once more).
+			conv, err := t.convert(w.expState)
+			if err != nil {
+				return nil, fmt.Errorf("convert the recorded state after record %d: %w", last.Seq, err)
+			}
+			t.rep.StatesCompared++
+			if t.rep.compareStates(last.Seq, conv, w.actState) {
+				t.stateDiffs = append(t.stateDiffs, last.Seq)
+			}
 		}
 		if opts.Window <= 0 {
 			window = windowFor(len(w.expState), window)
@@ -428,11 +484,19 @@ type tester struct {
 	rep             *Report
 	exp, act, again *timetravel.Driver
 	expOut, actOut  *tail
+	expW            io.Writer
 	againUntil      int64
 	// divergent and stateDiffs are the records counted in Divergent and
 	// StatesDiffering, for rollback.
 	divergent, stateDiffs []int64
 	expFed, actFed        int64 // the last record each was fed
+	// ranges are the recorded builds and the records each ran (nil: one
+	// build, or Options.Recorded named one).
+	ranges []timetravel.BuildRange
+	// crossedAt is the first record of the range the recorded side runs,
+	// version the app version of that range's build.
+	crossedAt int64
+	version   uint32
 }
 
 // windowResult is what the builds answered after a window.
@@ -462,6 +526,7 @@ func (t *tester) start(expState, actState []byte, again bool) error {
 		t.exp, err = timetravel.StartDriver(t.ctx, nil, t.recorded, name, nil, expW, expW)
 		expStarted <- err
 	}()
+	t.expW = expW
 	var err error
 	t.act, err = timetravel.StartDriver(t.ctx, nil, t.opts.Candidate, name, nil, actW, actW)
 	if eerr := <-expStarted; eerr != nil {

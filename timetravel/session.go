@@ -86,7 +86,7 @@ type Session struct {
 	// ranges are the recorded builds and the parts of the history each
 	// ran (nil: one build, or --app given): a replay runs each record on
 	// its own build.
-	ranges []buildRange
+	ranges []BuildRange
 	// startSeg is the segment the running replay started in: records after
 	// the cursor are read from there.
 	startSeg uint64
@@ -123,7 +123,7 @@ func Open(opts Options) (*Session, error) {
 	}
 	s := &Session{opts: opts, in: in, exe: exe, name: in.Manifest.Instance}
 	if opts.App == "" {
-		s.ranges = buildRanges(in)
+		s.ranges = BuildRanges(in)
 	}
 	if opts.Index != nil {
 		if s.build, err = fileSHA256(exe); err != nil {
@@ -173,7 +173,7 @@ func (s *Session) Goto(ctx context.Context, seq int64) (*Cursor, error) {
 	crosses := false
 	if s.ranges != nil && s.cur != nil {
 		// Records of another build's range are replayed on that build.
-		if r := rangeFor(s.ranges, seq); r != nil && r.exe != s.exe {
+		if r := RangeFor(s.ranges, seq); r != nil && r.Exe != s.exe {
 			crosses = true
 		}
 	}
@@ -197,20 +197,34 @@ func (s *Session) Step(ctx context.Context, delta int64) (*Cursor, error) {
 func (s *Session) restart(ctx context.Context, seq int64) error {
 	s.Close()
 	s.notReproduced = ""
-	ck, err := s.startCheckpoint(seq)
+	// A checkpoint of a later build's range holds that build's state (the
+	// one an upgrade wrote holds the state after the record before the
+	// range, converted): records of this range start before it.
+	var limit uint64
+	if r := RangeFor(s.ranges, seq); r != nil {
+		for _, o := range s.ranges {
+			if o.First > r.First && (limit == 0 || o.Checkpoint < limit) {
+				limit = o.Checkpoint
+			}
+		}
+	}
+	ck, err := s.startCheckpoint(seq, limit)
 	if err != nil {
 		return err
 	}
-	if r := rangeFor(s.ranges, seq); r != nil {
+	if limit != 0 && ck.Number >= limit {
+		return fmt.Errorf("%w: checkpoint %d holds the state of a later build than the one that ran record %d (the next build starts from checkpoint %d); start from an earlier checkpoint", ErrBadPoint, ck.Number, seq, limit)
+	}
+	if r := RangeFor(s.ranges, seq); r != nil {
 		// Start in the range of the build that ran seq: from its first
 		// checkpoint if the newest one before seq is older than it.
-		if ck.NextSeq < r.first && r.ckpt > 0 && s.opts.FromCheckpoint == 0 {
-			if rck, err := s.in.ReadCheckpoint(r.ckpt); err == nil {
+		if ck.NextSeq < r.First && r.Checkpoint > 0 && s.opts.FromCheckpoint == 0 {
+			if rck, err := s.in.ReadCheckpoint(r.Checkpoint); err == nil {
 				ck = rck
 			}
 		}
-		if s.exe != r.exe {
-			s.exe, s.build = r.exe, r.sha
+		if s.exe != r.Exe {
+			s.exe, s.build = r.Exe, r.SHA256
 		}
 	}
 	startSeq, state := ck.NextSeq-1, ck.State
@@ -239,8 +253,9 @@ func (s *Session) restart(ctx context.Context, seq int64) error {
 	return nil
 }
 
-// startCheckpoint picks the checkpoint a replay to seq starts from.
-func (s *Session) startCheckpoint(seq int64) (*logfmt.Checkpoint, error) {
+// startCheckpoint picks the checkpoint a replay to seq starts from: the
+// newest before seq, and before checkpoint limit if that is not 0.
+func (s *Session) startCheckpoint(seq int64, limit uint64) (*logfmt.Checkpoint, error) {
 	nums, err := s.in.Checkpoints()
 	if err != nil {
 		return nil, err
@@ -257,6 +272,9 @@ func (s *Session) startCheckpoint(seq int64) (*logfmt.Checkpoint, error) {
 	}
 	var oldest *logfmt.Checkpoint
 	for i := len(nums) - 1; i >= 0; i-- {
+		if limit != 0 && nums[i] >= limit {
+			continue
+		}
 		ck, err := s.in.ReadCheckpoint(nums[i])
 		if err != nil {
 			continue // a damaged checkpoint: an older one will do

@@ -56,14 +56,18 @@ type browserModel struct {
 	id  int
 	dir string
 
-	in      *layout.Instance
-	idx     *logIndex
-	worker  *stateWorker
-	own     *owned
-	opened  bool
-	openErr error
-	indexed *atomic.Int64 // records indexed so far while opening
-	running bool
+	in *layout.Instance
+	// builds are the MANIFEST's builds and the records each ran: the
+	// header names the one that ran the record at the cursor.
+	builds     []timetravel.BuildRange
+	buildsSeen int // how many builds the MANIFEST listed when builds was read
+	idx        *logIndex
+	worker     *stateWorker
+	own        *owned
+	opened     bool
+	openErr    error
+	indexed    *atomic.Int64 // records indexed so far while opening
+	running    bool
 
 	first, last int64
 	markers     map[int64][]uint64
@@ -181,7 +185,7 @@ func (b *browserModel) init() tea.Cmd {
 			return nil // the browser was closed meanwhile
 		}
 		_, running := supervise.ReadRunStatus(dir)
-		return browserOpenedMsg{id: id, in: in, idx: idx, worker: w, first: first, last: last, markers: readMarkers(in), running: running}
+		return browserOpenedMsg{id: id, in: in, idx: idx, worker: w, first: first, last: last, markers: readMarkers(in), builds: timetravel.Builds(in), running: running}
 	}
 	return tea.Batch(open, b.busyTick())
 }
@@ -338,11 +342,21 @@ func (b *browserModel) clearFilter() tea.Cmd {
 
 // updateIndex catches up with records appended to the log.
 func (b *browserModel) updateIndex() tea.Cmd {
-	id, idx, in, dir := b.id, b.idx, b.in, b.dir
+	id, idx, in, dir, nb := b.id, b.idx, b.in, b.dir, b.buildsSeen
 	return func() tea.Msg {
 		first, last, err := idx.update(nil)
 		_, running := supervise.ReadRunStatus(dir)
-		return indexUpdatedMsg{id: id, first: first, last: last, markers: readMarkers(in), running: running, err: err}
+		var builds []timetravel.BuildRange // nil: as before
+		if m, merr := layout.ReadManifest(vfs.Default(), dir); merr == nil && len(m.Builds) != nb {
+			if fresh, oerr := layout.Open(vfs.Default(), dir); oerr == nil { // an upgrade meanwhile
+				builds = timetravel.Builds(fresh)
+				if builds == nil {
+					builds = []timetravel.BuildRange{}
+				}
+				nb = len(m.Builds)
+			}
+		}
+		return indexUpdatedMsg{id: id, first: first, last: last, markers: readMarkers(in), running: running, builds: builds, buildsSeen: nb, err: err}
 	}
 }
 
@@ -370,7 +384,8 @@ func (b *browserModel) update(msg tea.Msg) tea.Cmd {
 			return nil
 		}
 		b.in, b.idx, b.worker = msg.in, msg.idx, msg.worker
-		b.first, b.last, b.markers, b.running = msg.first, msg.last, msg.markers, msg.running
+		b.first, b.last, b.markers, b.running, b.builds = msg.first, msg.last, msg.markers, msg.running, msg.builds
+		b.buildsSeen = len(msg.in.Manifest.Builds)
 		b.top, b.cursor = b.first, b.first
 		return tea.Batch(b.ensureWindow(), b.scheduleState())
 	case actionDoneMsg:
@@ -401,6 +416,9 @@ func (b *browserModel) update(msg tea.Msg) tea.Cmd {
 		atEnd := b.cursor == b.last
 		grew := msg.last != b.last
 		b.first, b.last, b.markers, b.running = msg.first, msg.last, msg.markers, msg.running
+		if msg.builds != nil {
+			b.builds, b.buildsSeen = msg.builds, msg.buildsSeen
+		}
 		if b.cursor < b.first {
 			b.cursor, b.top = b.first, b.first
 		}

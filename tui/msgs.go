@@ -26,6 +26,7 @@ type browserOpenedMsg struct {
 	worker      *stateWorker
 	first, last int64
 	markers     map[int64][]uint64
+	builds      []timetravel.BuildRange
 	running     bool
 	err         error
 }
@@ -38,6 +39,8 @@ type indexUpdatedMsg struct {
 	id          int
 	first, last int64
 	markers     map[int64][]uint64
+	builds      []timetravel.BuildRange // nil: unchanged
+	buildsSeen  int
 	running     bool
 	err         error
 }

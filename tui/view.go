@@ -35,9 +35,18 @@ func (b *browserModel) header(w int) string {
 		if b.following {
 			parts = append(parts, "following")
 		}
-		parts = append(parts, fmt.Sprintf("v%d", b.in.Manifest.Version))
-		if src := b.in.Manifest.App.Source; src != "" {
-			parts = append(parts, "app "+src)
+		if r := timetravel.RangeFor(b.builds, b.cursor); len(b.builds) > 1 && r != nil {
+			// The record at the cursor ran on this build (an upgrade, a new
+			// build); the state pane replays it on that build too.
+			parts = append(parts, fmt.Sprintf("#%d ran build %d/%d (v%d)", b.cursor, r.N, len(b.builds), r.Version))
+			if r.Source != "" {
+				parts = append(parts, "app "+r.Source)
+			}
+		} else {
+			parts = append(parts, fmt.Sprintf("v%d", b.in.Manifest.Version))
+			if src := b.in.Manifest.App.Source; src != "" {
+				parts = append(parts, "app "+src)
+			}
 		}
 	}
 	return s.HeaderName.Render("ambr") + s.Header.Render(" "+name) + s.Dim.Render(" · "+strings.Join(parts, " · "))

@@ -45,11 +45,18 @@ running one is read safely.
 --from and --until take points: 1234 or seq:1234, an RFC 3339 time (the last
 record logged at or before it), checkpoint:K+N, or end.
 
+Where the history moves to another build (an upgrade, a new build of the
+app), a marker names the build that ran the records from there: its place in
+the MANIFEST's builds, the app version it ran as, what it was built from, its
+hash, and the checkpoint it started from.
+
 --json prints one JSON object per line per record:
   {"seq":12,"time":"…","segment":1,"offset":4096,"size":83,"out_count":11,
    "out_digest":"…","messages":[{"type":"RPC","from":"client","from_seq":6,
-   "kind":"call","method":3,"size":21,"args":"…"}]}
-args is text when printable, else args_hex holds hex.
+   "kind":"call","method":3,"size":21,"args":"…"}],
+   "build":{"n":1,"version":0,"source":"…","sha256":"…"}}
+args is text when printable, else args_hex holds hex; build is the build
+that ran the record (absent when the MANIFEST records none).
 
 Exit codes: 0 printed; 1 the log is damaged (the line names the file, the
 offset and what is wrong); 2 no such instance or bad flags.`,
@@ -113,18 +120,31 @@ func runLog(g *globals, name string, o logOptions) error {
 		}
 		fmt.Fprintf(g.stdout, "instance %s (%s), app version %d, newest checkpoint %d\n", in.Manifest.Instance, in.Dir, in.Manifest.Version, in.Manifest.Checkpoint)
 	}
+	// Which build ran which records (the MANIFEST's builds): a marker where
+	// each begins, and each JSON record names its build.
+	builds := timetravel.Builds(in)
+	starts := map[int64]*timetravel.BuildRange{}
+	for i := range builds {
+		starts[builds[i].First] = &builds[i]
+	}
+	var cur, shown *timetravel.BuildRange
 	enc := json.NewEncoder(g.stdout)
 	var lastSeq int64
 	printed := 0
 	emit := func(rec *logfmt.Record, seg uint64, off int64) error {
 		lastSeq = rec.Seq
+		cur = timetravel.RangeFor(builds, rec.Seq)
 		if rec.Seq < from || rec.Seq > until {
 			return nil
 		}
+		if cur != shown && cur != nil && !o.json && len(builds) > 1 {
+			fmt.Fprintf(g.stdout, "── %s ──\n", describeBuild(cur))
+		}
+		shown = cur
 		printed++
 		v := logview.ViewEnvelopes(rec, seg, off, immortal.ViewEnvelope)
 		if o.json {
-			return enc.Encode(v)
+			return enc.Encode(loggedRecord{RecordView: v, Build: recordBuild(cur)})
 		}
 		for _, n := range markers[rec.Seq] {
 			fmt.Fprintf(g.stdout, "── checkpoint %d: state before #%d ──\n", n, rec.Seq)
@@ -153,6 +173,40 @@ func runLog(g *globals, name string, o logOptions) error {
 		return nil
 	}
 	return follow(g, in, lastSeq, until, emit)
+}
+
+// loggedRecord is a record as `ambr log --json` prints it: the decoded
+// record and the build that ran it.
+type loggedRecord struct {
+	logview.RecordView
+	Build *buildRef `json:"build,omitempty"`
+}
+
+// buildRef names a build of the MANIFEST's list (N from 1).
+type buildRef struct {
+	N       int    `json:"n"`
+	Version uint32 `json:"version"`
+	Source  string `json:"source,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+}
+
+func recordBuild(b *timetravel.BuildRange) *buildRef {
+	if b == nil {
+		return nil
+	}
+	return &buildRef{N: b.N, Version: b.Version, Source: b.Source, SHA256: b.SHA256}
+}
+
+// describeBuild is the marker line of a build's range.
+func describeBuild(b *timetravel.BuildRange) string {
+	what := fmt.Sprintf("build %d (version %d): %s, sha256 %s", b.N, b.Version, b.Source, shortHash(b.SHA256))
+	if b.First > 1 {
+		what += fmt.Sprintf(", from #%d (checkpoint %d)", b.First, b.Checkpoint)
+	}
+	if b.Exe == "" {
+		what += "; its binary is no longer kept"
+	}
+	return what
 }
 
 // drain reads records until the end of the log or past until.

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ambr-dev/ambr/engine/supervise"
+	"github.com/ambr-dev/ambr/upgrade"
 )
 
 // instanceView is one row of `ambr ls`.
@@ -30,6 +31,13 @@ type instanceView struct {
 	Newest      uint64 `json:"newest_checkpoint"`
 	App         string `json:"app,omitempty"`
 	Error       string `json:"error,omitempty"`
+	// UpgradePending is the build an upgrade asked for waits to start
+	// (`ambr upgrade NAME --to APP` of a stopped instance: it upgrades as it
+	// next starts).
+	UpgradePending string `json:"upgrade_pending,omitempty"`
+	// UpgradeFailed says why the latest upgrade asked for failed (the
+	// instance runs on at its version).
+	UpgradeFailed string `json:"upgrade_failed,omitempty"`
 	// Problems: by peer instance, what the coordinator says needs an
 	// operator (lost acknowledged input).
 	Problems map[string]string `json:"problems,omitempty"`
@@ -50,7 +58,9 @@ and checkpoints.
 
 --json prints a JSON array with the fields name, dir, state (running,
 stopped or damaged), ic_pid, app_pid, version, last_seq, log_bytes, segments,
-checkpoints, newest_checkpoint, app, error, problems (by peer instance: what a
+checkpoints, newest_checkpoint, app, error, upgrade_pending (the build a
+stopped instance upgrades to as it next starts), upgrade_failed (why the
+latest upgrade asked for failed), problems (by peer instance: what a
 running coordinator says needs an operator, such as lost acknowledged input),
 replicas (for an instance run with --replica: each running replica's
 replica, role, epoch, ic_pid, app_pid; ic_pid and app_pid of the instance
@@ -111,6 +121,14 @@ lost acknowledged input (all are listed first); 2 the home cannot be read.`,
 			}
 			printReplicas(g.stdout, views)
 			for _, v := range views {
+				if v.UpgradeFailed != "" && v.UpgradePending == "" {
+					fmt.Fprintf(g.stdout, "%s: %s (it runs on at version %d)\n", v.Name, v.UpgradeFailed, v.Version)
+				}
+				if v.UpgradePending != "" {
+					fmt.Fprintf(g.stdout, "%s: upgrade to %s waiting for its next start (ambr upgrade %s --cancel withdraws it)\n", v.Name, v.UpgradePending, v.Name)
+				}
+			}
+			for _, v := range views {
 				for _, peer := range slices.Sorted(maps.Keys(v.Problems)) {
 					fmt.Fprintf(g.stdout, "%s: problem on the link with %s: %s\n", v.Name, peer, v.Problems[peer])
 				}
@@ -159,6 +177,15 @@ func listInstances(home string) ([]instanceView, error) {
 		views = append(views, instanceView{Name: v.Name, Dir: v.Dir, State: state, ICPid: v.ICPid, AppPid: v.AppPid,
 			Version: v.Version, LastSeq: v.LastSeq, LogBytes: v.LogBytes, Segments: v.Segments, Checkpoints: v.Checkpoints,
 			Newest: v.Newest, App: v.App, Error: v.Error, Problems: v.Problems, Replicas: replicaViews(v.Replicas)})
+		if res, ok := upgrade.LastResult(v.Dir); ok && !res.OK {
+			views[len(views)-1].UpgradeFailed = fmt.Sprintf("the upgrade to %s failed: %s", res.Build.Source, res.Error)
+		}
+		if req, ok := upgrade.Pending(v.Dir); ok {
+			views[len(views)-1].UpgradePending = req.Build.Source
+			if req.Build.Source == "" {
+				views[len(views)-1].UpgradePending = req.Build.Path
+			}
+		}
 	}
 	return views, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -20,6 +21,7 @@ import (
 	"github.com/ambr-dev/ambr/logfmt/logview"
 	"github.com/ambr-dev/ambr/retro"
 	"github.com/ambr-dev/ambr/timetravel"
+	"github.com/ambr-dev/ambr/upgrade"
 )
 
 type retroOptions struct {
@@ -101,9 +103,16 @@ runs, or a history the recorded build does not reproduce; 2 could not run.`,
 // retroResult is one instance's outcome.
 type retroResult struct {
 	*retro.Report
-	Name  string `json:"name"`
-	Error string `json:"error,omitempty"`
-	err   error
+	// Conversion is an upgrade test's: the state at the checkpoint the
+	// candidate takes over at, what it converted it to, and whether the
+	// state it reaches by replay matches its conversion of the recorded one.
+	Conversion *upgrade.Conversion `json:"conversion,omitempty"`
+	Name       string              `json:"name"`
+	Error      string              `json:"error,omitempty"`
+	err        error
+	// conversionFailed: the candidate could not convert the state (an
+	// upgrade test's finding, exit 1).
+	conversionFailed bool
 }
 
 func resolveApp(ctx context.Context, g *globals, app string) (string, error) {
@@ -117,7 +126,7 @@ func resolveApp(ctx context.Context, g *globals, app string) (string, error) {
 	return b.Path, nil
 }
 
-func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, upgrade bool) error {
+func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, upgrading bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -151,7 +160,7 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 				res.err = err
 				return
 			}
-			opts := retro.Options{Dir: in.Dir, Candidate: candidate, Recorded: recorded, FromCheckpoint: o.fromCheckpoint, UpgradeTest: upgrade,
+			opts := retro.Options{Dir: in.Dir, Candidate: candidate, Recorded: recorded, FromCheckpoint: o.fromCheckpoint, UpgradeTest: upgrading,
 				Window: o.window, Repeat: repeatOption(o.repeat),
 				Progress: func(d, t int64) {
 					progMu.Lock()
@@ -174,23 +183,38 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 					return
 				}
 			}
+			if upgrading {
+				var tr *upgrade.TestReport
+				if tr, res.err = upgrade.Test(ctx, opts); tr != nil {
+					res.Report, res.Conversion = tr.Report, tr.Conversion
+				}
+				var ce *upgrade.ConversionError
+				if errors.As(res.err, &ce) {
+					res.conversionFailed = true
+				}
+				return
+			}
 			res.Report, res.err = retro.Run(ctx, opts)
 		}(i, name)
 	}
 	wg.Wait()
 	bar.close()
-	diverged, failed := false, false
+	diverged, failed, unconverted := false, false, false
 	for i := range results {
 		r := &results[i]
-		if r.err != nil {
+		switch {
+		case r.conversionFailed:
+			unconverted = true
+			r.Error = r.err.Error()
+		case r.err != nil:
 			failed = true
 			r.Error = r.err.Error()
-		} else if r.Diverged() {
+		case r.Diverged():
 			diverged = true
 		}
 	}
 	if o.junit != "" {
-		if err := writeJUnit(o.junit, results, o.candidate, upgrade); err != nil {
+		if err := writeJUnit(o.junit, results, o.candidate, upgrading); err != nil {
 			return problemErrorf("write %s: %v", o.junit, err)
 		}
 	}
@@ -200,12 +224,19 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 		if err := enc.Encode(struct {
 			Diverged bool          `json:"diverged"`
 			Reports  []retroResult `json:"reports"`
-		}{diverged, results}); err != nil {
+		}{diverged || unconverted, results}); err != nil {
 			return err
 		}
 	} else {
 		for i := range results {
-			printRetro(g.stdout, &results[i], o.candidate, upgrade)
+			printRetro(g.stdout, &results[i], o.candidate, upgrading)
+		}
+	}
+	if unconverted && !failed {
+		for _, r := range results {
+			if r.conversionFailed {
+				return problemErrorf("%s: the new version cannot take over: %v", r.Name, r.err)
+			}
 		}
 	}
 	switch {
@@ -227,6 +258,13 @@ func runRetro(ctx context.Context, g *globals, names []string, o retroOptions, u
 		}
 		return &exitError{code: exitUsage, err: fmt.Errorf("could not run: %v", first)}
 	case diverged:
+		if upgrading {
+			for _, r := range results {
+				if r.Conversion != nil && !r.Conversion.Matches && r.First == nil {
+					return &exitError{code: exitProblem, err: fmt.Errorf("the new version's state after replay is not what its conversion makes of the recorded state (%s, after record %d): the conversion loses or changes what the new code goes on to use", r.Name, r.Conversion.FirstDiff.Seq)}
+				}
+			}
+		}
 		for _, r := range results {
 			if r.Report != nil && r.NotReproduced != nil {
 				return &exitError{code: exitProblem, err: fmt.Errorf("the recorded build does not reproduce the history of %s (the report says where and why); the candidate was judged only up to there", r.Name)}
@@ -251,17 +289,33 @@ func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
 	if upgrade {
 		what = "upgrade test"
 	}
+	if r.conversionFailed {
+		fmt.Fprintf(w, "%s of %s against %s: ✗ %v\n\n", what, r.Name, candidate, r.err)
+		return
+	}
 	if r.err != nil {
 		fmt.Fprintf(w, "%s of %s against %s could not run: %v\n\n", what, r.Name, candidate, r.err)
 		return
 	}
 	fmt.Fprintf(w, "%s of %s against %s (recorded build %s)\n", what, r.Name, candidate, r.Recorded)
+	for _, c := range r.Crossings {
+		if c.Upgrade {
+			fmt.Fprintf(w, "from record #%d the history ran %s (checkpoint %d, upgraded from %s to %s); the candidate was told to upgrade there\n", c.Seq, c.Recorded, c.Checkpoint, c.From, c.To)
+		} else {
+			fmt.Fprintf(w, "from record #%d the history ran %s (checkpoint %d)\n", c.Seq, c.Recorded, c.Checkpoint)
+		}
+	}
+	if c := r.Conversion; c != nil {
+		printConversion(w, c)
+	}
 	fmt.Fprintf(w, "replayed records %d..%d: %d records, %d diverged", r.From, r.Until, r.Records, r.Divergent)
 	if r.Divergent > 0 {
 		fmt.Fprintf(w, " (first #%d, last #%d)", r.First.Seq, r.LastSeq)
 	}
 	if !upgrade {
 		fmt.Fprintf(w, "; states differ after %d of them", r.StatesDiffering)
+	} else {
+		fmt.Fprintf(w, "; replayed vs converted state: %d of %d comparisons differ", r.StatesDiffering, r.StatesCompared)
 	}
 	fmt.Fprintf(w, " — %s\n", r.Duration)
 	if d := r.First; d != nil {
@@ -279,7 +333,7 @@ func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
 			}
 		}
 	}
-	if s := r.FirstStateDiff; s != nil && (r.First == nil || s.Seq != r.First.Seq) {
+	if s := r.FirstStateDiff; s != nil && r.Conversion == nil && (r.First == nil || s.Seq != r.First.Seq) {
 		fmt.Fprintf(w, "states first differ after record #%d:\n", s.Seq)
 		for _, c := range s.Changes {
 			fmt.Fprintf(w, "    %s: %s → %s\n", c.Path, orNone(c.Old), orNone(c.New))
@@ -302,7 +356,11 @@ func printRetro(w io.Writer, r *retroResult, candidate string, upgrade bool) {
 		printCauses(w, u.Causes)
 	}
 	if !r.Diverged() {
-		fmt.Fprintln(w, "✓ no divergence")
+		if upgrade {
+			fmt.Fprintln(w, "✓ the new version takes over: same messages, and its state after replay is its conversion of the recorded one")
+		} else {
+			fmt.Fprintln(w, "✓ no divergence")
+		}
 	}
 	fmt.Fprintln(w)
 }
@@ -408,6 +466,9 @@ func writeJUnit(path string, results []retroResult, candidate string, upgrade bo
 		c := junitCase{Classname: "ambr." + what, Name: fmt.Sprintf("%s against %s", r.Name, candidate)}
 		s := junitSuite{Name: r.Name, Tests: 1}
 		switch {
+		case r.conversionFailed:
+			c.Failure = &junitProblem{Message: r.err.Error(), Type: "conversion failed"}
+			s.Failures, suites.Failures = 1, suites.Failures+1
 		case r.err != nil:
 			c.Error = &junitProblem{Message: r.err.Error(), Type: "could not run"}
 			s.Errors, suites.Errors = 1, suites.Errors+1
@@ -415,6 +476,9 @@ func writeJUnit(path string, results []retroResult, candidate string, upgrade bo
 			var text strings.Builder
 			printRetro(&text, r, candidate, upgrade)
 			msg := "the states differ"
+			if r.Conversion != nil && !r.Conversion.Matches {
+				msg = "the state after replay is not the conversion of the recorded state"
+			}
 			switch {
 			case r.First != nil:
 				msg = fmt.Sprintf("first divergence at record %d", r.First.Seq)
@@ -441,4 +505,54 @@ func writeJUnit(path string, results []retroResult, candidate string, upgrade bo
 		return err
 	}
 	return os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644)
+}
+
+// printConversion shows an upgrade test's conversion: the old state next to
+// the converted one, as a structural diff, and how the state the new code
+// reaches by replay compares.
+func printConversion(w io.Writer, c *upgrade.Conversion) {
+	st := newCLIStyles(w)
+	fmt.Fprintf(w, "conversion at checkpoint %d (the state after record #%d), %s → %s:\n", c.Checkpoint, c.Seq, orUnnamed(c.OldType), orUnnamed(c.NewType))
+	fmt.Fprintf(w, "  old:       %s\n  converted: %s\n", compactJSON(c.OldState), compactJSON(c.ConvertedState))
+	if len(c.Diff) == 0 {
+		fmt.Fprintln(w, "  (the same state)")
+	}
+	for _, d := range c.Diff {
+		switch {
+		case d.Old == "":
+			fmt.Fprintf(w, "  %s\n", st.diffLine(fmt.Sprintf("+ %s = %s", d.Path, d.New)))
+		case d.New == "":
+			fmt.Fprintf(w, "  %s\n", st.diffLine(fmt.Sprintf("- %s (was %s)", d.Path, d.Old)))
+		default:
+			fmt.Fprintf(w, "  ~ %s: %s → %s\n", d.Path, d.Old, d.New)
+		}
+	}
+	switch {
+	case c.FirstDiff != nil:
+		fmt.Fprintf(w, "  %s\n", st.Bad.Render(fmt.Sprintf("✗ after record #%d the state the new code reached by replay is not its conversion of the recorded state (converted → replayed):", c.FirstDiff.Seq)))
+		for _, d := range c.FirstDiff.Changes {
+			fmt.Fprintf(w, "    %s: %s → %s\n", d.Path, orNone(d.Old), orNone(d.New))
+		}
+	case c.StatesCompared > 0:
+		fmt.Fprintf(w, "  %s\n", st.Good.Render(fmt.Sprintf("✓ the state the new code reaches by replay is its conversion of the recorded state (compared %d times)", c.StatesCompared)))
+	}
+}
+
+func orUnnamed(typ string) string {
+	if typ == "" {
+		return "(unnamed type)"
+	}
+	return typ
+}
+
+func compactJSON(b []byte) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) != nil {
+		return string(b)
+	}
+	s := buf.String()
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
 }

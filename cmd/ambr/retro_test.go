@@ -336,9 +336,12 @@ func atoi(t *testing.T, s string) int {
 }
 
 // TestUpgradeTest checks `ambr upgrade test` on a recorded counter server:
-// server-v2 takes over the state (converted to its new layout) and history
-// with no divergence; a build without a next version, and one whose
-// conversion fails, are reported with the reason (exit 2).
+// server-v2 takes over the state (converted to its new layout, shown next
+// to the old one) and history with no divergence, and its state after
+// replay is its conversion of the recorded one; a candidate whose
+// conversion drops a field (every message still right) is caught by that
+// comparison (exit 1, in --json too); a build without a next version, and
+// one whose conversion fails, are reported with the reason (exit 1).
 func TestUpgradeTest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes; go test without -short runs it")
@@ -346,10 +349,11 @@ func TestUpgradeTest(t *testing.T) {
 	buildCounter(t)
 	v2 := goBuild(t, "server-v2", "../../samples/counter/server-v2")
 	bad := goBuild(t, "badupgrade", "../../retro/testdata/badupgrade")
+	drop := goBuild(t, "dropfield", "./testdata/upgrade/dropfield")
 	const k = 30
 	server := recordCounter(t, k)
-	run := func(candidate string) (string, int) {
-		cmd := exec.Command(builtBins.ambr, "--home", server.home, "upgrade", "test", "server", "--candidate", candidate)
+	run := func(candidate string, flags ...string) (string, int) {
+		cmd := exec.Command(builtBins.ambr, append([]string{"--home", server.home, "upgrade", "test", "server", "--candidate", candidate}, flags...)...)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -358,15 +362,54 @@ func TestUpgradeTest(t *testing.T) {
 		return string(out), 0
 	}
 	out, code := run(v2)
-	if code != 0 || !strings.Contains(out, "replayed records 1..31: 31 records, 0 diverged") || !strings.Contains(out, "✓ no divergence") {
-		t.Fatalf("server-v2: exit %d\n%s", code, out)
+	for _, want := range []string{"replayed records 1..31: 31 records, 0 diverged", "✓ the new version takes over",
+		`old:       {"count":0}`, `converted: {"value":0,"layout":2}`, "+ value = 0", "- count (was 0)", "✓ the state the new code reaches by replay is its conversion"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("server-v2: exit %d, want 0 and %q\n%s", code, want, out)
+		}
+	}
+	out, code = run(drop)
+	if code != 1 || !strings.Contains(out, "0 diverged") || !strings.Contains(out, "total: 0 → 30") || !strings.Contains(out, "not its conversion of the recorded state") {
+		t.Fatalf("a conversion that drops a field: exit %d, want 1 naming total\n%s", code, out)
+	}
+	t.Logf("the dropped field, as reported:\n%s", out)
+	jcmd := exec.Command(builtBins.ambr, "--home", server.home, "upgrade", "test", "server", "--candidate", drop, "--json")
+	jout, err := jcmd.Output()
+	code, out = 0, string(jout)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	}
+	var rep struct {
+		Diverged bool
+		Reports  []struct {
+			Divergent  int64
+			Conversion struct {
+				OldState       map[string]int `json:"old_state"`
+				ConvertedState map[string]int `json:"converted_state"`
+				Diff           []struct{ Path, Old, New string }
+				Matches        bool `json:"replayed_state_matches"`
+				FirstDiff      *struct {
+					Seq     int64
+					Changes []struct{ Path, Old, New string }
+				} `json:"first_diff"`
+			}
+		}
+	}
+	if err := json.Unmarshal(jout, &rep); err != nil || code != 1 || !rep.Diverged || len(rep.Reports) != 1 {
+		t.Fatalf("--json: exit %d, %v\n%s", code, err, out)
+	}
+	c := rep.Reports[0].Conversion
+	if _, ok := c.OldState["count"]; !ok || c.ConvertedState["layout"] != 2 || len(c.Diff) == 0 || c.Matches || c.FirstDiff == nil ||
+		c.FirstDiff.Seq != k+1 || len(c.FirstDiff.Changes) != 1 || c.FirstDiff.Changes[0].Path != "total" || rep.Reports[0].Divergent != 0 {
+		t.Fatalf("--json conversion: %+v", rep.Reports[0])
 	}
 	out, code = run(counterBins.server)
-	if code != 2 || !strings.Contains(out, "the app was not built with immortal.Upgrade") {
+	if code != 1 || !strings.Contains(out, "the app was not built with immortal.Upgrade") {
 		t.Fatalf("a build without a next version: exit %d\n%s", code, out)
 	}
 	out, code = run(bad)
-	if code != 2 || !strings.Contains(out, "converting the state to the next version failed: the new layout needs a field") {
+	if code != 1 || !strings.Contains(out, "converting the state to the next version failed: the new layout needs a field") {
 		t.Fatalf("a failing conversion: exit %d\n%s", code, out)
 	}
 }

@@ -19,9 +19,11 @@ import (
 
 	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/bench"
+	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
+	"github.com/ambr-dev/ambr/upgrade"
 )
 
 type runOptions struct {
@@ -206,6 +208,15 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	defer lock.Unlock()
 	build.Args = appArgs
+	// The command that ran an instance before its upgrade recovers it after
+	// one: the MANIFEST's newer build runs instead of the older one given.
+	if m, err := layout.ReadManifest(vfsDefault(), dir); err == nil && !o.externalApp {
+		if next, ok := upgrade.BuildFor(m, build); ok {
+			fmt.Fprintf(g.stderr, "note: %s was upgraded to version %d (build %s, sha256 %s) after running %s; running its current build (name it to silence this note)\n",
+				name, m.Version, next.Source, shortHash(next.SHA256), app)
+			build = next
+		}
+	}
 	level := slog.LevelInfo
 	if o.quiet {
 		level = slog.LevelWarn
@@ -266,13 +277,13 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		child.Gone(gone.Pid, gone.Delivered)
 	}
 	setProblem := func(peer, msg string) {} // replaced once the status exists
-	up := &upgrader{dir: dir, name: name, outcome: make(chan error, 1), exits: make(chan supervise.AppRun, 8)}
+	up := upgrade.NewLive(dir, name)
 	statusFile := &runStatusFile{dir: dir, replica: o.replica}
 	roleChanged := func() {} // replaced once the status exists
 	opts := engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
 		Nondeterminism: nondeterminism, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
 		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) },
-		OnAppGone: onAppGone, OnUpgrade: up.onUpgrade}
+		OnAppGone: onAppGone, OnUpgrade: up.OnUpgrade}
 	replicaOptions(&opts, dir, o.replica, o.leaseTTL, logger, statusFile, func() { roleChanged() })
 	c, err := engine.New(opts)
 	if err != nil {
@@ -306,15 +317,16 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	// Live upgrades of replicas (the upgrader joins as a standby, the
 	// primary steps down for it) are not there yet: one replica only.
 	if !o.externalApp && o.replica < 0 {
-		up.c, up.child, up.log, up.current = c, child, logger, build
-		go up.watch(runCtx)
+		up.Serve(runCtx, c, child, logger, build)
+	} else if req, ok := upgrade.Pending(dir); ok {
+		logger.Warn("an upgrade waits for this instance, but a run with --replica or --external-app cannot switch its build: it stays waiting (ambr upgrade NAME --cancel withdraws it)", "to", req.Build.Source)
 	}
 	child.Env = append(l.Env(), engine.EnvInstance+"="+name)
 	child.OnStart = func(pid int) {
 		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = pid, time.Now().UnixNano() })
 	}
 	child.OnExit = func(run supervise.AppRun, next time.Duration, loop *supervise.CrashLoopError) {
-		up.appExited(run)
+		up.AppExited(run)
 		setStatus(func(s *supervise.RunStatus) { s.AppPid, s.AppStarted = 0, 0; s.Restarts++ })
 		if runCtx.Err() == nil && loop == nil {
 			logger.Warn("app exited; restarting it", "reason", exitReason(run.Exit), "attached", run.Attached, "record", run.Record, "in", next)

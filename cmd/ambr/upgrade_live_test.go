@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/upgrade"
 )
 
 // upgradeTo runs `ambr upgrade NAME --to APP --json` and returns its exit
 // code and outcome.
-func upgradeTo(t *testing.T, home, name, app string) (int, upgradeResult, string) {
+func upgradeTo(t *testing.T, home, name, app string) (int, upgrade.Result, string) {
 	t.Helper()
 	cmd := exec.Command(builtBins.ambr, "--home", home, "upgrade", name, "--to", app, "--json")
 	var stderr strings.Builder
@@ -25,7 +26,7 @@ func upgradeTo(t *testing.T, home, name, app string) (int, upgradeResult, string
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	var res upgradeResult
+	var res upgrade.Result
 	if code != 2 {
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Fatalf("ambr upgrade --json printed %q: %v\nstderr: %s", out, err, stderr.String())
@@ -128,9 +129,56 @@ func TestLiveUpgrade(t *testing.T) {
 		}
 		t.Logf("replay --until %s ran %s: %v", tc.until, r.App, r.State)
 	}
+	checkRetroAcrossUpgrade(t, server.home, "server", v2)
 	// The newest checkpoint is the upgrade's own: the count converted at
 	// the moment of the upgrade, in the new layout.
 	if !newestState(server.dir(), &st) || st.Layout != 2 || st.Value < 40 || st.Value > k {
 		t.Fatalf("the newest checkpoint holds %+v; want the new layout with a value from 40 to %d", st, k)
 	}
+}
+
+// checkRetroAcrossUpgrade retro-tests an instance upgraded once, from its
+// first checkpoint (before the upgrade), against the build it was upgraded
+// to: the recorded side runs each record on the build that ran it, the
+// candidate is told to upgrade where the history did, and nothing diverges
+// — messages and states on both sides of the boundary.
+func checkRetroAcrossUpgrade(t *testing.T, home, name, candidate string) {
+	t.Helper()
+	cmd := exec.Command(builtBins.ambr, "--home", home, "retro-test", name, "--candidate", candidate, "--from-checkpoint", "1", "--json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var rep struct {
+		Diverged bool
+		Reports  []struct {
+			From, Until, Records int64
+			StatesCompared       int `json:"states_compared"`
+			Error                string
+			Crossings            []struct {
+				Seq     int64
+				Upgrade bool
+				From    string `json:"from_state_type"`
+				To      string `json:"to_state_type"`
+			} `json:"crossings"`
+		}
+	}
+	if jerr := json.Unmarshal(out, &rep); jerr != nil || err != nil || rep.Diverged || len(rep.Reports) != 1 {
+		t.Fatalf("retro-test across the upgrade: %v / %v\n%s\n%s", err, jerr, out, stderr.String())
+	}
+	r := rep.Reports[0]
+	ups := 0
+	for _, c := range r.Crossings {
+		if c.Upgrade {
+			ups++
+		}
+	}
+	for _, c := range r.Crossings {
+		if c.Upgrade && (!strings.HasSuffix(c.From, "counter.ServerState") || !strings.HasSuffix(c.To, "StateV2")) {
+			t.Fatalf("the upgrade crossing names the state types %q → %q", c.From, c.To)
+		}
+	}
+	if ups != 1 || r.From != 1 || r.Records != r.Until {
+		t.Fatalf("retro-test across the upgrade: %+v; want records 1..end, crossing one upgrade", r)
+	}
+	t.Logf("retro-test from checkpoint 1: records %d..%d, %d state comparisons, crossings %+v", r.From, r.Until, r.StatesCompared, r.Crossings)
 }

@@ -1,0 +1,87 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+func TestBuildFor(t *testing.T) {
+	dir := t.TempDir()
+	kept := filepath.Join(dir, "v2")
+	if err := os.WriteFile(kept, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v1 := logfmt.AppBuild{Source: "./server", Path: "/bin/v1", SHA256: "aaa", Args: []string{"--x"}}
+	v1b := logfmt.AppBuild{Source: "./server", Path: "/bin/v1b", SHA256: "bbb"}
+	v2 := logfmt.AppBuild{Source: "./server-v2", Path: kept, SHA256: "ccc"}
+	upgraded := &logfmt.Manifest{Version: 1, App: v2, Builds: []logfmt.BuildRecord{
+		{App: v1, FromCheckpoint: 1}, {App: v1b, FromCheckpoint: 3}, {App: v2, FromCheckpoint: 5, Version: 1}}}
+	for _, tc := range []struct {
+		name  string
+		m     *logfmt.Manifest
+		given logfmt.AppBuild
+		want  string
+	}{
+		{"the old build of an upgraded instance runs the current one", upgraded, v1, kept},
+		{"so does another build of the old version", upgraded, v1b, kept},
+		{"the current build runs", upgraded, v2, kept},
+		{"a build the instance never ran is the user's choice", upgraded, logfmt.AppBuild{Path: "/bin/new", SHA256: "ddd"}, "/bin/new"},
+		{"no upgrade, no change", &logfmt.Manifest{App: v1b, Builds: []logfmt.BuildRecord{{App: v1, FromCheckpoint: 1}, {App: v1b, FromCheckpoint: 3}}}, v1, "/bin/v1"},
+		{"the current build is gone", &logfmt.Manifest{Version: 1, App: logfmt.AppBuild{Path: "/nonexistent", SHA256: "ccc"}, Builds: upgraded.Builds}, v1, "/bin/v1"},
+		{"a build that ran the current version too", &logfmt.Manifest{Version: 1, App: v2, Builds: append(upgraded.Builds, logfmt.BuildRecord{App: v1, Version: 1})}, v1, "/bin/v1"},
+	} {
+		got, ok := BuildFor(tc.m, tc.given)
+		if got.Path != tc.want || ok != (tc.want != tc.given.Path) {
+			t.Errorf("%s: BuildFor = %s, %v; want %s", tc.name, got.Path, ok, tc.want)
+		}
+		if ok && len(got.Args) != len(tc.given.Args) {
+			t.Errorf("%s: the given arguments are not kept: %v", tc.name, got.Args)
+		}
+	}
+}
+
+// TestWaitRunEnds: a request taken by a run that ends before answering
+// is reported (ErrStopped), also when another run has started meanwhile;
+// an answer is read.
+func TestWaitRunEnds(t *testing.T) {
+	dir := t.TempDir()
+	req, err := Ask(dir, logfmt.AppBuild{Path: "/bin/v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := Pending(dir); !ok || p.Requested != req.Requested {
+		t.Fatalf("Pending = %+v, %v", p, ok)
+	}
+	run := "run-1"
+	polls := 0
+	o := WaitOptions{Timeout: time.Minute, Run: func() (string, bool) {
+		polls++
+		switch polls {
+		case 2:
+			os.Remove(filepath.Join(dir, RequestFile)) // run-1 takes it
+		case 4:
+			run = "run-2" // run-1 was killed; another started
+		}
+		return run, true
+	}}
+	if _, err := Wait(context.Background(), dir, req, o); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Wait = %v, want ErrStopped", err)
+	}
+	req, _ = Ask(dir, logfmt.AppBuild{Path: "/bin/v2"})
+	if !Cancel(dir) || Cancel(dir) {
+		t.Fatal("Cancel: want true once, then false")
+	}
+	if err := writeJSONFile(filepath.Join(dir, ResultFile), Result{Instance: "s", OK: true, Version: 1, Requested: req.Requested}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Wait(context.Background(), dir, req, WaitOptions{Timeout: time.Minute, Run: func() (string, bool) { return "", false }})
+	if err != nil || !res.OK || res.Version != 1 {
+		t.Fatalf("Wait = %+v, %v; want the answer", res, err)
+	}
+}
