@@ -112,6 +112,10 @@ type Options struct {
 	// for one. While it holds CHECKPOINTER.lock the primary does not
 	// checkpoint; when it dies the primary does again.
 	Checkpointer bool
+	// WarmStandby makes a standby wait for the election with its app idle
+	// and recover it (checkpoint and log) when elected, as before hot
+	// standbys: for measurements (ambr bench failover --warm).
+	WarmStandby bool
 
 	// OnAppGone, if set, is called when the app went away: a supervisor
 	// uses it to tell a crash loop (see AppGone).
@@ -376,6 +380,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	case c.opts.Election != nil:
 		c.startCampaign(ctx)
 		defer c.resign()
+		if c.opts.WarmStandby {
+			p, err := c.electedOr(<-c.rs.elected)
+			if p == nil {
+				return err
+			}
+			if err := c.promote(p); err != nil {
+				return err
+			}
+		}
 	default:
 		if err := c.startPeers(); err != nil {
 			return err

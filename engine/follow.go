@@ -236,11 +236,15 @@ func (c *Coordinator) publishCommitted(seq int64) {
 	if c.rs.committed == nil || c.primacy == nil {
 		return
 	}
+	_, _ = c.rs.committed.WriteAt(encodeCommitted(c.primacy.Epoch(), seq), 0)
+}
+
+// encodeCommitted is COMMITTED's content.
+func encodeCommitted(epoch uint64, seq int64) []byte {
 	b := make([]byte, 0, 24)
-	b = binary.LittleEndian.AppendUint64(b, c.primacy.Epoch())
+	b = binary.LittleEndian.AppendUint64(b, epoch)
 	b = binary.LittleEndian.AppendUint64(b, uint64(seq))
-	b = binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b))
-	_, _ = c.rs.committed.WriteAt(b, 0)
+	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b))
 }
 
 // readCommitted returns what COMMITTED says; ok is false if there is

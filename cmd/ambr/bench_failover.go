@@ -34,6 +34,9 @@ type failoverOptions struct {
 	load              time.Duration
 	stall             bool
 	registry          string
+	warm              bool
+	warmup            time.Duration
+	checkpointer      bool
 }
 
 // failoverReport is what `ambr bench failover --json` prints.
@@ -55,6 +58,13 @@ type failoverReport struct {
 	// Stall: the primary was stopped (SIGSTOP), not killed: its successor
 	// took over by the lease's TTL.
 	Stall bool `json:"stall,omitempty"`
+	// Standbys are "hot" (their apps follow the log; a takeover feeds the
+	// last records and sends BecomingPrimary) or "warm" (--warm: recovery
+	// from the checkpoint when elected). CallsBeforeKills is how many calls
+	// the log held at the first kill (--warmup).
+	Standbys         string `json:"standbys"`
+	Checkpointer     bool   `json:"checkpointer,omitempty"`
+	CallsBeforeKills int    `json:"calls_before_kills"`
 	// MaxLeaseGapMs is the longest the primaries' lease went without a
 	// renewal while they served: how far below the TTL a busy primary
 	// stays.
@@ -101,6 +111,9 @@ says which); 2 could not run.`,
 	f.DurationVar(&o.load, "load", 200*time.Millisecond, "how long the primary serves before each kill (±50%, at random): the log its successor replays grows with it")
 	f.BoolVar(&o.stall, "stall", false, "SIGSTOP the primary instead of killing it: the successor takes over when the lease is older than --lease-ttl (then SIGCONT: it stops, deposed, and is restarted)")
 	f.StringVar(&o.registry, "registry", "", "etcd://HOST:PORT: the replicas elect their primary with etcd leases and find each other there (default: the file lock and the directory registry)")
+	f.BoolVar(&o.warm, "warm", false, "warm standbys (ambr run --warm-standby): a standby recovers its app from the checkpoint and the whole log after it when elected, as before hot standbys; to compare")
+	f.DurationVar(&o.warmup, "warmup", 0, "let the client call for this long before the first kill: the log a warm standby replays grows with it (a hot standby's takeover does not)")
+	f.BoolVar(&o.checkpointer, "checkpointer", false, "make the last replica the checkpointer (ambr run --checkpointer); it is never killed")
 	f.BoolVar(&o.keep, "keep", false, "keep the run's home afterwards (its path is printed)")
 	return cmd
 }
@@ -228,6 +241,12 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		if o.registry != "" {
 			args = append(args, "--registry", o.registry)
 		}
+		if o.warm {
+			args = append(args, "--warm-standby")
+		}
+		if o.checkpointer && n == o.replicas-1 {
+			args = append(args, "--checkpointer")
+		}
 		return args
 	}
 	dir := filepath.Join(home, "server")
@@ -274,6 +293,7 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	}); err != nil {
 		return err
 	}
+	callsBefore := 0
 	clientArgs := []string{"--home", home, "run", apps[1], "--name", "client", "-q"}
 	if o.registry != "" {
 		clientArgs = append(clientArgs, "--registry", o.registry)
@@ -310,6 +330,21 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		}
 	}()
 	watch := func(on bool) { gapMu.Lock(); watching = on; gapMu.Unlock() }
+	if o.warmup > 0 {
+		end := time.After(o.warmup)
+	warmup:
+		for {
+			select {
+			case <-served:
+				callsBefore++
+			case <-end:
+				break warmup
+			}
+		}
+		if !o.json {
+			fmt.Fprintf(g.stderr, "warmup: %d calls logged before the first kill\n", callsBefore)
+		}
+	}
 	var samples []time.Duration
 	for i := 0; i < o.kills; i++ {
 		// Under load: the primary serves calls.
@@ -393,7 +428,11 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	}
 	rep := failoverReport{Command: "ambr " + strings.Join(os.Args[1:], " "), Replicas: o.replicas, Kills: len(samples),
 		LockPollMs: durMs(engine.DefaultLockPoll), LeaseRenewMs: durMs(engine.DefaultLeaseRenew), LeaseTTLMs: durMs(o.leaseTTL),
-		RegistryCheckMs: durMs(engine.PeerRegistryCheck), PeerBackoffMs: []float64{durMs(engine.PeerBackoffMin), durMs(engine.PeerBackoffMax)}}
+		RegistryCheckMs: durMs(engine.PeerRegistryCheck), PeerBackoffMs: []float64{durMs(engine.PeerBackoffMin), durMs(engine.PeerBackoffMax)},
+		Standbys: "hot", Checkpointer: o.checkpointer, CallsBeforeKills: callsBefore}
+	if o.warm {
+		rep.Standbys = "warm"
+	}
 	gapMu.Lock()
 	rep.Stall, rep.MaxLeaseGapMs = o.stall, durMs(maxGap)
 	gapMu.Unlock()
@@ -414,7 +453,7 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	if o.stall {
 		how = "SIGSTOP"
 	}
-	fmt.Fprintf(g.stdout, "failover, %s of the primary → first call served by its successor, %d kills, %d replicas:\n", how, rep.Kills, rep.Replicas)
+	fmt.Fprintf(g.stdout, "failover, %s of the primary → first call served by its successor, %d kills, %d replicas, %s standbys, %d calls in the log at the first kill:\n", how, rep.Kills, rep.Replicas, rep.Standbys, rep.CallsBeforeKills)
 	fmt.Fprintf(g.stdout, "  p50 %.1f ms   p99 %.1f ms   min %.1f ms   max %.1f ms\n", rep.P50Ms, rep.P99Ms, rep.MinMs, rep.MaxMs)
 	fmt.Fprintf(g.stdout, "  waits on: lock poll %.0f ms, lease renew %.0f ms (TTL %.0f ms, a stalled primary only), registry check %.0f ms, peer reconnect backoff %.0f–%.0f ms\n",
 		rep.LockPollMs, rep.LeaseRenewMs, rep.LeaseTTLMs, rep.RegistryCheckMs, rep.PeerBackoffMs[0], rep.PeerBackoffMs[1])

@@ -44,6 +44,7 @@ type runOptions struct {
 	replica        int
 	leaseTTL       time.Duration
 	checkpointer   bool
+	warmStandby    bool
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -135,6 +136,8 @@ disk fault, a damaged log, an app in a crash loop: the message says which);
 	f.IntVar(&o.replica, "replica", -1, "run replica N (0, 1, …) of the instance: replicas share its directory, one primary serves, the others are hot standbys (their apps follow the log) that take over when it fails")
 	f.BoolVar(&o.checkpointer, "checkpointer", false, "with --replica: this replica is the instance's checkpointer: it follows the log like a standby, never becomes primary, and takes the checkpoints so the primary never pauses for one (if it stops, the primary checkpoints again)")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "with --replica: a standby takes over from a primary whose lease has not moved for this long (a stalled primary; a dead one releases its lock at once)")
+	f.BoolVar(&o.warmStandby, "warm-standby", false, "with --replica: wait for the election with the app idle and recover it when elected, as before hot standbys (for measurements)")
+	_ = f.MarkHidden("warm-standby")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -282,6 +285,7 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	if o.checkpointer {
 		opts.Election, opts.Checkpointer = nil, true
 	}
+	opts.WarmStandby = o.warmStandby
 	c, err := engine.New(opts)
 	if err != nil {
 		return problemErrorf("%v", err)
