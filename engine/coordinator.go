@@ -775,10 +775,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			}
 			if err := fenced(v.c.fence(), func() error {
 				if v.c.primacy != nil {
-					// A checkpointer may have moved the MANIFEST on.
-					if disk, err := layout.ReadManifest(fsys, dir); err == nil {
-						m.FirstSegment = max(m.FirstSegment, disk.FirstSegment)
-					}
+					mergeCheckpointer(fsys, dir, &m)
 				}
 				return writeManifest(fsys, dir, &m)
 			}); err != nil {

@@ -698,7 +698,10 @@ func (v *conversation) takeOver(p Primacy) error {
 		m.App = app
 	}
 	m.Updated = c.opts.Now().UnixNano()
-	if err := fenced(p, func() error { return writeManifest(fsys, dir, &m) }); err != nil {
+	if err := fenced(p, func() error {
+		mergeCheckpointer(fsys, dir, &m)
+		return writeManifest(fsys, dir, &m)
+	}); err != nil {
 		return fmt.Errorf("%w: seal the log at promotion: %w", ErrFatal, err)
 	}
 	v.manifest = &m
@@ -847,6 +850,27 @@ func (v *conversation) writeFollowerCheckpoint(ck *logfmt.Checkpoint) {
 		v.c.log.Info("checkpointer: checkpoint written", "checkpoint", ck.Number)
 		v.post(event{ckptDone: ck.Number})
 	}()
+}
+
+// mergeCheckpointer takes into m, which a primary is about to write under
+// MANIFEST.lock, what the checkpointer may have written since the primary
+// read the MANIFEST: a newer checkpoint and the first segment retention
+// kept. (Without it a primary could name a checkpoint the checkpointer's
+// retention has deleted.)
+func mergeCheckpointer(fsys vfs.FS, dir string, m *logfmt.Manifest) {
+	disk, err := layout.ReadManifest(fsys, dir)
+	if err != nil {
+		return
+	}
+	m.Checkpoint = max(m.Checkpoint, disk.Checkpoint)
+	m.FirstSegment = max(m.FirstSegment, disk.FirstSegment)
+	seals := make(map[uint64]int64, len(m.Seals)) // m's map may be shared
+	for n, l := range m.Seals {
+		if n >= m.FirstSegment {
+			seals[n] = l
+		}
+	}
+	m.Seals = seals
 }
 
 // syncFile makes path's data durable.

@@ -478,7 +478,10 @@ func (c *Coordinator) sealRecovered(rec *recovered) error {
 		m.Seals[rec.tailSeg] = rec.tailEnd
 	}
 	m.Updated = c.opts.Now().UnixNano()
-	if err := fenced(c.primacy, func() error { return writeManifest(c.opts.FS, c.opts.Dir, &m) }); err != nil {
+	if err := fenced(c.primacy, func() error {
+		mergeCheckpointer(c.opts.FS, c.opts.Dir, &m)
+		return writeManifest(c.opts.FS, c.opts.Dir, &m)
+	}); err != nil {
 		return fmt.Errorf("%w: seal the log at promotion: %w", ErrFatal, err)
 	}
 	rec.manifest = &m

@@ -185,6 +185,7 @@ func TestActiveActive(t *testing.T) {
 			}
 			rs.primary(0)
 			rs.status(checkpointerReplica, "checkpointer", 0)
+			checkLsRoles(t, home)
 			client := newInst(t, home, "client", counterBins.client, "--server", "server", "--count", strconv.Itoa(k), "--interval", "5ms")
 			client.start()
 			t.Cleanup(client.stop)
@@ -203,4 +204,28 @@ func TestActiveActive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkLsRoles checks that ambr ls --json shows the checkpointer's role.
+func checkLsRoles(t *testing.T, home string) {
+	t.Helper()
+	out, err := exec.Command(builtBins.ambr, "--home", home, "ls", "--json").Output()
+	if err != nil {
+		t.Fatalf("ambr ls --json: %v\n%s", err, out)
+	}
+	var views []struct {
+		Name     string
+		Replicas []replicaView
+	}
+	if err := json.Unmarshal(out, &views); err != nil {
+		t.Fatalf("ambr ls --json: %v\n%s", err, out)
+	}
+	for _, v := range views {
+		for _, r := range v.Replicas {
+			if v.Name == "server" && r.Replica == checkpointerReplica && r.Role == "checkpointer" && r.ICPid != 0 {
+				return
+			}
+		}
+	}
+	t.Fatalf("ambr ls --json shows no checkpointer:\n%s", out)
 }

@@ -53,8 +53,9 @@ stopped or damaged), ic_pid, app_pid, version, last_seq, log_bytes, segments,
 checkpoints, newest_checkpoint, app, error, problems (by peer instance: what a
 running coordinator says needs an operator, such as lost acknowledged input),
 replicas (for an instance run with --replica: each running replica's
-replica, role, epoch, ic_pid, app_pid; ic_pid and app_pid of the instance
-are the primary's).
+replica, role — primary, standby, checkpointer, or waiting checkpointer
+while another one holds the role — epoch, ic_pid, app_pid; ic_pid and
+app_pid of the instance are the primary's).
 
 Exit codes: 0 listed; 1 an instance is damaged or reports a problem, such as
 lost acknowledged input (all are listed first); 2 the home cannot be read.`,
