@@ -90,7 +90,9 @@ paths are relative to the file:
     - name: client
       app: ./samples/counter/client
       args: [--server, server, --count, "100"]
-      # replicas: 1        (active/active replicas: not yet)
+      # replicas: 3        (active/active: primary and hot standbys, each
+      #                     labelled client/0, client/1, …)
+      # checkpointer: true (with replicas: the last one is the checkpointer)
       # ports: 2500,2501   (fixed app ports; default free ones)
 
 Exit codes: 0 stopped by Ctrl-C; 1 the coordinator stopped on an error (a
