@@ -372,6 +372,11 @@ type logFollower struct {
 	endSeg uint64
 	endOff int64
 	commit *os.File
+	// cur is segment seg, open, for the fast path of read; curHdr its
+	// header.
+	cur    vfs.File
+	curSeg uint64
+	curHdr logfmt.SegmentHeader
 }
 
 func newLogFollower(fsys vfs.FS, dir string, m *logfmt.Manifest, ck *logfmt.Checkpoint) *logFollower {
@@ -420,6 +425,15 @@ func (f *logFollower) committedLimit() (int64, error) {
 // read feeds each record after the last one fed, up to limit (< 0: to the
 // end of the log), at most max of them; eof says it reached the end.
 func (f *logFollower) read(limit int64, max int, each func(r *logfmt.Record, seg uint64) error) (n int, eof bool, err error) {
+	if limit >= 0 && f.off > 0 {
+		// The fast path, every poll under load: the records appended to
+		// the open segment since the last read, without listing the
+		// directory or opening anything. Whatever else (a roll, a seal,
+		// the end of the log at promotion) takes the LogReader below.
+		if n, err = f.readCurrent(limit, max, each); err != nil || n > 0 {
+			return n, false, err
+		}
+	}
 	var lr *layout.LogReader
 	if f.off == 0 {
 		lr, err = f.in.NewLogReader(f.seg)
@@ -461,7 +475,71 @@ func (f *logFollower) read(limit int64, max int, each func(r *logfmt.Record, seg
 	return n, false, nil
 }
 
+// readCurrent feeds the complete records after off in segment seg, up to
+// limit, short of the seal if there is one.
+func (f *logFollower) readCurrent(limit int64, max int, each func(r *logfmt.Record, seg uint64) error) (int, error) {
+	if f.cur == nil || f.curSeg != f.seg {
+		f.closeCurrent()
+		cur, err := f.in.FS.Open(f.in.SegmentPath(f.seg))
+		if err != nil {
+			return 0, nil // gone: the LogReader says what happened
+		}
+		var hdr [logfmt.SegmentHeaderSize]byte
+		h, err := logfmt.SegmentHeader{}, error(nil)
+		if _, err = cur.ReadAt(hdr[:], 0); err == nil {
+			h, err = logfmt.ParseSegmentHeader(hdr[:])
+		}
+		if err != nil {
+			cur.Close()
+			return 0, nil
+		}
+		f.cur, f.curSeg, f.curHdr = cur, f.seg, h
+	}
+	st, err := f.cur.Stat()
+	if err != nil {
+		return 0, nil
+	}
+	size := st.Size()
+	if seal, ok := f.in.Manifest.Seal(f.seg); ok {
+		size = min(size, seal)
+	}
+	if size <= f.off {
+		return 0, nil
+	}
+	sr := logfmt.ResumeSegmentReader(io.NewSectionReader(f.cur, f.off, size-f.off), f.curHdr, f.off, f.last)
+	n := 0
+	for n < max {
+		start := sr.Offset()
+		r, err := sr.Next()
+		if err != nil {
+			// The end of what is complete (or a record being written):
+			// later polls, or the LogReader, go on from here.
+			return n, nil
+		}
+		if r.Seq != f.last+1 || limit >= 0 && r.Seq > limit {
+			return n, nil
+		}
+		c := *r
+		c.Sources = append([]logfmt.Source(nil), r.Sources...)
+		c.Messages = append([]byte(nil), r.Messages...)
+		if err := each(&c, f.seg); err != nil {
+			return n, err
+		}
+		f.last, f.off, f.lastSeg = r.Seq, start+int64(r.EncodedSize()), f.seg
+		n++
+	}
+	return n, nil
+}
+
+func (f *logFollower) closeCurrent() {
+	if f.cur != nil {
+		f.cur.Close()
+		f.cur = nil
+	}
+}
+
 func (f *logFollower) close() {
+	f.closeCurrent()
 	if f.commit != nil {
 		f.commit.Close()
 	}
