@@ -55,11 +55,15 @@ import (
 // senders resend, and the records' duplicates are dropped.)
 //
 // Following polls COMMITTED (a 24-byte pread) every FollowPoll rather than
-// watching the files with inotify: the poll costs the same whatever the
-// primary's write rate (a watch wakes the standby at every group commit
-// and needs watches on the directory for segment rolls and deletions), and
-// what a standby lags behind by is only what it reads at promotion, a
-// fraction of a millisecond of replay. See BENCHMARKS.md (failover).
+// watching the files with inotify. What costs a standby CPU is the wakeups
+// that find new records (each reads them, feeds the app, takes its
+// output), not the looking: measured under a client's back-to-back calls
+// (about 1,100 records/s), a standby's coordinator used 15% of a core
+// polling every 2 ms and 5% every 10 ms (the primary's: 33%). A watch on
+// COMMITTED would wake it at every group commit, more often than either
+// (and segment rolls and deletions need watches on the directory too).
+// What a standby lags behind by is only what it reads at promotion: 10 ms
+// of log, a fraction of a millisecond to feed. See BENCHMARKS.md.
 
 // CommittedFile is written by a replicated primary: 24 bytes, epoch and
 // the newest committed record's sequence number (little endian), xxhash64
@@ -78,7 +82,7 @@ const CheckpointerLockFile = "CHECKPOINTER.lock"
 const AcksFile = "ACKS"
 
 // FollowPoll is how often a follower looks for newly committed records.
-const FollowPoll = 2 * time.Millisecond
+const FollowPoll = 10 * time.Millisecond
 
 // followBatch bounds the records one follow step feeds, so that a
 // follower catching up on a long log stays responsive to its app.
