@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
@@ -206,24 +207,29 @@ func TestActiveActive(t *testing.T) {
 	}
 }
 
-// checkLsRoles checks that ambr ls --json shows the checkpointer's role.
+// checkLsRoles checks that ambr ls --json shows the checkpointer's role
+// (once the first start wrote the MANIFEST: ls lists instances from then).
 func checkLsRoles(t *testing.T, home string) {
 	t.Helper()
-	out, err := exec.Command(builtBins.ambr, "--home", home, "ls", "--json").Output()
-	if err != nil {
-		t.Fatalf("ambr ls --json: %v\n%s", err, out)
-	}
-	var views []struct {
-		Name     string
-		Replicas []replicaView
-	}
-	if err := json.Unmarshal(out, &views); err != nil {
-		t.Fatalf("ambr ls --json: %v\n%s", err, out)
-	}
-	for _, v := range views {
-		for _, r := range v.Replicas {
-			if v.Name == "server" && r.Replica == checkpointerReplica && r.Role == "checkpointer" && r.ICPid != 0 {
-				return
+	var out []byte
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var err error
+		out, err = exec.Command(builtBins.ambr, "--home", home, "ls", "--json").Output()
+		if err != nil {
+			t.Fatalf("ambr ls --json: %v\n%s", err, out)
+		}
+		var views []struct {
+			Name     string
+			Replicas []replicaView
+		}
+		if err := json.Unmarshal(out, &views); err != nil {
+			t.Fatalf("ambr ls --json: %v\n%s", err, out)
+		}
+		for _, v := range views {
+			for _, r := range v.Replicas {
+				if v.Name == "server" && r.Replica == checkpointerReplica && r.Role == "checkpointer" && r.ICPid != 0 {
+					return
+				}
 			}
 		}
 	}
