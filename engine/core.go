@@ -275,6 +275,9 @@ type Core struct {
 	// log; it never logs. externalCheckpoints: a checkpointer takes the
 	// checkpoints; a full segment only rolls. (core_follow.go)
 	following, externalCheckpoints bool
+	// promoted: a follower made primary, whose app may still be
+	// replaying what was fed: its regenerated self-calls are dropped.
+	promoted bool
 
 	ready Ready
 	// lastLists is the lengths of the Log, ToApp and PeerSends lists of the
@@ -503,7 +506,7 @@ func (c *Core) appRPC(data []byte) error {
 	dest := s.peer
 	if self {
 		s.lastSeq++
-		if s.lastSeq <= c.loggedSelf {
+		if (c.phase == phaseRecovering || c.promoted) && s.lastSeq <= c.loggedSelf {
 			// A replayed self-call that the durable log already holds: it is
 			// acknowledged, which keeps the buffer exactly (acked, last].
 			s.ack(s.lastSeq)
