@@ -83,9 +83,11 @@ func newBenchFailoverCmd(g *globals) *cobra.Command {
 		Long: `Run --replicas replicas of the counter server (ambr run --replica N) and a
 counter client calling Inc() back to back through them, as real processes
 under a fresh home in --dir. Then, --kills times: SIGKILL the primary's ambr
-run and app at a random moment, time until a standby has taken over, recovered
-and served the first Inc() (the first line its app prints), and restart the
-killed replica as a standby. Prints p50/p99 next to the intervals a failover
+run and app at a random moment, time until a standby has taken over (a hot
+standby feeds its app the rest of the log; with --warm it recovers it from the
+checkpoint) and served the first Inc() (the first line its app prints), and
+restart the killed replica as a standby. --warmup grows the log first, which
+is what a warm standby's takeover depends on. Prints p50/p99 next to the intervals a failover
 waits on (lock poll, lease, registry check, peer reconnect backoff).
 
 Builds the samples: run it from the root of the ambr repository, or give
@@ -94,7 +96,8 @@ Builds the samples: run it from the root of the ambr repository, or give
 Exit codes: 0 measured; 1 a failover did not happen within 30 s (the output
 says which); 2 could not run.`,
 		Example: `  ambr bench failover --smoke
-  ambr bench failover --kills 50 --dir /work/benchtmp --json`,
+  ambr bench failover --kills 50 --dir /work/benchtmp --json
+  ambr bench failover --kills 10 --warmup 120s --load 5s --warm   # then without --warm: hot vs warm`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.smoke && !cmd.Flags().Changed("kills") {
