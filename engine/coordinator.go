@@ -106,6 +106,16 @@ type Options struct {
 	Election Election
 	Replica  int
 	OnRole   func(role string, epoch uint64)
+	// Checkpointer makes this replica the instance's checkpointer: it never
+	// becomes primary; it follows the log like a standby and takes the
+	// checkpoints (at each new segment) so that the primary never pauses
+	// for one. While it holds CHECKPOINTER.lock the primary does not
+	// checkpoint; when it dies the primary does again.
+	Checkpointer bool
+	// WarmStandby makes a standby wait for the election with its app idle
+	// and recover it (checkpoint and log) when elected, as before hot
+	// standbys: for measurements (ambr bench failover --warm).
+	WarmStandby bool
 
 	// OnAppGone, if set, is called when the app went away: a supervisor
 	// uses it to tell a crash loop (see AppGone).
@@ -144,6 +154,8 @@ type Coordinator struct {
 	// primacy is held while this replica is primary (nil with one
 	// replica): every write that can count goes through it.
 	primacy Primacy
+	// rs is the replica machinery (follow.go).
+	rs replicaState
 
 	mu      sync.Mutex
 	upgrade *pendingUpgrade      // asked for, for the next app connection
@@ -348,17 +360,85 @@ func New(opts Options) (*Coordinator, error) {
 
 // Run serves app connections until ctx is cancelled (then it returns nil)
 // or a fatal error occurs (then the error wraps ErrFatal).
+//
+// With an Election, the coordinator is a hot standby until it is elected:
+// its app follows the primary's log as it is committed, and takes over
+// without a recovery (follow.go). With Checkpointer, it follows for good
+// and takes the checkpoints.
 func (c *Coordinator) Run(ctx context.Context) error {
-	if c.opts.Election != nil {
-		var stop func()
-		var err error
-		if ctx, stop, err = c.becomePrimary(ctx); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.rs.cancel = cancel
+	defer c.stopPeers()
+	switch {
+	case c.opts.Checkpointer:
+		release, err := c.lockCheckpointer(ctx)
+		if err != nil || release == nil {
 			return err
 		}
-		if ctx == nil {
-			return nil // stopped while a standby
+		defer release()
+	case c.opts.Election != nil:
+		c.startCampaign(ctx)
+		defer c.resign()
+		if c.opts.WarmStandby {
+			p, err := c.electedOr(<-c.rs.elected)
+			if p == nil {
+				return err
+			}
+			if err := c.promote(p); err != nil {
+				return err
+			}
 		}
-		defer stop()
+	default:
+		if err := c.startPeers(); err != nil {
+			return err
+		}
+	}
+	for {
+		conn, p, err := c.acceptApp(ctx)
+		if p != nil {
+			if err := c.promote(p); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			if err := c.deposed(nil); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		err = c.serve(ctx, conn)
+		for errors.Is(err, errServeAgain) {
+			err = c.serve(ctx, conn) // promoted before the app got anything: serve it as primary
+		}
+		conn.Close()
+		switch {
+		case c.deposed(err) != nil:
+			return c.deposed(err)
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errAppGone):
+			c.log.Info("app disconnected; waiting for it to reconnect", "reason", err)
+			if g := (*AppGoneError)(nil); errors.As(err, &g) && c.opts.OnAppGone != nil {
+				c.opts.OnAppGone(g.AppGone)
+			}
+		case errors.Is(err, errFollowAgain):
+			c.log.Warn(err.Error())
+		default:
+			return err
+		}
+	}
+}
+
+// startPeers listens for other coordinators and registers the address:
+// what a primary does (once).
+func (c *Coordinator) startPeers() error {
+	if c.rs.peersStop != nil {
+		return nil
 	}
 	if err := mkdirAllDurable(c.opts.FS, filepath.Join(c.opts.Dir, layout.VersionDir(0))); err != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, err)
@@ -379,38 +459,20 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		defer close(acceptExited)
 		c.acceptLoop(ln, acceptDone)
 	}()
-	defer func() {
+	c.rs.peersStop = func() {
 		close(acceptDone)
 		ln.Close()
 		<-acceptExited
 		_ = c.registry.Unregister(c.opts.Name, addr)
-	}()
-	for {
-		conn, err := c.opts.Listener.Accept(ctx)
-		if err != nil {
-			if err := c.deposed(nil); err != nil {
-				return err
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("%w: accept the app: %w", ErrFatal, err)
-		}
-		err = c.serve(ctx, conn)
-		conn.Close()
-		switch {
-		case c.deposed(err) != nil:
-			return c.deposed(err)
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, errAppGone):
-			c.log.Info("app disconnected; waiting for it to reconnect", "reason", err)
-			if g := (*AppGoneError)(nil); errors.As(err, &g) && c.opts.OnAppGone != nil {
-				c.opts.OnAppGone(g.AppGone)
-			}
-		default:
-			return err
-		}
+	}
+	return nil
+}
+
+// stopPeers undoes startPeers.
+func (c *Coordinator) stopPeers() {
+	if c.rs.peersStop != nil {
+		c.rs.peersStop()
+		c.rs.peersStop = nil
 	}
 }
 
@@ -430,6 +492,7 @@ type event struct {
 	peerMsg, peerGone         *inLink
 	batch                     *inBatch // of peerMsg
 	link                      *outLink // of peerUp
+	probe                     *probeResult
 }
 
 // loggingRecord is a record on its way to the disk, for the flow.
@@ -460,6 +523,10 @@ type conversation struct {
 	linkGen map[string]int64
 	inlinks map[string]*inLink
 	wg      sync.WaitGroup // link goroutines
+
+	// fw is set while the conversation follows the primary's log (a hot
+	// standby, a checkpointer): nothing is written, nothing sent.
+	fw *followState
 }
 
 func (v *conversation) post(e event) {
@@ -470,6 +537,9 @@ func (v *conversation) post(e event) {
 }
 
 func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
+	if c.primacy == nil && (c.opts.Election != nil || c.opts.Checkpointer) {
+		return c.serveFollowing(ctx, conn)
+	}
 	fsys := c.opts.FS
 	logDir := filepath.Join(c.opts.Dir, layout.VersionDir(0))
 	rec, err := recoverInstance(fsys, c.opts.Dir)
@@ -535,6 +605,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	go v.readApp(conn.Recv)
 	v.wg.Add(1)
 	go v.acceptPeers()
+	v.startPrimaryProbe()
 
 	defer func() {
 		if up := v.upgrade; up != nil {
@@ -643,6 +714,9 @@ func (v *conversation) handle(e event) error {
 		v.logging = v.logging[:copy(v.logging, v.logging[i:])]
 		v.flow.addToApp(-n)
 		v.core.LogDurable(e.durable)
+		v.c.publishCommitted(e.durable)
+	case e.probe != nil:
+		v.handleProbe(e.probe)
 	case e.ckptDone != 0:
 		v.core.CheckpointDurable(e.ckptDone)
 		if up := v.upgrade; up != nil {
@@ -671,8 +745,14 @@ func (v *conversation) dispatch(rd Ready) error {
 		}
 		v.flow.addToApp(n)
 	}
-	v.writer.Submit(rd.Log)
-	if ck := rd.Checkpoint; ck != nil {
+	if v.writer != nil {
+		v.writer.Submit(rd.Log)
+	} else if len(rd.Log) > 0 {
+		return fmt.Errorf("%w: internal error: a following replica made a log record (seq %d)", ErrFatal, rd.Log[0].Record.Seq)
+	}
+	if ck := rd.Checkpoint; ck != nil && v.fw != nil {
+		v.writeFollowerCheckpoint(ck)
+	} else if ck != nil {
 		m := *v.manifest
 		m.Checkpoint = ck.Number
 		m.Updated = v.c.opts.Now().UnixNano()
@@ -685,7 +765,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			defer v.ckptWG.Done()
 			fsys, dir := v.c.opts.FS, v.c.opts.Dir
 			logDir := filepath.Join(dir, layout.VersionDir(0))
-			if err := writeCheckpointFile(fsys, logDir, ck, v.c.fence()); err != nil {
+			if err := writeCheckpointFile(fsys, logDir, ck, v.c.fence()); err != nil && !errors.Is(err, errCheckpointExists) {
 				v.post(event{err: err})
 				return
 			}
@@ -693,7 +773,12 @@ func (v *conversation) dispatch(rd Ready) error {
 			if v.c.opts.Retain > 0 {
 				m.FirstSegment, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
 			}
-			if err := fenced(v.c.fence(), func() error { return writeManifest(fsys, dir, &m) }); err != nil {
+			if err := fenced(v.c.fence(), func() error {
+				if v.c.primacy != nil {
+					mergeCheckpointer(fsys, dir, &m)
+				}
+				return writeManifest(fsys, dir, &m)
+			}); err != nil {
 				v.post(event{err: err})
 				return
 			}
@@ -709,6 +794,10 @@ func (v *conversation) dispatch(rd Ready) error {
 	v.sender.send(rd.ToApp)
 	v.flow.setUnacked(v.core.UnackedBytes())
 	for _, p := range rd.NeedPeers {
+		if v.fw != nil {
+			v.fw.laterPeers = append(v.fw.laterPeers, p)
+			continue
+		}
 		v.startLink(p)
 	}
 	for sends := rd.PeerSends; len(sends) > 0; {
@@ -728,7 +817,14 @@ func (v *conversation) dispatch(rd Ready) error {
 		}
 	}
 	if v.c.opts.OnStatus != nil {
-		v.c.opts.OnStatus(Status{Phase: v.core.Phase(), CheckpointBusy: v.core.CheckpointBusy(), NextSeq: v.core.NextSeq(), Checkpoint: v.manifest.Checkpoint, Writer: v.writer.Stats()})
+		st := Status{Phase: v.core.Phase(), CheckpointBusy: v.core.CheckpointBusy(), NextSeq: v.core.NextSeq(), Checkpoint: v.manifest.Checkpoint}
+		if v.writer != nil {
+			st.Writer = v.writer.Stats()
+		}
+		if v.fw != nil {
+			st.Phase = "following"
+		}
+		v.c.opts.OnStatus(st)
 	}
 	return nil
 }

@@ -271,6 +271,14 @@ type Core struct {
 	inFlight       uint64 // checkpoint number being written, 0 if none
 	wantCheckpoint bool   // a checkpoint was asked for while one was busy
 
+	// following: a standby or checkpointer feeding its app the primary's
+	// log; it never logs. externalCheckpoints: a checkpointer takes the
+	// checkpoints; a full segment only rolls. (core_follow.go)
+	following, externalCheckpoints bool
+	// promoted: a follower made primary, whose app may still be
+	// replaying what was fed: its regenerated self-calls are dropped.
+	promoted bool
+
 	ready Ready
 	// lastLists is the lengths of the Log, ToApp and PeerSends lists of the
 	// last Ready returned: how far the next one must clear their arrays.
@@ -360,6 +368,9 @@ func (c *Core) ReplayRecord(rec *logfmt.Record) error {
 	c.queue = append(c.queue, delivery{seq: rec.Seq, wire: wire})
 	c.nextSeq = rec.Seq + 1
 	c.durable = rec.Seq
+	if c.following {
+		c.followed()
+	}
 	return nil
 }
 
@@ -473,7 +484,7 @@ func (c *Core) appRPC(data []byte) error {
 	}
 	c.outCount++
 	c.outDig = logfmt.ChainDigest(c.outDig, digestDest, body)
-	if c.phase == phaseRecovering {
+	if c.phase == phaseRecovering || len(c.expects) > 0 { // (a promoted standby's app may still replay)
 		c.nondet.sentDuringRecovery(digestDest, body)
 		c.checkExpectations()
 	}
@@ -495,7 +506,7 @@ func (c *Core) appRPC(data []byte) error {
 	dest := s.peer
 	if self {
 		s.lastSeq++
-		if c.phase == phaseRecovering && s.lastSeq <= c.loggedSelf {
+		if (c.phase == phaseRecovering || c.promoted) && s.lastSeq <= c.loggedSelf {
 			// A replayed self-call that the durable log already holds: it is
 			// acknowledged, which keeps the buffer exactly (acked, last].
 			s.ack(s.lastSeq)
@@ -503,6 +514,9 @@ func (c *Core) appRPC(data []byte) error {
 		}
 		msg := deliveryMsg(true) // acknowledged once the open record is durable
 		s.push(outMsg{seq: s.lastSeq, data: msg})
+		if c.following {
+			return nil // a follower writes nothing: a later record holds it, or promotion logs it
+		}
 		c.appendInput(c.cfg.Name, s.lastSeq, msg)
 		return nil
 	}
@@ -659,6 +673,11 @@ func (c *Core) appCheckpoint(state []byte) error {
 		State: append([]byte(nil), state...),
 	}
 	c.inFlight = p.number
+	if c.following {
+		// A checkpointer's checkpoint: the state before segment p.number.
+		c.ready.Checkpoint = ck
+		return nil
+	}
 	switch c.phase {
 	case phaseFirstStart:
 		c.phase = phaseLive
@@ -961,7 +980,11 @@ func (c *Core) Ready() Ready {
 	clear(c.ready.PeerSends[len(c.ready.PeerSends):max(len(c.ready.PeerSends), c.lastLists[2])])
 	c.sealOpen()
 	if c.cfg.SegmentSize > 0 && c.segmentBytes >= c.cfg.SegmentSize {
-		c.RequestCheckpoint()
+		if c.externalCheckpoints {
+			c.rollSegment()
+		} else {
+			c.RequestCheckpoint()
+		}
 	}
 	if c.heldCheckpoint != nil && c.durable >= 1 {
 		c.ready.Checkpoint, c.heldCheckpoint = c.heldCheckpoint, nil

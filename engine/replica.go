@@ -436,42 +436,6 @@ func (c *Coordinator) fence() Fence {
 	return c.primacy
 }
 
-// becomePrimary waits, as a standby, until the election makes this replica
-// primary, and returns a context that also ends when the replica is
-// deposed, and what to call when Run returns. A nil context means ctx ended
-// while it waited.
-func (c *Coordinator) becomePrimary(ctx context.Context) (context.Context, func(), error) {
-	role := func(r string, epoch uint64) {
-		if c.opts.OnRole != nil {
-			c.opts.OnRole(r, epoch)
-		}
-	}
-	role("standby", 0)
-	c.log.Info(fmt.Sprintf("replica %d: standby", c.opts.Replica))
-	p, err := c.opts.Election.Campaign(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, nil
-		}
-		return nil, nil, fmt.Errorf("%w: %w", ErrFatal, err)
-	}
-	c.primacy = p
-	c.log.Info(fmt.Sprintf("replica %d: standby → primary (epoch %d)", c.opts.Replica, p.Epoch()))
-	role("primary", p.Epoch())
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-p.Deposed():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() {
-		cancel()
-		p.Resign()
-	}, nil
-}
-
 // deposed returns the error to stop with when this replica was deposed (it
 // also says so for err, the error a conversation ended with), else nil.
 func (c *Coordinator) deposed(err error) error {
@@ -514,7 +478,10 @@ func (c *Coordinator) sealRecovered(rec *recovered) error {
 		m.Seals[rec.tailSeg] = rec.tailEnd
 	}
 	m.Updated = c.opts.Now().UnixNano()
-	if err := fenced(c.primacy, func() error { return writeManifest(c.opts.FS, c.opts.Dir, &m) }); err != nil {
+	if err := fenced(c.primacy, func() error {
+		mergeCheckpointer(c.opts.FS, c.opts.Dir, &m)
+		return writeManifest(c.opts.FS, c.opts.Dir, &m)
+	}); err != nil {
 		return fmt.Errorf("%w: seal the log at promotion: %w", ErrFatal, err)
 	}
 	rec.manifest = &m

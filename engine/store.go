@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -21,6 +22,13 @@ func writeCheckpointFile(fsys vfs.FS, dir string, ck *logfmt.Checkpoint, fence F
 	path := filepath.Join(dir, layout.CheckpointName(ck.Number))
 	var f vfs.File
 	err := fenced(fence, func() (err error) {
+		if fence != nil {
+			if _, err := fsys.Stat(path); err == nil {
+				// The checkpointer made it (a primary numbers its own
+				// above every file present): the same state, durable.
+				return errCheckpointExists
+			}
+		}
 		f, err = fsys.Create(path)
 		if err != nil {
 			return fmt.Errorf("write checkpoint: %w", err)
@@ -46,6 +54,9 @@ func writeCheckpointFile(fsys vfs.FS, dir string, ck *logfmt.Checkpoint, fence F
 	}
 	return nil
 }
+
+// errCheckpointExists says the checkpoint file is there already.
+var errCheckpointExists = errors.New("the checkpoint exists")
 
 // writeManifest replaces dir/MANIFEST atomically: write a temporary file,
 // sync it, rename it over the old one, sync the directory.

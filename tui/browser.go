@@ -184,7 +184,7 @@ func (b *browserModel) init() tea.Cmd {
 		if !own.adopt(idx, w) {
 			return nil // the browser was closed meanwhile
 		}
-		_, running := supervise.ReadRunStatus(dir)
+		running := instanceRunning(dir)
 		return browserOpenedMsg{id: id, in: in, idx: idx, worker: w, first: first, last: last, markers: readMarkers(in), builds: timetravel.Builds(in), running: running}
 	}
 	return tea.Batch(open, b.busyTick())
@@ -345,7 +345,7 @@ func (b *browserModel) updateIndex() tea.Cmd {
 	id, idx, in, dir, nb := b.id, b.idx, b.in, b.dir, b.buildsSeen
 	return func() tea.Msg {
 		first, last, err := idx.update(nil)
-		_, running := supervise.ReadRunStatus(dir)
+		running := instanceRunning(dir)
 		var builds []timetravel.BuildRange // nil: as before
 		if m, merr := layout.ReadManifest(vfs.Default(), dir); merr == nil && len(m.Builds) != nb {
 			if fresh, oerr := layout.Open(vfs.Default(), dir); oerr == nil { // an upgrade meanwhile
@@ -769,4 +769,13 @@ func (b *browserModel) jump(text string) tea.Cmd {
 		seq, err := idx.resolve(p)
 		return jumpResolvedMsg{id: id, point: text, seq: seq, err: err}
 	}
+}
+
+// instanceRunning reports whether the instance in dir runs: as one
+// `ambr run`, or as replicas.
+func instanceRunning(dir string) bool {
+	if _, ok := supervise.ReadRunStatus(dir); ok {
+		return true
+	}
+	return len(supervise.ReadReplicaStatuses(dir)) > 0
 }

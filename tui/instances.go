@@ -154,7 +154,7 @@ func (m *instancesModel) body(w, h int) []string {
 		}
 		state := "stopped"
 		if v.Running {
-			state = "running"
+			state = "running" + replicaRoles(v.Replicas)
 		}
 		ck := fmt.Sprintf("%d", v.Checkpoints)
 		if v.Checkpoints > 0 {
@@ -195,7 +195,7 @@ func (m *instancesModel) body(w, h int) []string {
 		switch {
 		case i == m.cursor:
 			out = append(out, s.RowCursor.Render(text))
-		case rows[i][1] == "running":
+		case strings.HasPrefix(rows[i][1], "running"):
 			out = append(out, s.Bold.Render(text))
 		default:
 			out = append(out, s.Row.Render(text))
@@ -209,4 +209,29 @@ func gutter(on bool) string {
 		return "▸"
 	}
 	return " "
+}
+
+// replicaRoles says which replicas run in which role ("" without
+// replicas): " · primary 1, standbys 0, checkpointer 2".
+func replicaRoles(rs []supervise.ReplicaStatus) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, role := range []string{"primary", "standby", "checkpointer", "waiting checkpointer"} {
+		var ns []string
+		for _, r := range rs {
+			if r.Role == role {
+				ns = append(ns, fmt.Sprint(r.Replica))
+			}
+		}
+		switch {
+		case len(ns) == 0:
+		case len(ns) > 1 && role == "standby":
+			parts = append(parts, "standbys "+strings.Join(ns, ", "))
+		default:
+			parts = append(parts, role+" "+strings.Join(ns, ", "))
+		}
+	}
+	return " · " + strings.Join(parts, "; ")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/muesli/termenv"
 	"go.uber.org/goleak"
 
+	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/internal/testbin"
 )
 
@@ -530,4 +531,14 @@ func TestFilterPromptStartsEmpty(t *testing.T) {
 	}
 	s.press("q")
 	s.tm.WaitFinished(t, teatest.WithFinalTimeout(10*time.Second))
+}
+
+func TestReplicaRoles(t *testing.T) {
+	rs := []supervise.ReplicaStatus{{Replica: 2, Role: "checkpointer"}, {Replica: 0, Role: "standby"}, {Replica: 1, Role: "primary"}, {Replica: 3, Role: "standby"}}
+	if got, want := replicaRoles(rs), " · primary 1; standbys 0, 3; checkpointer 2"; got != want {
+		t.Fatalf("replicaRoles = %q, want %q", got, want)
+	}
+	if got := replicaRoles(nil); got != "" {
+		t.Fatalf("replicaRoles(nil) = %q", got)
+	}
 }

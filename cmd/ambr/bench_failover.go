@@ -34,6 +34,9 @@ type failoverOptions struct {
 	load              time.Duration
 	stall             bool
 	registry          string
+	warm              bool
+	warmup            time.Duration
+	checkpointer      bool
 }
 
 // failoverReport is what `ambr bench failover --json` prints.
@@ -55,6 +58,17 @@ type failoverReport struct {
 	// Stall: the primary was stopped (SIGSTOP), not killed: its successor
 	// took over by the lease's TTL.
 	Stall bool `json:"stall,omitempty"`
+	// Standbys are "hot" (their apps follow the log; a takeover feeds the
+	// last records and sends BecomingPrimary) or "warm" (--warm: recovery
+	// from the checkpoint when elected). CallsBeforeKills is how many calls
+	// the log held at the first kill (--warmup).
+	Standbys         string `json:"standbys"`
+	Checkpointer     bool   `json:"checkpointer,omitempty"`
+	CallsBeforeKills int    `json:"calls_before_kills"`
+	// FirstMs is the first kill's takeover, right after the warmup: the
+	// one with the longest log since a checkpoint (a warm standby's
+	// recovery ends with a checkpoint, so later ones replay only --load).
+	FirstMs float64 `json:"first_ms"`
 	// MaxLeaseGapMs is the longest the primaries' lease went without a
 	// renewal while they served: how far below the TTL a busy primary
 	// stays.
@@ -69,9 +83,11 @@ func newBenchFailoverCmd(g *globals) *cobra.Command {
 		Long: `Run --replicas replicas of the counter server (ambr run --replica N) and a
 counter client calling Inc() back to back through them, as real processes
 under a fresh home in --dir. Then, --kills times: SIGKILL the primary's ambr
-run and app at a random moment, time until a standby has taken over, recovered
-and served the first Inc() (the first line its app prints), and restart the
-killed replica as a standby. Prints p50/p99 next to the intervals a failover
+run and app at a random moment, time until a standby has taken over (a hot
+standby feeds its app the rest of the log; with --warm it recovers it from the
+checkpoint) and served the first Inc() (the first line its app prints), and
+restart the killed replica as a standby. --warmup grows the log first, which
+is what a warm standby's takeover depends on. Prints p50/p99 next to the intervals a failover
 waits on (lock poll, lease, registry check, peer reconnect backoff).
 
 Builds the samples: run it from the root of the ambr repository, or give
@@ -80,7 +96,8 @@ Builds the samples: run it from the root of the ambr repository, or give
 Exit codes: 0 measured; 1 a failover did not happen within 30 s (the output
 says which); 2 could not run.`,
 		Example: `  ambr bench failover --smoke
-  ambr bench failover --kills 50 --dir /work/benchtmp --json`,
+  ambr bench failover --kills 50 --dir /work/benchtmp --json
+  ambr bench failover --kills 10 --warmup 120s --load 5s --warm   # then without --warm: hot vs warm`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.smoke && !cmd.Flags().Changed("kills") {
@@ -101,6 +118,9 @@ says which); 2 could not run.`,
 	f.DurationVar(&o.load, "load", 200*time.Millisecond, "how long the primary serves before each kill (±50%, at random): the log its successor replays grows with it")
 	f.BoolVar(&o.stall, "stall", false, "SIGSTOP the primary instead of killing it: the successor takes over when the lease is older than --lease-ttl (then SIGCONT: it stops, deposed, and is restarted)")
 	f.StringVar(&o.registry, "registry", "", "etcd://HOST:PORT: the replicas elect their primary with etcd leases and find each other there (default: the file lock and the directory registry)")
+	f.BoolVar(&o.warm, "warm", false, "warm standbys (ambr run --warm-standby): a standby recovers its app from the checkpoint and the whole log after it when elected, as before hot standbys; to compare")
+	f.DurationVar(&o.warmup, "warmup", 0, "let the client call for this long before the first kill: the log a warm standby replays grows with it (a hot standby's takeover does not)")
+	f.BoolVar(&o.checkpointer, "checkpointer", false, "make the last replica the checkpointer (ambr run --checkpointer); it is never killed")
 	f.BoolVar(&o.keep, "keep", false, "keep the run's home afterwards (its path is printed)")
 	return cmd
 }
@@ -228,6 +248,12 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		if o.registry != "" {
 			args = append(args, "--registry", o.registry)
 		}
+		if o.warm {
+			args = append(args, "--warm-standby")
+		}
+		if o.checkpointer && n == o.replicas-1 {
+			args = append(args, "--checkpointer")
+		}
 		return args
 	}
 	dir := filepath.Join(home, "server")
@@ -274,6 +300,7 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	}); err != nil {
 		return err
 	}
+	callsBefore := 0
 	clientArgs := []string{"--home", home, "run", apps[1], "--name", "client", "-q"}
 	if o.registry != "" {
 		clientArgs = append(clientArgs, "--registry", o.registry)
@@ -310,6 +337,21 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 		}
 	}()
 	watch := func(on bool) { gapMu.Lock(); watching = on; gapMu.Unlock() }
+	if o.warmup > 0 {
+		end := time.After(o.warmup)
+	warmup:
+		for {
+			select {
+			case <-served:
+				callsBefore++
+			case <-end:
+				break warmup
+			}
+		}
+		if !o.json {
+			fmt.Fprintf(g.stderr, "warmup: %d calls logged before the first kill\n", callsBefore)
+		}
+	}
 	var samples []time.Duration
 	for i := 0; i < o.kills; i++ {
 		// Under load: the primary serves calls.
@@ -393,7 +435,11 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	}
 	rep := failoverReport{Command: "ambr " + strings.Join(os.Args[1:], " "), Replicas: o.replicas, Kills: len(samples),
 		LockPollMs: durMs(engine.DefaultLockPoll), LeaseRenewMs: durMs(engine.DefaultLeaseRenew), LeaseTTLMs: durMs(o.leaseTTL),
-		RegistryCheckMs: durMs(engine.PeerRegistryCheck), PeerBackoffMs: []float64{durMs(engine.PeerBackoffMin), durMs(engine.PeerBackoffMax)}}
+		RegistryCheckMs: durMs(engine.PeerRegistryCheck), PeerBackoffMs: []float64{durMs(engine.PeerBackoffMin), durMs(engine.PeerBackoffMax)},
+		Standbys: "hot", Checkpointer: o.checkpointer, CallsBeforeKills: callsBefore}
+	if o.warm {
+		rep.Standbys = "warm"
+	}
 	gapMu.Lock()
 	rep.Stall, rep.MaxLeaseGapMs = o.stall, durMs(maxGap)
 	gapMu.Unlock()
@@ -404,6 +450,7 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	}
 	rep.P50Ms, rep.P99Ms = durMs(failoverQuantile(sorted, 0.5)), durMs(failoverQuantile(sorted, 0.99))
 	rep.MinMs, rep.MaxMs = durMs(sorted[0]), durMs(sorted[len(sorted)-1])
+	rep.FirstMs = durMs(samples[0])
 	if o.json {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
@@ -414,8 +461,8 @@ func runBenchFailover(ctx context.Context, g *globals, o failoverOptions) error 
 	if o.stall {
 		how = "SIGSTOP"
 	}
-	fmt.Fprintf(g.stdout, "failover, %s of the primary → first call served by its successor, %d kills, %d replicas:\n", how, rep.Kills, rep.Replicas)
-	fmt.Fprintf(g.stdout, "  p50 %.1f ms   p99 %.1f ms   min %.1f ms   max %.1f ms\n", rep.P50Ms, rep.P99Ms, rep.MinMs, rep.MaxMs)
+	fmt.Fprintf(g.stdout, "failover, %s of the primary → first call served by its successor, %d kills, %d replicas, %s standbys, %d calls in the log at the first kill:\n", how, rep.Kills, rep.Replicas, rep.Standbys, rep.CallsBeforeKills)
+	fmt.Fprintf(g.stdout, "  p50 %.1f ms   p99 %.1f ms   min %.1f ms   max %.1f ms   first (after the warmup) %.1f ms\n", rep.P50Ms, rep.P99Ms, rep.MinMs, rep.MaxMs, rep.FirstMs)
 	fmt.Fprintf(g.stdout, "  waits on: lock poll %.0f ms, lease renew %.0f ms (TTL %.0f ms, a stalled primary only), registry check %.0f ms, peer reconnect backoff %.0f–%.0f ms\n",
 		rep.LockPollMs, rep.LeaseRenewMs, rep.LeaseTTLMs, rep.RegistryCheckMs, rep.PeerBackoffMs[0], rep.PeerBackoffMs[1])
 	fmt.Fprintf(g.stdout, "  longest lease renewal gap of a serving primary: %.1f ms (TTL %.0f ms)\n", rep.MaxLeaseGapMs, rep.LeaseTTLMs)

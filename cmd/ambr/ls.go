@@ -63,8 +63,9 @@ stopped instance upgrades to as it next starts), upgrade_failed (why the
 latest upgrade asked for failed), problems (by peer instance: what a
 running coordinator says needs an operator, such as lost acknowledged input),
 replicas (for an instance run with --replica: each running replica's
-replica, role, epoch, ic_pid, app_pid; ic_pid and app_pid of the instance
-are the primary's).
+replica, role — primary, standby, checkpointer, or waiting checkpointer
+while another one holds the role — epoch, ic_pid, app_pid; ic_pid and
+app_pid of the instance are the primary's).
 
 Exit codes: 0 listed; 1 an instance is damaged or reports a problem, such as
 lost acknowledged input (all are listed first); 2 the home cannot be read.`,

@@ -45,6 +45,8 @@ type runOptions struct {
 	ambrosiaReg    bool
 	replica        int
 	leaseTTL       time.Duration
+	checkpointer   bool
+	warmStandby    bool
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -90,7 +92,9 @@ paths are relative to the file:
     - name: client
       app: ./samples/counter/client
       args: [--server, server, --count, "100"]
-      # replicas: 1        (active/active replicas: not yet)
+      # replicas: 3        (active/active: primary and hot standbys, each
+      #                     labelled client/0, client/1, …)
+      # checkpointer: true (with replicas: the last one is the checkpointer)
       # ports: 2500,2501   (fixed app ports; default free ones)
 
 Exit codes: 0 stopped by Ctrl-C; 1 the coordinator stopped on an error (a
@@ -133,8 +137,11 @@ disk fault, a damaged log, an app in a crash loop: the message says which);
 	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:0", "HOST:PORT where this coordinator listens for other coordinators (default a free loopback port)")
 	f.StringVar(&o.appBudget, "app-budget", "64MiB", "bytes that may wait for the app: input it has not taken, and output its receivers have not acknowledged; beyond it the coordinator stops reading from peers, or from the app")
 	f.BoolVar(&o.ambrosiaReg, "ambrosia-registration", false, "on every start, write AMBROSIA's registration of the instance (its ports) to the storage in AZURE_STORAGE_CONN_STRING, for apps on AMBROSIA's own bindings (see 'ambr register --help')")
-	f.IntVar(&o.replica, "replica", -1, "run replica N (0, 1, …) of the instance: replicas share its directory, one primary serves, the others are warm standbys that take over when it fails")
+	f.IntVar(&o.replica, "replica", -1, "run replica N (0, 1, …) of the instance: replicas share its directory, one primary serves, the others are hot standbys (their apps follow the log) that take over when it fails")
+	f.BoolVar(&o.checkpointer, "checkpointer", false, "with --replica: this replica is the instance's checkpointer: it follows the log like a standby, never becomes primary, and takes the checkpoints so the primary never pauses for one (if it stops, the primary checkpoints again)")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "with --replica: a standby takes over from a primary whose lease has not moved for this long (a stalled primary; a dead one releases its lock at once)")
+	f.BoolVar(&o.warmStandby, "warm-standby", false, "with --replica: wait for the election with the app idle and recover it when elected, as before hot standbys (for measurements)")
+	_ = f.MarkHidden("warm-standby")
 	f.IntVar(&o.retain, "retain", 0, "keep only this many newest checkpoints and the log from the oldest of them (0: keep all history, which replay and retro-test use)")
 	return cmd
 }
@@ -198,6 +205,9 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	}
 	if o.replica < -1 {
 		return usageErrorf("--replica %d: give a replica number 0, 1, …", o.replica)
+	}
+	if o.checkpointer && o.replica < 0 {
+		return usageErrorf("--checkpointer: give the replica's number too (--replica N): a checkpointer is one of an instance's replicas")
 	}
 	if o.leaseTTL < 100*time.Millisecond {
 		return usageErrorf("--lease-ttl %v: give at least 100ms (the lease is renewed every %v)", o.leaseTTL, engine.DefaultLeaseRenew)
@@ -285,6 +295,10 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) },
 		OnAppGone: onAppGone, OnUpgrade: up.OnUpgrade}
 	replicaOptions(&opts, dir, o.replica, o.leaseTTL, logger, statusFile, func() { roleChanged() })
+	if o.checkpointer {
+		opts.Election, opts.Checkpointer = nil, true
+	}
+	opts.WarmStandby = o.warmStandby
 	c, err := engine.New(opts)
 	if err != nil {
 		return problemErrorf("%v", err)

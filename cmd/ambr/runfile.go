@@ -70,7 +70,9 @@ type runFileImmortal struct {
 	App      string   `yaml:"app"`
 	Args     []string `yaml:"args"`
 	Replicas int      `yaml:"replicas"`
-	Ports    string   `yaml:"ports"`
+	// Checkpointer makes the last of the replicas the checkpointer.
+	Checkpointer bool   `yaml:"checkpointer"`
+	Ports        string `yaml:"ports"`
 }
 
 // loadRunFile reads and checks FILE. Relative app paths are relative to
@@ -84,7 +86,7 @@ func loadRunFile(path string) ([]runFileImmortal, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, usageErrorf("%s: %v (the format: immortals: [{name, app, args: [...], replicas, ports}]; see 'ambr run --help')", path, err)
+		return nil, usageErrorf("%s: %v (the format: immortals: [{name, app, args: [...], replicas, checkpointer, ports}]; see 'ambr run --help')", path, err)
 	}
 	if len(f.Immortals) == 0 {
 		return nil, usageErrorf("%s lists no immortals (give immortals: [{name: server, app: ./server}, ...])", path)
@@ -109,11 +111,12 @@ func loadRunFile(path string) ([]runFileImmortal, error) {
 		}
 		seen[im.Name] = i
 		switch {
-		case im.Replicas == 0 || im.Replicas == 1:
 		case im.Replicas < 0:
-			return nil, usageErrorf("%s: replicas %d: give 1 (or leave it out)", where, im.Replicas)
-		default:
-			return nil, usageErrorf("%s: replicas %d: active/active replicas are not available yet; give 1", where, im.Replicas)
+			return nil, usageErrorf("%s: replicas %d: give 1 (or leave it out), or 2 or more for active/active replicas", where, im.Replicas)
+		case im.Checkpointer && im.Replicas < 2:
+			return nil, usageErrorf("%s: checkpointer: give replicas: 2 or more (the last one is the checkpointer, the others primary and standbys)", where)
+		case im.Replicas > 1 && im.Ports != "":
+			return nil, usageErrorf("%s: ports: replicas cannot share fixed app ports; leave ports out (free ones)", where)
 		}
 		if im.Ports != "" {
 			if _, _, err := parsePorts(im.Ports); err != nil {
@@ -157,12 +160,29 @@ func runImmortals(parent context.Context, g *globals, path string, args []string
 	if len(args) > 0 {
 		return usageErrorf("give either APP or -f FILE, not both (extra arguments: %s)", strings.Join(args, " "))
 	}
-	if o.name != "" || o.ports != "" || o.externalApp {
-		return usageErrorf("--name, --ports and --external-app are per immortal: with -f, set name and ports in %s", path)
+	if o.name != "" || o.ports != "" || o.externalApp || o.replica >= 0 || o.checkpointer {
+		return usageErrorf("--name, --ports, --external-app, --replica and --checkpointer are per immortal: with -f, set name, ports, replicas and checkpointer in %s", path)
 	}
 	immortals, err := loadRunFile(path)
 	if err != nil {
 		return err
+	}
+	// Each replica runs as `ambr run --replica N` would, labelled NAME/N.
+	type run struct {
+		im           runFileImmortal
+		label        string
+		replica      int
+		checkpointer bool
+	}
+	var runs []run
+	for _, im := range immortals {
+		if im.Replicas < 2 {
+			runs = append(runs, run{im: im, label: im.Name, replica: -1})
+			continue
+		}
+		for n := 0; n < im.Replicas; n++ {
+			runs = append(runs, run{im: im, label: fmt.Sprintf("%s/%d", im.Name, n), replica: n, checkpointer: im.Checkpointer && n == im.Replicas-1})
+		}
 	}
 	if _, port, err := net.SplitHostPort(o.peerAddr); err == nil && port != "0" && len(immortals) > 1 {
 		return usageErrorf("--peer-addr %s: with -f, several coordinators cannot share one fixed port; give HOST:0 (a free port each)", o.peerAddr)
@@ -174,22 +194,24 @@ func runImmortals(parent context.Context, g *globals, path string, args []string
 	defer stopAll()
 
 	width := 0
-	for _, im := range immortals {
-		width = max(width, len(im.Name))
+	for _, r := range runs {
+		width = max(width, len(r.label))
 	}
 	var outMu sync.Mutex
 	r := lipgloss.NewRenderer(g.stdout)
 	palette := []lipgloss.Color{"6", "3", "5", "2", "4", "1"}
-	errs := make([]error, len(immortals))
+	errs := make([]error, len(runs))
 	var wg sync.WaitGroup
-	for i, im := range immortals {
-		label := r.NewStyle().Foreground(palette[i%len(palette)]).Render(fmt.Sprintf("%-*s |", width, im.Name)) + " "
+	for i, run := range runs {
+		im := run.im
+		label := r.NewStyle().Foreground(palette[i%len(palette)]).Render(fmt.Sprintf("%-*s |", width, run.label)) + " "
 		out := &prefixWriter{mu: &outMu, w: g.stdout, prefix: label}
 		errOut := &prefixWriter{mu: &outMu, w: g.stderr, prefix: label}
 		gi := *g // this immortal's output goes through its prefix
 		gi.stdout, gi.stderr = out, errOut
 		oi := o
 		oi.name, oi.ports = im.Name, im.Ports
+		oi.replica, oi.checkpointer = run.replica, run.checkpointer
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -207,9 +229,9 @@ func runImmortals(parent context.Context, g *globals, path string, args []string
 		if err != nil {
 			var ee *exitError
 			if errors.As(err, &ee) {
-				return &exitError{code: ee.code, err: fmt.Errorf("%s: %w", immortals[i].Name, ee.err)}
+				return &exitError{code: ee.code, err: fmt.Errorf("%s: %w", runs[i].label, ee.err)}
 			}
-			return fmt.Errorf("%s: %w", immortals[i].Name, err)
+			return fmt.Errorf("%s: %w", runs[i].label, err)
 		}
 	}
 	return nil

@@ -16,7 +16,8 @@ import (
 // `ambr kill` read it.
 type ReplicaStatus struct {
 	Replica int `json:"replica"`
-	// Role is "standby" or "primary"; Epoch the epoch it became primary in.
+	// Role is "standby", "primary", "checkpointer" or "waiting checkpointer"
+	// (another one holds the role); Epoch the epoch it became primary in.
 	Role  string `json:"role"`
 	Epoch uint64 `json:"epoch,omitempty"`
 	RunStatus

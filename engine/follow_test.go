@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// followFixture is an instance directory a test writes as its primary
+// would, and a follower of it.
+type followFixture struct {
+	t           *testing.T
+	dir, logDir string
+}
+
+func newFollowFixture(t *testing.T) *followFixture {
+	dir := filepath.Join(t.TempDir(), "x")
+	f := &followFixture{t: t, dir: dir, logDir: filepath.Join(dir, layout.VersionDir(0))}
+	if err := os.MkdirAll(f.logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCheckpointFile(vfs.Default(), f.logDir, &logfmt.Checkpoint{Number: 1, NextSeq: 1, State: []byte("s")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.manifest(1, nil)
+	return f
+}
+
+func (f *followFixture) manifest(epoch uint64, seals map[uint64]int64) *logfmt.Manifest {
+	m := &logfmt.Manifest{Instance: "x", Checkpoint: 1, FirstSegment: 1, Epoch: epoch, Seals: seals}
+	if err := writeManifest(vfs.Default(), f.dir, m); err != nil {
+		f.t.Fatal(err)
+	}
+	return m
+}
+
+// write logs records seqs to segment seg, synced.
+func (f *followFixture) write(seg uint64, msg string, seqs ...int64) {
+	f.t.Helper()
+	w, p := newWriterProbe(f.t, f.logDir, nil)
+	if seg > 1 {
+		// The writer rolls (creates the segment) when told to.
+		w.seg = seg - 1
+	}
+	if _, err := os.Stat(filepath.Join(f.logDir, layout.SegmentName(seg))); err == nil {
+		af, err := vfs.Default().OpenAppend(filepath.Join(f.logDir, layout.SegmentName(seg)))
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		w.f, w.seg = af, seg
+	}
+	for _, s := range seqs {
+		r := testRecord(s)
+		r.Messages = logfmt.AppendRPC(nil, logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: []byte(msg)})
+		w.Submit([]LogWrite{{Segment: seg, Record: r}})
+		if _, err := p.wait(s); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	w.Close()
+}
+
+func (f *followFixture) commit(epoch uint64, seq int64) {
+	if err := os.WriteFile(filepath.Join(f.dir, CommittedFile), encodeCommitted(epoch, seq), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *followFixture) follower() *logFollower {
+	m, ck, _, err := followStart(vfs.Default(), f.dir)
+	if err != nil || ck == nil {
+		f.t.Fatalf("followStart: %v, checkpoint %v", err, ck)
+	}
+	lf := newLogFollower(vfs.Default(), f.dir, m, ck)
+	f.t.Cleanup(lf.close)
+	return lf
+}
+
+// step feeds what is committed; it returns the records fed and their args.
+func step(t *testing.T, lf *logFollower) (seqs []int64, args []string) {
+	t.Helper()
+	limit, err := lf.committedLimit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = lf.read(limit, followBatch, func(r *logfmt.Record, seg uint64) error {
+		seqs = append(seqs, r.Seq)
+		m, _, err := logfmt.ParseMessage(r.Messages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rpc, err := logfmt.ParseRPC(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, string(rpc.Args))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs, args
+}
+
+func TestFollowerFeedsOnlyCommittedRecords(t *testing.T) {
+	f := newFollowFixture(t)
+	lf := f.follower()
+	f.write(1, "a", 1, 2, 3, 4, 5)
+	if got, _ := step(t, lf); len(got) != 0 {
+		t.Fatalf("fed %v with nothing committed", got)
+	}
+	f.commit(1, 3) // 4 and 5 are written, not yet confirmed by the primary
+	if got, _ := step(t, lf); len(got) != 3 || got[2] != 3 {
+		t.Fatalf("fed %v, want 1..3", got)
+	}
+	// A torn record at the tail: never fed, whatever COMMITTED says.
+	af, err := vfs.Default().OpenAppend(filepath.Join(f.logDir, layout.SegmentName(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := logfmt.AppendRecord(nil, testRecord(6))
+	if _, err := af.Write(whole[:len(whole)/2]); err != nil {
+		t.Fatal(err)
+	}
+	af.Close()
+	f.commit(1, 6)
+	if got, _ := step(t, lf); len(got) != 2 || got[1] != 5 {
+		t.Fatalf("fed %v, want 4, 5 (6 is torn)", got)
+	}
+}
+
+func TestFollowerFollowsRollsAndSkipsADeposedPrimarysAppends(t *testing.T) {
+	f := newFollowFixture(t)
+	lf := f.follower()
+	f.write(1, "old", 1, 2, 3)
+	f.commit(1, 3)
+	if got, _ := step(t, lf); len(got) != 3 {
+		t.Fatalf("fed %v, want 1..3", got)
+	}
+	st, _ := os.Stat(filepath.Join(f.logDir, layout.SegmentName(1)))
+	seal := st.Size()
+	// A new primary (epoch 2) seals segment 1 after record 3 and logs 4, 5
+	// in segment 2; the deposed one, not knowing, appends its own 4, 5 to
+	// segment 1. The follower still holds the epoch-1 MANIFEST.
+	f.manifest(2, map[uint64]int64{1: seal})
+	f.write(1, "deposed", 4, 5)
+	f.write(2, "new", 4, 5)
+	f.commit(2, 5)
+	got, args := step(t, lf)
+	if len(got) != 2 || got[0] != 4 || args[0] != "new" || args[1] != "new" {
+		t.Fatalf("fed %v %v, want 4, 5 of the new primary", got, args)
+	}
+	// COMMITTED of a newer epoch whose seal is not in the MANIFEST yet:
+	// nothing is fed until it is.
+	f.write(2, "new", 6)
+	f.commit(3, 6)
+	if got, _ := step(t, lf); len(got) != 0 {
+		t.Fatalf("fed %v before the MANIFEST of epoch 3", got)
+	}
+	f.manifest(3, map[uint64]int64{1: seal})
+	if got, _ := step(t, lf); len(got) != 1 || got[0] != 6 {
+		t.Fatalf("fed %v, want 6", got)
+	}
+}
+
+func TestFollowerStartsOverWhenASealCutsWhatItFed(t *testing.T) {
+	f := newFollowFixture(t)
+	lf := f.follower()
+	f.write(1, "a", 1, 2, 3)
+	f.commit(1, 3)
+	step(t, lf)
+	// A seal below what was fed (a damaged or hand-edited directory):
+	f.manifest(2, map[uint64]int64{1: logfmt.SegmentHeaderSize})
+	f.commit(2, 4)
+	if _, err := lf.committedLimit(); !errors.Is(err, errFollowAgain) {
+		t.Fatalf("committedLimit: %v, want errFollowAgain", err)
+	}
+}
+
+func TestFollowerFallsBehindRetention(t *testing.T) {
+	f := newFollowFixture(t)
+	lf := f.follower()
+	f.write(1, "a", 1, 2)
+	f.commit(1, 2)
+	step(t, lf)
+	f.write(2, "a", 3)
+	if err := os.Remove(filepath.Join(f.logDir, layout.SegmentName(1))); err != nil {
+		t.Fatal(err)
+	}
+	f.commit(1, 3)
+	limit, _ := lf.committedLimit()
+	if _, _, err := lf.read(limit, followBatch, func(*logfmt.Record, uint64) error { return nil }); !errors.Is(err, errFollowAgain) {
+		t.Fatalf("read: %v, want errFollowAgain", err)
+	}
+}
