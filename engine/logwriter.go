@@ -11,13 +11,23 @@ import (
 )
 
 // LogWriter appends records to an instance's log segments with adaptive
-// group commit and no timers: while one write+sync is in flight, submitted
-// records accumulate; when it completes, everything accumulated goes out in
-// one write and one sync. Batch size therefore follows the storage's latency
-// by itself.
+// group commit and no timers. Writes are pipelined with syncs: a syncer
+// goroutine runs one fdatasync at a time, each covering everything written
+// before it began, while the writer goes on writing what is submitted
+// meanwhile (once it has gathered pipelineBytes, so that the writes stay
+// large); when a sync completes, the next one starts at once over
+// everything written since. Batch size therefore still follows the
+// storage's latency by itself, and the writes no longer wait for it.
+//
+// Only what a completed sync covers is reported durable. The first record
+// of each write says what was still unsynced when it was issued
+// (logfmt.Record.UnsyncedFrom), so that a reader can tell what a crash can
+// leave from corruption.
 //
 // It only ever creates new segments: recovery always continues in a segment
 // numbered above every existing one, so a valid record is never overwritten.
+// A roll to the next segment drains the pipeline: the old segment is synced
+// before the new one is created, so a torn tail is only ever in the last.
 type LogWriter struct {
 	fs  vfs.FS
 	dir string
@@ -25,9 +35,17 @@ type LogWriter struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []LogWrite
+	queued  int // message bytes in queue
 	closing bool
 	err     error
 	done    chan struct{}
+	// The pipeline, under mu: the highest sequence number written, the
+	// highest known synced, whether the syncer is running a sync, and the
+	// error that stopped it.
+	written, synced int64
+	syncing         bool
+	syncErr         error
+	syncReq         chan syncJob
 
 	onDurable func(seq int64)
 	onError   func(error)
@@ -49,6 +67,13 @@ type LogWriter struct {
 	stats   WriterStats
 }
 
+// syncJob asks the syncer to sync f, which holds every record up to seq.
+type syncJob struct {
+	f   vfs.File
+	seg uint64
+	seq int64
+}
+
 // writePart is a range of the writer's buf, or, if ext is set, bytes of
 // their own.
 type writePart struct {
@@ -61,18 +86,25 @@ type writePart struct {
 // below it, a copy is cheaper than another entry in the vectored write.
 const minVecMessages = 16 << 10
 
+// pipelineBytes is how much the writer gathers while a sync runs before it
+// writes: enough that writes stay large, little next to what one sync
+// covers at full speed.
+var pipelineBytes = 256 << 10
+
 // WriterStats counts what the writer did, for benchmarks and `ambr ls`.
 type WriterStats struct {
+	// Flushes counts syncs, Writes the writes between them.
 	Flushes int64
+	Writes  int64
 	Records int64
 	Bytes   int64
-	// MaxBatch is the largest number of records written by one flush.
+	// MaxBatch is the largest number of records one sync made durable.
 	MaxBatch int
 }
 
 // NewLogWriter starts a writer for the log directory dir. onDurable is called
-// from the writer's goroutine with the highest sequence number synced;
-// onError once, with the error that stopped it.
+// from the writer's goroutines, one call at a time, with the highest
+// sequence number synced; onError once, with the error that stopped it.
 func NewLogWriter(fsys vfs.FS, dir string, onDurable func(int64), onError func(error)) *LogWriter {
 	return NewFencedLogWriter(fsys, dir, nil, onDurable, onError)
 }
@@ -81,8 +113,9 @@ func NewLogWriter(fsys vfs.FS, dir string, onDurable func(int64), onError func(e
 // (nil: none) is checked before every write and after every sync, and
 // segments are created under it.
 func NewFencedLogWriter(fsys vfs.FS, dir string, fence Fence, onDurable func(int64), onError func(error)) *LogWriter {
-	w := &LogWriter{fs: fsys, dir: dir, fence: fence, onDurable: onDurable, onError: onError, done: make(chan struct{})}
+	w := &LogWriter{fs: fsys, dir: dir, fence: fence, onDurable: onDurable, onError: onError, done: make(chan struct{}), syncReq: make(chan syncJob, 1)}
 	w.cond = sync.NewCond(&w.mu)
+	go w.syncer()
 	go w.loop()
 	return w
 }
@@ -92,8 +125,13 @@ func (w *LogWriter) Submit(writes []LogWrite) {
 	if len(writes) == 0 {
 		return
 	}
+	n := 0
+	for _, lw := range writes {
+		n += len(lw.Record.Messages)
+	}
 	w.mu.Lock()
 	w.queue = append(w.queue, writes...)
+	w.queued += n
 	w.mu.Unlock()
 	w.cond.Signal()
 }
@@ -118,54 +156,126 @@ func (w *LogWriter) Stats() WriterStats {
 	return w.stats
 }
 
-func (w *LogWriter) loop() {
-	defer close(w.done)
-	defer func() {
-		if w.f != nil {
-			w.f.Close()
+// syncer runs the syncs the writer asks for, one at a time. It reports a
+// sync durable before it says it is idle, so that its onDurable calls never
+// overlap the writer's.
+func (w *LogWriter) syncer() {
+	var reported int64
+	for job := range w.syncReq {
+		err := job.f.Sync()
+		if err != nil {
+			err = fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(job.seg), err)
+		} else if w.fence != nil {
+			// Synced is not yet durable for a replica: only if no newer
+			// primary has sealed the log before the sync may any of it
+			// count.
+			err = w.fence.Check()
 		}
-	}()
-	for {
+		if err == nil {
+			w.statsMu.Lock()
+			w.stats.Flushes++
+			w.stats.MaxBatch = max(w.stats.MaxBatch, int(job.seq-reported))
+			w.statsMu.Unlock()
+			reported = job.seq
+			if w.onDurable != nil {
+				w.onDurable(job.seq)
+			}
+		}
 		w.mu.Lock()
-		for len(w.queue) == 0 && !w.closing {
-			w.cond.Wait()
+		w.syncing = false
+		if err != nil {
+			w.syncErr = err
+		} else {
+			w.synced = max(w.synced, job.seq)
 		}
-		batch := w.queue
-		w.queue = nil
-		closing := w.closing
 		w.mu.Unlock()
-		if len(batch) > 0 {
-			if err := w.flush(batch); err != nil {
-				w.mu.Lock()
-				w.err = err
-				w.mu.Unlock()
-				if w.onError != nil {
-					w.onError(err)
-				}
-				return
-			}
-		}
-		if closing {
-			w.mu.Lock()
-			empty := len(w.queue) == 0
-			w.mu.Unlock()
-			if empty {
-				return
-			}
-		}
+		w.cond.Broadcast()
 	}
 }
 
-// flush writes one batch: records of the current segment in one write, a
-// roll (sync, create the next segment, make its entry durable) where the
-// segment changes, and one sync at the end.
-func (w *LogWriter) flush(batch []LogWrite) error {
+func (w *LogWriter) loop() {
+	defer close(w.done)
+	err := w.run()
+	// Let a running sync finish (and report what it covers) before the
+	// file closes and the error is told.
+	w.mu.Lock()
+	for w.syncing {
+		w.cond.Wait()
+	}
+	if err == nil {
+		err = w.syncErr
+	}
+	w.err = err
+	w.mu.Unlock()
+	close(w.syncReq)
+	if w.f != nil {
+		w.f.Close()
+	}
+	if err != nil && w.onError != nil {
+		w.onError(err)
+	}
+}
+
+// run writes and asks for syncs until the writer closes (nil) or fails.
+func (w *LogWriter) run() error {
+	for {
+		w.mu.Lock()
+		var batch []LogWrite
+		for {
+			if w.syncErr != nil {
+				w.mu.Unlock()
+				return nil // loop reports it
+			}
+			if len(w.queue) > 0 && (!w.syncing || w.queued >= pipelineBytes || w.closing) {
+				batch = w.queue
+				w.queue, w.queued = nil, 0
+				break
+			}
+			if !w.syncing && w.written > w.synced {
+				break
+			}
+			if w.closing && len(w.queue) == 0 && !w.syncing {
+				w.mu.Unlock()
+				return nil
+			}
+			w.cond.Wait()
+		}
+		w.mu.Unlock()
+		if len(batch) > 0 {
+			if err := w.write(batch); err != nil {
+				return err
+			}
+		}
+		w.mu.Lock()
+		if !w.syncing && w.written > w.synced && w.syncErr == nil {
+			w.syncing = true
+			w.syncReq <- syncJob{f: w.f, seg: w.seg, seq: w.written}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// unsyncedFrom returns what the first record of a write issued now must
+// carry: the lowest sequence number written and not known synced, or 0.
+func (w *LogWriter) unsyncedFrom() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.written > w.synced {
+		return w.synced + 1
+	}
+	return 0
+}
+
+// write writes one batch: records of the current segment in one write, and
+// a roll (drain the pipeline, create the next segment, make its entry
+// durable) where the segment changes.
+func (w *LogWriter) write(batch []LogWrite) error {
 	w.buf, w.parts = w.buf[:0], w.parts[:0]
 	var last int64
 	for i, lw := range batch {
 		start := i == 0
 		if lw.Segment != w.seg {
-			if err := w.writeBuf(); err != nil {
+			if err := w.writeBuf(last); err != nil {
 				return err
 			}
 			if err := w.roll(lw.Segment); err != nil {
@@ -174,36 +284,22 @@ func (w *LogWriter) flush(batch []LogWrite) error {
 			start = true
 		}
 		// The first record of each file's part of this write starts a write:
-		// readers use it to tell a torn last write from corruption.
+		// readers use it to tell a torn tail from corruption.
 		if start {
 			lw.Record.Flags |= logfmt.FlagWriteStart
+			lw.Record.UnsyncedFrom = w.unsyncedFrom()
 		}
 		if err := w.add(lw.Record); err != nil {
 			return fmt.Errorf("log writer: %w", err)
 		}
 		last = lw.Record.Seq
 	}
-	if err := w.writeBuf(); err != nil {
+	if err := w.writeBuf(last); err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(w.seg), err)
-	}
-	// Synced is not yet durable for a replica: only if no newer primary
-	// has sealed the log before the sync may any of it count.
-	if w.fence != nil {
-		if err := w.fence.Check(); err != nil {
-			return err
-		}
-	}
 	w.statsMu.Lock()
-	w.stats.Flushes++
 	w.stats.Records += int64(len(batch))
-	w.stats.MaxBatch = max(w.stats.MaxBatch, len(batch))
 	w.statsMu.Unlock()
-	if w.onDurable != nil {
-		w.onDurable(last)
-	}
 	return nil
 }
 
@@ -231,8 +327,9 @@ func (w *LogWriter) add(r *logfmt.Record) error {
 	return nil
 }
 
-// writeBuf writes what add gathered, in one vectored write.
-func (w *LogWriter) writeBuf() error {
+// writeBuf writes what add gathered, in one vectored write; last is the
+// sequence number of its last record.
+func (w *LogWriter) writeBuf(last int64) error {
 	if len(w.parts) == 0 {
 		return nil
 	}
@@ -256,14 +353,31 @@ func (w *LogWriter) writeBuf() error {
 	}
 	w.statsMu.Lock()
 	w.stats.Bytes += n
+	w.stats.Writes++
 	w.statsMu.Unlock()
 	clear(w.parts)
 	w.buf, w.parts = w.buf[:0], w.parts[:0]
+	w.mu.Lock()
+	w.written = last
+	w.mu.Unlock()
 	return nil
 }
 
 func (w *LogWriter) roll(seg uint64) error {
 	if w.f != nil {
+		// Drain the pipeline: the old segment is synced as a whole before
+		// the next one exists, so only the last segment can have a torn
+		// tail. Its records are reported durable by the next sync, of the
+		// new segment, which covers higher sequence numbers.
+		w.mu.Lock()
+		for w.syncing {
+			w.cond.Wait()
+		}
+		err := w.syncErr
+		w.mu.Unlock()
+		if err != nil {
+			return err
+		}
 		if err := w.f.Sync(); err != nil {
 			return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(w.seg), err)
 		}
@@ -271,6 +385,9 @@ func (w *LogWriter) roll(seg uint64) error {
 			return fmt.Errorf("log writer: close %s: %w", layout.SegmentName(w.seg), err)
 		}
 		w.f = nil
+		w.mu.Lock()
+		w.synced = w.written
+		w.mu.Unlock()
 	}
 	path := filepath.Join(w.dir, layout.SegmentName(seg))
 	var f vfs.File
