@@ -11,9 +11,9 @@ import (
 )
 
 // LogWriter appends records to an instance's log segments with adaptive
-// group commit and no timers. Writes are pipelined with syncs: a syncer
-// goroutine runs one fdatasync at a time, each covering everything written
-// before it began, while the writer goes on writing what is submitted
+// group commit and no timers. Writes are pipelined with syncs: one
+// fdatasync runs at a time, each covering everything written before it
+// began, while the writer goes on writing what is submitted
 // meanwhile (once it has gathered pipelineBytes, so that the writes stay
 // large); when a sync completes, the next one starts at once over
 // everything written since. Batch size therefore still follows the
@@ -40,12 +40,18 @@ type LogWriter struct {
 	err     error
 	done    chan struct{}
 	// The pipeline, under mu: the highest sequence number written, the
-	// highest known synced, whether the syncer is running a sync, and the
-	// error that stopped it.
-	written, synced int64
-	syncing         bool
-	syncErr         error
-	syncReq         chan syncJob
+	// highest known synced, and whether a worker is writing, syncing.
+	written, synced  int64
+	writing, syncing bool
+	// reported is the last sequence number reported durable (owned by
+	// the worker that syncs).
+	reported int64
+	// segFirst is the sequence number of the current segment's first
+	// record. No write follows a segment's first write before it is
+	// synced: a reader that has read no record of a segment does not know
+	// its first sequence number, and reads UnsyncedFrom against 1
+	// (logfmt.SegmentReader).
+	segFirst int64
 
 	onDurable func(seq int64)
 	onError   func(error)
@@ -65,13 +71,6 @@ type LogWriter struct {
 
 	statsMu sync.Mutex
 	stats   WriterStats
-}
-
-// syncJob asks the syncer to sync f, which holds every record up to seq.
-type syncJob struct {
-	f   vfs.File
-	seg uint64
-	seq int64
 }
 
 // writePart is a range of the writer's buf, or, if ext is set, bytes of
@@ -113,10 +112,26 @@ func NewLogWriter(fsys vfs.FS, dir string, onDurable func(int64), onError func(e
 // (nil: none) is checked before every write and after every sync, and
 // segments are created under it.
 func NewFencedLogWriter(fsys vfs.FS, dir string, fence Fence, onDurable func(int64), onError func(error)) *LogWriter {
-	w := &LogWriter{fs: fsys, dir: dir, fence: fence, onDurable: onDurable, onError: onError, done: make(chan struct{}), syncReq: make(chan syncJob, 1)}
+	w := &LogWriter{fs: fsys, dir: dir, fence: fence, onDurable: onDurable, onError: onError, done: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
-	go w.syncer()
-	go w.loop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	for range 2 {
+		go func() { defer wg.Done(); w.work() }()
+	}
+	go func() {
+		wg.Wait()
+		w.mu.Lock()
+		err := w.err
+		w.mu.Unlock()
+		if w.f != nil {
+			w.f.Close()
+		}
+		close(w.done)
+		if err != nil && w.onError != nil {
+			w.onError(err)
+		}
+	}()
 	return w
 }
 
@@ -142,7 +157,7 @@ func (w *LogWriter) Close() error {
 	w.mu.Lock()
 	w.closing = true
 	w.mu.Unlock()
-	w.cond.Signal()
+	w.cond.Broadcast()
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -156,103 +171,78 @@ func (w *LogWriter) Stats() WriterStats {
 	return w.stats
 }
 
-// syncer runs the syncs the writer asks for, one at a time. It reports a
-// sync durable before it says it is idle, so that its onDurable calls never
-// overlap the writer's.
-func (w *LogWriter) syncer() {
-	var reported int64
-	for job := range w.syncReq {
-		err := job.f.Sync()
-		if err != nil {
-			err = fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(job.seg), err)
-		} else if w.fence != nil {
-			// Synced is not yet durable for a replica: only if no newer
-			// primary has sealed the log before the sync may any of it
-			// count.
-			err = w.fence.Check()
-		}
-		if err == nil {
-			w.statsMu.Lock()
-			w.stats.Flushes++
-			w.stats.MaxBatch = max(w.stats.MaxBatch, int(job.seq-reported))
-			w.statsMu.Unlock()
-			reported = job.seq
-			if w.onDurable != nil {
-				w.onDurable(job.seq)
-			}
-		}
-		w.mu.Lock()
-		w.syncing = false
-		if err != nil {
-			w.syncErr = err
-		} else {
-			w.synced = max(w.synced, job.seq)
-		}
-		w.mu.Unlock()
-		w.cond.Broadcast()
-	}
-}
-
-func (w *LogWriter) loop() {
-	defer close(w.done)
-	err := w.run()
-	// Let a running sync finish (and report what it covers) before the
-	// file closes and the error is told.
+// work is one of the writer's two workers. Each takes whichever role is
+// free and has work: the writer's (write what is queued, once it has
+// pipelineBytes while a sync runs) or the syncer's (sync everything written
+// so far). The worker that has just written goes on to sync it itself when
+// no sync runs, so a lone record waits for no hand-off between goroutines;
+// while it syncs, the other one writes what comes meanwhile.
+func (w *LogWriter) work() {
 	w.mu.Lock()
-	for w.syncing {
-		w.cond.Wait()
-	}
-	if err == nil {
-		err = w.syncErr
-	}
-	w.err = err
-	w.mu.Unlock()
-	close(w.syncReq)
-	if w.f != nil {
-		w.f.Close()
-	}
-	if err != nil && w.onError != nil {
-		w.onError(err)
-	}
-}
-
-// run writes and asks for syncs until the writer closes (nil) or fails.
-func (w *LogWriter) run() error {
-	for {
-		w.mu.Lock()
-		var batch []LogWrite
-		for {
-			if w.syncErr != nil {
-				w.mu.Unlock()
-				return nil // loop reports it
+	defer w.mu.Unlock()
+	for w.err == nil {
+		switch {
+		case !w.writing && len(w.queue) > 0 && (!w.syncing || w.queued >= pipelineBytes || w.closing) && w.synced >= w.segFirst:
+			batch := w.queue
+			w.queue, w.queued = nil, 0
+			w.writing = true
+			w.mu.Unlock()
+			err := w.write(batch)
+			w.mu.Lock()
+			w.writing = false
+			w.fail(err)
+			w.cond.Broadcast()
+		case !w.syncing && w.written > w.synced:
+			w.syncing = true
+			f, seg, seq := w.f, w.seg, w.written
+			w.mu.Unlock()
+			err := w.sync(f, seg, seq)
+			w.mu.Lock()
+			w.syncing = false
+			if err == nil {
+				w.synced = max(w.synced, seq)
 			}
-			if len(w.queue) > 0 && (!w.syncing || w.queued >= pipelineBytes || w.closing) {
-				batch = w.queue
-				w.queue, w.queued = nil, 0
-				break
-			}
-			if !w.syncing && w.written > w.synced {
-				break
-			}
-			if w.closing && len(w.queue) == 0 && !w.syncing {
-				w.mu.Unlock()
-				return nil
-			}
+			w.fail(err)
+			w.cond.Broadcast()
+		case w.closing && len(w.queue) == 0 && !w.writing && !w.syncing:
+			w.cond.Broadcast() // the other worker stops too
+			return
+		default:
 			w.cond.Wait()
 		}
-		w.mu.Unlock()
-		if len(batch) > 0 {
-			if err := w.write(batch); err != nil {
-				return err
-			}
-		}
-		w.mu.Lock()
-		if !w.syncing && w.written > w.synced && w.syncErr == nil {
-			w.syncing = true
-			w.syncReq <- syncJob{f: w.f, seg: w.seg, seq: w.written}
-		}
-		w.mu.Unlock()
 	}
+}
+
+// fail records the first error that stops the writer. Called with mu held.
+func (w *LogWriter) fail(err error) {
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// sync makes f durable up to record seq and reports it. Only one sync runs
+// at a time, and it reports before it lets the next one start, so
+// onDurable calls never overlap.
+func (w *LogWriter) sync(f vfs.File, seg uint64, seq int64) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(seg), err)
+	}
+	// Synced is not yet durable for a replica: only if no newer primary
+	// has sealed the log before the sync may any of it count.
+	if w.fence != nil {
+		if err := w.fence.Check(); err != nil {
+			return err
+		}
+	}
+	w.statsMu.Lock()
+	w.stats.Flushes++
+	w.stats.MaxBatch = max(w.stats.MaxBatch, int(seq-w.reported))
+	w.statsMu.Unlock()
+	w.reported = seq
+	if w.onDurable != nil {
+		w.onDurable(seq)
+	}
+	return nil
 }
 
 // unsyncedFrom returns what the first record of a write issued now must
@@ -281,6 +271,9 @@ func (w *LogWriter) write(batch []LogWrite) error {
 			if err := w.roll(lw.Segment); err != nil {
 				return err
 			}
+			w.mu.Lock()
+			w.segFirst = lw.Record.Seq
+			w.mu.Unlock()
 			start = true
 		}
 		// The first record of each file's part of this write starts a write:
@@ -370,22 +363,29 @@ func (w *LogWriter) roll(seg uint64) error {
 		// tail. Its records are reported durable by the next sync, of the
 		// new segment, which covers higher sequence numbers.
 		w.mu.Lock()
-		for w.syncing {
+		for w.syncing && w.err == nil {
 			w.cond.Wait()
 		}
-		err := w.syncErr
+		err := w.err
+		w.syncing = err == nil // no sync of the old file while it closes
 		w.mu.Unlock()
 		if err != nil {
 			return err
 		}
+		defer func() {
+			w.mu.Lock()
+			w.syncing = false
+			w.mu.Unlock()
+			w.cond.Broadcast()
+		}()
 		if err := w.f.Sync(); err != nil {
 			return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(w.seg), err)
 		}
 		if err := w.f.Close(); err != nil {
 			return fmt.Errorf("log writer: close %s: %w", layout.SegmentName(w.seg), err)
 		}
-		w.f = nil
 		w.mu.Lock()
+		w.f = nil
 		w.synced = w.written
 		w.mu.Unlock()
 	}
@@ -410,6 +410,8 @@ func (w *LogWriter) roll(seg uint64) error {
 		f.Close()
 		return fmt.Errorf("log writer: %w", err)
 	}
+	w.mu.Lock()
 	w.f, w.seg = f, seg
+	w.mu.Unlock()
 	return nil
 }

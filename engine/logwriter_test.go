@@ -17,8 +17,9 @@ import (
 )
 
 // TestLogWriterPipelinedCrashes drives the LogWriter with writes issued
-// while the previous sync runs (each sync is held back until the writer has
-// written again), takes the disk after a crash at every filesystem
+// while the previous sync runs (records are submitted once a sync has
+// begun, and each sync is held back until the writer has written again),
+// takes the disk after a crash at every filesystem
 // operation (nothing, everything, a prefix and scattered sectors of the
 // unsynced data kept), and reads it as recovery does: every segment but the
 // last reads to a clean end, the last to a clean end or a torn tail, never
@@ -39,6 +40,7 @@ func TestLogWriterPipelinedCrashes(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		writes  int
+		syncs   int
 		wrote   = sync.NewCond(&mu)
 		acked   int64
 		crashes []struct {
@@ -57,6 +59,8 @@ func TestLogWriterPipelinedCrashes(t *testing.T) {
 			writes++
 			wrote.Broadcast()
 		case vfs.OpSync:
+			syncs++
+			wrote.Broadcast()
 			seen := writes
 			deadline := time.Now().Add(20 * time.Millisecond)
 			for writes == seen && time.Now().Before(deadline) {
@@ -99,7 +103,15 @@ func TestLogWriterPipelinedCrashes(t *testing.T) {
 		want[seq] = msg
 		w.Submit([]LogWrite{{Segment: uint64(1 + (seq-1)/perSeg), Record: r}})
 		if seq%3 == 0 {
-			time.Sleep(200 * time.Microsecond)
+			// The next records come while a sync runs.
+			mu.Lock()
+			seen, deadline := syncs, time.Now().Add(50*time.Millisecond)
+			for syncs == seen && time.Now().Before(deadline) {
+				mu.Unlock()
+				time.Sleep(100 * time.Microsecond)
+				mu.Lock()
+			}
+			mu.Unlock()
 		}
 	}
 	<-done

@@ -204,7 +204,12 @@ func (s *SegmentReader) next() (*Record, error) {
 // acknowledged, and the damage is a torn tail, even if later pages reached
 // the disk. In a version 1 segment every write was synced before the next
 // began (UnsyncedFrom is always 0), so any later write start means
-// corruption. s.buf holds what was read of the bad record so far.
+// corruption. A reader that has read no record of the segment (and was not
+// resumed after one) takes N as 1: a writer that starts a segment at
+// another sequence number must sync the segment's first write before it
+// issues another, so that no later write of the segment can have been
+// issued while the first was unsynced. s.buf holds what was read of the
+// bad record so far.
 func (s *SegmentReader) damaged(reason string) error {
 	rest, err := io.ReadAll(s.r)
 	if err != nil {
