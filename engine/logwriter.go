@@ -11,13 +11,23 @@ import (
 )
 
 // LogWriter appends records to an instance's log segments with adaptive
-// group commit and no timers: while one write+sync is in flight, submitted
-// records accumulate; when it completes, everything accumulated goes out in
-// one write and one sync. Batch size therefore follows the storage's latency
-// by itself.
+// group commit and no timers. Writes are pipelined with syncs: one
+// fdatasync runs at a time, each covering everything written before it
+// began, while the writer goes on writing what is submitted
+// meanwhile (once it has gathered pipelineBytes, so that the writes stay
+// large); when a sync completes, the next one starts at once over
+// everything written since. Batch size therefore still follows the
+// storage's latency by itself, and the writes no longer wait for it.
+//
+// Only what a completed sync covers is reported durable. The first record
+// of each write says what was still unsynced when it was issued
+// (logfmt.Record.UnsyncedFrom), so that a reader can tell what a crash can
+// leave from corruption.
 //
 // It only ever creates new segments: recovery always continues in a segment
 // numbered above every existing one, so a valid record is never overwritten.
+// A roll to the next segment drains the pipeline: the old segment is synced
+// before the new one is created, so a torn tail is only ever in the last.
 type LogWriter struct {
 	fs  vfs.FS
 	dir string
@@ -25,9 +35,23 @@ type LogWriter struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []LogWrite
+	queued  int // message bytes in queue
 	closing bool
 	err     error
 	done    chan struct{}
+	// The pipeline, under mu: the highest sequence number written, the
+	// highest known synced, and whether a worker is writing, syncing.
+	written, synced  int64
+	writing, syncing bool
+	// reported is the last sequence number reported durable (owned by
+	// the worker that syncs).
+	reported int64
+	// segFirst is the sequence number of the current segment's first
+	// record. No write follows a segment's first write before it is
+	// synced: a reader that has read no record of a segment does not know
+	// its first sequence number, and reads UnsyncedFrom against 1
+	// (logfmt.SegmentReader).
+	segFirst int64
 
 	onDurable func(seq int64)
 	onError   func(error)
@@ -61,18 +85,25 @@ type writePart struct {
 // below it, a copy is cheaper than another entry in the vectored write.
 const minVecMessages = 16 << 10
 
+// pipelineBytes is how much the writer gathers while a sync runs before it
+// writes: enough that writes stay large, little next to what one sync
+// covers at full speed.
+var pipelineBytes = 256 << 10
+
 // WriterStats counts what the writer did, for benchmarks and `ambr ls`.
 type WriterStats struct {
+	// Flushes counts syncs, Writes the writes between them.
 	Flushes int64
+	Writes  int64
 	Records int64
 	Bytes   int64
-	// MaxBatch is the largest number of records written by one flush.
+	// MaxBatch is the largest number of records one sync made durable.
 	MaxBatch int
 }
 
 // NewLogWriter starts a writer for the log directory dir. onDurable is called
-// from the writer's goroutine with the highest sequence number synced;
-// onError once, with the error that stopped it.
+// from the writer's goroutines, one call at a time, with the highest
+// sequence number synced; onError once, with the error that stopped it.
 func NewLogWriter(fsys vfs.FS, dir string, onDurable func(int64), onError func(error)) *LogWriter {
 	return NewFencedLogWriter(fsys, dir, nil, onDurable, onError)
 }
@@ -83,7 +114,24 @@ func NewLogWriter(fsys vfs.FS, dir string, onDurable func(int64), onError func(e
 func NewFencedLogWriter(fsys vfs.FS, dir string, fence Fence, onDurable func(int64), onError func(error)) *LogWriter {
 	w := &LogWriter{fs: fsys, dir: dir, fence: fence, onDurable: onDurable, onError: onError, done: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
-	go w.loop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	for range 2 {
+		go func() { defer wg.Done(); w.work() }()
+	}
+	go func() {
+		wg.Wait()
+		w.mu.Lock()
+		err := w.err
+		w.mu.Unlock()
+		if w.f != nil {
+			w.f.Close()
+		}
+		close(w.done)
+		if err != nil && w.onError != nil {
+			w.onError(err)
+		}
+	}()
 	return w
 }
 
@@ -92,8 +140,13 @@ func (w *LogWriter) Submit(writes []LogWrite) {
 	if len(writes) == 0 {
 		return
 	}
+	n := 0
+	for _, lw := range writes {
+		n += len(lw.Record.Messages)
+	}
 	w.mu.Lock()
 	w.queue = append(w.queue, writes...)
+	w.queued += n
 	w.mu.Unlock()
 	w.cond.Signal()
 }
@@ -104,7 +157,7 @@ func (w *LogWriter) Close() error {
 	w.mu.Lock()
 	w.closing = true
 	w.mu.Unlock()
-	w.cond.Signal()
+	w.cond.Broadcast()
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -118,76 +171,61 @@ func (w *LogWriter) Stats() WriterStats {
 	return w.stats
 }
 
-func (w *LogWriter) loop() {
-	defer close(w.done)
-	defer func() {
-		if w.f != nil {
-			w.f.Close()
-		}
-	}()
-	for {
-		w.mu.Lock()
-		for len(w.queue) == 0 && !w.closing {
-			w.cond.Wait()
-		}
-		batch := w.queue
-		w.queue = nil
-		closing := w.closing
-		w.mu.Unlock()
-		if len(batch) > 0 {
-			if err := w.flush(batch); err != nil {
-				w.mu.Lock()
-				w.err = err
-				w.mu.Unlock()
-				if w.onError != nil {
-					w.onError(err)
-				}
-				return
-			}
-		}
-		if closing {
-			w.mu.Lock()
-			empty := len(w.queue) == 0
+// work is one of the writer's two workers. Each takes whichever role is
+// free and has work: the writer's (write what is queued, once it has
+// pipelineBytes while a sync runs) or the syncer's (sync everything written
+// so far). The worker that has just written goes on to sync it itself when
+// no sync runs, so a lone record waits for no hand-off between goroutines;
+// while it syncs, the other one writes what comes meanwhile.
+func (w *LogWriter) work() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.err == nil {
+		switch {
+		case !w.writing && len(w.queue) > 0 && (!w.syncing || w.queued >= pipelineBytes || w.closing) && w.synced >= w.segFirst:
+			batch := w.queue
+			w.queue, w.queued = nil, 0
+			w.writing = true
 			w.mu.Unlock()
-			if empty {
-				return
+			err := w.write(batch)
+			w.mu.Lock()
+			w.writing = false
+			w.fail(err)
+			w.cond.Broadcast()
+		case !w.syncing && w.written > w.synced:
+			w.syncing = true
+			f, seg, seq := w.f, w.seg, w.written
+			w.mu.Unlock()
+			err := w.sync(f, seg, seq)
+			w.mu.Lock()
+			w.syncing = false
+			if err == nil {
+				w.synced = max(w.synced, seq)
 			}
+			w.fail(err)
+			w.cond.Broadcast()
+		case w.closing && len(w.queue) == 0 && !w.writing && !w.syncing:
+			w.cond.Broadcast() // the other worker stops too
+			return
+		default:
+			w.cond.Wait()
 		}
 	}
 }
 
-// flush writes one batch: records of the current segment in one write, a
-// roll (sync, create the next segment, make its entry durable) where the
-// segment changes, and one sync at the end.
-func (w *LogWriter) flush(batch []LogWrite) error {
-	w.buf, w.parts = w.buf[:0], w.parts[:0]
-	var last int64
-	for i, lw := range batch {
-		start := i == 0
-		if lw.Segment != w.seg {
-			if err := w.writeBuf(); err != nil {
-				return err
-			}
-			if err := w.roll(lw.Segment); err != nil {
-				return err
-			}
-			start = true
-		}
-		// The first record of each file's part of this write starts a write:
-		// readers use it to tell a torn last write from corruption.
-		if start {
-			lw.Record.Flags |= logfmt.FlagWriteStart
-		}
-		if err := w.add(lw.Record); err != nil {
-			return fmt.Errorf("log writer: %w", err)
-		}
-		last = lw.Record.Seq
+// fail records the first error that stops the writer. Called with mu held.
+func (w *LogWriter) fail(err error) {
+	if err != nil && w.err == nil {
+		w.err = err
 	}
-	if err := w.writeBuf(); err != nil {
-		return err
-	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(w.seg), err)
+}
+
+// sync makes f durable up to record seq and reports it. Only one sync runs
+// at a time, and it reports before it lets the next one start, so
+// onDurable calls never overlap.
+func (w *LogWriter) sync(f vfs.File, seg uint64, seq int64) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(seg), err)
 	}
 	// Synced is not yet durable for a replica: only if no newer primary
 	// has sealed the log before the sync may any of it count.
@@ -198,12 +236,63 @@ func (w *LogWriter) flush(batch []LogWrite) error {
 	}
 	w.statsMu.Lock()
 	w.stats.Flushes++
-	w.stats.Records += int64(len(batch))
-	w.stats.MaxBatch = max(w.stats.MaxBatch, len(batch))
+	w.stats.MaxBatch = max(w.stats.MaxBatch, int(seq-w.reported))
 	w.statsMu.Unlock()
+	w.reported = seq
 	if w.onDurable != nil {
-		w.onDurable(last)
+		w.onDurable(seq)
 	}
+	return nil
+}
+
+// unsyncedFrom returns what the first record of a write issued now must
+// carry: the lowest sequence number written and not known synced, or 0.
+func (w *LogWriter) unsyncedFrom() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.written > w.synced {
+		return w.synced + 1
+	}
+	return 0
+}
+
+// write writes one batch: records of the current segment in one write, and
+// a roll (drain the pipeline, create the next segment, make its entry
+// durable) where the segment changes.
+func (w *LogWriter) write(batch []LogWrite) error {
+	w.buf, w.parts = w.buf[:0], w.parts[:0]
+	var last int64
+	for i, lw := range batch {
+		start := i == 0
+		if lw.Segment != w.seg {
+			if err := w.writeBuf(last); err != nil {
+				return err
+			}
+			if err := w.roll(lw.Segment); err != nil {
+				return err
+			}
+			w.mu.Lock()
+			w.segFirst = lw.Record.Seq
+			w.mu.Unlock()
+			start = true
+		}
+		// The first record of each file's part of this write starts a write:
+		// readers use it to tell a torn tail from corruption.
+		if start {
+			lw.Record.Flags |= logfmt.FlagWriteStart
+			lw.Record.UnsyncedFrom = w.unsyncedFrom()
+		}
+		if err := w.add(lw.Record); err != nil {
+			return fmt.Errorf("log writer: %w", err)
+		}
+		last = lw.Record.Seq
+	}
+	if err := w.writeBuf(last); err != nil {
+		return err
+	}
+	w.statsMu.Lock()
+	w.stats.Records += int64(len(batch))
+	w.statsMu.Unlock()
 	return nil
 }
 
@@ -231,8 +320,9 @@ func (w *LogWriter) add(r *logfmt.Record) error {
 	return nil
 }
 
-// writeBuf writes what add gathered, in one vectored write.
-func (w *LogWriter) writeBuf() error {
+// writeBuf writes what add gathered, in one vectored write; last is the
+// sequence number of its last record.
+func (w *LogWriter) writeBuf(last int64) error {
 	if len(w.parts) == 0 {
 		return nil
 	}
@@ -256,21 +346,48 @@ func (w *LogWriter) writeBuf() error {
 	}
 	w.statsMu.Lock()
 	w.stats.Bytes += n
+	w.stats.Writes++
 	w.statsMu.Unlock()
 	clear(w.parts)
 	w.buf, w.parts = w.buf[:0], w.parts[:0]
+	w.mu.Lock()
+	w.written = last
+	w.mu.Unlock()
 	return nil
 }
 
 func (w *LogWriter) roll(seg uint64) error {
 	if w.f != nil {
+		// Drain the pipeline: the old segment is synced as a whole before
+		// the next one exists, so only the last segment can have a torn
+		// tail. Its records are reported durable by the next sync, of the
+		// new segment, which covers higher sequence numbers.
+		w.mu.Lock()
+		for w.syncing && w.err == nil {
+			w.cond.Wait()
+		}
+		err := w.err
+		w.syncing = err == nil // no sync of the old file while it closes
+		w.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			w.mu.Lock()
+			w.syncing = false
+			w.mu.Unlock()
+			w.cond.Broadcast()
+		}()
 		if err := w.f.Sync(); err != nil {
 			return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(w.seg), err)
 		}
 		if err := w.f.Close(); err != nil {
 			return fmt.Errorf("log writer: close %s: %w", layout.SegmentName(w.seg), err)
 		}
+		w.mu.Lock()
 		w.f = nil
+		w.synced = w.written
+		w.mu.Unlock()
 	}
 	path := filepath.Join(w.dir, layout.SegmentName(seg))
 	var f vfs.File
@@ -293,6 +410,8 @@ func (w *LogWriter) roll(seg uint64) error {
 		f.Close()
 		return fmt.Errorf("log writer: %w", err)
 	}
+	w.mu.Lock()
 	w.f, w.seg = f, seg
+	w.mu.Unlock()
 	return nil
 }

@@ -164,8 +164,15 @@ func (q *frameQueue) drainTo(conn net.Conn) {
 		// WriteTo consumes its slice and nils the elements it has written,
 		// in the array it shares: give it a copy, keep out to recycle.
 		iov = append(iov[:0], out...)
-		bufs := net.Buffers(iov)
-		if _, err := bufs.WriteTo(conn); err != nil || closing {
+		var err error
+		if bw, ok := conn.(batchWriter); ok {
+			err = bw.writeBatch(iov)
+			clear(iov)
+		} else {
+			bufs := net.Buffers(iov)
+			_, err = bufs.WriteTo(conn)
+		}
+		if err != nil || closing {
 			conn.Close()
 			return
 		}
@@ -285,7 +292,7 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 		conn.Close()
 	}()
 	if id := v.c.opts.PeerTLS; id != nil {
-		tc := tls.Client(conn, id.ClientConfig(l.peer))
+		tc := newGatheredTLSClient(conn, id.ClientConfig(l.peer))
 		hctx, hcancel := context.WithTimeout(ctx, peerHelloTimeout)
 		err := tc.HandshakeContext(hctx)
 		hcancel()

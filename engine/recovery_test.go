@@ -11,6 +11,7 @@ import (
 
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
 )
 
 func readAll(t *testing.T, fsys vfs.FS, path string) []byte {
@@ -59,7 +60,7 @@ func TestRecoverTornTailAtEveryOffset(t *testing.T) {
 	last := in.SegmentPath(segs[len(segs)-1])
 	full := readAll(t, mem, last)
 	base, _ := summarize(t, mem)
-	lastLen := len(base.records[int64(len(base.seqs))]) + 56 + 2 + len("counter") + 12
+	lastLen := len(base.records[int64(len(base.seqs))]) + logfmt.RecordFixedSize + 2 + len("counter") + 12
 	start := len(full) - lastLen
 	for cut := start + 1; cut < len(full); cut++ {
 		fs := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
@@ -292,5 +293,63 @@ func TestRetentionSkipsTornCheckpoint(t *testing.T) {
 	writeAll(t, mem, path, b)
 	if err := runRawOpts(t, mem, newRawApp(target), opts); err != nil {
 		t.Fatalf("newest checkpoint damaged, and no fallback was kept: %v", err)
+	}
+}
+
+// TestRecoverVersion1Log recovers an instance written by the build before
+// pipelined writes (testdata/v1-instance, from commit 47a838c: a counter
+// run crashed half way, version 1 segments and a torn checkpoint): it
+// recovers, continues in a version 2 segment, and completes exactly, the
+// log read across both versions.
+func TestRecoverVersion1Log(t *testing.T) {
+	const target = 12
+	mem := vfs.NewMem()
+	src := filepath.Join("testdata", "v1-instance")
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		dst := filepath.Join(testDir, rel)
+		if err := mem.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		writeAll(t, mem, dst, b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := readAll(t, mem, filepath.Join(testDir, "v0", "log-1"))
+	if h, err := logfmt.ParseSegmentHeader(before); err != nil || h.Version != logfmt.SegmentFormatVersion1 {
+		t.Fatalf("testdata is not a version 1 log: %+v, %v", h, err)
+	}
+	app := newRawApp(target)
+	if err := runRaw(t, mem, app, 250); err != nil {
+		t.Fatal(err)
+	}
+	s, err := summarize(t, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExactLog(t, s, target, 0)
+	if app.count != target {
+		t.Fatalf("count %d, want %d", app.count, target)
+	}
+	in, err := layout.Open(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := in.Segments()
+	last := readAll(t, mem, in.SegmentPath(segs[len(segs)-1]))
+	if h, _ := logfmt.ParseSegmentHeader(last); h.Version != logfmt.SegmentFormatVersion {
+		t.Fatalf("the new segment is of version %d, want %d", h.Version, logfmt.SegmentFormatVersion)
+	}
+	if !bytes.Equal(readAll(t, mem, filepath.Join(testDir, "v0", "log-1")), before) {
+		t.Fatal("recovery changed a version 1 segment")
 	}
 }

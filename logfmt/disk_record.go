@@ -12,11 +12,19 @@ import (
 // makes existing logs unreadable.
 const (
 	// RecordFormatVersion is the version byte of every log record this
-	// package writes.
-	RecordFormatVersion = 1
-	// RecordFixedSize is the size of a record's fixed part, before its
-	// sources and messages.
-	RecordFixedSize = 56
+	// package writes. Version 2 added the unsynced-from field (a write may
+	// begin before its predecessor is synced); version 1 records, in
+	// version 1 segments, are still read.
+	RecordFormatVersion = 2
+	// RecordFixedSize is the size of a version 2 record's fixed part,
+	// before its sources and messages.
+	RecordFixedSize = 64
+	// RecordFormatVersion1 is the version byte of the records of version 1
+	// segments, written before writes were pipelined.
+	RecordFormatVersion1 = 1
+	// RecordFixedSizeV1 is the size of a version 1 record's fixed part: a
+	// version 2 record's without the unsynced-from field.
+	RecordFixedSizeV1 = 56
 	// MaxRecordSize bounds a record's length field. A length above it is
 	// treated as damage, never as a reason to allocate.
 	MaxRecordSize = 1 << 31
@@ -30,10 +38,11 @@ const (
 // Record flags. Part of the format.
 const (
 	// FlagWriteStart marks the first record of one write of the log (a
-	// group-commit flush), which is synced as a whole before the next write
-	// begins. A reader uses it to tell damage inside the last, never synced
-	// write (a torn tail: its pages may reach the disk in any order) from
-	// damage in a write that a later write followed (corruption).
+	// group-commit flush). A reader uses it, with the record's
+	// UnsyncedFrom, to tell damage that a crash can leave (in writes not
+	// yet synced, whose pages may reach the disk in any order: a torn
+	// tail) from damage in a write that was synced before a later write
+	// began (corruption).
 	FlagWriteStart byte = 1
 )
 
@@ -50,7 +59,21 @@ const (
 	recOffOutDigest  = 40
 	recOffMsgLen     = 48
 	recOffMsgCount   = 52
+	// Version 2 only.
+	recOffUnsyncedFrom = 56
 )
+
+// recordFixedSize returns the size of the fixed part of a record of format
+// version v, 0 for a version this package does not know.
+func recordFixedSize(v byte) int {
+	switch v {
+	case RecordFormatVersion:
+		return RecordFixedSize
+	case RecordFormatVersion1:
+		return RecordFixedSizeV1
+	}
+	return 0
+}
 
 // Source says where a run of a record's messages came from: Count
 // consecutive messages of the record's message area, sent by Peer with the
@@ -79,6 +102,14 @@ func (s Source) LastSeq() int64 {
 type Record struct {
 	// Flags are the record's flags (FlagWriteStart).
 	Flags byte
+	// UnsyncedFrom, on the first record of a write (FlagWriteStart), is
+	// the lowest sequence number that had been written but was not yet
+	// known to be synced when this write was issued; 0 if everything
+	// before the write was synced. The writer may issue a write while the
+	// previous one's sync is still running: damage in a record at or after
+	// UnsyncedFrom, followed by this write, can be what a crash left. Always
+	// 0 in version 1 records (each write was synced before the next).
+	UnsyncedFrom int64
 	// Seq is the record's sequence number. Records of an instance are
 	// numbered 1, 2, 3, … with no gaps across segments.
 	Seq int64
@@ -150,6 +181,7 @@ func AppendRecordHead(dst []byte, r *Record) ([]byte, error) {
 	binary.LittleEndian.PutUint32(b[recOffLength:], uint32(size))
 	b[recOffVersion] = RecordFormatVersion
 	b[recOffFlags] = r.Flags
+	binary.LittleEndian.PutUint64(b[recOffUnsyncedFrom:], uint64(r.UnsyncedFrom))
 	binary.LittleEndian.PutUint16(b[recOffNumSources:], uint16(len(r.Sources)))
 	binary.LittleEndian.PutUint64(b[recOffSeq:], uint64(r.Seq))
 	binary.LittleEndian.PutUint64(b[recOffTime:], uint64(r.Time))
@@ -183,9 +215,10 @@ func recordChecksum(rec []byte) uint64 {
 }
 
 // RecordLength reads the length field of the record starting at b. It
-// returns ErrTruncated when b is shorter than the fixed part.
+// returns ErrTruncated when b is shorter than the smallest fixed part (a
+// version 1 record's).
 func RecordLength(b []byte) (int, error) {
-	if len(b) < RecordFixedSize {
+	if len(b) < RecordFixedSizeV1 {
 		return 0, ErrTruncated
 	}
 	return int(binary.LittleEndian.Uint32(b[recOffLength:])), nil
@@ -200,15 +233,16 @@ func RecordLength(b []byte) (int, error) {
 // whether that is a torn tail), ErrCorrupt for a record whose bytes are all
 // present but wrong.
 func DecodeRecord(b []byte, r *Record) (int, error) {
-	if len(b) < RecordFixedSize {
-		return 0, fmt.Errorf("%w: %d bytes, a record needs at least %d", ErrTruncated, len(b), RecordFixedSize)
+	if len(b) < RecordFixedSizeV1 {
+		return 0, fmt.Errorf("%w: %d bytes, a record needs at least %d", ErrTruncated, len(b), RecordFixedSizeV1)
 	}
 	length := int(binary.LittleEndian.Uint32(b[recOffLength:]))
-	if length < RecordFixedSize || length > MaxRecordSize {
-		return 0, fmt.Errorf("%w: record length %d out of range", ErrCorrupt, length)
+	fixed := recordFixedSize(b[recOffVersion])
+	if fixed == 0 {
+		return 0, fmt.Errorf("%w: record format version %d, this build reads %d and %d", ErrCorrupt, b[recOffVersion], RecordFormatVersion1, RecordFormatVersion)
 	}
-	if b[recOffVersion] != RecordFormatVersion {
-		return 0, fmt.Errorf("%w: record format version %d, this build reads %d", ErrCorrupt, b[recOffVersion], RecordFormatVersion)
+	if length < fixed || length > MaxRecordSize {
+		return 0, fmt.Errorf("%w: record length %d out of range", ErrCorrupt, length)
 	}
 	if len(b) < length {
 		return 0, fmt.Errorf("%w: record of %d bytes, %d present", ErrTruncated, length, len(b))
@@ -218,6 +252,10 @@ func DecodeRecord(b []byte, r *Record) (int, error) {
 		return 0, fmt.Errorf("%w: record checksum %016x, stored %016x", ErrCorrupt, got, want)
 	}
 	r.Flags = rec[recOffFlags]
+	r.UnsyncedFrom = 0
+	if fixed >= recOffUnsyncedFrom+8 {
+		r.UnsyncedFrom = int64(binary.LittleEndian.Uint64(rec[recOffUnsyncedFrom:]))
+	}
 	r.Seq = int64(binary.LittleEndian.Uint64(rec[recOffSeq:]))
 	r.Time = int64(binary.LittleEndian.Uint64(rec[recOffTime:]))
 	r.OutCount = binary.LittleEndian.Uint64(rec[recOffOutCount:])
@@ -225,7 +263,7 @@ func DecodeRecord(b []byte, r *Record) (int, error) {
 	msgLen := int(binary.LittleEndian.Uint32(rec[recOffMsgLen:]))
 	r.MessageCount = binary.LittleEndian.Uint32(rec[recOffMsgCount:])
 	nsrc := int(binary.LittleEndian.Uint16(rec[recOffNumSources:]))
-	p := rec[RecordFixedSize:]
+	p := rec[fixed:]
 	old := r.Sources
 	r.Sources = r.Sources[:0]
 	var total uint64

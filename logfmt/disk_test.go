@@ -323,11 +323,14 @@ func TestDiskGoldenVectors(t *testing.T) {
 	_ = WriteCheckpoint(&ck, &Checkpoint{Number: 1, AppVersion: 0, NextSeq: 1, Time: 1_800_000_000_000_000_000,
 		Inputs: []Watermark{{Peer: "a", Seq: 2}}, Outputs: []OutputStream{{Peer: "a", LastSeq: 3, AckedSeq: 2, Unacked: [][]byte{{0xaa}}}}, State: []byte(`{"count":0}`)})
 	man, _ := EncodeManifest(&Manifest{Instance: "server", CommitterID: 7, Checkpoint: 1, FirstSegment: 1, Created: 1, Updated: 1})
+	pipelined, _ := AppendRecord(nil, &Record{Flags: FlagWriteStart, UnsyncedFrom: 4, Seq: 6, Time: 1_800_000_000_000_000_001,
+		Sources: []Source{{Peer: "client", FirstSeq: 10, Count: 1}}, Messages: diskTestRPC(1, 1, []byte("ho")), MessageCount: 1})
 	vectors := map[string][]byte{
-		"segment-header.hex": AppendSegmentHeader(nil, 3),
-		"record.hex":         rec,
-		"checkpoint.hex":     ck.Bytes(),
-		"manifest.hex":       man,
+		"segment-header.hex":   AppendSegmentHeader(nil, 3),
+		"record.hex":           rec,
+		"record-pipelined.hex": pipelined,
+		"checkpoint.hex":       ck.Bytes(),
+		"manifest.hex":         man,
 	}
 	for name, got := range vectors {
 		path := filepath.Join("testdata", "disk", name)

@@ -96,14 +96,14 @@
 //
 //	segment header (16 bytes)
 //	+------------------+----------------+----------------+
-//	| "ambrlog\x00" (8) | version u32 =1 | segment n u32  |
+//	| "ambrlog\x00" (8) | version u32 =2 | segment n u32  |
 //	+------------------+----------------+----------------+
 //
-//	record (RecordFixedSize = 56 bytes, then sources, then messages)
+//	record (RecordFixedSize = 64 bytes, then sources, then messages)
 //	 0                4      5      6          8                  16
 //	+----------------+------+------+----------+------------------+
 //	| length u32     | ver  | flags| nsources | checksum u64     |   checksum covers every byte of the
-//	| (whole record) | u8=1 | u8   | u16      |                  |   record except the checksum field
+//	| (whole record) | u8=2 | u8   | u16      |                  |   record except the checksum field
 //	+----------------+------+------+----------+------------------+
 //	| seq i64                      | logged time i64 (unix ns)   |  16..32
 //	+------------------------------+-----------------------------+
@@ -111,15 +111,27 @@
 //	+------------------------------+-----------------------------+
 //	| message area length u32      | message count u32           |  48..56
 //	+------------------------------+-----------------------------+
+//	| unsynced from i64 (0: none)  |                                 56..64
+//	+------------------------------+
 //	| nsources × { name len u16 | name | first seq i64 | count u32 }
 //	+-------------------------------------------------------------+
 //	| messages: framed app-protocol messages, as delivered to the app
 //	+-------------------------------------------------------------+
 //
 // Flags bit 0 (FlagWriteStart) marks the first record of each write of the
-// log; a write is synced before the next begins. Damage followed by a later
-// write's first record is corruption; damage inside the last write (whose
-// pages may reach the disk in any order before its sync) is a torn tail.
+// log. The writer may issue a write while the previous write's sync is
+// still running (pipelined group commit); the write's first record then
+// says, in unsynced from, the lowest sequence number written but not yet
+// known synced when it was issued (0: everything before it was synced).
+// A crash leaves damage only in writes not yet synced, whose pages may reach
+// the disk in any order. So damage at the record that should carry sequence
+// number N is a torn tail unless a valid later write start has unsynced from
+// 0 or above N, that is, was issued after N was synced: then it is corruption.
+//
+// Version 1 segments (segment version 1, record version 1, fixed part 56
+// bytes: the same without unsynced from) were written with every write
+// synced before the next began; they are still read, and in them any valid
+// write start after damage means corruption.
 //
 // Sources say which sender each run of messages came from and with which
 // sender sequence numbers (first seq 0: unsequenced input, such as the app's

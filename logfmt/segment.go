@@ -12,8 +12,15 @@ import (
 const (
 	// SegmentMagic opens every log segment file.
 	SegmentMagic = "ambrlog\x00"
-	// SegmentFormatVersion is the version of the segment file layout.
-	SegmentFormatVersion = 1
+	// SegmentFormatVersion is the version of the segment file layout this
+	// package writes. A version 2 segment holds version 2 records (whose
+	// writes may be pipelined, see Record.UnsyncedFrom); a version 1
+	// segment, version 1 records (each write synced before the next). Both
+	// are read.
+	SegmentFormatVersion = 2
+	// SegmentFormatVersion1 is the segment layout written before writes
+	// were pipelined.
+	SegmentFormatVersion1 = 1
 	// SegmentHeaderSize is the size of the header at the start of a segment.
 	SegmentHeaderSize = 16
 )
@@ -43,16 +50,26 @@ func ParseSegmentHeader(b []byte) (SegmentHeader, error) {
 		return SegmentHeader{}, fmt.Errorf("%w: not an ambr log segment (magic %q)", ErrCorrupt, b[:8])
 	}
 	h := SegmentHeader{Version: binary.LittleEndian.Uint32(b[8:]), Number: binary.LittleEndian.Uint32(b[12:])}
-	if h.Version != SegmentFormatVersion {
-		return h, fmt.Errorf("%w: segment format version %d, this build reads %d", ErrCorrupt, h.Version, SegmentFormatVersion)
+	if h.Version != SegmentFormatVersion && h.Version != SegmentFormatVersion1 {
+		return h, fmt.Errorf("%w: segment format version %d, this build reads %d and %d", ErrCorrupt, h.Version, SegmentFormatVersion1, SegmentFormatVersion)
 	}
 	return h, nil
 }
 
-// SegmentReader returns the records of one log segment in order. It reads a
-// live segment safely: the writer appends whole records and syncs, so a
-// reader that meets an incomplete record at the end stops there with a torn
-// tail error and the offset of the last good record.
+// RecordVersion returns the format version of the records a segment of this
+// header holds.
+func (h SegmentHeader) RecordVersion() byte {
+	if h.Version == SegmentFormatVersion1 {
+		return RecordFormatVersion1
+	}
+	return RecordFormatVersion
+}
+
+// SegmentReader returns the records of one log segment in order, of either
+// segment format version. It reads a live segment safely: the writer appends
+// whole records and syncs, so a reader that meets an incomplete record at
+// the end stops there with a torn tail error and the offset of the last good
+// record.
 //
 //	r, err := NewSegmentReader(f)
 //	for {
@@ -70,10 +87,15 @@ type SegmentReader struct {
 	rec    Record
 	last   int64 // sequence number of the last good record, 0 before the first
 	err    error
+	// recVersion and fixed: the version of the segment's records and the
+	// size of their fixed part.
+	recVersion byte
+	fixed      int
 }
 
 // NewSegmentReader reads the segment header from r. A segment shorter than
-// its header is a torn tail at offset 0.
+// its header, or whose header reads as zeros (written, never synced, lost),
+// is a torn tail at offset 0.
 func NewSegmentReader(r io.Reader) (*SegmentReader, error) {
 	s := &SegmentReader{r: r, buf: make([]byte, 0, 64<<10)}
 	var hdr [SegmentHeaderSize]byte
@@ -84,12 +106,19 @@ func NewSegmentReader(r io.Reader) (*SegmentReader, error) {
 		}
 		return nil, fmt.Errorf("logfmt: read segment header: %w", err)
 	}
+	if hdr == [SegmentHeaderSize]byte{} {
+		// The header was written but never synced, and its sector did not
+		// reach the disk: nothing in the segment was ever synced.
+		return nil, fmt.Errorf("%w at offset 0: segment header reads as zeros (never synced)", ErrTornTail)
+	}
 	h, err := ParseSegmentHeader(hdr[:])
 	if err != nil {
 		return nil, fmt.Errorf("%w at offset 0", err)
 	}
 	s.header = h
 	s.off = SegmentHeaderSize
+	s.recVersion = h.RecordVersion()
+	s.fixed = recordFixedSize(s.recVersion)
 	return s, nil
 }
 
@@ -121,18 +150,19 @@ func (s *SegmentReader) Next() (*Record, error) {
 }
 
 func (s *SegmentReader) next() (*Record, error) {
-	s.buf = s.buf[:RecordFixedSize]
+	// The smallest fixed part first: it holds the length and version.
+	s.buf = s.buf[:RecordFixedSizeV1]
 	n, err := io.ReadFull(s.r, s.buf)
 	switch {
 	case err == io.EOF:
 		return nil, io.EOF
 	case err == io.ErrUnexpectedEOF:
-		return nil, fmt.Errorf("%w at offset %d: record header cut short after %d of %d bytes", ErrTornTail, s.off, n, RecordFixedSize)
+		return nil, fmt.Errorf("%w at offset %d: record header cut short after %d of %d bytes", ErrTornTail, s.off, n, s.fixed)
 	case err != nil:
 		return nil, fmt.Errorf("logfmt: read record at offset %d: %w", s.off, err)
 	}
 	length, _ := RecordLength(s.buf)
-	if length < RecordFixedSize || length > MaxRecordSize || s.buf[recOffVersion] != RecordFormatVersion {
+	if length < s.fixed || length > MaxRecordSize || s.buf[recOffVersion] != s.recVersion {
 		return nil, s.damaged(fmt.Sprintf("record length %d / version %d invalid", length, s.buf[recOffVersion]))
 	}
 	if cap(s.buf) < length {
@@ -141,13 +171,13 @@ func (s *SegmentReader) next() (*Record, error) {
 		s.buf = nb
 	}
 	s.buf = s.buf[:length]
-	n, err = io.ReadFull(s.r, s.buf[RecordFixedSize:])
+	n, err = io.ReadFull(s.r, s.buf[RecordFixedSizeV1:])
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		// A damaged length field also looks like this; damaged tells the
 		// two apart by looking for valid records in what was read.
-		s.buf = s.buf[:RecordFixedSize+n]
-		return nil, s.damaged(fmt.Sprintf("record of %d bytes cut short after %d", length, RecordFixedSize+n))
+		s.buf = s.buf[:RecordFixedSizeV1+n]
+		return nil, s.damaged(fmt.Sprintf("record of %d bytes cut short after %d", length, RecordFixedSizeV1+n))
 	case err != nil:
 		return nil, fmt.Errorf("logfmt: read record at offset %d: %w", s.off, err)
 	}
@@ -162,21 +192,31 @@ func (s *SegmentReader) next() (*Record, error) {
 	return &s.rec, nil
 }
 
-// damaged classifies a bad record at s.off. A write of the log is synced
-// as a whole before the next one begins, and its first record carries
-// FlagWriteStart. If a valid record that starts a later write follows the
-// damage, the damaged write had been synced: the damage is in the middle of
-// the log (corrupt). Otherwise the damage lies in the last write, which a
-// crash interrupted before it was synced, so nothing in it was ever
-// acknowledged: a torn tail, even if some of its later pages reached the
-// disk. s.buf holds what was read of the bad record so far.
+// damaged classifies a bad record at s.off, the record that should carry
+// sequence number s.last+1 (call it N). The first record of each write of
+// the log carries FlagWriteStart and UnsyncedFrom: the lowest sequence
+// number written but not yet known synced when the write was issued (0:
+// none). A crash leaves damage only in writes not yet synced, whose pages
+// may reach the disk in any order. So if some valid write start after the
+// damage was issued when N was already synced (UnsyncedFrom 0 or above N),
+// the damage is in the middle of the log: corrupt. Otherwise every write
+// after N was issued while N was not durable, nothing from N on was ever
+// acknowledged, and the damage is a torn tail, even if later pages reached
+// the disk. In a version 1 segment every write was synced before the next
+// began (UnsyncedFrom is always 0), so any later write start means
+// corruption. A reader that has read no record of the segment (and was not
+// resumed after one) takes N as 1: a writer that starts a segment at
+// another sequence number must sync the segment's first write before it
+// issues another, so that no later write of the segment can have been
+// issued while the first was unsynced. s.buf holds what was read of the
+// bad record so far.
 func (s *SegmentReader) damaged(reason string) error {
 	rest, err := io.ReadAll(s.r)
 	if err != nil {
 		return fmt.Errorf("logfmt: read record at offset %d: %w", s.off, err)
 	}
 	tail := append(append([]byte(nil), s.buf...), rest...)
-	if at, ok := findWriteStart(tail[1:], s.last); ok {
+	if at, ok := findSyncedAfter(tail[1:], s.recVersion, s.last); ok {
 		return fmt.Errorf("%w at offset %d: %s (a later write begins at offset %d)", ErrCorrupt, s.off, reason, s.off+1+int64(at))
 	}
 	return fmt.Errorf("%w at offset %d: %s", ErrTornTail, s.off, reason)
@@ -192,24 +232,30 @@ func reason(err error) string {
 	return msg
 }
 
-// findWriteStart looks for a complete, checksummed record that starts a
-// write (FlagWriteStart) with a sequence number above after, anywhere in b.
-// It is only used on the error path.
-func findWriteStart(b []byte, after int64) (int, bool) {
+// findSyncedAfter looks anywhere in b for a complete, checksummed record of
+// format version v that starts a write (FlagWriteStart) with a sequence
+// number above after and that was issued when record after+1 was known to
+// be synced (UnsyncedFrom 0 or above after+1). It is only used on the error
+// path.
+func findSyncedAfter(b []byte, v byte, after int64) (int, bool) {
 	var r Record
-	for i := 0; i+RecordFixedSize <= len(b); i++ {
+	fixed := recordFixedSize(v)
+	for i := 0; i+fixed <= len(b); i++ {
 		c := b[i:]
-		if c[recOffVersion] != RecordFormatVersion || c[recOffFlags]&FlagWriteStart == 0 {
+		if c[recOffVersion] != v || c[recOffFlags]&FlagWriteStart == 0 {
 			continue
 		}
 		length := int(binary.LittleEndian.Uint32(c[recOffLength:]))
-		if length < RecordFixedSize || length > len(c) {
+		if length < fixed || length > len(c) {
 			continue
 		}
 		if seq := int64(binary.LittleEndian.Uint64(c[recOffSeq:])); seq <= after {
 			continue
 		}
-		if _, err := DecodeRecord(c, &r); err == nil {
+		if _, err := DecodeRecord(c, &r); err != nil {
+			continue
+		}
+		if r.UnsyncedFrom == 0 || r.UnsyncedFrom > after+1 {
 			return i, true
 		}
 	}
@@ -221,5 +267,6 @@ func findWriteStart(b []byte, after int64) (int, bool) {
 // the record with sequence number prev. An index of record offsets lets a
 // reader start anywhere without reading what comes before.
 func ResumeSegmentReader(r io.Reader, h SegmentHeader, off int64, prev int64) *SegmentReader {
-	return &SegmentReader{r: r, header: h, off: off, last: prev, buf: make([]byte, 0, 64<<10)}
+	v := h.RecordVersion()
+	return &SegmentReader{r: r, header: h, off: off, last: prev, buf: make([]byte, 0, 64<<10), recVersion: v, fixed: recordFixedSize(v)}
 }

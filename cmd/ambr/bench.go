@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ambr-dev/ambr/engine/bench"
+	"github.com/ambr-dev/ambr/bench"
 )
 
 type benchOptions struct {

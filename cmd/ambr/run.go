@@ -17,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ambr-dev/ambr/bench"
 	"github.com/ambr-dev/ambr/engine"
-	"github.com/ambr-dev/ambr/engine/bench"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/engine/vfs"

@@ -15,7 +15,7 @@ import (
 // forks each payload on to another instance.
 
 // rawBytesCodec passes []byte payloads through as they are, like the
-// codec of engine/bench, and falls back to JSON for anything else.
+// codec of bench/, and falls back to JSON for anything else.
 type rawBytesCodec struct{}
 
 func (rawBytesCodec) Name() string { return "raw-bytes" }

@@ -53,7 +53,10 @@
 // their end (the truncation persisted with some of the later appends). A
 // write inside existing contents (only possible after Truncate extends a
 // file) has no prefix model: a random crash keeps the synced or the current
-// contents whole. A failed Sync is not modelled: ErrorFS's injected Sync
+// contents whole. KeepScattered models a disk that writes an appended tail's
+// sectors in any order: the file is cut anywhere in the tail, and each
+// 512-byte sector of what is left past the synced length survives or reads
+// as zeros, independently. A failed Sync is not modelled: ErrorFS's injected Sync
 // errors leave the data unsynced, and callers treat them as fatal.
 //
 // # Errors

@@ -435,7 +435,15 @@ const (
 	KeepAll
 	// KeepRandom keeps some of it, chosen with CrashOptions.Rand.
 	KeepRandom
+	// KeepScattered, for file data, keeps a random prefix of the appended
+	// tail of which each 512-byte sector survives or reads as zeros at
+	// random: the pages of unsynced writes reach the disk in any order.
+	// For directories it is KeepRandom.
+	KeepScattered
 )
+
+// scatterSector is the unit KeepScattered keeps or loses.
+const scatterSector = 512
 
 // CrashOptions says what a crash keeps beyond the durable state. The zero
 // value keeps nothing.
@@ -458,7 +466,10 @@ type CrashOptions struct {
 // the rest. Everything in the clone is durable; it has no open files, no
 // hook, and its OpCount starts at 0. It may be called from a hook.
 func (m *MemFS) CrashClone(opts CrashOptions) *MemFS {
-	if opts.Rand == nil && (opts.KeepUnsynced == KeepRandom || opts.KeepUnsyncedDirs == KeepRandom) {
+	if opts.KeepUnsyncedDirs == KeepScattered {
+		opts.KeepUnsyncedDirs = KeepRandom
+	}
+	if opts.Rand == nil && (opts.KeepUnsynced == KeepRandom || opts.KeepUnsynced == KeepScattered || opts.KeepUnsyncedDirs == KeepRandom) {
 		panic("vfs: CrashClone with KeepRandom needs CrashOptions.Rand")
 	}
 	m.mu.Lock()
@@ -507,7 +518,7 @@ func crashFile(f *memNode, opts *CrashOptions) *memNode {
 		b = f.synced
 	case KeepAll:
 		b = f.data
-	case KeepRandom:
+	case KeepRandom, KeepScattered:
 		r := opts.Rand
 		switch {
 		case f.overwritten:
@@ -515,6 +526,14 @@ func crashFile(f *memNode, opts *CrashOptions) *memNode {
 			b = f.synced
 			if r.IntN(2) == 1 {
 				b = f.data
+			}
+		case f.cut == len(f.synced) && opts.KeepUnsynced == KeepScattered:
+			// Appends only: synced plus a prefix of the tail, sectors lost.
+			b = bytes.Clone(f.data[:f.cut+r.IntN(len(f.data)-f.cut+1)])
+			for s := f.cut / scatterSector * scatterSector; s < len(b); s += scatterSector {
+				if r.IntN(2) == 0 {
+					clear(b[max(s, f.cut):min(s+scatterSector, len(b))])
+				}
 			}
 		case f.cut == len(f.synced):
 			// Appends only: synced plus a prefix of the tail.
