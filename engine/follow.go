@@ -748,10 +748,8 @@ func (v *conversation) followStep() error {
 // for the checkpoint that starts a new segment.
 func (v *conversation) feed(r *logfmt.Record, seg uint64) error {
 	f := v.fw.f
-	if seg != f.lastSeg && !v.fw.takingOver {
-		if err := v.checkUpgrade(); err != nil {
-			return err
-		}
+	if err := v.upgradeGate(seg); err != nil {
+		return err
 	}
 	if v.fw.checkpointer && f.lastSeg != 0 && seg > f.lastSeg && f.in.Manifest.Checkpoint < seg {
 		v.core.FollowerCheckpoint(seg) // skipped if the last one is still being written

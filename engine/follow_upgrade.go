@@ -31,6 +31,15 @@ import (
 // under way; the next step tries again.
 var errFollowHold = errors.New("follower: an upgrade is under way")
 
+// upgradeGate is checkUpgrade at the first record of a segment (seg is
+// the record's), except at promotion.
+func (v *conversation) upgradeGate(seg uint64) error {
+	if seg == v.fw.f.lastSeg || v.fw.takingOver {
+		return nil
+	}
+	return v.checkUpgrade()
+}
+
 // checkUpgrade reads the MANIFEST: errFollowHold while an upgrade is under
 // way, an errFollowAgain once the version moved past the one the app runs
 // (after telling the caller which build to run), else nil.
