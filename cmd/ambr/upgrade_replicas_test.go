@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,6 +86,10 @@ func oldBuild(t *testing.T, dir string) string {
 // "upgrader killed": the primary's ambr run is SIGKILLed while its new
 // build converts the state: a standby takes over on the old version,
 // nothing lost; a later upgrade works.
+//
+// "standby stalled through the upgrade": a standby SIGSTOPped while the
+// primary upgrades, then the primary killed and the standby resumed: it
+// takes over on the new build.
 func TestReplicaUpgrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes; go test without -short runs it")
@@ -203,6 +208,46 @@ func TestReplicaUpgrade(t *testing.T) {
 		client.stop()
 		for _, in := range rs.reps {
 			in.stop()
+		}
+		m := checkMovedOnce(t, rs.dir(), res.Build.SHA256)
+		checkReplayBothSides(t, home, m, k)
+	})
+
+	t.Run("standby stalled through the upgrade", func(t *testing.T) {
+		home, rs, client := start(t)
+		p := rs.primary(0)
+		standby := 1 - p.Replica
+		stalled := rs.reps[standby]
+		if err := stalled.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		code, res, stderr := upgradeTo(t, home, "server", v2)
+		if code != 0 || !res.OK || res.Version != 1 {
+			_ = stalled.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatalf("upgrade to server-v2: exit %d, %+v\n%s\n%s", code, res, stderr, rs.output())
+		}
+		// The primary dies; the standby wakes up on the old build, finds
+		// the lock free and the version moved: whether it sees the move as
+		// a follower or only once elected, it takes over on the new build.
+		rs.kill(p.Replica)
+		if err := stalled.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		if np := rs.primary(p.Epoch); np.Replica != standby {
+			t.Fatalf("replica %d took over; want the stalled standby %d\n%s", np.Replica, standby, rs.output())
+		}
+		rs.rejoin(p.Replica)
+		rs.onBuild(res.Build.Path)
+		checkExact(t, waitClient(t, client, rs.reps...).Results, k)
+		checkServerLog(t, rs.reps[0], map[string]int{"client": k})
+		client.stop()
+		for _, in := range rs.reps {
+			in.stop()
+		}
+		for _, line := range strings.Split(stalled.out.String(), "\n") {
+			if strings.Contains(line, "version 1") || strings.Contains(line, "primary") {
+				t.Logf("the stalled standby: %s", line)
+			}
 		}
 		m := checkMovedOnce(t, rs.dir(), res.Build.SHA256)
 		checkReplayBothSides(t, home, m, k)
