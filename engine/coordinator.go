@@ -591,6 +591,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 			}
 		}
 		v.core.FinishRecovery()
+		c.publishCommitted(v.core.NextSeq() - 1) // sealed and synced: standbys may follow it
 		c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
 	}
 	if app := c.app(); app.SHA256 != "" && app.SHA256 != v.manifest.App.SHA256 || app.Source != "" && v.manifest.App.Source == "" {

@@ -30,11 +30,17 @@ func (c *Core) Following() bool { return c.following }
 // followed keeps the own output stream in step with the records fed: the
 // self-calls they hold are logged, so the regenerated ones are dropped as
 // they come, and those already made are acknowledged.
+//
+// It also matches the points the output stream has reached already (a
+// record the app answers with nothing): a follower of an app that sends
+// little would otherwise keep every record it fed for the nondeterminism
+// report, for as long as it follows.
 func (c *Core) followed() {
 	c.loggedSelf = c.inWM[c.cfg.Name]
 	if s := c.outs[c.cfg.Name]; s != nil {
 		s.ack(c.loggedSelf)
 	}
+	c.checkExpectations()
 }
 
 // Promote makes a following Core a primary's: every committed record up to

@@ -26,11 +26,15 @@
 // and replays the log after it, cutting a torn tail (kept as .broken) and
 // never a valid record; every recovery continues in a new segment.
 //
-// Replicas (replica.go): with Options.Election, several coordinators share
-// one instance directory. Each waits as a standby until the Election makes
-// it primary; promotion raises the epoch, recovery then runs as above and
-// the MANIFEST seals the segment the predecessor wrote at the valid end it
-// read, before anything is written. The primary's LogWriter checks the
+// Replicas (replica.go, follow.go): with Options.Election, several
+// coordinators share one instance directory. Each is a hot standby until
+// the Election makes it primary: its app recovers from the newest
+// checkpoint and then follows the records the primary has committed
+// (COMMITTED), as a recovery that never ends. Promotion raises the epoch;
+// the standby feeds the rest of the log, and the MANIFEST seals the
+// segment the predecessor wrote at the valid end it read, before anything
+// is written; the app gets BecomingPrimary. With Options.Checkpointer a
+// replica follows for good and takes the checkpoints (core_follow.go). The primary's LogWriter checks the
 // epoch (a Fence) before every write and after every sync, and creates
 // files and writes the MANIFEST under the lock promotions take, so a
 // deposed primary writes nothing that counts and acknowledges nothing more.

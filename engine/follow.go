@@ -816,6 +816,7 @@ func (v *conversation) takeOver(p Primacy) error {
 		return fmt.Errorf("%w: seal the log at promotion: %w", ErrFatal, err)
 	}
 	v.manifest = &m
+	c.publishCommitted(f.last) // what it fed is history now: other standbys may follow it
 	segs, _ := layout.ListSegments(fsys, logDir)
 	ckpts, _ := layout.ListCheckpoints(fsys, logDir)
 	if err := v.core.Promote(max(lastOf(segs), lastOf(ckpts)) + 1); err != nil {

@@ -198,3 +198,36 @@ func TestFollowerFallsBehindRetention(t *testing.T) {
 		t.Fatalf("read: %v, want errFollowAgain", err)
 	}
 }
+
+// TestPrimaryAndCheckpointerShareCheckpoints: a checkpoint file the
+// checkpointer made is not rewritten by a primary that reaches the same
+// number, and a primary's MANIFEST write under the lock takes in the
+// checkpointer's newer checkpoint and retention, so it never names a
+// checkpoint retention deleted.
+func TestPrimaryAndCheckpointerShareCheckpoints(t *testing.T) {
+	f := newFollowFixture(t)
+	ck := &logfmt.Checkpoint{Number: 4, NextSeq: 9, State: []byte("checkpointer's")}
+	if err := writeCheckpointFile(vfs.Default(), f.logDir, ck, nil); err != nil {
+		t.Fatal(err)
+	}
+	fence := &switchFence{}
+	mine := &logfmt.Checkpoint{Number: 4, NextSeq: 9, State: []byte("primary's")}
+	if err := writeCheckpointFile(vfs.Default(), f.logDir, mine, fence); !errors.Is(err, errCheckpointExists) {
+		t.Fatalf("writeCheckpointFile over the checkpointer's: %v, want errCheckpointExists", err)
+	}
+	got, err := layout.ReadCheckpointFile(vfs.Default(), filepath.Join(f.logDir, layout.CheckpointName(4)))
+	if err != nil || string(got.State) != "checkpointer's" {
+		t.Fatalf("checkpoint 4 now %v (%v)", got, err)
+	}
+	// The checkpointer moved the MANIFEST to checkpoint 6, first segment 5;
+	// a promoted primary read it before that, at checkpoint 1.
+	disk := &logfmt.Manifest{Instance: "x", Checkpoint: 6, FirstSegment: 5, Epoch: 1}
+	if err := writeManifest(vfs.Default(), f.dir, disk); err != nil {
+		t.Fatal(err)
+	}
+	stale := &logfmt.Manifest{Instance: "x", Checkpoint: 1, FirstSegment: 1, Epoch: 2, Seals: map[uint64]int64{2: 10, 7: 99}}
+	mergeCheckpointer(vfs.Default(), f.dir, stale)
+	if stale.Checkpoint != 6 || stale.FirstSegment != 5 || len(stale.Seals) != 1 || stale.Seals[7] != 99 || stale.Epoch != 2 {
+		t.Fatalf("merged MANIFEST %+v", stale)
+	}
+}

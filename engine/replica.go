@@ -15,6 +15,8 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/gofrs/flock"
 	"golang.org/x/sys/unix"
+
+	"github.com/ambr-dev/ambr/engine/layout"
 )
 
 // Replicas of one instance share its directory; one of them, the primary,
@@ -481,6 +483,12 @@ func (c *Coordinator) sealRecovered(rec *recovered) error {
 		}
 	}
 	if _, sealed := m.Seals[rec.tailSeg]; rec.hasTail && !sealed {
+		// What the predecessor wrote and had not synced when it died is
+		// history from here on (it is replayed): durable before the seal
+		// names it.
+		if err := syncFile(c.opts.FS, filepath.Join(c.opts.Dir, layout.VersionDir(0), layout.SegmentName(rec.tailSeg))); err != nil {
+			return fmt.Errorf("%w: seal the log at promotion: %w", ErrFatal, err)
+		}
 		m.Seals[rec.tailSeg] = rec.tailEnd
 	}
 	m.Updated = c.opts.Now().UnixNano()

@@ -12,7 +12,8 @@ import (
 	"github.com/ambr-dev/ambr/engine/vfs"
 )
 
-// AMBROSIA's seven active/active scenarios (AmbrosiaTest/ActiveActive_Test.cs)
+// AMBROSIA's seven active/active scenarios (AmbrosiaTest/ActiveActive_Test.cs),
+// and an eighth under retention,
 // with real processes: three replicas of the counter server — two hot
 // standbys (one of them primary) and a checkpointer — and a client calling
 // Inc() through each kill. Every killed replica is restarted and rejoins.
@@ -29,8 +30,8 @@ const activeActiveSegment = "4096"
 // checkpointerReplica is the replica number of the checkpointer.
 const checkpointerReplica = 2
 
-func newActiveActive(t *testing.T, home string) *replicas {
-	rs := newReplicas(t, home, "server", 3, "--segment-size", activeActiveSegment)
+func newActiveActive(t *testing.T, home string, extra ...string) *replicas {
+	rs := newReplicas(t, home, "server", 3, append([]string{"--segment-size", activeActiveSegment}, extra...)...)
 	rs.reps[checkpointerReplica].extra = append(rs.reps[checkpointerReplica].extra, "--checkpointer")
 	return rs
 }
@@ -116,7 +117,10 @@ func TestActiveActive(t *testing.T) {
 		// start says which replicas run before the client starts (nil:
 		// all three).
 		start []int
-		kill  func(t *testing.T, rs *replicas, client *inst)
+		// retain runs the replicas with --retain 2: the checkpointer and
+		// the primary delete old segments under the standbys.
+		retain bool
+		kill   func(t *testing.T, rs *replicas, client *inst)
 	}{
 		{name: "kill primary", kill: func(t *testing.T, rs *replicas, _ *inst) {
 			p := rs.primary(0)
@@ -172,11 +176,26 @@ func TestActiveActive(t *testing.T) {
 			}
 			rs.rejoin(p.Replica)
 		}},
+		// Beyond AMBROSIA's seven: the same under retention.
+		{name: "kill primary then checkpointer, with retention", retain: true, kill: func(t *testing.T, rs *replicas, _ *inst) {
+			p := rs.primary(0)
+			rs.kill(p.Replica)
+			rs.primary(p.Epoch)
+			rs.rejoin(p.Replica)
+			rs.progressSeq(k / 2)
+			rs.kill(checkpointerReplica)
+			rs.progressSeq(2 * k / 3)
+			rs.rejoin(checkpointerReplica)
+		}},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			home := t.TempDir()
-			rs := newActiveActive(t, home)
+			var extra []string
+			if sc.retain {
+				extra = []string{"--retain", "2"}
+			}
+			rs := newActiveActive(t, home, extra...)
 			start := sc.start
 			if start == nil {
 				start = []int{0, 1, checkpointerReplica}
@@ -190,18 +209,35 @@ func TestActiveActive(t *testing.T) {
 			client := newInst(t, home, "client", counterBins.client, "--server", "server", "--count", strconv.Itoa(k), "--interval", "5ms")
 			client.start()
 			t.Cleanup(client.stop)
-			rs.progress(k / 3)
+			if sc.retain {
+				rs.progressSeq(k / 3) // retention drops the calls logged first
+			} else {
+				rs.progress(k / 3)
+			}
 			sc.kill(t, rs, client)
 			checkExact(t, waitClient(t, client, rs.reps...).Results, k)
-			checkServerLog(t, rs.reps[0], map[string]int{"client": k})
+			if !sc.retain {
+				checkServerLog(t, rs.reps[0], map[string]int{"client": k})
+			}
 			calls := rs.everyStandbyServes(home, k, rs.primary(0).Epoch)
 			client.stop()
 			for _, in := range rs.reps {
 				in.stop()
 			}
-			checkReplay(t, home, calls)
+			if !sc.retain {
+				checkReplay(t, home, calls)
+			}
 			if ck := checkReplayNewest(t, home, calls); ck < 2 {
 				t.Fatalf("the newest checkpoint is %d: nobody checkpointed as the log rolled\n%s", ck, rs.output())
+			}
+			if sc.retain {
+				m, err := layout.ReadManifest(vfs.Default(), rs.dir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.FirstSegment < 3 {
+					t.Fatalf("under --retain 2 the log still starts at segment %d: retention deleted nothing", m.FirstSegment)
+				}
 			}
 		})
 	}
@@ -234,4 +270,42 @@ func checkLsRoles(t *testing.T, home string) {
 		}
 	}
 	t.Fatalf("ambr ls --json shows no checkpointer:\n%s", out)
+}
+
+// progressSeq waits until the server's newest record is at least n + 1 (the
+// client calls one at a time: one record per call, after the
+// InitialMessage), read from the newest segment: under retention the
+// older ones, and the calls in them, are gone.
+func (r *replicas) progressSeq(n int) {
+	r.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(3 * time.Millisecond) {
+		if newestSeq(r.dir()) >= int64(n)+1 {
+			return
+		}
+	}
+	r.t.Fatalf("the server did not reach record %d\n%s", n+1, r.output())
+}
+
+func newestSeq(dir string) int64 {
+	in, err := layout.Open(vfs.Default(), dir)
+	if err != nil {
+		return 0
+	}
+	segs, err := in.Segments()
+	if err != nil || len(segs) == 0 {
+		return 0
+	}
+	lr, err := in.NewLogReader(segs[len(segs)-1])
+	if err != nil {
+		return 0
+	}
+	defer lr.Close()
+	var last int64
+	for {
+		rec, err := lr.Next()
+		if err != nil {
+			return last
+		}
+		last = rec.Seq
+	}
 }

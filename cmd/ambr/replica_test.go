@@ -19,6 +19,7 @@ import (
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
 )
 
 // The active/active scenarios: three replicas of the counter server share
@@ -148,16 +149,25 @@ func checkReplay(t *testing.T, home string, want int) {
 	}
 }
 
-// checkEpochs checks the MANIFEST's epoch and that seals were set.
+// checkEpochs checks the MANIFEST's epoch and that seals were set. The
+// newest primary may still be about to write its MANIFEST (its app
+// reconnecting: a client done before the last kill needs nothing of it):
+// it waits for that.
 func checkEpochs(t *testing.T, dir string, minEpoch uint64, minSeals int) {
 	t.Helper()
-	m, err := layout.ReadManifest(vfs.Default(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.ReadEpoch(dir)
-	if err != nil {
-		t.Fatal(err)
+	var m *logfmt.Manifest
+	var e uint64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var err error
+		if m, err = layout.ReadManifest(vfs.Default(), dir); err != nil {
+			t.Fatal(err)
+		}
+		if e, err = engine.ReadEpoch(dir); err != nil {
+			t.Fatal(err)
+		}
+		if m.Epoch == e || time.Now().After(deadline) {
+			break
+		}
 	}
 	if m.Epoch != e || e < minEpoch || len(m.Seals) < minSeals {
 		t.Fatalf("MANIFEST epoch %d, EPOCH %d, %d seals; want equal epochs ≥ %d and ≥ %d seals", m.Epoch, e, len(m.Seals), minEpoch, minSeals)
