@@ -72,6 +72,11 @@ type Options struct {
 	// failed (the app died or refused before its checkpoint); the instance
 	// then still holds the old version's state.
 	OnUpgrade func(err error)
+	// OnBuildMoved, if set, is called when a follower (a standby, the
+	// checkpointer) finds that the instance was upgraded to another build
+	// by its primary: the caller restarts the app with build, which then
+	// recovers from the newest (converted) checkpoint. See follow.go.
+	OnBuildMoved func(build logfmt.AppBuild)
 	// OnProblem, if set, is called when the link with a peer stops on a
 	// condition that needs an operator (lost acknowledged input), with a
 	// message that says what to do.
@@ -549,12 +554,16 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	for _, n := range rec.notes {
 		c.log.Warn("recovery: " + n)
 	}
+	up := c.takeUpgradeFor(conn.Pid)
+	rec.upgrading = up != nil
 	if err := c.sealRecovered(rec); err != nil {
+		if up != nil {
+			c.finishUpgrade(up, err)
+		}
 		return err
 	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
-	up := c.takeUpgradeFor(conn.Pid)
 	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism,
 		Upgrade: up != nil && !rec.fresh})
 	if rec.fresh {
@@ -568,6 +577,12 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		c.log.Info("first start")
 	} else {
 		v.manifest = rec.manifest
+		if !rec.upgrading && v.manifest.UpgradeVersion != v.manifest.Version {
+			// An upgrade under way when its replica died ended with it.
+			m := *v.manifest
+			m.UpgradeVersion = m.Version
+			v.manifest = &m
+		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartRecovery(rec.checkpoint, rec.newSegment)
 		for _, r := range rec.records {

@@ -582,6 +582,12 @@ type followState struct {
 	checkpointer bool
 	laterPeers   []string // links to make once primary
 	acksRead     time.Time
+	// version is the MANIFEST's version the follower started from: the
+	// version its app runs (see checkUpgrade). takingOver: the records
+	// are fed at promotion, which never holds.
+	version     uint32
+	takingOver  bool
+	upgradeRead time.Time
 }
 
 // serveFollowing serves an app as a hot standby (until elected) or as the
@@ -626,7 +632,7 @@ func (c *Coordinator) serveFollowing(ctx context.Context, conn AppConn) (err err
 	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
-	v.fw = &followState{f: newLogFollower(fsys, dir, m, ck), checkpointer: c.opts.Checkpointer}
+	v.fw = &followState{f: newLogFollower(fsys, dir, m, ck), checkpointer: c.opts.Checkpointer, version: m.Version}
 	defer v.fw.f.close()
 	v.manifest = m
 	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism, CommitterID: m.CommitterID})
@@ -710,6 +716,14 @@ func (v *conversation) followStep() error {
 		return nil // the app is behind: let it catch up first
 	}
 	f := v.fw.f
+	if time.Since(v.fw.upgradeRead) > checkpointerProbe {
+		// An idle instance that was upgraded: switch builds without
+		// waiting for the next record.
+		v.fw.upgradeRead = time.Now()
+		if err := v.checkUpgrade(); err != nil && !errors.Is(err, errFollowHold) {
+			return err
+		}
+	}
 	limit, err := f.committedLimit()
 	if err != nil {
 		return err
@@ -724,6 +738,9 @@ func (v *conversation) followStep() error {
 		}
 	}
 	_, _, err = f.read(limit, followBatch, v.feed)
+	if errors.Is(err, errFollowHold) {
+		return nil
+	}
 	return err
 }
 
@@ -731,6 +748,9 @@ func (v *conversation) followStep() error {
 // for the checkpoint that starts a new segment.
 func (v *conversation) feed(r *logfmt.Record, seg uint64) error {
 	f := v.fw.f
+	if err := v.upgradeGate(seg); err != nil {
+		return err
+	}
 	if v.fw.checkpointer && f.lastSeg != 0 && seg > f.lastSeg && f.in.Manifest.Checkpoint < seg {
 		v.core.FollowerCheckpoint(seg) // skipped if the last one is still being written
 	}
@@ -749,6 +769,14 @@ func (v *conversation) takeOver(p Primacy) error {
 	if err := f.refresh(); err != nil {
 		return fmt.Errorf("%w: take over: %w", ErrFatal, err)
 	}
+	if f.in.Manifest.Version != v.fw.version {
+		// Upgraded since this app started following: the new build
+		// recovers, as the primary, from the converted checkpoint.
+		return c.buildMoved(f.in.Manifest)
+	}
+	// An upgrade the dead primary had under way ended with it: its
+	// records are history on the old build, which runs on.
+	v.fw.takingOver = true
 	for {
 		_, eof, err := f.read(-1, followBatch, v.feed)
 		if err != nil {
@@ -762,6 +790,7 @@ func (v *conversation) takeOver(p Primacy) error {
 	logDir := filepath.Join(dir, layout.VersionDir(0))
 	m := *f.in.Manifest
 	m.Epoch = p.Epoch()
+	m.UpgradeVersion = m.Version
 	m.Seals = make(map[uint64]int64, len(f.in.Manifest.Seals)+1)
 	for n, l := range f.in.Manifest.Seals {
 		if n >= m.FirstSegment {

@@ -24,6 +24,9 @@ type recovered struct {
 	newSegment uint64
 	// notes says what recovery had to do (torn tail cut, checkpoint skipped).
 	notes []string
+	// upgrading: the recovery ends in an upgrade (set by the caller, for
+	// sealRecovered).
+	upgrading bool
 	// tail is the last segment and where its valid part ends (after a
 	// torn tail was cut): what a promoted replica seals. hasTail is false
 	// when no segment follows the checkpoint.

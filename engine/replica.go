@@ -460,8 +460,9 @@ func (c *Coordinator) deposed(err error) error {
 }
 
 // sealRecovered makes what recovery found the log of this epoch, before
-// anything is written: the MANIFEST gets the epoch and the seal of the last
-// segment at the valid end recovery read to. A segment sealed already
+// anything is written: the MANIFEST gets the epoch, whether an upgrade is
+// under way, and the seal of the last segment at the valid end recovery
+// read to. A segment sealed already
 // keeps its seal. Once this MANIFEST is durable, nothing a deposed primary
 // appends to that segment is read by anyone.
 func (c *Coordinator) sealRecovered(rec *recovered) error {
@@ -470,6 +471,11 @@ func (c *Coordinator) sealRecovered(rec *recovered) error {
 	}
 	m := *rec.manifest
 	m.Epoch = c.primacy.Epoch()
+	// Followers hold at the upgrade's first record until it ends (follow.go).
+	m.UpgradeVersion = m.Version
+	if rec.upgrading {
+		m.UpgradeVersion++
+	}
 	m.Seals = make(map[uint64]int64, len(rec.manifest.Seals)+1)
 	for n, l := range rec.manifest.Seals {
 		if n >= m.FirstSegment {

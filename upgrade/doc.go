@@ -26,6 +26,29 @@
 // version moved). After an upgrade, BuildFor lets the command that started
 // the old build recover the instance with its current build.
 //
+// With replicas, the primary's run takes the request (Live.MayTake) and
+// upgrades exactly as above; its recovery writes UpgradeVersion =
+// Version+1 into the MANIFEST before it logs anything. The followers (the
+// standbys, the checkpointer) hold before the first record of the
+// upgrade's segment while that lasts, and once the version moved each
+// switches its app to the new build (engine.Options.OnBuildMoved,
+// Live.Moved), which recovers from the converted checkpoint:
+//
+//	primary (ambr run, Live)             MANIFEST                 standbys, checkpointer
+//	  take UPGRADE, Switch to new build
+//	  recover: seal ───────────────────► v0, upgrade_version 1 ─► hold at segment K
+//	  UpgradeTakeCheckpoint, convert,
+//	  checkpoint K durable ────────────► v1, builds += new ─────► Switch to the new build,
+//	                                                               follow from checkpoint K
+//
+// A failed upgrade brings the primary's old build back, whose recovery
+// puts UpgradeVersion back; a standby that takes over from a primary that
+// died mid-upgrade does the same (or, had the version moved, recovers on
+// the new build). The followers' hold is what keeps an old build from
+// ever running the new build's records. AMBROSIA's form — the new build
+// joins as a standby and the primary steps down for it — is not there yet;
+// it would save the upgrading primary's replay, not its conversion.
+//
 // The upgrade test (Test) is the same take-over read-only: the candidate
 // gets the checkpoint where the current version's history begins,
 // UpgradeService (convert now, then run the new code), and the recorded

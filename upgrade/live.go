@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine"
@@ -195,7 +196,16 @@ type Live struct {
 	c         *engine.Coordinator
 	child     *supervise.Child
 	log       *slog.Logger
-	current   logfmt.AppBuild
+
+	// MayTake, if set, says whether this run may take a request now: a
+	// replica's run takes one only while it is primary (see Moved).
+	MayTake func() bool
+	// OnSwitched, if set, is told the build the app runs after an upgrade
+	// this run made (for its status).
+	OnSwitched func(logfmt.AppBuild)
+
+	mu      sync.Mutex
+	current logfmt.AppBuild
 
 	outcome chan error
 	exits   chan supervise.AppRun // app starts that ended, for a failed upgrade's message
@@ -241,7 +251,8 @@ func lastWords(run supervise.AppRun) string {
 // instance) is begun at once, so the first app start already is the new
 // build. It returns at once; the requests are served in the background.
 func (u *Live) Serve(ctx context.Context, c *engine.Coordinator, child *supervise.Child, log *slog.Logger, current logfmt.AppBuild) {
-	u.c, u.child, u.log, u.current = c, child, log, current
+	u.c, u.child, u.log = c, child, log
+	u.setCurrent(current)
 	var first *Request
 	if req, res, ok := u.take(); ok {
 		if res != nil {
@@ -254,7 +265,7 @@ func (u *Live) Serve(ctx context.Context, c *engine.Coordinator, child *supervis
 	}
 	go func() {
 		if first != nil {
-			u.answer(u.finish(ctx, *first, u.current))
+			u.answer(u.finish(ctx, *first, u.build()))
 		}
 		for {
 			select {
@@ -267,7 +278,7 @@ func (u *Live) Serve(ctx context.Context, c *engine.Coordinator, child *supervis
 				continue
 			}
 			if res == nil {
-				old := u.current
+				old := u.build()
 				u.begin(*req)
 				r := u.finish(ctx, *req, old)
 				res = &r
@@ -277,8 +288,40 @@ func (u *Live) Serve(ctx context.Context, c *engine.Coordinator, child *supervis
 	}()
 }
 
+// Moved tells a replica's Live that its app now runs build: the instance
+// was upgraded by another replica, its primary (engine.Options.OnBuildMoved).
+//
+// With replicas, the upgrade is taken by the primary's run (MayTake): its
+// app switches to the new build, which recovers from the newest checkpoint
+// as the primary, converts and checkpoints, exactly as a single instance
+// does; meanwhile the standbys and the checkpointer hold before the
+// upgrade's records, and once the version moved they switch their apps to
+// the new build, which recovers from the converted checkpoint. A failed
+// upgrade brings the primary's old build back; the followers never left
+// it. If the primary's run dies during the upgrade, a standby takes over
+// on the old build (or, if the version had moved, on the new one).
+func (u *Live) Moved(build logfmt.AppBuild) {
+	build.Args = u.build().Args
+	u.setCurrent(build)
+}
+
+func (u *Live) build() logfmt.AppBuild {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.current
+}
+
+func (u *Live) setCurrent(b logfmt.AppBuild) {
+	u.mu.Lock()
+	u.current = b
+	u.mu.Unlock()
+}
+
 // take takes the waiting request, if any: res is set when it is damaged.
 func (u *Live) take() (*Request, *Result, bool) {
+	if u.MayTake != nil && !u.MayTake() {
+		return nil, nil, false
+	}
 	b, err := os.ReadFile(filepath.Join(u.dir, RequestFile))
 	if err != nil {
 		return nil, nil, false
@@ -305,7 +348,7 @@ func (u *Live) answer(res Result) {
 // begin makes the next recovery an upgrade to the new build and switches
 // the app to it (killing the running one).
 func (u *Live) begin(req Request) {
-	req.Build.Args = u.current.Args
+	req.Build.Args = u.build().Args
 	for len(u.outcome) > 0 {
 		<-u.outcome
 	}
@@ -334,7 +377,10 @@ func (u *Live) finish(ctx context.Context, req Request, old logfmt.AppBuild) Res
 	}
 	if err == nil {
 		u.child.EndTrial()
-		u.current = req.Build
+		u.setCurrent(req.Build)
+		if u.OnSwitched != nil {
+			u.OnSwitched(req.Build)
+		}
 		res.OK = true
 		return res
 	}

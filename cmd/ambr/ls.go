@@ -125,7 +125,9 @@ lost acknowledged input (all are listed first); 2 the home cannot be read.`,
 				if v.UpgradeFailed != "" && v.UpgradePending == "" {
 					fmt.Fprintf(g.stdout, "%s: %s (it runs on at version %d)\n", v.Name, v.UpgradeFailed, v.Version)
 				}
-				if v.UpgradePending != "" {
+				if v.UpgradePending != "" && len(v.Replicas) > 0 {
+					fmt.Fprintf(g.stdout, "%s: upgrade to %s waiting for a primary replica to take it (a standby or the checkpointer never does; ambr upgrade %s --cancel withdraws it)\n", v.Name, v.UpgradePending, v.Name)
+				} else if v.UpgradePending != "" {
 					fmt.Fprintf(g.stdout, "%s: upgrade to %s waiting for its next start (ambr upgrade %s --cancel withdraws it)\n", v.Name, v.UpgradePending, v.Name)
 				}
 			}

@@ -70,6 +70,13 @@ func (f *runStatusFile) remove() {
 	supervise.RemoveReplicaStatus(f.dir, f.replica)
 }
 
+// isPrimary says whether the replica runs as primary now.
+func (f *runStatusFile) isPrimary() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.role == "primary"
+}
+
 func (f *runStatusFile) setRole(role string, epoch uint64) {
 	f.mu.Lock()
 	f.role, f.epoch = role, epoch

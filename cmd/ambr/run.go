@@ -289,11 +289,15 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	setProblem := func(peer, msg string) {} // replaced once the status exists
 	up := upgrade.NewLive(dir, name)
 	statusFile := &runStatusFile{dir: dir, replica: o.replica}
-	roleChanged := func() {} // replaced once the status exists
+	roleChanged := func() {}               // replaced once the status exists
+	buildMoved := func(logfmt.AppBuild) {} // replaced once the status exists
+	// A replica takes upgrade requests only while it is primary (see
+	// upgrade.Live.Moved).
+	up.MayTake = func() bool { return o.replica < 0 || statusFile.isPrimary() }
 	opts := engine.Options{Dir: dir, Name: name, Listener: l, SegmentSize: o.segmentSize,
 		Nondeterminism: nondeterminism, App: build, Logger: logger, Retain: o.retain, Registry: registry, FS: fsys,
 		PlaintextPeers: o.peerTLS == "off", AppBudget: budget, PeerTLS: peerID, PeerAddr: o.peerAddr, OnProblem: func(peer, msg string) { setProblem(peer, msg) },
-		OnAppGone: onAppGone, OnUpgrade: up.OnUpgrade}
+		OnAppGone: onAppGone, OnUpgrade: up.OnUpgrade, OnBuildMoved: func(b logfmt.AppBuild) { buildMoved(b) }}
 	replicaOptions(&opts, dir, o.replica, o.leaseTTL, logger, statusFile, func() { roleChanged() })
 	if o.checkpointer {
 		opts.Election, opts.Checkpointer = nil, true
@@ -314,6 +318,16 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	setStatus(func(*supervise.RunStatus) {})
 	defer statusFile.remove()
 	roleChanged = func() { setStatus(func(*supervise.RunStatus) {}) }
+	up.OnSwitched = func(b logfmt.AppBuild) { setStatus(func(s *supervise.RunStatus) { s.App = b.Path }) }
+	buildMoved = func(b logfmt.AppBuild) {
+		if o.externalApp {
+			logger.Warn("the instance was upgraded by its primary: restart your app with its new build; until then it cannot follow", "build", b.Source, "path", b.Path)
+			return
+		}
+		up.Moved(b)
+		setStatus(func(s *supervise.RunStatus) { s.App = b.Path })
+		child.Switch(b.Path, false)
+	}
 	setProblem = func(peer, msg string) {
 		setStatus(func(s *supervise.RunStatus) {
 			if s.Problems == nil {
@@ -328,12 +342,12 @@ func runImmortal(parent context.Context, g *globals, app string, appArgs []strin
 	defer cancel()
 	icErr := make(chan error, 1)
 	go func() { icErr <- c.Run(runCtx) }()
-	// Live upgrades of replicas (the upgrader joins as a standby, the
-	// primary steps down for it) are not there yet: one replica only.
-	if !o.externalApp && o.replica < 0 {
+	// Live upgrades: of one replica, or (MayTake) by the primary of
+	// several, whose followers then switch builds (buildMoved).
+	if !o.externalApp {
 		up.Serve(runCtx, c, child, logger, build)
 	} else if req, ok := upgrade.Pending(dir); ok {
-		logger.Warn("an upgrade waits for this instance, but a run with --replica or --external-app cannot switch its build: it stays waiting (ambr upgrade NAME --cancel withdraws it)", "to", req.Build.Source)
+		logger.Warn("an upgrade waits for this instance, but a run with --external-app cannot switch its build: it stays waiting (ambr upgrade NAME --cancel withdraws it)", "to", req.Build.Source)
 	}
 	child.Env = append(l.Env(), engine.EnvInstance+"="+name)
 	child.OnStart = func(pid int) {

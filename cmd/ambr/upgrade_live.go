@@ -21,11 +21,33 @@ func runLiveUpgrade(cmd *cobra.Command, g *globals, name, to string, timeout tim
 	if err != nil {
 		return usageErrorf("no instance %q (%v); 'ambr ls' lists them", name, err)
 	}
-	if len(supervise.ReadReplicaStatuses(dir)) > 0 {
-		return usageErrorf("%s runs as replicas: a live upgrade of replicas (the new build joining as a standby) is not there yet; upgrade a single-replica instance, or check the build with 'ambr upgrade test'", m.Instance)
-	}
+	// With replicas the primary's ambr run takes the request (see
+	// upgrade.Live.Moved): its id is the one the answer must come from.
+	replicated := len(supervise.ReadReplicaStatuses(dir)) > 0
 	st, running := supervise.ReadRunStatus(dir)
-	if running && st.App == "" {
+	runID := func() (string, bool) {
+		st, ok := supervise.ReadRunStatus(dir)
+		return fmt.Sprint(st.ICPid, "/", st.Started), ok
+	}
+	if replicated {
+		running = true
+		for _, r := range supervise.ReadReplicaStatuses(dir) {
+			if r.App == "" {
+				return usageErrorf("%s runs replica %d with --external-app: its app is yours to restart; ambr cannot switch its build", m.Instance, r.Replica)
+			}
+		}
+		lastPrimary := ""
+		runID = func() (string, bool) {
+			rs := supervise.ReadReplicaStatuses(dir)
+			for _, r := range rs {
+				if r.Role == "primary" {
+					lastPrimary = fmt.Sprint(r.Replica, "/", r.ICPid, "/", r.Started)
+				}
+			}
+			// Between two primaries, the last one counts.
+			return lastPrimary, len(rs) > 0
+		}
+	} else if running && st.App == "" {
 		return usageErrorf("%s runs with --external-app: its app is yours to restart; ambr cannot switch its build", m.Instance)
 	}
 	build, err := supervise.Resolve(cmd.Context(), to, g.Home(), g.stderr)
@@ -51,13 +73,24 @@ func runLiveUpgrade(cmd *cobra.Command, g *globals, name, to string, timeout tim
 		return nil
 	}
 	fmt.Fprintf(g.stderr, "asked %s (version %d) to upgrade to %s; the new build recovers on the old code, converts the state and checkpoints it…\n", m.Instance, m.Version, to)
-	res, err := upgrade.Wait(cmd.Context(), dir, req, upgrade.WaitOptions{Timeout: timeout,
-		Run: func() (string, bool) {
-			st, ok := supervise.ReadRunStatus(dir)
-			return fmt.Sprint(st.ICPid, "/", st.Started), ok
-		},
-		Waiting: func() { fmt.Fprintf(g.stderr, "still waiting for %s…\n", m.Instance) }})
+	if replicated {
+		fmt.Fprintf(g.stderr, "%s runs as replicas: its primary upgrades; the standbys and the checkpointer switch to the new build once the version moves\n", m.Instance)
+	}
+	res, err := upgrade.Wait(cmd.Context(), dir, req, upgrade.WaitOptions{Timeout: timeout, Run: runID,
+		Waiting: func() {
+			if id, _ := runID(); replicated && id == "" {
+				fmt.Fprintf(g.stderr, "still waiting for %s: none of its replicas is primary (a checkpointer never takes an upgrade; start a replica with ambr run … --replica N)…\n", m.Instance)
+				return
+			}
+			fmt.Fprintf(g.stderr, "still waiting for %s…\n", m.Instance)
+		}})
 	switch {
+	case errors.Is(err, upgrade.ErrStopped) && replicated:
+		now := m.Version
+		if m, err := layout.ReadManifest(vfsDefault(), dir); err == nil {
+			now = m.Version
+		}
+		return problemErrorf("%s's primary stopped before answering the upgrade request; another replica runs on at version %d (from version %d: %s); 'ambr ls' shows it, retry if the version did not move", m.Instance, now, m.Version, map[bool]string{true: "the upgrade took effect", false: "nothing changed"}[now != m.Version])
 	case errors.Is(err, upgrade.ErrStopped):
 		return problemErrorf("%s stopped before answering the upgrade request; run it again (its usual command) and retry; 'ambr ls' shows its version", m.Instance)
 	case errors.Is(err, upgrade.ErrNoAnswer):

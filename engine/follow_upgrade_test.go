@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"errors"
+	"log/slog"
+	"testing"
+
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+)
+
+// TestFollowerHoldsAcrossAnUpgradeAndSwitchesBuilds: a follower holds at
+// the first record of the segment an upgrading primary starts, goes on
+// when the upgrade failed, and stops (naming the new build) when it moved
+// the version.
+func TestFollowerHoldsAcrossAnUpgradeAndSwitchesBuilds(t *testing.T) {
+	f := newFollowFixture(t)
+	lf := f.follower()
+	var moved []logfmt.AppBuild
+	v := &conversation{c: &Coordinator{opts: Options{FS: vfs.Default(), Dir: f.dir, App: logfmt.AppBuild{SHA256: "old"},
+		OnBuildMoved: func(b logfmt.AppBuild) { moved = append(moved, b) }}, log: slog.Default()},
+		fw: &followState{f: lf}}
+	gated := func() (seqs []int64, err error) {
+		limit, err := lf.committedLimit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = lf.read(limit, followBatch, func(r *logfmt.Record, seg uint64) error {
+			if err := v.upgradeGate(seg); err != nil {
+				return err
+			}
+			seqs = append(seqs, r.Seq)
+			return nil
+		})
+		return seqs, err
+	}
+	write := func(m logfmt.Manifest) {
+		m.Instance, m.Checkpoint, m.FirstSegment, m.Epoch = "x", 1, 1, 1
+		if err := writeManifest(vfs.Default(), f.dir, &m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.write(1, "a", 1, 2, 3)
+	f.commit(1, 3)
+	if got, err := gated(); err != nil || len(got) != 3 {
+		t.Fatalf("fed %v (%v), want 1..3", got, err)
+	}
+	// The primary recovers with an upgrade: UpgradeVersion 1 before its
+	// new segment's first record. The follower holds there.
+	write(logfmt.Manifest{Version: 0, UpgradeVersion: 1, App: logfmt.AppBuild{SHA256: "old"}})
+	f.write(2, "b", 4, 5)
+	f.commit(1, 5)
+	if got, err := gated(); !errors.Is(err, errFollowHold) || len(got) != 0 {
+		t.Fatalf("fed %v (%v) during the upgrade; want a hold before record 4", got, err)
+	}
+	// The upgrade failed: the old build's recovery puts UpgradeVersion
+	// back, and segment 2's records are the old build's to run.
+	write(logfmt.Manifest{Version: 0, UpgradeVersion: 0, App: logfmt.AppBuild{SHA256: "old"}})
+	if got, err := gated(); err != nil || len(got) != 2 || got[0] != 4 {
+		t.Fatalf("fed %v (%v) after the failed upgrade, want 4, 5", got, err)
+	}
+	// A good upgrade moves the version: the follower stops before the new
+	// build's records and names the build to switch to.
+	write(logfmt.Manifest{Version: 0, UpgradeVersion: 1, App: logfmt.AppBuild{SHA256: "old"}})
+	f.write(3, "c", 6)
+	f.commit(1, 6)
+	if _, err := gated(); !errors.Is(err, errFollowHold) {
+		t.Fatalf("%v, want a hold", err)
+	}
+	write(logfmt.Manifest{Version: 1, UpgradeVersion: 1, App: logfmt.AppBuild{SHA256: "new", Path: "/bin/new"}})
+	if got, err := gated(); !errors.Is(err, errFollowAgain) || len(got) != 0 {
+		t.Fatalf("fed %v (%v) after the version moved; want errFollowAgain before record 6", got, err)
+	}
+	if len(moved) != 1 || moved[0].Path != "/bin/new" || v.c.app().SHA256 != "new" {
+		t.Fatalf("OnBuildMoved got %+v, app %+v; want the new build once", moved, v.c.app())
+	}
+}
