@@ -603,6 +603,7 @@ func (c *Coordinator) serveFollowing(ctx context.Context, conn AppConn) (err err
 	}
 	var m *logfmt.Manifest
 	var ck *logfmt.Checkpoint
+	told := false
 	for {
 		var notes []string
 		if m, ck, notes, err = followStart(fsys, dir); err != nil {
@@ -615,6 +616,12 @@ func (c *Coordinator) serveFollowing(ctx context.Context, conn AppConn) (err err
 			break
 		}
 		// No first start yet: wait for the primary's.
+		if !told && c.opts.Checkpointer {
+			// A lone checkpointer would otherwise wait in silence, and
+			// ambr ls lists no instance until a primary starts it.
+			c.log.Info(fmt.Sprintf("replica %d: waiting for the instance's first start: a checkpointer never starts an instance; run another replica without --checkpointer", c.opts.Replica))
+			told = true
+		}
 		select {
 		case e := <-elected:
 			p, err := c.electedOr(e)
