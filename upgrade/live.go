@@ -95,11 +95,19 @@ func Cancel(dir string) bool {
 	return os.Remove(filepath.Join(dir, RequestFile)) == nil
 }
 
+// withdraw withdraws req if it is the request waiting in dir, and leaves a
+// request another `ambr upgrade` asked for in its place alone.
+func withdraw(dir string, req Request) {
+	if p, ok := Pending(dir); ok && p.Requested == req.Requested {
+		Cancel(dir)
+	}
+}
+
 // Ask writes an upgrade request for build into dir (replacing one not yet
 // taken) and returns it; an `ambr run` of the instance takes it at once,
-// or when it next starts.
+// or when it next starts. The answer to an earlier request stays where its
+// Wait finds it (a Result names the request it answers).
 func Ask(dir string, build logfmt.AppBuild) (Request, error) {
-	_ = os.Remove(filepath.Join(dir, ResultFile))
 	req := Request{Build: build, Requested: time.Now().UnixNano()}
 	if err := writeJSONFile(filepath.Join(dir, RequestFile), req); err != nil {
 		return req, fmt.Errorf("upgrade: write the request: %w", err)
@@ -114,6 +122,10 @@ var (
 	ErrStopped = errors.New("upgrade: the instance stopped before answering")
 	// ErrNoAnswer: no answer in time; the request is withdrawn.
 	ErrNoAnswer = errors.New("upgrade: no answer in time")
+	// ErrSuperseded: another request (another `ambr upgrade` of the
+	// instance) replaced this one before any run took it; that one is
+	// left waiting.
+	ErrSuperseded = errors.New("upgrade: another upgrade request replaced this one before the instance took it")
 )
 
 // WaitOptions configure Wait.
@@ -130,7 +142,8 @@ type WaitOptions struct {
 // Wait waits for the answer to req in dir. The request is taken by
 // whichever run of the instance runs; if that run ends before it answers
 // (or none runs), Wait withdraws a request not yet taken and returns
-// ErrStopped: the MANIFEST then says whether the version moved.
+// ErrStopped: the MANIFEST then says whether the version moved. It never
+// withdraws a request but req.
 func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, error) {
 	resultPath := filepath.Join(dir, ResultFile)
 	answered := func() (Result, bool, error) {
@@ -160,20 +173,29 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 		if o.Run != nil {
 			id, running = o.Run()
 		}
-		_, pending := Pending(dir)
+		p, pending := Pending(dir)
+		// Another request waits where this one was, and this one was
+		// never seen taken: another ambr upgrade replaced it.
+		replaced := pending && p.Requested != req.Requested && taker == ""
 		switch {
 		case !running, !pending && taker != "" && id != taker:
 			// It may have answered just before it stopped.
 			if res, ok, err := answered(); ok || err != nil {
 				return res, err
 			}
-			Cancel(dir)
+			if replaced {
+				return Result{}, ErrSuperseded
+			}
+			withdraw(dir, req)
 			return Result{}, ErrStopped
 		case !pending && taker == "":
 			taker = id
 		}
 		if time.Now().After(deadline) {
-			Cancel(dir)
+			if replaced {
+				return Result{}, ErrSuperseded
+			}
+			withdraw(dir, req)
 			return Result{}, ErrNoAnswer
 		}
 		if o.Waiting != nil && time.Since(last) > 5*time.Second {

@@ -85,3 +85,48 @@ func TestWaitRunEnds(t *testing.T) {
 		t.Fatalf("Wait = %+v, %v; want the answer", res, err)
 	}
 }
+
+// TestWaitTwoAtOnce: two `ambr upgrade` of one instance at once. The second
+// request replaces the first before any run takes it; the first one's Wait
+// then gives up, and must neither withdraw the second one's request nor
+// say that the run did not answer. And a request asked while an answer
+// to another is on its way must not delete that answer.
+func TestWaitTwoAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Ask(dir, logfmt.AppBuild{Path: "/bin/v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Ask(dir, logfmt.AppBuild{Path: "/bin/v3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Requested == a.Requested {
+		b.Requested++
+		if err := writeJSONFile(filepath.Join(dir, RequestFile), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	running := func() (string, bool) { return "run-1", true }
+	_, err = Wait(context.Background(), dir, a, WaitOptions{Timeout: 300 * time.Millisecond, Run: running})
+	if !errors.Is(err, ErrSuperseded) {
+		t.Errorf("Wait(first) = %v, want ErrSuperseded", err)
+	}
+	if p, ok := Pending(dir); !ok || p.Requested != b.Requested {
+		t.Fatalf("after the first Wait gave up, Pending = %+v, %v; want the second request still waiting", p, ok)
+	}
+
+	// The run takes b and answers it; a third request comes before b's
+	// Wait has read the answer.
+	os.Remove(filepath.Join(dir, RequestFile))
+	if err := writeJSONFile(filepath.Join(dir, ResultFile), Result{Instance: "s", OK: true, Version: 2, Requested: b.Requested}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ask(dir, logfmt.AppBuild{Path: "/bin/v4"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Wait(context.Background(), dir, b, WaitOptions{Timeout: time.Minute, Run: running})
+	if err != nil || !res.OK || res.Version != 2 {
+		t.Fatalf("Wait(second) = %+v, %v; want its answer", res, err)
+	}
+}
