@@ -215,7 +215,7 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 // the new build fails before its converted checkpoint is durable.
 type Live struct {
 	dir, name string
-	c         *engine.Coordinator
+	c         coordinator
 	child     *supervise.Child
 	log       *slog.Logger
 
@@ -231,6 +231,12 @@ type Live struct {
 
 	outcome chan error
 	exits   chan supervise.AppRun // app starts that ended, for a failed upgrade's message
+}
+
+// coordinator is what Live uses of the *engine.Coordinator.
+type coordinator interface {
+	PrepareUpgrade(logfmt.AppBuild)
+	CancelUpgrade() bool
 }
 
 // NewLive returns the live-upgrade side of the run of instance name in
@@ -382,20 +388,36 @@ func (u *Live) begin(req Request) {
 	u.child.Switch(req.Build.Path, true)
 }
 
+// connectTimeout is how long finish waits for the new build to connect.
+var connectTimeout = 2 * time.Minute
+
 // finish waits for the outcome of the upgrade begun to req: the new build
 // stays, or old comes back.
 func (u *Live) finish(ctx context.Context, req Request, old logfmt.AppBuild) Result {
 	req.Build.Args = old.Args
 	res := Result{Instance: u.name, Requested: req.Requested, Build: req.Build}
 	var err error
-	select {
-	case err = <-u.outcome:
-	case <-time.After(2 * time.Minute):
-		u.c.CancelUpgrade()
-		err = errors.New("the new build did not connect within 2 minutes")
-	case <-ctx.Done():
-		u.c.CancelUpgrade()
-		err = errors.New("ambr run is stopping")
+	connect := time.After(connectTimeout)
+wait:
+	for {
+		select {
+		case err = <-u.outcome:
+		case <-connect:
+			if !u.c.CancelUpgrade() {
+				// The new build connected and is converting (a large
+				// state can take long): its outcome decides, not the
+				// clock. Switching back now would kill it mid-upgrade
+				// and report that it never connected.
+				u.log.Info("live upgrade: the new build connected and is still converting its state; waiting for its checkpoint")
+				connect = nil
+				continue
+			}
+			err = fmt.Errorf("the new build did not connect within %v", connectTimeout)
+		case <-ctx.Done():
+			u.c.CancelUpgrade()
+			err = errors.New("ambr run is stopping")
+		}
+		break wait
 	}
 	if err == nil {
 		u.child.EndTrial()

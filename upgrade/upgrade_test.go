@@ -3,11 +3,14 @@ package upgrade
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/logfmt"
 )
 
@@ -128,5 +131,37 @@ func TestWaitTwoAtOnce(t *testing.T) {
 	res, err := Wait(context.Background(), dir, b, WaitOptions{Timeout: time.Minute, Run: running})
 	if err != nil || !res.OK || res.Version != 2 {
 		t.Fatalf("Wait(second) = %+v, %v; want its answer", res, err)
+	}
+}
+
+// takenCoordinator is a coordinator whose app connection has taken the
+// upgrade: CancelUpgrade has nothing to withdraw (and says it was called).
+type takenCoordinator struct{ cancelled chan struct{} }
+
+func (takenCoordinator) PrepareUpgrade(logfmt.AppBuild) {}
+func (c takenCoordinator) CancelUpgrade() bool {
+	close(c.cancelled)
+	return false
+}
+
+// TestFinishSlowConversion: a new build that connected in time but takes
+// longer than the connect timeout to convert and checkpoint its state is
+// not switched back (which would kill it mid-upgrade and report that it
+// never connected): its outcome decides.
+func TestFinishSlowConversion(t *testing.T) {
+	defer func(d time.Duration) { connectTimeout = d }(connectTimeout)
+	connectTimeout = time.Millisecond
+	u := NewLive(t.TempDir(), "s")
+	c := takenCoordinator{cancelled: make(chan struct{})}
+	u.c, u.child, u.log = c, &supervise.Child{}, slog.New(slog.NewTextHandler(io.Discard, nil))
+	old := logfmt.AppBuild{Path: "/bin/v1"}
+	u.setCurrent(old)
+	go func() {
+		<-c.cancelled // the connect timeout passed
+		u.OnUpgrade(nil)
+	}()
+	res := u.finish(context.Background(), Request{Build: logfmt.AppBuild{Path: "/bin/v2"}, Requested: 1}, old)
+	if !res.OK || u.build().Path != "/bin/v2" {
+		t.Fatalf("finish = %+v, build %s; want the upgrade that connected to succeed", res, u.build().Path)
 	}
 }
