@@ -122,6 +122,9 @@ var (
 	ErrStopped = errors.New("upgrade: the instance stopped before answering")
 	// ErrNoAnswer: no answer in time; the request is withdrawn.
 	ErrNoAnswer = errors.New("upgrade: no answer in time")
+	// ErrUnderWay: the run took the request and has not answered in time
+	// (a new build converting a large state); the upgrade goes on.
+	ErrUnderWay = errors.New("upgrade: taken, and still under way")
 	// ErrSuperseded: another request (another `ambr upgrade` of the
 	// instance) replaced this one before any run took it; that one is
 	// left waiting.
@@ -194,6 +197,9 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 		if time.Now().After(deadline) {
 			if replaced {
 				return Result{}, ErrSuperseded
+			}
+			if taker != "" {
+				return Result{}, ErrUnderWay
 			}
 			withdraw(dir, req)
 			return Result{}, ErrNoAnswer

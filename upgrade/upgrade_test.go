@@ -165,3 +165,19 @@ func TestFinishSlowConversion(t *testing.T) {
 		t.Fatalf("finish = %+v, build %s; want the upgrade that connected to succeed", res, u.build().Path)
 	}
 }
+
+// TestWaitTakenNoAnswer: a request the run took and has not answered in
+// time is still under way: Wait says so (not ErrNoAnswer, whose advice is
+// to restart the run).
+func TestWaitTakenNoAnswer(t *testing.T) {
+	dir := t.TempDir()
+	req, err := Ask(dir, logfmt.AppBuild{Path: "/bin/v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Cancel(dir) // the run took it
+	_, err = Wait(context.Background(), dir, req, WaitOptions{Timeout: 200 * time.Millisecond, Run: func() (string, bool) { return "run-1", true }})
+	if !errors.Is(err, ErrUnderWay) {
+		t.Fatalf("Wait = %v, want ErrUnderWay", err)
+	}
+}
