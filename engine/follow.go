@@ -766,8 +766,15 @@ func (v *conversation) takeOver(p Primacy) error {
 		return err
 	}
 	f := v.fw.f
+	// What cannot be followed (it fell behind retention, the log changed
+	// under it) is recovered: the app restarts, and the next conversation,
+	// as the primary, recovers it from the newest checkpoint (and says
+	// what is wrong if that cannot be done either).
+	coldRecovery := func(err error) error {
+		return fmt.Errorf("take over: %w; recovering as the primary from the newest checkpoint instead", err)
+	}
 	if err := f.refresh(); err != nil {
-		return fmt.Errorf("%w: take over: %w", ErrFatal, err)
+		return coldRecovery(err)
 	}
 	if f.in.Manifest.Version != v.fw.version {
 		// Upgraded since this app started following: the new build
@@ -779,6 +786,9 @@ func (v *conversation) takeOver(p Primacy) error {
 	v.fw.takingOver = true
 	for {
 		_, eof, err := f.read(-1, followBatch, v.feed)
+		if errors.Is(err, errFollowAgain) {
+			return coldRecovery(err)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: take over: %w", ErrFatal, err)
 		}

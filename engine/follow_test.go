@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -229,5 +232,37 @@ func TestPrimaryAndCheckpointerShareCheckpoints(t *testing.T) {
 	mergeCheckpointer(vfs.Default(), f.dir, stale)
 	if stale.Checkpoint != 6 || stale.FirstSegment != 5 || len(stale.Seals) != 1 || stale.Seals[7] != 99 || stale.Epoch != 2 {
 		t.Fatalf("merged MANIFEST %+v", stale)
+	}
+}
+
+// TestTakeOverBehindRetention: a standby elected while it lags behind
+// retention (the checkpointer's, which runs while the standby catches up)
+// cannot feed the rest of the log; it must not stop the replica for good
+// (ErrFatal) but fall back to a cold recovery as the primary: an
+// errFollowAgain, which restarts the app, and the next conversation
+// recovers it from the newest checkpoint.
+func TestTakeOverBehindRetention(t *testing.T) {
+	f := newFollowFixture(t)
+	lf := f.follower()
+	f.write(1, "a", 1, 2)
+	f.commit(1, 2)
+	step(t, lf)
+	f.write(2, "a", 3)
+	if err := os.Remove(filepath.Join(f.logDir, layout.SegmentName(1))); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Options{Dir: f.dir, Name: "x", Listener: NewPipeListener(), Registry: FileRegistry{Dir: t.TempDir()}, PeerAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.rs.ctx, c.rs.cancel = ctx, cancel
+	defer c.stopPeers()
+	defer c.resign()
+	v := &conversation{c: c, fw: &followState{f: lf}}
+	err = v.takeOver(fixedPrimacy{epoch: 2})
+	if !errors.Is(err, errFollowAgain) || errors.Is(err, ErrFatal) {
+		t.Fatalf("takeOver behind retention: %v; want an errFollowAgain (a cold recovery as the primary), not ErrFatal", err)
 	}
 }
