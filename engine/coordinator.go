@@ -551,7 +551,11 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	}
 	fsys := c.opts.FS
 	logDir := filepath.Join(c.opts.Dir, layout.VersionDir(0))
-	rec, err := recoverInstance(fsys, c.opts.Dir)
+	recover := recoverInstance
+	if c.opts.Election != nil {
+		recover = recoverUnderCheckpointer
+	}
+	rec, err := recover(fsys, c.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, err)
 	}

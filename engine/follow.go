@@ -974,6 +974,34 @@ func (v *conversation) writeFollowerCheckpoint(ck *logfmt.Checkpoint) {
 	}()
 }
 
+// recoverUnderCheckpointer is recoverInstance for a replica becoming
+// primary: a checkpointer may still be following (catching up on what the
+// dead primary committed) and, with retention, delete the checkpoint and
+// segments the recovery reads as it names a newer checkpoint. A recovery
+// that fails while the MANIFEST's checkpoint or first segment moved is
+// tried again from the newer one, rather than stopping the replica with a
+// damaged-log error for files retention removed.
+func recoverUnderCheckpointer(fsys vfs.FS, dir string) (*recovered, error) {
+	return recoverRetrying(fsys, dir, recoverInstance)
+}
+
+func recoverRetrying(fsys vfs.FS, dir string, recover func(vfs.FS, string) (*recovered, error)) (*recovered, error) {
+	for {
+		before, err := layout.ReadManifest(fsys, dir)
+		if err != nil {
+			return recover(fsys, dir)
+		}
+		rec, err := recover(fsys, dir)
+		if err == nil {
+			return rec, nil
+		}
+		after, merr := layout.ReadManifest(fsys, dir)
+		if merr != nil || after.Checkpoint == before.Checkpoint && after.FirstSegment == before.FirstSegment {
+			return nil, err
+		}
+	}
+}
+
 // mergeCheckpointer takes into m, which a primary is about to write under
 // MANIFEST.lock, what the checkpointer may have written since the primary
 // read the MANIFEST: a newer checkpoint and the first segment retention

@@ -266,3 +266,57 @@ func TestTakeOverBehindRetention(t *testing.T) {
 		t.Fatalf("takeOver behind retention: %v; want an errFollowAgain (a cold recovery as the primary), not ErrFatal", err)
 	}
 }
+
+// checkpointerRace is an FS on which the checkpointer, at the first
+// open of segment 1, names its checkpoint 2 and retention (retain 1)
+// deletes segment 1 and checkpoint 1.
+type checkpointerRace struct {
+	vfs.FS
+	t           *testing.T
+	dir, logDir string
+	done        bool
+}
+
+func (r *checkpointerRace) Open(name string) (vfs.File, error) {
+	if !r.done && filepath.Base(name) == layout.SegmentName(1) {
+		r.done = true
+		if err := writeCheckpointFile(r.FS, r.logDir, &logfmt.Checkpoint{Number: 2, NextSeq: 3, State: []byte("s2")}, nil); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := writeManifest(r.FS, r.dir, &logfmt.Manifest{Instance: "x", Checkpoint: 2, FirstSegment: 2, Epoch: 1}); err != nil {
+			r.t.Fatal(err)
+		}
+		for _, n := range []string{layout.SegmentName(1), layout.CheckpointName(1)} {
+			if err := r.FS.Remove(filepath.Join(r.logDir, n)); err != nil {
+				r.t.Fatal(err)
+			}
+		}
+	}
+	return r.FS.Open(name)
+}
+
+// TestRecoveryUnderCheckpointerRetention: a replica recovering as the new
+// primary while the checkpointer (catching up) names a newer checkpoint
+// and its retention deletes the files the recovery was reading recovers
+// from the newer checkpoint, instead of stopping on a damaged log.
+func TestRecoveryUnderCheckpointerRetention(t *testing.T) {
+	f := newFollowFixture(t)
+	f.write(1, "a", 1, 2)
+	f.write(2, "b", 3, 4)
+	fsys := &checkpointerRace{FS: vfs.Default(), t: t, dir: f.dir, logDir: f.logDir}
+	rec, err := recoverUnderCheckpointer(fsys, f.dir)
+	if err != nil {
+		t.Fatalf("recovery: %v", err)
+	}
+	if !fsys.done {
+		t.Fatal("the race did not happen")
+	}
+	if rec.checkpoint.Number != 2 || len(rec.records) != 2 || rec.records[0].Seq != 3 {
+		t.Fatalf("recovered from checkpoint %d, %d records; want checkpoint 2 and records 3, 4", rec.checkpoint.Number, len(rec.records))
+	}
+	// A failure with nothing moved is the failure.
+	want := errors.New("damaged")
+	if _, err := recoverRetrying(vfs.Default(), f.dir, func(vfs.FS, string) (*recovered, error) { return nil, want }); err != want {
+		t.Fatalf("recovery that fails with nothing moved: %v, want its error", err)
+	}
+}
