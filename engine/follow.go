@@ -550,8 +550,24 @@ func (f *logFollower) close() {
 }
 
 // followStart is what a follower starts from: the newest valid checkpoint,
-// read without changing anything (a live primary writes the log).
+// read without changing anything (a live primary writes the log). A
+// checkpoint retention deleted between the MANIFEST's read and the
+// checkpoint's (a newer one was named meanwhile) is looked for again in
+// the newer MANIFEST.
 func followStart(fsys vfs.FS, dir string) (m *logfmt.Manifest, ck *logfmt.Checkpoint, notes []string, err error) {
+	for {
+		m, ck, notes, err = followStartOnce(fsys, dir)
+		if err == nil || m == nil {
+			return m, ck, notes, err
+		}
+		now, merr := layout.ReadManifest(fsys, dir)
+		if merr != nil || now.Checkpoint == m.Checkpoint && now.FirstSegment == m.FirstSegment {
+			return nil, nil, notes, err
+		}
+	}
+}
+
+func followStartOnce(fsys vfs.FS, dir string) (m *logfmt.Manifest, ck *logfmt.Checkpoint, notes []string, err error) {
 	m, err = layout.ReadManifest(fsys, dir)
 	if errors.Is(err, layout.ErrNoInstance) {
 		return nil, nil, nil, nil
@@ -573,7 +589,7 @@ func followStart(fsys vfs.FS, dir string) (m *logfmt.Manifest, ck *logfmt.Checkp
 		}
 		return m, ck, notes, nil
 	}
-	return nil, nil, notes, fmt.Errorf("follow %s: no valid checkpoint among %d..%d: %w", dir, max(m.FirstSegment, 1), m.Checkpoint, ErrDamagedLog)
+	return m, nil, notes, fmt.Errorf("follow %s: no valid checkpoint among %d..%d: %w", dir, max(m.FirstSegment, 1), m.Checkpoint, ErrDamagedLog)
 }
 
 // followState is a following conversation's part.

@@ -268,17 +268,21 @@ func TestTakeOverBehindRetention(t *testing.T) {
 }
 
 // checkpointerRace is an FS on which the checkpointer, at the first
-// open of segment 1, names its checkpoint 2 and retention (retain 1)
-// deletes segment 1 and checkpoint 1.
+// open of file at (default segment 1), names its checkpoint 2 and
+// retention (retain 1) deletes segment 1 and checkpoint 1.
 type checkpointerRace struct {
 	vfs.FS
 	t           *testing.T
 	dir, logDir string
+	at          string
 	done        bool
 }
 
 func (r *checkpointerRace) Open(name string) (vfs.File, error) {
-	if !r.done && filepath.Base(name) == layout.SegmentName(1) {
+	if r.at == "" {
+		r.at = layout.SegmentName(1)
+	}
+	if !r.done && filepath.Base(name) == r.at {
 		r.done = true
 		if err := writeCheckpointFile(r.FS, r.logDir, &logfmt.Checkpoint{Number: 2, NextSeq: 3, State: []byte("s2")}, nil); err != nil {
 			r.t.Fatal(err)
@@ -318,5 +322,20 @@ func TestRecoveryUnderCheckpointerRetention(t *testing.T) {
 	want := errors.New("damaged")
 	if _, err := recoverRetrying(vfs.Default(), f.dir, func(vfs.FS, string) (*recovered, error) { return nil, want }); err != want {
 		t.Fatalf("recovery that fails with nothing moved: %v, want its error", err)
+	}
+}
+
+// TestFollowStartUnderRetention: a follower starting while retention
+// deletes the checkpoint the MANIFEST it read names (a newer one was named
+// meanwhile) starts from the newer one instead of stopping the replica on
+// a damaged log.
+func TestFollowStartUnderRetention(t *testing.T) {
+	f := newFollowFixture(t)
+	f.write(1, "a", 1, 2)
+	f.write(2, "b", 3, 4)
+	fsys := &checkpointerRace{FS: vfs.Default(), t: t, dir: f.dir, logDir: f.logDir, at: layout.CheckpointName(1)}
+	_, ck, _, err := followStart(fsys, f.dir)
+	if err != nil || !fsys.done || ck == nil || ck.Number != 2 {
+		t.Fatalf("followStart: checkpoint %+v, %v (race done: %v); want checkpoint 2", ck, err, fsys.done)
 	}
 }
