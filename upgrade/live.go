@@ -356,11 +356,18 @@ func (u *Live) take() (*Request, *Result, bool) {
 	if u.MayTake != nil && !u.MayTake() {
 		return nil, nil, false
 	}
-	b, err := os.ReadFile(filepath.Join(u.dir, RequestFile))
+	// Renamed away before it is read: a request another ambr upgrade
+	// writes meanwhile stays for the next take, rather than being removed
+	// unread.
+	taken := filepath.Join(u.dir, RequestFile+".taken")
+	if err := os.Rename(filepath.Join(u.dir, RequestFile), taken); err != nil {
+		return nil, nil, false
+	}
+	b, err := os.ReadFile(taken)
+	_ = os.Remove(taken)
 	if err != nil {
 		return nil, nil, false
 	}
-	_ = os.Remove(filepath.Join(u.dir, RequestFile))
 	var req Request
 	if err := json.Unmarshal(b, &req); err != nil || req.Build.Path == "" {
 		return nil, &Result{Instance: u.name, Requested: req.Requested,

@@ -181,3 +181,27 @@ func TestWaitTakenNoAnswer(t *testing.T) {
 		t.Fatalf("Wait = %v, want ErrUnderWay", err)
 	}
 }
+
+// TestTake: the run takes the waiting request whole, and leaves nothing
+// of it behind.
+func TestTake(t *testing.T) {
+	dir := t.TempDir()
+	req, err := Ask(dir, logfmt.AppBuild{Path: "/bin/v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := NewLive(dir, "s")
+	got, res, ok := u.take()
+	if !ok || res != nil || got.Requested != req.Requested || got.Build.Path != "/bin/v2" {
+		t.Fatalf("take = %+v, %+v, %v; want the request", got, res, ok)
+	}
+	if _, pending := Pending(dir); pending {
+		t.Fatal("the request is still pending after it was taken")
+	}
+	if _, _, ok := u.take(); ok {
+		t.Fatal("took a request twice")
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+		t.Fatalf("left %v", names)
+	}
+}
