@@ -942,14 +942,16 @@ func (v *conversation) writeFollowerCheckpoint(ck *logfmt.Checkpoint) {
 			fail(err)
 			return
 		}
-		mlock := flock.New(filepath.Join(dir, ManifestLockFile))
-		if err := mlock.Lock(); err != nil {
-			fail(err)
-			return
-		}
-		var drop []string
-		err = func() error {
+		locked := func(op func() error) error {
+			mlock := flock.New(filepath.Join(dir, ManifestLockFile))
+			if err := mlock.Lock(); err != nil {
+				return err
+			}
 			defer mlock.Unlock()
+			return op()
+		}
+		named := false
+		err = locked(func() error {
 			if _, err := fsys.Stat(filepath.Join(logDir, name)); err == nil {
 				return fsys.Remove(tmp) // the primary took it
 			}
@@ -968,17 +970,35 @@ func (v *conversation) writeFollowerCheckpoint(ck *logfmt.Checkpoint) {
 			}
 			n := *m
 			n.Checkpoint = ck.Number
-			if v.c.opts.Retain > 0 {
-				var first uint64
-				first, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
-				n.FirstSegment = max(n.FirstSegment, first)
-			}
 			n.Updated = v.c.opts.Now().UnixNano()
+			named = true
 			return writeManifest(fsys, dir, &n)
-		}()
+		})
 		if err != nil {
 			fail(err)
 			return
+		}
+		// Retention verifies the checkpoints it keeps, which reads them
+		// whole: not under MANIFEST.lock, which the primary's segment
+		// rolls and the election wait for.
+		var drop []string
+		if named && v.c.opts.Retain > 0 {
+			var first uint64
+			first, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
+			err = locked(func() error {
+				m, err := layout.ReadManifest(fsys, dir)
+				if err != nil || m.FirstSegment >= first {
+					return err
+				}
+				n := *m
+				n.FirstSegment = first
+				n.Updated = v.c.opts.Now().UnixNano()
+				return writeManifest(fsys, dir, &n)
+			})
+			if err != nil {
+				fail(err)
+				return
+			}
 		}
 		for _, name := range drop {
 			if err := fsys.Remove(filepath.Join(logDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {

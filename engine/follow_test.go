@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
@@ -337,5 +340,64 @@ func TestFollowStartUnderRetention(t *testing.T) {
 	_, ck, _, err := followStart(fsys, f.dir)
 	if err != nil || !fsys.done || ck == nil || ck.Number != 2 {
 		t.Fatalf("followStart: checkpoint %+v, %v (race done: %v); want checkpoint 2", ck, err, fsys.done)
+	}
+}
+
+// lockWatch is an FS that records whether MANIFEST.lock was held while a
+// checkpoint file was opened for reading.
+type lockWatch struct {
+	vfs.FS
+	dir        string
+	heldReads  int
+	checkReads int
+}
+
+func (l *lockWatch) Open(name string) (vfs.File, error) {
+	if _, ok := layout.ParseCheckpointName(filepath.Base(name)); ok {
+		l.checkReads++
+		fl := flock.New(filepath.Join(l.dir, ManifestLockFile))
+		if ok, err := fl.TryLock(); err == nil && ok {
+			_ = fl.Unlock()
+		} else {
+			l.heldReads++
+		}
+	}
+	return l.FS.Open(name)
+}
+
+// TestCheckpointerRetentionOutsideTheLock: the checkpointer names its
+// checkpoint and applies retention, but verifies the checkpoints retention
+// keeps (reading each whole) without holding MANIFEST.lock, which the
+// primary's segment rolls and checkpoint files wait for.
+func TestCheckpointerRetentionOutsideTheLock(t *testing.T) {
+	f := newFollowFixture(t)
+	f.write(1, "a", 1, 2)
+	f.write(2, "b", 3, 4)
+	f.write(3, "c", 5)
+	if err := writeCheckpointFile(vfs.Default(), f.logDir, &logfmt.Checkpoint{Number: 2, NextSeq: 3, State: []byte("s2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	fsys := &lockWatch{FS: vfs.Default(), dir: f.dir}
+	v := &conversation{c: &Coordinator{opts: Options{FS: fsys, Dir: f.dir, Retain: 2, Now: time.Now}, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		events: make(chan event, 8), done: make(chan struct{})}
+	v.writeFollowerCheckpoint(&logfmt.Checkpoint{Number: 3, NextSeq: 5, State: []byte("s3")})
+	v.ckptWG.Wait()
+	select {
+	case e := <-v.events:
+		if e.ckptDone != 3 {
+			t.Fatalf("event %+v, want checkpoint 3 done", e)
+		}
+	default:
+		t.Fatal("no event")
+	}
+	m, err := layout.ReadManifest(vfs.Default(), f.dir)
+	if err != nil || m.Checkpoint != 3 || m.FirstSegment != 2 {
+		t.Fatalf("MANIFEST %+v, %v; want checkpoint 3, first segment 2", m, err)
+	}
+	if _, err := os.Stat(filepath.Join(f.logDir, layout.SegmentName(1))); !os.IsNotExist(err) {
+		t.Fatalf("segment 1 after retention: %v, want it removed", err)
+	}
+	if fsys.checkReads == 0 || fsys.heldReads != 0 {
+		t.Fatalf("retention read %d checkpoint files, %d of them under MANIFEST.lock; want none under it", fsys.checkReads, fsys.heldReads)
 	}
 }
