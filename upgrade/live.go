@@ -167,7 +167,7 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	last := time.Now()
-	taker := "" // the run that took the request
+	taker, taken := "", false // the run that took the request, once taken
 	for {
 		if res, ok, err := answered(); ok || err != nil {
 			return res, err
@@ -179,7 +179,7 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 		p, pending := Pending(dir)
 		// Another request waits where this one was, and this one was
 		// never seen taken: another ambr upgrade replaced it.
-		replaced := pending && p.Requested != req.Requested && taker == ""
+		replaced := pending && p.Requested != req.Requested && !taken
 		switch {
 		case !running, !pending && taker != "" && id != taker:
 			// It may have answered just before it stopped.
@@ -191,14 +191,14 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 			}
 			withdraw(dir, req)
 			return Result{}, ErrStopped
-		case !pending && taker == "":
-			taker = id
+		case !pending && !taken:
+			taker, taken = id, true
 		}
 		if time.Now().After(deadline) {
 			if replaced {
 				return Result{}, ErrSuperseded
 			}
-			if taker != "" {
+			if taken {
 				return Result{}, ErrUnderWay
 			}
 			withdraw(dir, req)
