@@ -187,11 +187,15 @@ func (c *Coordinator) PrepareUpgrade(build logfmt.AppBuild) {
 	c.upgrade = &pendingUpgrade{build: build}
 }
 
-// CancelUpgrade withdraws an upgrade not yet taken by an app connection.
-func (c *Coordinator) CancelUpgrade() {
+// CancelUpgrade withdraws an upgrade not yet taken by an app connection,
+// reporting whether there was one: false once an app connection took it
+// (it is under way, and Options.OnUpgrade will say how it went).
+func (c *Coordinator) CancelUpgrade() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	had := c.upgrade != nil
 	c.upgrade = nil
+	return had
 }
 
 // finishUpgrade records an upgrade's outcome: on success the new build is
@@ -547,7 +551,11 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	}
 	fsys := c.opts.FS
 	logDir := filepath.Join(c.opts.Dir, layout.VersionDir(0))
-	rec, err := recoverInstance(fsys, c.opts.Dir)
+	recover := recoverInstance
+	if c.opts.Election != nil {
+		recover = recoverUnderCheckpointer
+	}
+	rec, err := recover(fsys, c.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, err)
 	}

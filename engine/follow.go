@@ -550,8 +550,24 @@ func (f *logFollower) close() {
 }
 
 // followStart is what a follower starts from: the newest valid checkpoint,
-// read without changing anything (a live primary writes the log).
+// read without changing anything (a live primary writes the log). A
+// checkpoint retention deleted between the MANIFEST's read and the
+// checkpoint's (a newer one was named meanwhile) is looked for again in
+// the newer MANIFEST.
 func followStart(fsys vfs.FS, dir string) (m *logfmt.Manifest, ck *logfmt.Checkpoint, notes []string, err error) {
+	for {
+		m, ck, notes, err = followStartOnce(fsys, dir)
+		if err == nil || m == nil {
+			return m, ck, notes, err
+		}
+		now, merr := layout.ReadManifest(fsys, dir)
+		if merr != nil || now.Checkpoint == m.Checkpoint && now.FirstSegment == m.FirstSegment {
+			return nil, nil, notes, err
+		}
+	}
+}
+
+func followStartOnce(fsys vfs.FS, dir string) (m *logfmt.Manifest, ck *logfmt.Checkpoint, notes []string, err error) {
 	m, err = layout.ReadManifest(fsys, dir)
 	if errors.Is(err, layout.ErrNoInstance) {
 		return nil, nil, nil, nil
@@ -573,7 +589,7 @@ func followStart(fsys vfs.FS, dir string) (m *logfmt.Manifest, ck *logfmt.Checkp
 		}
 		return m, ck, notes, nil
 	}
-	return nil, nil, notes, fmt.Errorf("follow %s: no valid checkpoint among %d..%d: %w", dir, max(m.FirstSegment, 1), m.Checkpoint, ErrDamagedLog)
+	return m, nil, notes, fmt.Errorf("follow %s: no valid checkpoint among %d..%d: %w", dir, max(m.FirstSegment, 1), m.Checkpoint, ErrDamagedLog)
 }
 
 // followState is a following conversation's part.
@@ -773,8 +789,15 @@ func (v *conversation) takeOver(p Primacy) error {
 		return err
 	}
 	f := v.fw.f
+	// What cannot be followed (it fell behind retention, the log changed
+	// under it) is recovered: the app restarts, and the next conversation,
+	// as the primary, recovers it from the newest checkpoint (and says
+	// what is wrong if that cannot be done either).
+	coldRecovery := func(err error) error {
+		return fmt.Errorf("take over: %w; recovering as the primary from the newest checkpoint instead", err)
+	}
 	if err := f.refresh(); err != nil {
-		return fmt.Errorf("%w: take over: %w", ErrFatal, err)
+		return coldRecovery(err)
 	}
 	if f.in.Manifest.Version != v.fw.version {
 		// Upgraded since this app started following: the new build
@@ -786,6 +809,9 @@ func (v *conversation) takeOver(p Primacy) error {
 	v.fw.takingOver = true
 	for {
 		_, eof, err := f.read(-1, followBatch, v.feed)
+		if errors.Is(err, errFollowAgain) {
+			return coldRecovery(err)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: take over: %w", ErrFatal, err)
 		}
@@ -923,14 +949,16 @@ func (v *conversation) writeFollowerCheckpoint(ck *logfmt.Checkpoint) {
 			fail(err)
 			return
 		}
-		mlock := flock.New(filepath.Join(dir, ManifestLockFile))
-		if err := mlock.Lock(); err != nil {
-			fail(err)
-			return
-		}
-		var drop []string
-		err = func() error {
+		locked := func(op func() error) error {
+			mlock := flock.New(filepath.Join(dir, ManifestLockFile))
+			if err := mlock.Lock(); err != nil {
+				return err
+			}
 			defer mlock.Unlock()
+			return op()
+		}
+		named := false
+		err = locked(func() error {
 			if _, err := fsys.Stat(filepath.Join(logDir, name)); err == nil {
 				return fsys.Remove(tmp) // the primary took it
 			}
@@ -949,17 +977,35 @@ func (v *conversation) writeFollowerCheckpoint(ck *logfmt.Checkpoint) {
 			}
 			n := *m
 			n.Checkpoint = ck.Number
-			if v.c.opts.Retain > 0 {
-				var first uint64
-				first, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
-				n.FirstSegment = max(n.FirstSegment, first)
-			}
 			n.Updated = v.c.opts.Now().UnixNano()
+			named = true
 			return writeManifest(fsys, dir, &n)
-		}()
+		})
 		if err != nil {
 			fail(err)
 			return
+		}
+		// Retention verifies the checkpoints it keeps, which reads them
+		// whole: not under MANIFEST.lock, which the primary's segment
+		// rolls and the election wait for.
+		var drop []string
+		if named && v.c.opts.Retain > 0 {
+			var first uint64
+			first, drop = retention(fsys, logDir, ck.Number, v.c.opts.Retain)
+			err = locked(func() error {
+				m, err := layout.ReadManifest(fsys, dir)
+				if err != nil || m.FirstSegment >= first {
+					return err
+				}
+				n := *m
+				n.FirstSegment = first
+				n.Updated = v.c.opts.Now().UnixNano()
+				return writeManifest(fsys, dir, &n)
+			})
+			if err != nil {
+				fail(err)
+				return
+			}
 		}
 		for _, name := range drop {
 			if err := fsys.Remove(filepath.Join(logDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -969,6 +1015,34 @@ func (v *conversation) writeFollowerCheckpoint(ck *logfmt.Checkpoint) {
 		v.c.log.Info("checkpointer: checkpoint written", "checkpoint", ck.Number)
 		v.post(event{ckptDone: ck.Number})
 	}()
+}
+
+// recoverUnderCheckpointer is recoverInstance for a replica becoming
+// primary: a checkpointer may still be following (catching up on what the
+// dead primary committed) and, with retention, delete the checkpoint and
+// segments the recovery reads as it names a newer checkpoint. A recovery
+// that fails while the MANIFEST's checkpoint or first segment moved is
+// tried again from the newer one, rather than stopping the replica with a
+// damaged-log error for files retention removed.
+func recoverUnderCheckpointer(fsys vfs.FS, dir string) (*recovered, error) {
+	return recoverRetrying(fsys, dir, recoverInstance)
+}
+
+func recoverRetrying(fsys vfs.FS, dir string, recover func(vfs.FS, string) (*recovered, error)) (*recovered, error) {
+	for {
+		before, err := layout.ReadManifest(fsys, dir)
+		if err != nil {
+			return recover(fsys, dir)
+		}
+		rec, err := recover(fsys, dir)
+		if err == nil {
+			return rec, nil
+		}
+		after, merr := layout.ReadManifest(fsys, dir)
+		if merr != nil || after.Checkpoint == before.Checkpoint && after.FirstSegment == before.FirstSegment {
+			return nil, err
+		}
+	}
 }
 
 // mergeCheckpointer takes into m, which a primary is about to write under

@@ -1,10 +1,16 @@
 package engine
 
 import (
+	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
@@ -229,5 +235,169 @@ func TestPrimaryAndCheckpointerShareCheckpoints(t *testing.T) {
 	mergeCheckpointer(vfs.Default(), f.dir, stale)
 	if stale.Checkpoint != 6 || stale.FirstSegment != 5 || len(stale.Seals) != 1 || stale.Seals[7] != 99 || stale.Epoch != 2 {
 		t.Fatalf("merged MANIFEST %+v", stale)
+	}
+}
+
+// TestTakeOverBehindRetention: a standby elected while it lags behind
+// retention (the checkpointer's, which runs while the standby catches up)
+// cannot feed the rest of the log; it must not stop the replica for good
+// (ErrFatal) but fall back to a cold recovery as the primary: an
+// errFollowAgain, which restarts the app, and the next conversation
+// recovers it from the newest checkpoint.
+func TestTakeOverBehindRetention(t *testing.T) {
+	f := newFollowFixture(t)
+	lf := f.follower()
+	f.write(1, "a", 1, 2)
+	f.commit(1, 2)
+	step(t, lf)
+	f.write(2, "a", 3)
+	if err := os.Remove(filepath.Join(f.logDir, layout.SegmentName(1))); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Options{Dir: f.dir, Name: "x", Listener: NewPipeListener(), Registry: FileRegistry{Dir: t.TempDir()}, PeerAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.rs.ctx, c.rs.cancel = ctx, cancel
+	defer c.stopPeers()
+	defer c.resign()
+	v := &conversation{c: c, fw: &followState{f: lf}}
+	err = v.takeOver(fixedPrimacy{epoch: 2})
+	if !errors.Is(err, errFollowAgain) || errors.Is(err, ErrFatal) {
+		t.Fatalf("takeOver behind retention: %v; want an errFollowAgain (a cold recovery as the primary), not ErrFatal", err)
+	}
+}
+
+// checkpointerRace is an FS on which the checkpointer, at the first
+// open of file at (default segment 1), names its checkpoint 2 and
+// retention (retain 1) deletes segment 1 and checkpoint 1.
+type checkpointerRace struct {
+	vfs.FS
+	t           *testing.T
+	dir, logDir string
+	at          string
+	done        bool
+}
+
+func (r *checkpointerRace) Open(name string) (vfs.File, error) {
+	if r.at == "" {
+		r.at = layout.SegmentName(1)
+	}
+	if !r.done && filepath.Base(name) == r.at {
+		r.done = true
+		if err := writeCheckpointFile(r.FS, r.logDir, &logfmt.Checkpoint{Number: 2, NextSeq: 3, State: []byte("s2")}, nil); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := writeManifest(r.FS, r.dir, &logfmt.Manifest{Instance: "x", Checkpoint: 2, FirstSegment: 2, Epoch: 1}); err != nil {
+			r.t.Fatal(err)
+		}
+		for _, n := range []string{layout.SegmentName(1), layout.CheckpointName(1)} {
+			if err := r.FS.Remove(filepath.Join(r.logDir, n)); err != nil {
+				r.t.Fatal(err)
+			}
+		}
+	}
+	return r.FS.Open(name)
+}
+
+// TestRecoveryUnderCheckpointerRetention: a replica recovering as the new
+// primary while the checkpointer (catching up) names a newer checkpoint
+// and its retention deletes the files the recovery was reading recovers
+// from the newer checkpoint, instead of stopping on a damaged log.
+func TestRecoveryUnderCheckpointerRetention(t *testing.T) {
+	f := newFollowFixture(t)
+	f.write(1, "a", 1, 2)
+	f.write(2, "b", 3, 4)
+	fsys := &checkpointerRace{FS: vfs.Default(), t: t, dir: f.dir, logDir: f.logDir}
+	rec, err := recoverUnderCheckpointer(fsys, f.dir)
+	if err != nil {
+		t.Fatalf("recovery: %v", err)
+	}
+	if !fsys.done {
+		t.Fatal("the race did not happen")
+	}
+	if rec.checkpoint.Number != 2 || len(rec.records) != 2 || rec.records[0].Seq != 3 {
+		t.Fatalf("recovered from checkpoint %d, %d records; want checkpoint 2 and records 3, 4", rec.checkpoint.Number, len(rec.records))
+	}
+	// A failure with nothing moved is the failure.
+	want := errors.New("damaged")
+	if _, err := recoverRetrying(vfs.Default(), f.dir, func(vfs.FS, string) (*recovered, error) { return nil, want }); err != want {
+		t.Fatalf("recovery that fails with nothing moved: %v, want its error", err)
+	}
+}
+
+// TestFollowStartUnderRetention: a follower starting while retention
+// deletes the checkpoint the MANIFEST it read names (a newer one was named
+// meanwhile) starts from the newer one instead of stopping the replica on
+// a damaged log.
+func TestFollowStartUnderRetention(t *testing.T) {
+	f := newFollowFixture(t)
+	f.write(1, "a", 1, 2)
+	f.write(2, "b", 3, 4)
+	fsys := &checkpointerRace{FS: vfs.Default(), t: t, dir: f.dir, logDir: f.logDir, at: layout.CheckpointName(1)}
+	_, ck, _, err := followStart(fsys, f.dir)
+	if err != nil || !fsys.done || ck == nil || ck.Number != 2 {
+		t.Fatalf("followStart: checkpoint %+v, %v (race done: %v); want checkpoint 2", ck, err, fsys.done)
+	}
+}
+
+// lockWatch is an FS that records whether MANIFEST.lock was held while a
+// checkpoint file was opened for reading.
+type lockWatch struct {
+	vfs.FS
+	dir        string
+	heldReads  int
+	checkReads int
+}
+
+func (l *lockWatch) Open(name string) (vfs.File, error) {
+	if _, ok := layout.ParseCheckpointName(filepath.Base(name)); ok {
+		l.checkReads++
+		fl := flock.New(filepath.Join(l.dir, ManifestLockFile))
+		if ok, err := fl.TryLock(); err == nil && ok {
+			_ = fl.Unlock()
+		} else {
+			l.heldReads++
+		}
+	}
+	return l.FS.Open(name)
+}
+
+// TestCheckpointerRetentionOutsideTheLock: the checkpointer names its
+// checkpoint and applies retention, but verifies the checkpoints retention
+// keeps (reading each whole) without holding MANIFEST.lock, which the
+// primary's segment rolls and checkpoint files wait for.
+func TestCheckpointerRetentionOutsideTheLock(t *testing.T) {
+	f := newFollowFixture(t)
+	f.write(1, "a", 1, 2)
+	f.write(2, "b", 3, 4)
+	f.write(3, "c", 5)
+	if err := writeCheckpointFile(vfs.Default(), f.logDir, &logfmt.Checkpoint{Number: 2, NextSeq: 3, State: []byte("s2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	fsys := &lockWatch{FS: vfs.Default(), dir: f.dir}
+	v := &conversation{c: &Coordinator{opts: Options{FS: fsys, Dir: f.dir, Retain: 2, Now: time.Now}, log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		events: make(chan event, 8), done: make(chan struct{})}
+	v.writeFollowerCheckpoint(&logfmt.Checkpoint{Number: 3, NextSeq: 5, State: []byte("s3")})
+	v.ckptWG.Wait()
+	select {
+	case e := <-v.events:
+		if e.ckptDone != 3 {
+			t.Fatalf("event %+v, want checkpoint 3 done", e)
+		}
+	default:
+		t.Fatal("no event")
+	}
+	m, err := layout.ReadManifest(vfs.Default(), f.dir)
+	if err != nil || m.Checkpoint != 3 || m.FirstSegment != 2 {
+		t.Fatalf("MANIFEST %+v, %v; want checkpoint 3, first segment 2", m, err)
+	}
+	if _, err := os.Stat(filepath.Join(f.logDir, layout.SegmentName(1))); !os.IsNotExist(err) {
+		t.Fatalf("segment 1 after retention: %v, want it removed", err)
+	}
+	if fsys.checkReads == 0 || fsys.heldReads != 0 {
+		t.Fatalf("retention read %d checkpoint files, %d of them under MANIFEST.lock; want none under it", fsys.checkReads, fsys.heldReads)
 	}
 }

@@ -75,3 +75,24 @@ func TestFollowerHoldsAcrossAnUpgradeAndSwitchesBuilds(t *testing.T) {
 		t.Fatalf("OnBuildMoved got %+v, app %+v; want the new build once", moved, v.c.app())
 	}
 }
+
+// TestCancelUpgradeTaken: CancelUpgrade withdraws an upgrade no app
+// connection took, and says when one took it (the upgrade is then under
+// way: upgrade.Live waits for its outcome rather than switching back).
+func TestCancelUpgradeTaken(t *testing.T) {
+	c, err := New(Options{Dir: t.TempDir(), Name: "s", Listener: NewPipeListener()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.PrepareUpgrade(logfmt.AppBuild{Path: "/bin/v2"})
+	if !c.CancelUpgrade() {
+		t.Error("CancelUpgrade of an upgrade not taken = false")
+	}
+	c.PrepareUpgrade(logfmt.AppBuild{Path: "/bin/v2"})
+	if c.takeUpgradeFor(0) == nil {
+		t.Fatal("takeUpgradeFor(0) = nil")
+	}
+	if c.CancelUpgrade() {
+		t.Error("CancelUpgrade of an upgrade an app connection took = true")
+	}
+}

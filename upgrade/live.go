@@ -95,11 +95,19 @@ func Cancel(dir string) bool {
 	return os.Remove(filepath.Join(dir, RequestFile)) == nil
 }
 
+// withdraw withdraws req if it is the request waiting in dir, and leaves a
+// request another `ambr upgrade` asked for in its place alone.
+func withdraw(dir string, req Request) {
+	if p, ok := Pending(dir); ok && p.Requested == req.Requested {
+		Cancel(dir)
+	}
+}
+
 // Ask writes an upgrade request for build into dir (replacing one not yet
 // taken) and returns it; an `ambr run` of the instance takes it at once,
-// or when it next starts.
+// or when it next starts. The answer to an earlier request stays where its
+// Wait finds it (a Result names the request it answers).
 func Ask(dir string, build logfmt.AppBuild) (Request, error) {
-	_ = os.Remove(filepath.Join(dir, ResultFile))
 	req := Request{Build: build, Requested: time.Now().UnixNano()}
 	if err := writeJSONFile(filepath.Join(dir, RequestFile), req); err != nil {
 		return req, fmt.Errorf("upgrade: write the request: %w", err)
@@ -114,6 +122,13 @@ var (
 	ErrStopped = errors.New("upgrade: the instance stopped before answering")
 	// ErrNoAnswer: no answer in time; the request is withdrawn.
 	ErrNoAnswer = errors.New("upgrade: no answer in time")
+	// ErrUnderWay: the run took the request and has not answered in time
+	// (a new build converting a large state); the upgrade goes on.
+	ErrUnderWay = errors.New("upgrade: taken, and still under way")
+	// ErrSuperseded: another request (another `ambr upgrade` of the
+	// instance) replaced this one before any run took it; that one is
+	// left waiting.
+	ErrSuperseded = errors.New("upgrade: another upgrade request replaced this one before the instance took it")
 )
 
 // WaitOptions configure Wait.
@@ -130,7 +145,8 @@ type WaitOptions struct {
 // Wait waits for the answer to req in dir. The request is taken by
 // whichever run of the instance runs; if that run ends before it answers
 // (or none runs), Wait withdraws a request not yet taken and returns
-// ErrStopped: the MANIFEST then says whether the version moved.
+// ErrStopped: the MANIFEST then says whether the version moved. It never
+// withdraws a request but req.
 func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, error) {
 	resultPath := filepath.Join(dir, ResultFile)
 	answered := func() (Result, bool, error) {
@@ -151,7 +167,7 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	last := time.Now()
-	taker := "" // the run that took the request
+	taker, taken := "", false // the run that took the request, once taken
 	for {
 		if res, ok, err := answered(); ok || err != nil {
 			return res, err
@@ -160,20 +176,32 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 		if o.Run != nil {
 			id, running = o.Run()
 		}
-		_, pending := Pending(dir)
+		p, pending := Pending(dir)
+		// Another request waits where this one was, and this one was
+		// never seen taken: another ambr upgrade replaced it.
+		replaced := pending && p.Requested != req.Requested && !taken
 		switch {
 		case !running, !pending && taker != "" && id != taker:
 			// It may have answered just before it stopped.
 			if res, ok, err := answered(); ok || err != nil {
 				return res, err
 			}
-			Cancel(dir)
+			if replaced {
+				return Result{}, ErrSuperseded
+			}
+			withdraw(dir, req)
 			return Result{}, ErrStopped
-		case !pending && taker == "":
-			taker = id
+		case !pending && !taken:
+			taker, taken = id, true
 		}
 		if time.Now().After(deadline) {
-			Cancel(dir)
+			if replaced {
+				return Result{}, ErrSuperseded
+			}
+			if taken {
+				return Result{}, ErrUnderWay
+			}
+			withdraw(dir, req)
 			return Result{}, ErrNoAnswer
 		}
 		if o.Waiting != nil && time.Since(last) > 5*time.Second {
@@ -193,7 +221,7 @@ func Wait(ctx context.Context, dir string, req Request, o WaitOptions) (Result, 
 // the new build fails before its converted checkpoint is durable.
 type Live struct {
 	dir, name string
-	c         *engine.Coordinator
+	c         coordinator
 	child     *supervise.Child
 	log       *slog.Logger
 
@@ -209,6 +237,12 @@ type Live struct {
 
 	outcome chan error
 	exits   chan supervise.AppRun // app starts that ended, for a failed upgrade's message
+}
+
+// coordinator is what Live uses of the *engine.Coordinator.
+type coordinator interface {
+	PrepareUpgrade(logfmt.AppBuild)
+	CancelUpgrade() bool
 }
 
 // NewLive returns the live-upgrade side of the run of instance name in
@@ -322,11 +356,18 @@ func (u *Live) take() (*Request, *Result, bool) {
 	if u.MayTake != nil && !u.MayTake() {
 		return nil, nil, false
 	}
-	b, err := os.ReadFile(filepath.Join(u.dir, RequestFile))
+	// Renamed away before it is read: a request another ambr upgrade
+	// writes meanwhile stays for the next take, rather than being removed
+	// unread.
+	taken := filepath.Join(u.dir, RequestFile+".taken")
+	if err := os.Rename(filepath.Join(u.dir, RequestFile), taken); err != nil {
+		return nil, nil, false
+	}
+	b, err := os.ReadFile(taken)
+	_ = os.Remove(taken)
 	if err != nil {
 		return nil, nil, false
 	}
-	_ = os.Remove(filepath.Join(u.dir, RequestFile))
 	var req Request
 	if err := json.Unmarshal(b, &req); err != nil || req.Build.Path == "" {
 		return nil, &Result{Instance: u.name, Requested: req.Requested,
@@ -360,20 +401,36 @@ func (u *Live) begin(req Request) {
 	u.child.Switch(req.Build.Path, true)
 }
 
+// connectTimeout is how long finish waits for the new build to connect.
+var connectTimeout = 2 * time.Minute
+
 // finish waits for the outcome of the upgrade begun to req: the new build
 // stays, or old comes back.
 func (u *Live) finish(ctx context.Context, req Request, old logfmt.AppBuild) Result {
 	req.Build.Args = old.Args
 	res := Result{Instance: u.name, Requested: req.Requested, Build: req.Build}
 	var err error
-	select {
-	case err = <-u.outcome:
-	case <-time.After(2 * time.Minute):
-		u.c.CancelUpgrade()
-		err = errors.New("the new build did not connect within 2 minutes")
-	case <-ctx.Done():
-		u.c.CancelUpgrade()
-		err = errors.New("ambr run is stopping")
+	connect := time.After(connectTimeout)
+wait:
+	for {
+		select {
+		case err = <-u.outcome:
+		case <-connect:
+			if !u.c.CancelUpgrade() {
+				// The new build connected and is converting (a large
+				// state can take long): its outcome decides, not the
+				// clock. Switching back now would kill it mid-upgrade
+				// and report that it never connected.
+				u.log.Info("live upgrade: the new build connected and is still converting its state; waiting for its checkpoint")
+				connect = nil
+				continue
+			}
+			err = fmt.Errorf("the new build did not connect within %v", connectTimeout)
+		case <-ctx.Done():
+			u.c.CancelUpgrade()
+			err = errors.New("ambr run is stopping")
+		}
+		break wait
 	}
 	if err == nil {
 		u.child.EndTrial()

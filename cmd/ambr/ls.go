@@ -180,10 +180,12 @@ func listInstances(home string) ([]instanceView, error) {
 		views = append(views, instanceView{Name: v.Name, Dir: v.Dir, State: state, ICPid: v.ICPid, AppPid: v.AppPid,
 			Version: v.Version, LastSeq: v.LastSeq, LogBytes: v.LogBytes, Segments: v.Segments, Checkpoints: v.Checkpoints,
 			Newest: v.Newest, App: v.App, Error: v.Error, Problems: v.Problems, Replicas: replicaViews(v.Replicas)})
-		if res, ok := upgrade.LastResult(v.Dir); ok && !res.OK {
+		req, pending := upgrade.Pending(v.Dir)
+		// A failure is news until a newer request is asked for.
+		if res, ok := upgrade.LastResult(v.Dir); ok && !res.OK && !(pending && req.Requested > res.Requested) {
 			views[len(views)-1].UpgradeFailed = fmt.Sprintf("the upgrade to %s failed: %s", res.Build.Source, res.Error)
 		}
-		if req, ok := upgrade.Pending(v.Dir); ok {
+		if pending {
 			views[len(views)-1].UpgradePending = req.Build.Source
 			if req.Build.Source == "" {
 				views[len(views)-1].UpgradePending = req.Build.Path

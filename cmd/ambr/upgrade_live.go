@@ -93,6 +93,10 @@ func runLiveUpgrade(cmd *cobra.Command, g *globals, name, to string, timeout tim
 		return problemErrorf("%s's primary stopped before answering the upgrade request; another replica runs on at version %d (from version %d: %s); 'ambr ls' shows it, retry if the version did not move", m.Instance, now, m.Version, map[bool]string{true: "the upgrade took effect", false: "nothing changed"}[now != m.Version])
 	case errors.Is(err, upgrade.ErrStopped):
 		return problemErrorf("%s stopped before answering the upgrade request; run it again (its usual command) and retry; 'ambr ls' shows its version", m.Instance)
+	case errors.Is(err, upgrade.ErrSuperseded):
+		return problemErrorf("another 'ambr upgrade %s' replaced this request before %s took it; that one is waiting ('ambr ls' shows it; 'ambr upgrade %s --cancel' withdraws it)", name, m.Instance, name)
+	case errors.Is(err, upgrade.ErrUnderWay):
+		return problemErrorf("%s took the upgrade request but has not finished it after %v (the new build may still be converting its state): do not restart it; 'ambr ls' shows the version once it moves, or why the upgrade failed", m.Instance, timeout)
 	case errors.Is(err, upgrade.ErrNoAnswer):
 		return problemErrorf("no answer from %s's ambr run after %v (its ambr run may be older than this ambr: restart it)", m.Instance, timeout)
 	case err != nil && cmd.Context().Err() != nil:

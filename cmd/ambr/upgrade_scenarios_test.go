@@ -158,7 +158,7 @@ func TestUpgradeScenarios(t *testing.T) {
 		server.start()
 		var last *upgrade.Result
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if r, ok := upgrade.LastResult(server.dir()); ok {
+			if r, ok := upgrade.LastResult(server.dir()); ok && r.Requested == res.Requested {
 				last = r
 				break
 			}
