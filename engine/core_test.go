@@ -333,3 +333,81 @@ func TestFlowGates(t *testing.T) {
 		t.Fatal("input gate closed after the app took its input")
 	}
 }
+
+// TestRecordSlab: records are cut from shared slabs (issue 19). Each record
+// the log writer and the app get is capped at its end, so appending to one
+// never reaches the next; records of a slab lie back to back; a record that
+// outgrows what is left starts a new slab or a buffer of its own; a giant
+// message gets an allocation of its own, exactly its size; and no record's
+// bytes change once sealed, whatever is appended to the others.
+func TestRecordSlab(t *testing.T) {
+	c := liveCore(t)
+	type sealed struct {
+		msgs, wire []byte
+		want       []byte
+	}
+	var all []sealed
+	seq := int64(0)
+	giant := 3 << 20
+	for round, sizes := range [][]int{
+		{10, 100}, {1000}, {5000, 5000}, {100}, // small records, back to back
+		{300 << 10, 300 << 10, 300 << 10},                               // grows past a small slab
+		{900 << 10}, {900 << 10}, {900 << 10}, {900 << 10}, {900 << 10}, // large ones
+		{giant}, // a giant message
+		{50}, {70}, {100 << 10},
+	} {
+		off, inSlab := c.slabOff, c.slab
+		for _, n := range sizes {
+			seq++
+			if err := c.PeerMessage("client", seq, peerFork(strings.Repeat(string(rune('a'+round)), n))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rd := c.Ready()
+		if len(rd.Log) != 1 {
+			t.Fatalf("round %d: %d records, want 1", round, len(rd.Log))
+		}
+		r := rd.Log[0].Record
+		c.LogDurable(r.Seq)
+		rd = c.Ready()
+		if len(rd.ToApp) != 1 {
+			t.Fatalf("round %d: %d deliveries, want 1", round, len(rd.ToApp))
+		}
+		wire := rd.ToApp[0]
+		if cap(r.Messages) != len(r.Messages) || cap(wire) != len(wire) {
+			t.Fatalf("round %d: record cap %d len %d, wire cap %d len %d: not capped", round, cap(r.Messages), len(r.Messages), cap(wire), len(wire))
+		}
+		if &wire[logfmt.WireHeaderSize] != &r.Messages[0] {
+			t.Fatalf("round %d: the app's record does not share the log record's messages", round)
+		}
+		switch {
+		case sizes[0] == giant:
+			if cap(wire) != logfmt.WireHeaderSize+len(r.Messages) || (len(c.slab) > 0 && &c.slab[0] == &wire[0]) {
+				t.Fatalf("giant message: not in a buffer of its own exactly its size (cap %d)", cap(wire))
+			}
+		case len(inSlab) > 0 && off < len(inSlab) && &inSlab[off] == &wire[0]:
+			// back to back with the record before it in the same slab
+		case len(c.slab) > 0 && &c.slab[0] == &wire[0]:
+			// the first record of a new slab
+		case round == 0:
+			t.Fatal("the first record is not at the start of a slab")
+		default:
+			// moved out of the slab while it grew: a buffer of its own
+			if round != 4 {
+				t.Fatalf("round %d: record neither in the slab after the last one nor first of a new one", round)
+			}
+		}
+		all = append(all, sealed{msgs: r.Messages, wire: wire, want: bytes.Clone(wire)})
+	}
+	// Whatever holders append to what they were given stays out of the
+	// other records.
+	for i := range all {
+		_ = append(all[i].msgs, bytes.Repeat([]byte{0xEE}, 64)...)
+		_ = append(all[i].wire, bytes.Repeat([]byte{0xDD}, 64)...)
+	}
+	for i, s := range all {
+		if !bytes.Equal(s.wire, s.want) || !bytes.Equal(s.msgs, s.want[logfmt.WireHeaderSize:]) {
+			t.Fatalf("record %d changed after it was sealed", i)
+		}
+	}
+}
