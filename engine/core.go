@@ -229,14 +229,10 @@ type Core struct {
 	// messages after room for the wire header, so that sealing makes the
 	// record the app receives without copying them again. lastSize is the
 	// size of the previous record's messages: the next one starts with
-	// room for twice that.
+	// that much room.
 	open     *logfmt.Record
 	openWire []byte
 	lastSize int
-	// Records are cut from slab, one after another from slabOff on (see
-	// openRecord): one allocation, zeroed once, for many records.
-	slab    []byte
-	slabOff int
 
 	queue []delivery
 
@@ -588,7 +584,7 @@ func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
 		c.open = &logfmt.Record{}
 		// Room for twice the last record: under steady load records are
 		// alike, and growing one copies all it holds.
-		c.openRecord(logfmt.WireHeaderSize + max(min(2*c.lastSize, maxOpenRecord), len(msgs), 256))
+		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(min(2*c.lastSize, maxOpenRecord), len(msgs), 256))
 	}
 	r := c.open
 	n := len(r.Sources)
@@ -612,46 +608,6 @@ func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
 	}
 }
 
-// recordSlab is the largest size of the buffers records are cut from: four
-// of the largest records maxOpenRecord makes, so that those waste none of
-// it. A slab is sized for eight records like the one that needs it, between
-// minSlab and recordSlab: an instance sending little holds little.
-const (
-	recordSlab = 4 * (logfmt.WireHeaderSize + maxOpenRecord)
-	minSlab    = 64 << 10
-)
-
-// openRecord starts openWire with room for the wire header and at least
-// room bytes in all. Records are cut from a slab, each after the one before,
-// rather than allocated one by one: an allocation per record zeroes memory
-// for its whole room (twice the last record's size) and makes garbage at
-// that rate, where the slab is zeroed once and the next record begins where
-// the last one ended (issue 19: memclr and GC at small messages).
-//
-// Ownership: a record's bytes are written only while it is open, and the
-// sealed record and its wire form are capped at their end (sealOpen), so
-// neither the log writer, nor the app sender, nor anyone appending to
-// what they were given can reach the bytes of a later record. Nothing is
-// reused: the slab is let go of by the garbage collector once no record
-// cut from it is referenced any more (the log writer and the app sender
-// are done with them), and a new slab is allocated when it is used up.
-// A record that does not fit in what is left of the slab starts in a new
-// one (the rest of the old one is wasted: less than its room, at most an
-// eighth of a slab, or none for the largest records); one that outgrows
-// the slab moves to a buffer of its own, as append grows it; a room of
-// more than half the largest slab (a giant message) gets an allocation of
-// its own, exactly its size.
-func (c *Core) openRecord(room int) {
-	if len(c.slab)-c.slabOff < room {
-		if room > recordSlab/2 {
-			c.openWire = make([]byte, logfmt.WireHeaderSize, room)
-			return
-		}
-		c.slab, c.slabOff = make([]byte, min(max(8*room, minSlab), recordSlab)), 0
-	}
-	c.openWire = c.slab[c.slabOff : c.slabOff+logfmt.WireHeaderSize : len(c.slab)]
-}
-
 // sealOpen turns the open record into a log write.
 func (c *Core) sealOpen() {
 	r := c.open
@@ -659,14 +615,6 @@ func (c *Core) sealOpen() {
 		return
 	}
 	c.open = nil
-	n := len(c.openWire)
-	// Capped: the next record is cut from the bytes after this one.
-	c.openWire = c.openWire[:n:n]
-	if c.slabOff < len(c.slab) && &c.openWire[0] == &c.slab[c.slabOff] {
-		// It stayed in the slab (appendRun's appends did not move it to a
-		// buffer of its own): the next record begins after it.
-		c.slabOff += n
-	}
 	r.Messages = c.openWire[logfmt.WireHeaderSize:]
 	c.lastSize = len(r.Messages)
 	r.Seq = c.nextSeq
