@@ -661,24 +661,32 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 		select {
 		case e := <-v.events:
-			if err := v.handle(e); err != nil {
+			if err := v.handleBurst(e); err != nil {
 				return err
-			}
-		drain:
-			for i := 0; i < 4096; i++ {
-				select {
-				case e := <-v.events:
-					if err := v.handle(e); err != nil {
-						return err
-					}
-				default:
-					break drain
-				}
 			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// handleBurst handles e and then up to 4096 more events already waiting,
+// so that the Core's Ready is taken once per burst rather than per event.
+func (v *conversation) handleBurst(e event) error {
+	if err := v.handle(e); err != nil {
+		return err
+	}
+	for range 4096 {
+		select {
+		case e := <-v.events:
+			if err := v.handle(e); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 func (v *conversation) handle(e event) error {

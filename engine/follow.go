@@ -690,19 +690,8 @@ func (c *Coordinator) serveFollowing(ctx context.Context, conn AppConn) (err err
 		}
 		select {
 		case e := <-v.events:
-			if err := v.handle(e); err != nil {
+			if err := v.handleBurst(e); err != nil {
 				return err
-			}
-		drain:
-			for i := 0; i < 4096; i++ {
-				select {
-				case e := <-v.events:
-					if err := v.handle(e); err != nil {
-						return err
-					}
-				default:
-					break drain
-				}
 			}
 		case <-tickC:
 			if err := v.followStep(); err != nil {
