@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	ossignal "os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +94,11 @@ const (
 	envGiantPort = "AMBR_BENCH_GIANT_PORT"
 )
 
+// EnvGiantMemProfile, set to a directory in the bench's environment, has
+// each child write its allocation profile there when it stops (go tool
+// pprof -sample_index=alloc_space): where the copies of the message are.
+const EnvGiantMemProfile = "AMBR_BENCH_GIANT_MEMPROFILE"
+
 // GiantChild runs this process as one of the giant suite's children if the
 // environment says so, and exits; otherwise it returns at once. Call it
 // first in main (and in TestMain of a test that runs the suite).
@@ -117,6 +124,17 @@ func GiantChild() {
 		err = fmt.Errorf("no role %q", role)
 	}
 	stop()
+	if dir := os.Getenv(EnvGiantMemProfile); dir != "" {
+		name := role
+		if d := os.Getenv(envGiantDir); d != "" {
+			name += "-" + filepath.Base(d)
+		}
+		if f, perr := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid()))); perr == nil {
+			runtime.GC() // the profile shows allocations up to the last GC
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "giant %s: %v\n", role, err)
 		os.Exit(1)
