@@ -346,6 +346,7 @@ func startChild(name, role string, env []string) (*child, error) {
 	cmd := exec.Command(self)
 	cmd.Env = append(append(os.Environ(), envGiantRole+"="+role), env...)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = childAttr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
