@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -15,10 +16,11 @@ const (
 	SuiteLatency      = "latency"
 	SuiteConventional = "conventional"
 	SuiteRecovery     = "recovery"
+	SuiteGiant        = "giant"
 )
 
 // Suites lists every suite.
-var Suites = []string{SuiteThroughput, SuiteLatency, SuiteConventional, SuiteRecovery}
+var Suites = []string{SuiteThroughput, SuiteLatency, SuiteConventional, SuiteRecovery, SuiteGiant}
 
 // Systems of the throughput suite.
 const (
@@ -101,6 +103,10 @@ type Config struct {
 	RecCkptMiB int `json:"rec_ckpt_mib"`
 	RecMsgSize int `json:"rec_msg_size"`
 
+	// Giant: GiantCount messages of GiantSize bytes, one after the other.
+	GiantSize  int64 `json:"giant_size"`
+	GiantCount int   `json:"giant_count"`
+
 	// Progress receives a line per measurement; nil: none.
 	Progress io.Writer `json:"-"`
 }
@@ -119,6 +125,7 @@ func DefaultConfig() Config {
 		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, LatencyHalfPeak: true, SyncProbes: 2000,
 		ConvRequests: 5000, ConvConcurrency: 16,
 		RecLogMiB: 256, RecCkptMiB: 64, RecMsgSize: 1024,
+		GiantSize: 256 << 20, GiantCount: 1,
 	}
 }
 
@@ -131,6 +138,7 @@ func SmokeConfig() Config {
 	c.LatencyCalls, c.LatencyWarmup, c.LatencyInFlight, c.SyncProbes = 100, 10, []int{1}, 100
 	c.ConvRequests, c.ConvConcurrency = 200, 8
 	c.RecLogMiB, c.RecCkptMiB = 2, 1
+	c.GiantSize = 4 << 20
 	return c
 }
 
@@ -150,6 +158,7 @@ type Report struct {
 	Latency      *LatencyResult      `json:"latency,omitempty"`
 	Conventional *ConventionalResult `json:"conventional,omitempty"`
 	Recovery     *RecoveryResult     `json:"recovery,omitempty"`
+	Giant        *GiantResult        `json:"giant,omitempty"`
 	// Notes are warnings about the run (a RAM disk, a skipped suite).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -168,7 +177,7 @@ func Run(ctx context.Context, cfg Config, suites ...string) (*Report, error) {
 			known = known || k == s
 		}
 		if !known {
-			return nil, fmt.Errorf("no suite %q (suites: throughput, latency, conventional, recovery)", s)
+			return nil, fmt.Errorf("no suite %q (suites: %s)", s, strings.Join(Suites, ", "))
 		}
 		want[s] = true
 	}
@@ -224,6 +233,7 @@ func Run(ctx context.Context, cfg Config, suites ...string) (*Report, error) {
 		run(SuiteLatency, func() (err error) { rep.Latency, err = runLatency(ctx, cfg, dir, rep.Machine.Fdatasync); return }),
 		run(SuiteConventional, func() (err error) { rep.Conventional, err = runConventional(ctx, cfg, dir); return }),
 		run(SuiteRecovery, func() (err error) { rep.Recovery, err = runRecovery(ctx, cfg, dir); return }),
+		run(SuiteGiant, func() (err error) { rep.Giant, err = runGiant(ctx, cfg, dir); return }),
 	)
 	rep.Seconds = time.Since(rep.Started).Seconds()
 	return rep, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,6 +24,7 @@ func tinyConfig(t *testing.T) Config {
 	c.LatencyCalls, c.LatencyWarmup, c.SyncProbes = 20, 2, 10
 	c.ConvRequests, c.ConvConcurrency = 20, 4
 	c.RecLogMiB, c.RecCkptMiB, c.RecMsgSize = 1, 1, 4096
+	c.GiantSize, c.GiantCount = 1<<20+3, 2
 	if testing.Verbose() {
 		c.Progress = testWriter{t}
 	}
@@ -215,5 +217,38 @@ func TestSizes(t *testing.T) {
 	s := Summarize([]float64{3, 1, 2})
 	if s.Median != 2 || s.Min != 1 || s.Max != 3 {
 		t.Errorf("Summarize: %+v", s)
+	}
+}
+
+// The giant suite starts this test binary again as its coordinators and
+// apps.
+func TestMain(m *testing.M) {
+	GiantChild()
+	os.Exit(m.Run())
+}
+
+func TestGiant(t *testing.T) {
+	cfg := tinyConfig(t)
+	rep := runSuite(t, cfg, SuiteGiant)
+	g := rep.Giant
+	if g == nil || g.Size != cfg.GiantSize || g.Count != cfg.GiantCount || len(g.Processes) != len(GiantProcesses) {
+		t.Fatalf("giant: %+v", g)
+	}
+	// Each run checked every message's length and SHA-256 on arrival.
+	for i, p := range g.Processes {
+		if p.Name != GiantProcesses[i] {
+			t.Errorf("process %d is %q, want %q", i, p.Name, GiantProcesses[i])
+		}
+		for _, s := range []Summary{p.BeforeMiB, p.PeakMiB, p.PeakRatio} {
+			positive(t, p.Name, s, cfg.Runs)
+		}
+		if len(p.GrowthRatio.Samples) != cfg.Runs {
+			t.Errorf("%s growth: %+v", p.Name, p.GrowthRatio)
+		}
+	}
+	positive(t, "seconds", g.Seconds, cfg.Runs)
+	positive(t, "tcp seconds", g.TCPSeconds, cfg.Runs)
+	if ts := Targets(rep); len(ts) != 1 || !strings.HasPrefix(ts[0].Name, "giant") {
+		t.Errorf("targets: %+v", ts)
 	}
 }

@@ -2,9 +2,14 @@
 
 package bench
 
-import "os"
+import (
+	"os"
+	"syscall"
+)
 
 // fadviseDontNeed is a no-op here: reads may come from the page cache.
 func fadviseDontNeed(*os.File) error { return nil }
 
 func isTmpfs(string) bool { return false }
+
+func childAttr() *syscall.SysProcAttr { return nil }

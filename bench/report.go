@@ -54,6 +54,17 @@ func Targets(rep *Report) []Target {
 		ts = append(ts, Target{Name: "conventional ≤ 0.1× ambr requests/s", Met: c.Ratio.Median <= 0.1,
 			Detail: fmt.Sprintf("PostgreSQL ÷ ambr = %s at %d in flight", cell(c.Ratio, sig), c.Concurrency)})
 	}
+	if g := rep.Giant; g != nil && len(g.Processes) >= 2 {
+		var miss []string
+		for _, p := range g.Processes[:2] { // the two coordinators
+			if !p.PeakRatio.OK() || p.PeakRatio.Median > 2 {
+				miss = append(miss, fmt.Sprintf("%s %s×", p.Name, sig(p.PeakRatio.Median)))
+			}
+		}
+		d := fmt.Sprintf("peak RSS ÷ %s: %s %s×, %s %s×", SizeName(g.Size), g.Processes[0].Name, sig(g.Processes[0].PeakRatio.Median),
+			g.Processes[1].Name, sig(g.Processes[1].PeakRatio.Median))
+		ts = append(ts, Target{Name: "giant: each coordinator's peak RSS ≤ 2× the message", Met: len(miss) == 0, Detail: d})
+	}
 	return ts
 }
 
@@ -148,6 +159,9 @@ func WriteText(w io.Writer, rep *Report) {
 	}
 	if r := rep.Recovery; r != nil {
 		writeRecovery(w, rep.Config, r)
+	}
+	if g := rep.Giant; g != nil {
+		writeGiant(w, g)
 	}
 	if ts := Targets(rep); len(ts) > 0 {
 		fmt.Fprintf(w, "\n== targets\n")
@@ -315,3 +329,19 @@ func writeRecovery(w io.Writer, cfg Config, r *RecoveryResult) {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func writeGiant(w io.Writer, g *GiantResult) {
+	fmt.Fprintf(w, "\n== giant: %d message(s) of %s one-way, job → server, coordinators linked with TLS, durable logging; each coordinator and app a process\n",
+		g.Count, SizeName(g.Size))
+	reset := "VmHWM reset (clear_refs 5) once the links were up"
+	if !g.HWMReset {
+		reset = "VmHWM could not be reset: peaks include start-up"
+	}
+	fmt.Fprintf(w, "before: VmRSS after a warm-up round trip; peak: VmHWM after the last message was processed (%s)\n", reset)
+	t := numTable("process", "before MiB", "peak MiB", "peak ÷ size", "(peak − before) ÷ size")
+	for _, p := range g.Processes {
+		t.add(p.Name, cell(p.BeforeMiB, sig), cell(p.PeakMiB, sig), cell(p.PeakRatio, sig), cell(p.GrowthRatio, sig))
+	}
+	t.write(w)
+	fmt.Fprintf(w, "time from send to processed: ambr %s s, raw TCP %s s\n", cell(g.Seconds, sig), cell(g.TCPSeconds, sig))
+}

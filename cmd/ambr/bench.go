@@ -37,15 +37,17 @@ type benchOptions struct {
 	pgBin              string
 	logMiB, ckptMiB    int
 	recMsg             string
+	giantSize          string
+	giantCount         int
 }
 
 func newBenchCmd(g *globals) *cobra.Command {
 	var o benchOptions
 	def := bench.DefaultConfig()
 	cmd := &cobra.Command{
-		Use:   "bench [throughput|latency|conventional|recovery]...",
+		Use:   "bench [throughput|latency|conventional|recovery|giant]...",
 		Short: "Run the benchmark suites, each against its baselines in the same run",
-		Long: `Run benchmark suites (all four if none is named) and print a table of figures
+		Long: `Run benchmark suites (all five if none is named) and print a table of figures
 and ratios. Every figure is measured next to a baseline or a limit of this
 machine measured in the same run, repeated --runs times, and shown as the
 median (min–max).
@@ -71,6 +73,13 @@ median (min–max).
   recovery      recover an instance with a --ckpt-mib checkpoint and
                 --log-mib of log after it, from a cold page cache: time,
                 records/s and MB/s next to the disk's cold sequential read.
+  giant         a job immortal forks --giant-count messages of --giant-size
+                one-way to a server immortal; both coordinators and both apps
+                run as processes of their own (this executable again), TLS,
+                durable. Peak RSS (VmHWM, reset once the links are up) of
+                each, as a ratio to the message's size, next to its RSS
+                before and to raw TCP sending the same bytes; each message's
+                length and SHA-256 are checked on arrival.
 
 Defaults are a meaningful local run (minutes); --smoke is a run of seconds for
 CI, and the other flags override either. Results and the command that produced
@@ -81,6 +90,7 @@ suite failed; 2 bad usage.`,
 		Example: `  ambr bench --smoke
   ambr bench throughput --sizes 64KiB,4KiB,256B,16B --volume 64MiB --chart sweep.png
   ambr bench latency conventional --runs 5 --json > bench.json
+  ambr bench giant --giant-size 1000MiB --runs 1
   ambr bench --report bench.json --chart sweep.png`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBench(cmd, g, args, o)
@@ -114,6 +124,8 @@ suite failed; 2 bad usage.`,
 	f.IntVar(&o.logMiB, "log-mib", def.RecLogMiB, "recovery: MiB of log after the checkpoint")
 	f.IntVar(&o.ckptMiB, "ckpt-mib", def.RecCkptMiB, "recovery: MiB of checkpoint")
 	f.StringVar(&o.recMsg, "rec-msg", bench.SizeName(int64(def.RecMsgSize)), "recovery: size of the logged messages")
+	f.StringVar(&o.giantSize, "giant-size", bench.SizeName(def.GiantSize), "giant: the message's size (up to 1023MiB)")
+	f.IntVar(&o.giantCount, "giant-count", def.GiantCount, "giant: messages sent, one after the other")
 	cmd.AddCommand(newBenchFailoverCmd(g))
 	return cmd
 }
@@ -237,6 +249,19 @@ func benchConfig(cmd *cobra.Command, g *globals, o benchOptions) (bench.Config, 
 			return cfg, usageErrorf("--rec-msg: %v", err)
 		}
 		cfg.RecMsgSize = int(n)
+	}
+	if set("giant-size") {
+		n, err := bench.ParseSize(o.giantSize)
+		if err != nil || n < 8 || n > 1023<<20 {
+			return cfg, usageErrorf("--giant-size: %q is not a size from 8B to 1023MiB", o.giantSize)
+		}
+		cfg.GiantSize = n
+	}
+	if set("giant-count") {
+		if o.giantCount < 1 {
+			return cfg, usageErrorf("--giant-count must be ≥ 1")
+		}
+		cfg.GiantCount = o.giantCount
 	}
 	for _, s := range cfg.Systems {
 		if !slices.Contains(bench.AllSystems, s) {

@@ -12,12 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ambr-dev/ambr/bench"
 	"github.com/ambr-dev/ambr/engine/layout"
 	// Before Bubble Tea: no terminal queries from commands (see its doc).
 	_ "github.com/ambr-dev/ambr/internal/termquery"
 )
 
 func main() {
+	// A child process of `ambr bench giant` runs its part and exits.
+	bench.GiantChild()
 	// Ctrl-C and SIGTERM cancel the command's context from the first moment
 	// on; long-running commands (run, log --follow) stop cleanly on it.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/ambr-dev/ambr/bench"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/internal/testbin"
 	"github.com/ambr-dev/ambr/logfmt"
@@ -21,6 +22,7 @@ import (
 var updateScripts = flag.Bool("update", false, "rewrite testscript expected output in place")
 
 func TestMain(m *testing.M) {
+	bench.GiantChild() // `ambr bench giant` run in-process starts this binary again
 	testscript.Main(cleanBuilds{m}, map[string]func(){
 		"ambr": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
