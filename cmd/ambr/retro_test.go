@@ -59,22 +59,12 @@ type retroJSON struct {
 
 func runRetroJSON(t *testing.T, home string, args ...string) (retroJSON, int, string) {
 	t.Helper()
-	cmd := exec.Command(builtBins.ambr, append([]string{"--home", home, "retro-test", "--json"}, args...)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	out, code, stderr := ambrExec(t, append([]string{"--home", home, "retro-test", "--json"}, args...)...)
 	var res retroJSON
 	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("retro-test --json: %v\n%s\n%s", err, out, stderr.String())
+		t.Fatalf("retro-test --json: %v\n%s\n%s", err, out, stderr)
 	}
-	return res, code, stderr.String()
+	return res, code, stderr
 }
 
 // TestRetroCounter records a counter server run and retro-tests candidates

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,24 +14,14 @@ import (
 // code and outcome.
 func upgradeTo(t *testing.T, home, name, app string) (int, upgrade.Result, string) {
 	t.Helper()
-	cmd := exec.Command(builtBins.ambr, "--home", home, "upgrade", name, "--to", app, "--json")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	out, code, stderr := ambrExec(t, "--home", home, "upgrade", name, "--to", app, "--json")
 	var res upgrade.Result
 	if code != 2 {
 		if err := json.Unmarshal(out, &res); err != nil {
-			t.Fatalf("ambr upgrade --json printed %q: %v\nstderr: %s", out, err, stderr.String())
+			t.Fatalf("ambr upgrade --json printed %q: %v\nstderr: %s", out, err, stderr)
 		}
 	}
-	return code, res, stderr.String()
+	return code, res, stderr
 }
 
 // TestLiveUpgrade (scenarios.md "upgrade during", "upgrade fails"): while a

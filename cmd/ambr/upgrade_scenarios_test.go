@@ -23,9 +23,9 @@ import (
 
 var upgradeKills = flag.Int("upgrade-kills", 6, "upgrade kill loop: SIGKILLs of the server while upgrades are attempted")
 
-// ambrJSON runs ambr with args and decodes its stdout into v (when it is
-// not exit 2), returning the exit code and stderr.
-func ambrJSON(t *testing.T, v any, args ...string) (int, string) {
+// ambrExec runs ambr with args and returns its stdout, exit code and
+// stderr; anything but an exit is fatal.
+func ambrExec(t *testing.T, args ...string) ([]byte, int, string) {
 	t.Helper()
 	cmd := exec.Command(builtBins.ambr, args...)
 	var stderr strings.Builder
@@ -38,12 +38,20 @@ func ambrJSON(t *testing.T, v any, args ...string) (int, string) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
+	return out, code, stderr.String()
+}
+
+// ambrJSON runs ambr with args and decodes its stdout into v (when it is
+// not exit 2), returning the exit code and stderr.
+func ambrJSON(t *testing.T, v any, args ...string) (int, string) {
+	t.Helper()
+	out, code, stderr := ambrExec(t, args...)
 	if code == 0 && v != nil {
 		if err := json.Unmarshal(out, v); err != nil {
-			t.Fatalf("ambr %v printed %q: %v\nstderr: %s", args, out, err, stderr.String())
+			t.Fatalf("ambr %v printed %q: %v\nstderr: %s", args, out, err, stderr)
 		}
 	}
-	return code, stderr.String()
+	return code, stderr
 }
 
 // waitVersion waits until the instance's MANIFEST says version v.
