@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
+
 	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/supervise"
@@ -118,6 +120,19 @@ func (r *replicas) kill(n int) {
 	r.reps[n].killAll()
 	if app != 0 && supervise.Alive(app) {
 		_ = syscall.Kill(app, syscall.SIGKILL)
+	}
+	// The failure is complete when replica n's lock is free: a restart
+	// before that is refused as "already running" (seen under load, just
+	// after both processes were killed; not yet explained).
+	lock := flock.New(filepath.Join(r.dir(), supervise.ReplicaLockFile(n)))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, err := lock.TryLock(); err == nil && ok {
+			_ = lock.Unlock()
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("replica %d's lock is still held 10 s after its coordinator and app were killed\n%s", n, r.output())
+		}
 	}
 }
 
