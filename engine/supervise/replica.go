@@ -44,7 +44,7 @@ func LockReplica(dir string, n int) (*ReplicaLock, error) {
 		return nil, err
 	}
 	shared := flock.New(filepath.Join(dir, LockFile))
-	ok, err := shared.TryRLock()
+	ok, err := tryLockPatiently(shared.TryRLockContext)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", shared.Path(), err)
 	}
@@ -54,7 +54,7 @@ func LockReplica(dir string, n int) (*ReplicaLock, error) {
 	}
 	path := filepath.Join(dir, ReplicaLockFile(n))
 	own := flock.New(path)
-	if ok, err = own.TryLock(); err != nil || !ok {
+	if ok, err = tryLockPatiently(own.TryLockContext); err != nil || !ok {
 		_ = shared.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", path, err)

@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gofrs/flock"
 )
@@ -73,6 +75,24 @@ func Locked(dir string) bool {
 	return true
 }
 
+// probeGrace is how long a lock is retried before it counts as held. Locked
+// and lockedFile (ambr ls, the TUI, the replicas' status readers) probe a lock
+// by taking it shared for an instant, and a start that tried only once during
+// such an instant was refused as "already running" although nothing ran.
+const probeGrace = 500 * time.Millisecond
+
+// tryLockPatiently calls a flock TryLockContext or TryRLockContext for up to
+// probeGrace: a lock that is still held then is held by a running process.
+func tryLockPatiently(try func(context.Context, time.Duration) (bool, error)) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeGrace)
+	defer cancel()
+	ok, err := try(ctx, 5*time.Millisecond)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return false, nil
+	}
+	return ok, err
+}
+
 // RemoveRunStatus removes dir/RUN.
 func RemoveRunStatus(dir string) { _ = os.Remove(filepath.Join(dir, RunFile)) }
 
@@ -93,7 +113,7 @@ func Lock(dir string) (*flock.Flock, error) {
 	}
 	path := filepath.Join(dir, LockFile)
 	l := flock.New(path)
-	ok, err := l.TryLock()
+	ok, err := tryLockPatiently(l.TryLockContext)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
