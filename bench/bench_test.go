@@ -91,7 +91,7 @@ func TestThroughput(t *testing.T) {
 			}
 		}
 	}
-	if ts := Targets(rep); len(ts) != 4 {
+	if ts := Targets(rep); len(ts) != 6 {
 		t.Errorf("targets: %+v", ts)
 	}
 	for _, ext := range []string{"png", "svg"} {
@@ -248,7 +248,7 @@ func TestGiant(t *testing.T) {
 	}
 	positive(t, "seconds", g.Seconds, cfg.Runs)
 	positive(t, "tcp seconds", g.TCPSeconds, cfg.Runs)
-	if ts := Targets(rep); len(ts) != 1 || !strings.HasPrefix(ts[0].Name, "giant") {
+	if ts := Targets(rep); len(ts) != 2 || !strings.HasPrefix(ts[0].Name, "giant") || !strings.HasPrefix(ts[1].Name, "giant") {
 		t.Errorf("targets: %+v", ts)
 	}
 }

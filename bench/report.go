@@ -19,7 +19,11 @@ type Target struct {
 // Targets checks the report against the issue's targets (medians of the
 // per-run ratios): durable ambr at least gRPC-Go unary's throughput at
 // every size up to 4 KiB, at least half raw TCP's at every size, and the
-// conventional design at most a tenth of ambr's requests/s.
+// conventional design at most a tenth of ambr's requests/s; and the second
+// performance pass's (issue 19): throughput against raw TCP and the disk's
+// synced write rate (diskOrTCPTarget), a call at one in flight within two
+// fdatasyncs and 0.1 ms, recovery at half the disk's cold read, and every
+// process within twice a giant message.
 func Targets(rep *Report) []Target {
 	var ts []Target
 	if t := rep.Throughput; t != nil {
@@ -48,7 +52,25 @@ func Targets(rep *Report) []Target {
 			}
 			check("ambr ≥ 1× gRPC unary at every size ≤ 4KiB", SysAmbr+"/"+SysGRPCUnary, 1, 4096)
 			check("ambr ≥ 0.5× raw TCP at every size", SysAmbr+"/"+SysTCP, 0.5, 0)
+			if t := diskOrTCPTarget(m, rep.Machine.SyncedWrite); t != nil {
+				ts = append(ts, *t)
+			}
 		}
+	}
+	if l := rep.Latency; l != nil && l.Fdatasync.P50ms > 0 {
+		for _, r := range l.Rows {
+			if r.System != SysAmbr || r.InFlight != 1 || !r.P50ms.OK() {
+				continue
+			}
+			bar := 2*l.Fdatasync.P50ms + 0.1
+			ts = append(ts, Target{Name: "call, 1 in flight: ambr p50 ≤ 2 × fdatasync p50 + 0.1 ms", Met: r.P50ms.Median <= bar,
+				Detail: fmt.Sprintf("p50 %s ms against %s ms (fdatasync p50 %s ms): %s fdatasync p50s", sig(r.P50ms.Median), sig(bar),
+					sig(l.Fdatasync.P50ms), sig(r.P50ms.Median/l.Fdatasync.P50ms))})
+		}
+	}
+	if r := rep.Recovery; r != nil && r.Ratio.OK() {
+		ts = append(ts, Target{Name: "recovery ≥ 0.5× the disk's cold read", Met: r.Ratio.Median >= 0.5,
+			Detail: fmt.Sprintf("%s MB/s against a cold read of %s MB/s: %s×", sig(r.TotalMBps.Median), sig(r.DiskReadMBps.Median), sig(r.Ratio.Median))})
 	}
 	if c := rep.Conventional; c != nil && c.Skipped == "" && c.Ratio.OK() {
 		ts = append(ts, Target{Name: "conventional ≤ 0.1× ambr requests/s", Met: c.Ratio.Median <= 0.1,
@@ -65,7 +87,59 @@ func Targets(rep *Report) []Target {
 			g.Processes[1].Name, sig(g.Processes[1].PeakRatio.Median))
 		ts = append(ts, Target{Name: "giant: each coordinator's peak RSS ≤ 2× the message", Met: len(miss) == 0, Detail: d})
 	}
+	if g := rep.Giant; g != nil && len(g.Processes) >= 4 {
+		var miss, all []string
+		for _, p := range g.Processes[:4] { // the coordinators and their apps
+			all = append(all, fmt.Sprintf("%s %s×", p.Name, sig(p.PeakRatio.Median)))
+			if !p.PeakRatio.OK() || p.PeakRatio.Median > 2 {
+				miss = append(miss, p.Name)
+			}
+		}
+		d := "peak RSS ÷ " + SizeName(g.Size) + ": " + strings.Join(all, ", ")
+		if len(miss) > 0 {
+			d += "; missed by " + strings.Join(miss, ", ")
+		}
+		ts = append(ts, Target{Name: "giant: every ambr process's peak RSS ≤ 2× the message (apps too)", Met: len(miss) == 0, Detail: d})
+	}
 	return ts
+}
+
+// diskOrTCPTarget is the second pass's throughput goal for one mode (issue
+// 19): ambr at least min(0.7 × raw TCP, 0.8 × the disk's synced write rate)
+// at every size ≥ 256 B, and at least 0.3 × raw TCP below. The disk's rate
+// is the run's own probe (synced MB/s, 0: not measured, and then only the
+// TCP bar applies). Nil if the mode has no raw TCP ratios.
+func diskOrTCPTarget(m ThroughputMode, syncedMBps float64) *Target {
+	var miss []string
+	seen := 0
+	for _, s := range m.Sizes {
+		r, ok := s.Ratios[SysAmbr+"/"+SysTCP]
+		tcp := s.Rates[SysTCP].MBps
+		if !ok || !r.OK() || !tcp.OK() {
+			continue
+		}
+		seen++
+		bar, why := 0.3, "0.3× raw TCP"
+		if s.Size >= 256 {
+			bar, why = 0.7, "0.7× raw TCP"
+			if d := 0.8 * syncedMBps / tcp.Median; syncedMBps > 0 && d < bar {
+				bar, why = d, fmt.Sprintf("0.8× the disk's %s MB/s", sig(syncedMBps))
+			}
+		}
+		if r.Median < bar {
+			miss = append(miss, fmt.Sprintf("%s %s× raw TCP (%s MB/s) < %s", SizeName(int64(s.Size)), sig(r.Median),
+				sig(s.Rates[SysAmbr].MBps.Median), why))
+		}
+	}
+	if seen == 0 {
+		return nil
+	}
+	d := fmt.Sprintf("met at %d of %d sizes", seen-len(miss), seen)
+	if len(miss) > 0 {
+		d += "; missed at " + strings.Join(miss, ", ")
+	}
+	return &Target{Name: modeTitle(m.Mode) + ": ambr ≥ min(0.7× raw TCP, 0.8× disk synced write) at ≥ 256 B, ≥ 0.3× raw TCP below",
+		Met: len(miss) == 0, Detail: d}
 }
 
 // WriteJSON writes the report as indented JSON, with the targets.
