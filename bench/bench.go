@@ -87,6 +87,9 @@ type Config struct {
 	// LatencyHalfPeak adds, per system, an open-loop measurement at half
 	// the best rate its closed-loop rows reached.
 	LatencyHalfPeak bool `json:"latency_half_peak"`
+	// LatencyHops adds a run of ambr calls at one in flight, traced with
+	// engine/hoptrace and not counted in the rows: where a call's time goes.
+	LatencyHops bool `json:"latency_hops"`
 	// SyncProbes is how many fdatasyncs the disk probe times.
 	SyncProbes int `json:"sync_probes"`
 
@@ -122,7 +125,7 @@ func DefaultConfig() Config {
 		Volume: 256 << 20, MaxMsgs: 1 << 20,
 		Modes: []string{"oneway", "echo"}, Systems: []string{SysAmbr, SysAmbrNoTLS, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP},
 		WindowBytes: 16 << 20, WindowMsgs: 32768, GRPCInFlight: 32,
-		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, LatencyHalfPeak: true, SyncProbes: 2000,
+		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, LatencyHalfPeak: true, LatencyHops: true, SyncProbes: 2000,
 		ConvRequests: 5000, ConvConcurrency: 16,
 		RecLogMiB: 256, RecCkptMiB: 64, RecMsgSize: 1024,
 		GiantSize: 256 << 20, GiantCount: 1,

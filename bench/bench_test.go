@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/ambr-dev/ambr/engine/hoptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,6 +117,20 @@ func TestLatency(t *testing.T) {
 		}
 		for _, s := range []Summary{r.PerSec, r.P50ms, r.P99ms, r.P999ms} {
 			positive(t, r.System, s, cfg.Runs)
+		}
+	}
+	// The traced run: both halves of a call write and sync a log.
+	if h := l.Hops; h == nil || h.Cycles == 0 {
+		t.Errorf("no traced calls: %+v", h)
+	} else {
+		syncs := 0
+		for _, hop := range h.Hops {
+			if hop.From == hoptrace.LogWrite.String() && hop.To == hoptrace.LogSynced.String() && hop.MedianUs > 0 {
+				syncs++
+			}
+		}
+		if syncs != 2 {
+			t.Errorf("a call's cycle has %d log syncs, want 2: %+v", syncs, h)
 		}
 	}
 	if len(l.HalfPeak) != 2 {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/hoptrace"
 	"runtime"
 )
 
@@ -15,6 +16,9 @@ type LatencyResult struct {
 	// HalfPeak holds, per system, an open-loop row at half the best rate of
 	// its closed-loop rows (when the config asks for it).
 	HalfPeak []CallRow `json:"half_peak,omitempty"`
+	// Hops is where the time of a call at one in flight goes, from a run of
+	// its own traced with engine/hoptrace (when the config asks for it).
+	Hops *hoptrace.Breakdown `json:"hops,omitempty"`
 }
 
 // halfPeakInFlight bounds the calls in flight of the open-loop rows: far
@@ -71,6 +75,19 @@ func runLatency(ctx context.Context, cfg Config, dir string, sync SyncProbe) (*L
 			return nil, err
 		}
 		res.Rows = append(res.Rows, a, g)
+	}
+	if cfg.LatencyHops {
+		// A run of its own: tracing costs each point a lock and a clock
+		// read, which the measured rows should not carry.
+		runtime.GC()
+		hoptrace.Start()
+		_, err := runAmbrCalls(ctx, dir, calls, cfg.LatencyWarmup, 1, 0)
+		b := hoptrace.Stop()
+		if err != nil {
+			return nil, fmt.Errorf("ambr, traced: %w", err)
+		}
+		res.Hops = &b
+		cfg.progress("latency ambr        1 in flight, traced: %d calls, a call's median %s µs", b.Cycles, sig(b.CycleUs))
 	}
 	if cfg.LatencyHalfPeak {
 		var peakA, peakG float64

@@ -371,6 +371,14 @@ func writeLatency(w io.Writer, l *LatencyResult) {
 		}
 		t.write(w)
 	}
+	if h := l.Hops; h != nil && len(h.Hops) > 0 {
+		fmt.Fprintf(w, "where a call's time goes (ambr, 1 in flight, a traced run of %d calls; median of each hop; a call's median %s µs):\n", h.Cycles, sig(h.CycleUs))
+		t := numTable("from", "to", "µs")
+		for _, hop := range h.Hops {
+			t.add(hop.From, hop.To, sig(hop.MedianUs))
+		}
+		t.write(w)
+	}
 }
 
 func writeConventional(w io.Writer, c *ConventionalResult) {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/hoptrace"
 	"io"
 	"log/slog"
 	"net"
@@ -696,6 +697,7 @@ func (v *conversation) handle(e event) error {
 	case e.appErr != nil:
 		return v.appGone(v.appPid, e.appErr)
 	case e.msg != nil:
+		hoptrace.Mark(hoptrace.LoopApp)
 		if err := v.core.AppMessage(*e.msg, e.state); err != nil {
 			return v.appGone(v.appPid, fmt.Errorf("protocol error: %w", err))
 		}
@@ -724,6 +726,7 @@ func (v *conversation) handle(e event) error {
 		v.inlinks[in.from] = in
 		e.reply <- v.core.ExpectFrom(in.from)
 	case e.peerMsg != nil:
+		hoptrace.Mark(hoptrace.LoopPeer)
 		in, b := e.peerMsg, e.batch
 		defer in.recycle(b) // the Core copies what it keeps
 		if v.inlinks[in.from] != in {
@@ -738,6 +741,7 @@ func (v *conversation) handle(e event) error {
 			delete(v.inlinks, e.peerGone.from)
 		}
 	case e.durable != 0:
+		hoptrace.Mark(hoptrace.LoopDurable)
 		var n int64
 		i := 0
 		for ; i < len(v.logging) && v.logging[i].seq <= e.durable; i++ {
@@ -823,6 +827,9 @@ func (v *conversation) dispatch(rd Ready) error {
 			v.post(event{ckptDone: ck.Number})
 		}()
 	}
+	if len(rd.ToApp) > 0 {
+		hoptrace.Mark(hoptrace.LoopToApp)
+	}
 	v.sender.send(rd.ToApp)
 	v.flow.setUnacked(v.core.UnackedBytes())
 	for _, p := range rd.NeedPeers {
@@ -839,6 +846,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			n++
 		}
 		if l := v.links[peer]; l != nil {
+			hoptrace.Mark(hoptrace.LoopPeerSend)
 			l.send(v.linkGen[peer], sends[:n])
 		}
 		sends = sends[n:]
@@ -868,6 +876,7 @@ func (v *conversation) readApp(r io.Reader) {
 		start := mr.Offset() // where the next message starts: its state was read
 		v.flow.waitOutput(v.done)
 		m, err := mr.Next()
+		hoptrace.Mark(hoptrace.CoordRead)
 		if err != nil {
 			if err == io.EOF {
 				err = errors.New("connection closed")
@@ -945,6 +954,7 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 		batch := s.queue
 		s.queue = nil
 		s.mu.Unlock()
+		hoptrace.Mark(hoptrace.AppSend)
 		var n int64
 		for _, b := range batch {
 			if _, err := bw.Write(b); err != nil {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/hoptrace"
 	"path/filepath"
 	"sync"
 
@@ -227,6 +228,7 @@ func (w *LogWriter) sync(f vfs.File, seg uint64, seq int64) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("log writer: sync %s: %w", layout.SegmentName(seg), err)
 	}
+	hoptrace.Mark(hoptrace.LogSynced)
 	// Synced is not yet durable for a replica: only if no newer primary
 	// has sealed the log before the sync may any of it count.
 	if w.fence != nil {
@@ -260,6 +262,7 @@ func (w *LogWriter) unsyncedFrom() int64 {
 // a roll (drain the pipeline, create the next segment, make its entry
 // durable) where the segment changes.
 func (w *LogWriter) write(batch []LogWrite) error {
+	hoptrace.Mark(hoptrace.LogWrite)
 	w.buf, w.parts = w.buf[:0], w.parts[:0]
 	var last int64
 	for i, lw := range batch {

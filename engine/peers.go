@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/hoptrace"
 	"io"
 	"net"
 	"sync"
@@ -47,6 +48,9 @@ type frameQueue struct {
 	free    [][]byte // empty chunks for reuse
 	closed  bool
 	closing bool // close the connection once the queue is written
+	// traced: an outgoing link's queue, whose writes are a hop of
+	// hoptrace (an inbound link's carry only acks).
+	traced bool
 }
 
 const (
@@ -175,6 +179,9 @@ func (q *frameQueue) drainTo(conn net.Conn) {
 		if err != nil || closing {
 			conn.Close()
 			return
+		}
+		if q.traced {
+			hoptrace.Mark(hoptrace.PeerWritten)
 		}
 		q.mu.Lock()
 		for i, c := range out {
@@ -323,6 +330,7 @@ func (l *outLink) connectOnce() (time.Duration, error) {
 	_ = conn.SetReadDeadline(time.Time{})
 	start := time.Now()
 	q := newFrameQueue()
+	q.traced = true
 	l.mu.Lock()
 	l.gen++
 	gen := l.gen
@@ -529,8 +537,10 @@ func (v *conversation) serveInbound(g *greeted) {
 			}
 			switch f.Kind {
 			case logfmt.PeerMessage:
+				hoptrace.Mark(hoptrace.PeerRead)
 				b.add(f.Seq, f.Msg)
 			case logfmt.PeerMessages:
+				hoptrace.Mark(hoptrace.PeerRead)
 				b.addRun(f.Seq, f.Count, f.Msg)
 			case logfmt.PeerLost:
 				if len(b.ends) > 0 {

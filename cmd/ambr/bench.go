@@ -32,6 +32,7 @@ type benchOptions struct {
 	latencyWarmup      int
 	latencyInFlight    string
 	latencyHalfPeak    bool
+	latencyHops        bool
 	syncProbes         int
 	requests, conc     int
 	pgBin              string
@@ -116,6 +117,7 @@ suite failed; 2 bad usage.`,
 	f.IntVar(&o.latencyCalls, "latency-calls", def.LatencyCalls, "latency: calls measured per run (also conventional's 1-in-flight phase)")
 	f.IntVar(&o.latencyWarmup, "latency-warmup", def.LatencyWarmup, "latency, conventional: calls before measuring")
 	f.StringVar(&o.latencyInFlight, "latency-inflight", benchIntList(def.LatencyInFlight), "latency: calls in flight, one row each")
+	f.BoolVar(&o.latencyHops, "latency-hops", def.LatencyHops, "latency: also trace one run of ambr calls at 1 in flight and show the median of each hop (not counted in the rows)")
 	f.BoolVar(&o.latencyHalfPeak, "latency-half-peak", def.LatencyHalfPeak, "latency: also release calls at half each system's best rate (open loop)")
 	f.IntVar(&o.syncProbes, "sync-probes", def.SyncProbes, "fdatasyncs timed for the disk's figures")
 	f.IntVar(&o.requests, "requests", def.ConvRequests, "conventional: requests per run")
@@ -226,6 +228,7 @@ func benchConfig(cmd *cobra.Command, g *globals, o benchOptions) (bench.Config, 
 	}
 	if set("latency-half-peak") {
 		cfg.LatencyHalfPeak = o.latencyHalfPeak
+		cfg.LatencyHops = o.latencyHops
 	}
 	if set("sync-probes") {
 		cfg.SyncProbes = o.syncProbes

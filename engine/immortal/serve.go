@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/hoptrace"
 	"io"
 	"sync"
 	"time"
@@ -56,6 +57,7 @@ func (a *App[S]) Serve(ctx context.Context, toIC io.Writer, fromIC io.Reader) er
 	rr := logfmt.NewRecordReader(fromIC)
 	for {
 		h, body, err := rr.Next()
+		hoptrace.Mark(hoptrace.AppRead)
 		if err != nil {
 			if err == io.EOF || ctx.Err() != nil {
 				return nil
@@ -162,6 +164,7 @@ type wire struct {
 }
 
 func (w *wire) write(b []byte) error {
+	hoptrace.Mark(hoptrace.AppWrite)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
