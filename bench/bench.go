@@ -210,6 +210,15 @@ func Run(ctx context.Context, cfg Config, suites ...string) (*Report, error) {
 		return nil, fmt.Errorf("fdatasync probe: %w", err)
 	}
 	cfg.progress("  %s", rep.Machine.Fdatasync)
+	if want[SuiteLatency] {
+		cfg.progress("probing fdatasync over written blocks (%d × write 64 B + fdatasync)", max(cfg.SyncProbes, 1))
+		p, err := ProbeFdatasyncOverwrite(dir, cfg.SyncProbes)
+		if err != nil {
+			return nil, fmt.Errorf("fdatasync overwrite probe: %w", err)
+		}
+		rep.Machine.FdatasyncOverwrite = &p
+		cfg.progress("  %s", p)
+	}
 	if want[SuiteThroughput] {
 		size := min(max(cfg.Volume, SyncedWriteChunk), 256<<20)
 		cfg.progress("probing synced writes (%s in %s writes, each + fdatasync)", SizeName(size), SizeName(SyncedWriteChunk))

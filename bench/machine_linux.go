@@ -24,3 +24,6 @@ func isTmpfs(dir string) bool {
 
 // childAttr makes the giant suite's children die with the bench process.
 func childAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} }
+
+// fdatasync is what the engine's log syncs with (engine/vfs).
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

@@ -13,3 +13,5 @@ func fadviseDontNeed(*os.File) error { return nil }
 func isTmpfs(string) bool { return false }
 
 func childAttr() *syscall.SysProcAttr { return nil }
+
+func fdatasync(f *os.File) error { return f.Sync() }

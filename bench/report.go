@@ -215,6 +215,9 @@ func WriteText(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "ambr bench, %s, %.0f s\n", rep.Started.Format("2006-01-02 15:04"), rep.Seconds)
 	fmt.Fprintf(w, "machine: %s\n", rep.Machine)
 	fmt.Fprintf(w, "disk:    %s\n", rep.Machine.Fdatasync)
+	if p := rep.Machine.FdatasyncOverwrite; p != nil {
+		fmt.Fprintf(w, "         over written blocks (no growth to commit): p50 %s ms, p99 %s ms (%s/s)\n", sig(p.P50ms), sig(p.P99ms), si(p.PerSec))
+	}
 	if rep.Machine.SyncedWrite > 0 {
 		fmt.Fprintf(w, "         %s MB/s of sequential writes made durable (%s writes, each + fdatasync)\n", sig(rep.Machine.SyncedWrite), SizeName(SyncedWriteChunk))
 	}
