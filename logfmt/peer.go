@@ -321,9 +321,9 @@ func (r *PeerReader) Next() (PeerFrame, error) {
 	r.buf = r.buf[:0]
 	for len(r.buf) < n-1 {
 		if len(r.buf) == cap(r.buf) {
-			nb := make([]byte, len(r.buf), min(n-1, max(2*cap(r.buf), peerLargeBuffer)))
-			copy(nb, r.buf)
-			r.buf = nb
+			old := cap(r.buf)
+			r.buf = growBuffer(r.buf, nextCap(old, n-1, peerLargeBuffer))
+			releaseGiant(old)
 		}
 		step := min(n-1-len(r.buf), cap(r.buf)-len(r.buf), peerGrowStep)
 		k, err := io.ReadFull(r.br, r.buf[len(r.buf):len(r.buf)+step])

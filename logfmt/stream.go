@@ -304,7 +304,9 @@ func (s *wireStream) readSize(start int64) (int64, error) {
 }
 
 // readN reads the next size bytes into the reused buffer. For a size beyond
-// the buffer's capacity the buffer grows with the bytes that arrive.
+// the buffer's capacity the buffer grows with the bytes that arrive: each
+// time it is full, to about twice its size (nextCap), so that it never holds
+// much more than twice what has arrived.
 //
 // With fresh set, every call returns a buffer of its own, which the caller
 // may keep: allocated at the message's size (up to freshFirst at once, so
@@ -330,13 +332,13 @@ func (s *wireStream) readN(size int) ([]byte, error) {
 		}
 	}()
 	for len(b) < size {
-		want := min(size, max(2*cap(b), minGrowth))
-		if want > cap(b) {
-			nb := make([]byte, len(b), want)
-			copy(nb, b)
-			b = nb
+		if len(b) == cap(b) {
+			old := cap(b)
+			b = growBuffer(b, nextCap(old, size, minGrowth))
+			s.buf = nil // the old buffer is garbage now
+			releaseGiant(old)
 		}
-		n, err := io.ReadFull(s.br, b[len(b):want])
+		n, err := io.ReadFull(s.br, b[len(b):cap(b)])
 		s.off += int64(n)
 		b = b[:len(b)+n]
 		if err != nil {
