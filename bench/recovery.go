@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -107,6 +108,14 @@ func runRecovery(ctx context.Context, cfg Config, dir string) (*RecoveryResult, 
 		return nil, err
 	}
 	var secs, read, recs, msgs, logMB, totMB, disk, ratio []float64
+	var prof *os.File
+	if path := os.Getenv(EnvRecoveryCPUProfile); path != "" {
+		// One profile of the first run: a file holds one profile.
+		if prof, err = os.Create(path); err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvRecoveryCPUProfile, err)
+		}
+		defer prof.Close()
+	}
 	for r := 0; r < cfg.Runs; r++ {
 		if err := os.RemoveAll(filepath.Join(home, "rec")); err != nil {
 			return nil, err
@@ -118,7 +127,16 @@ func runRecovery(ctx context.Context, cfg Config, dir string) (*RecoveryResult, 
 			return nil, err
 		}
 		runtime.GC()
+		if prof != nil {
+			if err := pprof.StartCPUProfile(prof); err != nil {
+				return nil, fmt.Errorf("%s: %w", EnvRecoveryCPUProfile, err)
+			}
+		}
 		el, rd, err := recoverOnce(ctx, home, ballast, n)
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof = nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", r+1, err)
 		}
@@ -194,6 +212,13 @@ func buildRecInstance(ctx context.Context, home string, ballast int, n int64, si
 	}
 	return nil
 }
+
+// EnvRecoveryCPUProfile, set to a file in the bench's environment, writes a
+// CPU profile of the recovery runs alone (coordinator and app, from starting
+// the coordinator until the app is primary), without building the instance,
+// copying it or probing the disk. Not with --cpuprofile, which profiles the
+// whole run.
+const EnvRecoveryCPUProfile = "AMBR_BENCH_RECOVERY_CPUPROFILE"
 
 // recoverOnce starts a coordinator on home/rec and returns the time until
 // the app is primary again and until the coordinator's first report.

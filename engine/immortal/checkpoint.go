@@ -1,6 +1,8 @@
 package immortal
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -85,7 +87,7 @@ func unembed(raw json.RawMessage, b64 *[]byte) []byte {
 	case raw != nil:
 		return []byte(raw)
 	case b64 != nil:
-		return append([]byte{}, *b64...)
+		return *b64 // decoded into a slice of its own
 	}
 	return nil
 }
@@ -121,7 +123,7 @@ func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
 // binding's bookkeeping.
 func decodeCheckpoint(c Codec, data []byte) ([]byte, bindingState, error) {
 	var ck checkpointJSON
-	if err := json.Unmarshal(data, &ck); err != nil {
+	if err := unmarshalCheckpoint(data, &ck); err != nil {
 		return nil, bindingState{}, fmt.Errorf("checkpoint is not an ambr checkpoint (%d bytes): %w", len(data), err)
 	}
 	if ck.Binding.Codec != c.Name() {
@@ -143,4 +145,58 @@ func decodeCheckpoint(c Codec, data []byte) ([]byte, bindingState, error) {
 		return nil, bindingState{}, fmt.Errorf("checkpoint has neither \"state\" nor \"state_b64\"")
 	}
 	return state, b, nil
+}
+
+// b64StatePrefix opens a checkpoint that encodeCheckpoint wrote with a codec
+// other than JSON: json.Marshal puts state_b64 first, without spaces.
+const b64StatePrefix = `{"state_b64":"`
+
+// unmarshalCheckpoint is json.Unmarshal(data, ck), with a fast path for a
+// checkpoint that opens with a base64 state as encodeCheckpoint writes it:
+// the state (nearly all of a large checkpoint) is base64-decoded in place
+// instead of being validated, unquoted and copied by encoding/json (which
+// made up most of recovering a 64 MiB checkpoint), and only the rest goes
+// through json.Unmarshal. Anything the fast path does not take exactly as
+// encoding/json would (escapes, line breaks, which base64 skips and JSON
+// forbids, invalid base64, an error in the rest) falls back to
+// json.Unmarshal of the whole, so results and errors are the same.
+func unmarshalCheckpoint(data []byte, ck *checkpointJSON) error {
+	if fastUnmarshalCheckpoint(data, ck) {
+		return nil
+	}
+	*ck = checkpointJSON{}
+	return json.Unmarshal(data, ck)
+}
+
+func fastUnmarshalCheckpoint(data []byte, ck *checkpointJSON) bool {
+	if !bytes.HasPrefix(data, []byte(b64StatePrefix)) {
+		return false
+	}
+	s := data[len(b64StatePrefix):]
+	end := bytes.IndexByte(s, '"')
+	if end < 0 || end+1 >= len(s) || s[end+1] != ',' {
+		return false
+	}
+	enc := s[:end]
+	if bytes.IndexByte(enc, '\\') >= 0 || bytes.IndexByte(enc, '\r') >= 0 || bytes.IndexByte(enc, '\n') >= 0 {
+		return false
+	}
+	state := make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
+	n, err := base64.StdEncoding.Decode(state, enc)
+	if err != nil {
+		return false
+	}
+	state = state[:n]
+	// The rest as an object of its own: "{" and what follows the comma,
+	// which must be a key ("{" then "}" alone would accept a trailing comma).
+	if k := bytes.TrimLeft(s[end+2:], " \t\r\n"); len(k) == 0 || k[0] != '"' {
+		return false
+	}
+	rest := make([]byte, 0, 1+len(s)-end-2)
+	rest = append(append(rest, '{'), s[end+2:]...)
+	ck.StateB64 = &state
+	if err := json.Unmarshal(rest, ck); err != nil {
+		return false
+	}
+	return true
 }
