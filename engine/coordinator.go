@@ -539,6 +539,15 @@ type conversation struct {
 	fw *followState
 }
 
+// onDurable is the log writer's report of a sync: to the app sender
+// directly, so that the records it holds go to the app without a round
+// trip through the loop, then to the loop for its bookkeeping. The sender
+// is told first: a call's result waits for it, not for the loop.
+func (v *conversation) onDurable(seq int64) {
+	v.sender.logDurable(seq)
+	v.post(event{durable: seq})
+}
+
 func (v *conversation) post(e event) {
 	select {
 	case v.events <- e:
@@ -573,7 +582,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
-	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism,
+	v.core = NewCore(CoreConfig{SenderGates: true, Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism,
 		Upgrade: up != nil && !rec.fresh})
 	if rec.fresh {
 		now := c.opts.Now().UnixNano()
@@ -621,11 +630,9 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 	}
 
-	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(),
-		func(seq int64) { v.post(event{durable: seq}) },
-		func(err error) { v.post(event{err: err}) })
 	v.flow = newFlow(c.opts.AppBudget)
 	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })
+	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(), v.onDurable, func(err error) { v.post(event{err: err}) })
 	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
 	v.wg.Add(1)
@@ -830,7 +837,10 @@ func (v *conversation) dispatch(rd Ready) error {
 	if len(rd.ToApp) > 0 {
 		hoptrace.Mark(hoptrace.LoopToApp)
 	}
-	v.sender.send(rd.ToApp)
+	// The Core's own count too: a following replica's records are
+	// durable when fed, with no log writer to say so.
+	v.sender.logDurable(v.core.Durable())
+	v.sender.send(rd.ToApp, rd.ToAppGate)
 	v.flow.setUnacked(v.core.UnackedBytes())
 	for _, p := range rd.NeedPeers {
 		if v.fw != nil {
@@ -897,16 +907,29 @@ func (v *conversation) readApp(r io.Reader) {
 }
 
 // appSender writes to the app from its own goroutine, through an unbounded
-// queue, so the coordinator's loop never blocks on a slow app.
+// queue, so the coordinator's loop never blocks on a slow app. Deliveries
+// of log records may be queued before the records are durable (see
+// CoreConfig.SenderGates): the log writer tells the sender of each sync
+// itself (logDurable), so a record reaches the app one goroutine hand-off
+// after its fdatasync instead of three (writer → loop → sender).
 type appSender struct {
 	flow   *flow // counts what is queued and not yet written
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queue  [][]byte
+	queue  []appItem
 	closed bool
-	done   chan struct{}
+	// durable is the newest log record reported durable: an item whose
+	// gate is above it waits, and so does everything behind it.
+	durable int64
+	done    chan struct{}
 	// delivered is the newest log record written to the app (AppGone).
 	delivered atomic.Int64
+}
+
+// appItem is bytes for the app and the log record they wait for (0: none).
+type appItem struct {
+	b    []byte
+	gate int64
 }
 
 func newAppSender(w io.Writer, f *flow, onErr func(error)) *appSender {
@@ -916,7 +939,9 @@ func newAppSender(w io.Writer, f *flow, onErr func(error)) *appSender {
 	return s
 }
 
-func (s *appSender) send(chunks [][]byte) {
+// send queues chunks in order; gates, if not nil, is the log record each
+// waits for (Ready.ToAppGate).
+func (s *appSender) send(chunks [][]byte, gates []int64) {
 	if len(chunks) == 0 {
 		return
 	}
@@ -926,9 +951,43 @@ func (s *appSender) send(chunks [][]byte) {
 	}
 	s.flow.addToApp(n)
 	s.mu.Lock()
-	s.queue = append(s.queue, chunks...)
+	wasReady := s.readyLocked()
+	for i, c := range chunks {
+		var g int64
+		if gates != nil {
+			g = gates[i]
+		}
+		s.queue = append(s.queue, appItem{b: c, gate: g})
+	}
+	ready := s.readyLocked()
 	s.mu.Unlock()
-	s.cond.Signal()
+	if ready && !wasReady {
+		s.cond.Signal()
+	}
+}
+
+// logDurable reports that the log is durable up to record seq. The log
+// writer calls it after each sync (only after its fence check), and so
+// may the loop with the Core's own count: it never runs ahead of a
+// reported sync.
+func (s *appSender) logDurable(seq int64) {
+	s.mu.Lock()
+	if seq <= s.durable {
+		s.mu.Unlock()
+		return
+	}
+	wasReady := s.readyLocked()
+	s.durable = seq
+	ready := s.readyLocked()
+	s.mu.Unlock()
+	if ready && !wasReady {
+		s.cond.Signal()
+	}
+}
+
+// readyLocked reports whether the head of the queue may be written.
+func (s *appSender) readyLocked() bool {
+	return len(s.queue) > 0 && s.queue[0].gate <= s.durable
 }
 
 func (s *appSender) close() {
@@ -942,30 +1001,42 @@ func (s *appSender) close() {
 func (s *appSender) loop(w io.Writer, onErr func(error)) {
 	defer close(s.done)
 	bw := bufio.NewWriterSize(w, 256<<10)
+	var batch []appItem
 	for {
 		s.mu.Lock()
-		for len(s.queue) == 0 && !s.closed {
+		for !s.readyLocked() && !s.closed {
 			s.cond.Wait()
 		}
 		if s.closed {
 			s.mu.Unlock()
 			return
 		}
-		batch := s.queue
-		s.queue = nil
+		// The items that may go now: up to the first whose record is not
+		// yet durable (gates rise along the queue).
+		k := 1
+		for k < len(s.queue) && s.queue[k].gate <= s.durable {
+			k++
+		}
+		batch = append(batch[:0], s.queue[:k]...)
+		clear(s.queue[:k])
+		s.queue = s.queue[k:]
+		if len(s.queue) == 0 {
+			s.queue = nil // let the array go rather than creep along it
+		}
 		s.mu.Unlock()
 		hoptrace.Mark(hoptrace.AppSend)
 		var n int64
-		for _, b := range batch {
-			if _, err := bw.Write(b); err != nil {
+		for _, it := range batch {
+			if _, err := bw.Write(it.b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return
 			}
-			if seq := wireRecordSeq(b); seq > 0 {
+			if seq := wireRecordSeq(it.b); seq > 0 {
 				s.delivered.Store(seq)
 			}
-			n += int64(len(b))
+			n += int64(len(it.b))
 		}
+		clear(batch)
 		if err := bw.Flush(); err != nil {
 			onErr(fmt.Errorf("send to app: %w", err))
 			return

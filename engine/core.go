@@ -59,6 +59,11 @@ type CoreConfig struct {
 	// UpgradeTakeCheckpoint (convert the state, switch to the next code,
 	// checkpoint) instead of TakeBecomingPrimaryCheckpoint.
 	Upgrade bool
+	// SenderGates lets Ready hand over deliveries of records not yet
+	// reported durable, each with the record it waits for in ToAppGate, so
+	// that a sender told of durability by the log writer itself can write
+	// them without a round trip through the caller's loop.
+	SenderGates bool
 }
 
 // LogWrite is one record for the log writer, with the segment it belongs in.
@@ -78,6 +83,11 @@ type Ready struct {
 	Checkpoint *logfmt.Checkpoint
 	// ToApp is bytes for the app's send connection, in order.
 	ToApp [][]byte
+	// ToAppGate is set with CoreConfig.SenderGates: ToAppGate[i] is the log
+	// record ToApp[i] waits for (0: none). The caller writes ToApp in order,
+	// each once its record is reported durable by the log writer: nothing
+	// after a waiting item is written before it, gate or not.
+	ToAppGate []int64
 	// PeerSends are messages for other instances, in order per peer; send
 	// them on the peer's current connection (the Core only emits them while
 	// that peer is connected, and resends from the output buffer after a
@@ -918,6 +928,10 @@ func (c *Core) PeerAcked(dest string, seq int64) {
 	}
 }
 
+// Durable returns the newest log record reported durable (LogDurable), or
+// replayed or fed as already durable.
+func (c *Core) Durable() int64 { return c.durable }
+
 // CheckpointDurable reports that checkpoint n and the MANIFEST naming it
 // are on stable storage.
 func (c *Core) CheckpointDurable(n uint64) {
@@ -991,10 +1005,17 @@ func (c *Core) Ready() Ready {
 	}
 	for len(c.queue) > 0 {
 		d := c.queue[0]
-		if d.seq != 0 && (d.seq > c.durable || c.firstStartGate) {
+		if d.seq != 0 && (c.firstStartGate || d.seq > c.durable && !c.cfg.SenderGates) {
 			break
 		}
 		c.ready.ToApp = append(c.ready.ToApp, d.wire)
+		if c.cfg.SenderGates {
+			gate := d.seq
+			if gate <= c.durable {
+				gate = 0
+			}
+			c.ready.ToAppGate = append(c.ready.ToAppGate, gate)
+		}
 		c.queue[0] = delivery{}
 		c.queue = c.queue[1:]
 	}
@@ -1002,6 +1023,6 @@ func (c *Core) Ready() Ready {
 	c.lastLists = [3]int{len(rd.Log), len(rd.ToApp), len(rd.PeerSends)}
 	// The next batch reuses the arrays of this one's lists: no growing from
 	// empty on every batch. rd is the caller's until it calls Ready again.
-	c.ready = Ready{Log: rd.Log[:0], ToApp: rd.ToApp[:0], PeerSends: rd.PeerSends[:0], PeerAcks: rd.PeerAcks[:0]}
+	c.ready = Ready{Log: rd.Log[:0], ToApp: rd.ToApp[:0], ToAppGate: rd.ToAppGate[:0], PeerSends: rd.PeerSends[:0], PeerAcks: rd.PeerAcks[:0]}
 	return rd
 }

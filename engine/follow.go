@@ -658,7 +658,7 @@ func (c *Coordinator) serveFollowing(ctx context.Context, conn AppConn) (err err
 	v.fw = &followState{f: newLogFollower(fsys, dir, m, ck), checkpointer: c.opts.Checkpointer, version: m.Version}
 	defer v.fw.f.close()
 	v.manifest = m
-	v.core = NewCore(CoreConfig{Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism, CommitterID: m.CommitterID})
+	v.core = NewCore(CoreConfig{SenderGates: true, Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism, CommitterID: m.CommitterID})
 	segs, _ := layout.ListSegments(fsys, filepath.Join(dir, layout.VersionDir(0)))
 	v.core.StartFollowing(ck, max(ck.Number, lastOf(segs))+1)
 	c.log.Info("following the primary's log", "checkpoint", ck.Number)
@@ -845,9 +845,7 @@ func (v *conversation) takeOver(p Primacy) error {
 		return fmt.Errorf("%w: %w", ErrFatal, err)
 	}
 	c.log.Info("took over without recovery", "replayed to", f.last)
-	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(),
-		func(seq int64) { v.post(event{durable: seq}) },
-		func(err error) { v.post(event{err: err}) })
+	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(), v.onDurable, func(err error) { v.post(event{err: err}) })
 	later := v.fw.laterPeers
 	v.fw = nil
 	v.wg.Add(1)
