@@ -58,7 +58,14 @@ func (f *followFixture) write(seg uint64, msg string, seqs ...int64) {
 		if err != nil {
 			f.t.Fatal(err)
 		}
+		st, err := af.Stat()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		// An appending file takes no preallocation (its writes would
+		// land past the zeros): alloc far ahead, so the writer adds none.
 		w.f, w.seg = af, seg
+		w.end, w.alloc = st.Size(), 1<<62
 	}
 	for _, s := range seqs {
 		r := testRecord(s)

@@ -24,7 +24,23 @@ import (
 // unsynced data kept), and reads it as recovery does: every segment but the
 // last reads to a clean end, the last to a clean end or a torn tail, never
 // corruption; every record reported durable is there, byte for byte.
+//
+// It runs with the writer's preallocation as it is (one extension per
+// segment here) and with extensions smaller than a record (one at nearly
+// every write), so that crashes land between extending a segment and
+// writing over its zeros; after Close no segment keeps zeros.
 func TestLogWriterPipelinedCrashes(t *testing.T) {
+	for _, pre := range []int64{preallocBytes, 700} {
+		t.Run(fmt.Sprintf("prealloc=%d", pre), func(t *testing.T) {
+			saved := preallocBytes
+			preallocBytes = pre
+			defer func() { preallocBytes = saved }()
+			testLogWriterPipelinedCrashes(t)
+		})
+	}
+}
+
+func testLogWriterPipelinedCrashes(t *testing.T) {
 	const (
 		dir     = "/log"
 		records = 60
@@ -139,6 +155,48 @@ func TestLogWriterPipelinedCrashes(t *testing.T) {
 	if err != nil || len(final) != records {
 		t.Fatalf("after Close: %d records, %v", len(final), err)
 	}
+	// A closed writer leaves each segment ending at its last record.
+	for n := uint64(1); n <= (records+perSeg-1)/perSeg; n++ {
+		path := filepath.Join(dir, layout.SegmentName(n))
+		f, err := mem.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		sr, err := logfmt.NewSegmentReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := sr.Next(); err != nil {
+				break
+			}
+		}
+		if sr.Offset() != int64(len(b)) {
+			t.Fatalf("after Close, %s is %d bytes, its records end at %d", path, len(b), sr.Offset())
+		}
+	}
+	// Some crash left a segment extended past its records: the zeros were
+	// read as its end above.
+	zeroTails := 0
+	for _, c := range crashes {
+		for n := uint64(1); ; n++ {
+			f, err := c.fs.Open(filepath.Join(dir, layout.SegmentName(n)))
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(f)
+			f.Close()
+			if len(b) > 0 && b[len(b)-1] == 0 {
+				zeroTails++
+			}
+		}
+	}
+	if zeroTails == 0 {
+		t.Fatal("no crash state has a segment ending in zeros: the test does not test preallocation")
+	}
+	t.Logf("%d segments of crash states end in zeros", zeroTails)
 	for _, r := range final {
 		if r.Flags&logfmt.FlagWriteStart != 0 && r.UnsyncedFrom != 0 {
 			pipelined++

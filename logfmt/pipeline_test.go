@@ -102,6 +102,12 @@ func TestSegmentPipelinedCrashStates(t *testing.T) {
 			check := func(what string, b []byte) {
 				t.Helper()
 				recs, _, err := readSegment(b)
+				// The same state in a segment the writer had extended
+				// with zeros ahead of its writes reads the same.
+				zrecs, _, zerr := readSegment(append(bytes.Clone(b), make([]byte, 300)...))
+				if len(zrecs) != len(recs) || (err == nil) != (zerr == nil) {
+					t.Fatalf("run %d, crash after op %d (%s), %s: %d records and %v; extended with zeros: %d records and %v", run, si, st.op, what, len(recs), err, len(zrecs), zerr)
+				}
 				if err != nil && !IsTornTail(err) {
 					t.Fatalf("run %d, crash after op %d (%s), %s: %v", run, si, st.op, what, err)
 				}
@@ -139,6 +145,60 @@ func TestSegmentPipelinedCrashStates(t *testing.T) {
 				check(fmt.Sprintf("block at %d lost", from), b)
 			}
 		}
+	}
+}
+
+// TestSegmentZeroTail: zeros from a record boundary to the end of a
+// segment (the writer's preallocation) are a clean end at that boundary,
+// whatever their length, even shorter than a record header; zeros followed
+// by a record that began a write after everything before it was synced are
+// corruption (that record's predecessors were durable, and lost); zeros
+// followed by other bytes, a torn tail.
+func TestSegmentZeroTail(t *testing.T) {
+	var buf bytes.Buffer
+	buf.Write(AppendSegmentHeader(nil, 1))
+	for seq := int64(1); seq <= 3; seq++ {
+		r := diskTestRecord(seq, 1)
+		if seq == 1 {
+			r.Flags = FlagWriteStart
+		}
+		b, err := AppendRecord(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(b)
+	}
+	seg, end := buf.Bytes(), int64(buf.Len())
+	for _, n := range []int{1, RecordFixedSizeV1 - 1, RecordFixedSizeV1, 4096, 64 << 10} {
+		recs, off, err := readSegment(append(bytes.Clone(seg), make([]byte, n)...))
+		if err != nil || len(recs) != 3 || off != end {
+			t.Fatalf("%d zeros after 3 records: %d records, offset %d, %v; want 3, %d, a clean end", n, len(recs), off, err, end)
+		}
+	}
+	// A later write that began with everything before it synced.
+	later := diskTestRecord(5, 1)
+	later.Flags = FlagWriteStart
+	lb, err := AppendRecord(nil, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := append(append(bytes.Clone(seg), make([]byte, 200)...), lb...)
+	if recs, _, err := readSegment(b); !errors.Is(err, ErrCorrupt) || len(recs) != 3 {
+		t.Fatalf("zeros, then a write issued after they were synced: %d records, %v; want 3 and corruption", len(recs), err)
+	}
+	// The same write issued while record 4 was unsynced: a torn tail.
+	later.UnsyncedFrom = 4
+	if lb, err = AppendRecord(nil, later); err != nil {
+		t.Fatal(err)
+	}
+	b = append(append(bytes.Clone(seg), make([]byte, 200)...), lb...)
+	if recs, _, err := readSegment(b); !IsTornTail(err) || len(recs) != 3 {
+		t.Fatalf("zeros, then a write issued while record 4 was unsynced: %d records, %v; want 3 and a torn tail", len(recs), err)
+	}
+	// Zeros, then garbage: a torn tail.
+	b = append(append(bytes.Clone(seg), make([]byte, 200)...), 0xff, 0x01)
+	if recs, _, err := readSegment(b); !IsTornTail(err) || len(recs) != 3 {
+		t.Fatalf("zeros, then garbage: %d records, %v; want 3 and a torn tail", len(recs), err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package logfmt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -69,7 +70,10 @@ func (h SegmentHeader) RecordVersion() byte {
 // segment format version. It reads a live segment safely: the writer appends
 // whole records and syncs, so a reader that meets an incomplete record at
 // the end stops there with a torn tail error and the offset of the last good
-// record.
+// record. The writer extends a segment with zeros ahead of its records
+// (an fdatasync that need not commit a new file size is cheaper), so zeros
+// from a record boundary to the end of the file are a clean end; a segment
+// closed in order has none.
 //
 //	r, err := NewSegmentReader(f)
 //	for {
@@ -157,11 +161,17 @@ func (s *SegmentReader) next() (*Record, error) {
 	case err == io.EOF:
 		return nil, io.EOF
 	case err == io.ErrUnexpectedEOF:
+		if isZeros(s.buf[:n]) {
+			return nil, io.EOF // the end of a preallocated segment
+		}
 		return nil, fmt.Errorf("%w at offset %d: record header cut short after %d of %d bytes", ErrTornTail, s.off, n, s.fixed)
 	case err != nil:
 		return nil, fmt.Errorf("logfmt: read record at offset %d: %w", s.off, err)
 	}
 	length, _ := RecordLength(s.buf)
+	if length == 0 && isZeros(s.buf) {
+		return nil, s.zeros()
+	}
 	if length < s.fixed || length > MaxRecordSize || s.buf[recOffVersion] != s.recVersion {
 		return nil, s.damaged(fmt.Sprintf("record length %d / version %d invalid", length, s.buf[recOffVersion]))
 	}
@@ -215,12 +225,48 @@ func (s *SegmentReader) damaged(reason string) error {
 	if err != nil {
 		return fmt.Errorf("logfmt: read record at offset %d: %w", s.off, err)
 	}
+	return s.classify(reason, rest)
+}
+
+// classify is damaged's rule, given the bytes after s.buf to the end.
+func (s *SegmentReader) classify(reason string, rest []byte) error {
 	tail := append(append([]byte(nil), s.buf...), rest...)
 	if at, ok := findSyncedAfter(tail[1:], s.recVersion, s.last); ok {
 		return fmt.Errorf("%w at offset %d: %s (a later write begins at offset %d)", ErrCorrupt, s.off, reason, s.off+1+int64(at))
 	}
 	return fmt.Errorf("%w at offset %d: %s", ErrTornTail, s.off, reason)
 }
+
+// zeros handles a record that reads as zeros at s.off. The log writer
+// extends a segment with zeros ahead of its writes (see SegmentReader), so
+// zeros from s.off to the end of the file are where the records end: a
+// clean end, io.EOF. Zeros followed by anything else are a record that
+// never reached the disk, classified as damaged does: a torn tail, or
+// corruption if a later write began after this record was synced.
+func (s *SegmentReader) zeros() error {
+	rest, err := io.ReadAll(s.r)
+	if err != nil {
+		return fmt.Errorf("logfmt: read record at offset %d: %w", s.off, err)
+	}
+	if isZeros(rest) {
+		return io.EOF
+	}
+	return s.classify("record reads as zeros", rest)
+}
+
+// isZeros reports whether b is all zero bytes, comparing a page at a time.
+func isZeros(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroPage))
+		if !bytes.Equal(b[:n], zeroPage[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+var zeroPage [4096]byte
 
 // reason strips a sentinel's text from err so the caller can wrap the bare
 // reason with its own sentinel and offset.

@@ -80,8 +80,8 @@ type memNode struct {
 	// to cut (by Truncate or Create) and appended to, unless overwritten.
 	cut int
 	// overwritten: since the last Sync a write landed inside the file's
-	// existing contents (never happens through this package's File, which
-	// only appends, except after Truncate extends a file).
+	// existing contents (through this package's File, which writes at its
+	// offset, only after Truncate extended a file ahead of it).
 	overwritten bool
 }
 
@@ -438,7 +438,10 @@ const (
 	// KeepScattered, for file data, keeps a random prefix of the appended
 	// tail of which each 512-byte sector survives or reads as zeros at
 	// random: the pages of unsynced writes reach the disk in any order.
-	// For directories it is KeepRandom.
+	// For a file written inside its existing bytes (after Truncate extended
+	// it), each changed sector keeps its new or its old bytes at random,
+	// and the size its synced or its current value. For directories it is
+	// KeepRandom.
 	KeepScattered
 )
 
@@ -521,6 +524,8 @@ func crashFile(f *memNode, opts *CrashOptions) *memNode {
 	case KeepRandom, KeepScattered:
 		r := opts.Rand
 		switch {
+		case f.overwritten && opts.KeepUnsynced == KeepScattered:
+			b = scatterOverwrites(f, r)
 		case f.overwritten:
 			// No prefix model for overwrites: all or nothing.
 			b = f.synced
@@ -551,6 +556,29 @@ func crashFile(f *memNode, opts *CrashOptions) *memNode {
 	out := &memNode{perm: f.perm, data: bytes.Clone(b)}
 	out.sync()
 	return out
+}
+
+// scatterOverwrites is KeepScattered for a file written inside its existing
+// bytes since its last Sync (as a log segment is after Truncate extends it
+// ahead of its writes): the size is one metadata update, so the file has
+// its synced size or its current one; each 512-byte sector that changed
+// holds its new bytes or its old ones (zeros past the synced size), at
+// random, whatever the order of the writes.
+func scatterOverwrites(f *memNode, r *rand.Rand) []byte {
+	size := len(f.synced)
+	if r.IntN(2) == 1 {
+		size = len(f.data)
+	}
+	b := make([]byte, size)
+	copy(b, f.synced)
+	for s := 0; s < size && s < len(f.data); s += scatterSector {
+		e := min(s+scatterSector, size, len(f.data))
+		old := b[s:e]
+		if !bytes.Equal(old, f.data[s:e]) && r.IntN(2) == 1 {
+			copy(old, f.data[s:e])
+		}
+	}
+	return b
 }
 
 // String lists the files and directories, one per line, depth first and

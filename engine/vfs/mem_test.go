@@ -280,6 +280,61 @@ func TestCrashOverwriteAllOrNothing(t *testing.T) {
 	must(t, f.Close())
 }
 
+// TestCrashOverwriteScattered: a file extended by Truncate and written
+// inside, crashed with KeepScattered, has its synced size or its new one,
+// and each 512-byte sector its old bytes (zeros past the synced size) or
+// its new ones; over many crashes every combination of two sectors and
+// both sizes turns up.
+func TestCrashOverwriteScattered(t *testing.T) {
+	m := newInstance(t)
+	f, err := m.Create("/inst/v0/f")
+	must(t, err)
+	head := strings.Repeat("h", 300)
+	appendTo(t, f, head)
+	must(t, f.Sync())
+	must(t, m.SyncDir("/inst/v0"))
+	must(t, f.Truncate(2048)) // preallocated ahead; offset still 300
+	body := strings.Repeat("x", 400)
+	appendTo(t, f, body) // bytes 300..700: sector 0 (300..512) and sector 1 (512..700)
+	seen := map[string]bool{}
+	for seed := range uint64(400) {
+		got := content(t, m.CrashClone(CrashOptions{KeepUnsynced: KeepScattered, Rand: rand.New(rand.NewPCG(seed, 1))}), "/inst/v0/f")
+		if len(got) != 300 && len(got) != 2048 {
+			t.Fatalf("seed %d: size %d, want 300 or 2048", seed, len(got))
+		}
+		if got[:300] != head {
+			t.Fatalf("seed %d: synced bytes changed", seed)
+		}
+		if len(got) == 300 {
+			seen["short"] = true
+			continue
+		}
+		s0, s1 := got[300:512], got[512:700]
+		switch {
+		case s0 == body[:212]:
+		case s0 == strings.Repeat("\x00", 212):
+		default:
+			t.Fatalf("seed %d: sector 0 is neither old nor new: %q", seed, s0)
+		}
+		switch {
+		case s1 == body[212:]:
+		case s1 == strings.Repeat("\x00", 188):
+		default:
+			t.Fatalf("seed %d: sector 1 is neither old nor new: %q", seed, s1)
+		}
+		if rest := got[700:]; rest != strings.Repeat("\x00", len(rest)) {
+			t.Fatalf("seed %d: bytes past the writes are not zeros", seed)
+		}
+		seen[fmt.Sprintf("%v%v", s0[0] == 'x', s1[0] == 'x')] = true
+	}
+	for _, k := range []string{"short", "truetrue", "truefalse", "falsetrue", "falsefalse"} {
+		if !seen[k] {
+			t.Errorf("no crash left %s (saw %v)", k, seen)
+		}
+	}
+	must(t, f.Close())
+}
+
 func TestCrashCloneIsIndependent(t *testing.T) {
 	m := newInstance(t)
 	writeFile(t, m, "/inst/v0/log-1", "abc")

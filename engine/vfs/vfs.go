@@ -11,7 +11,9 @@ import (
 //
 // Writes go to the file's offset (files from Create) or to the current end
 // (files from OpenAppend); there is no Seek and no WriteAt, so every write the
-// coordinator does is an append. Read reads sequentially from the file's
+// coordinator does is an append, or, where Truncate extended a file ahead of
+// its offset (the log writer's preallocated segments), a write over the
+// zeros it added. Read reads sequentially from the file's
 // offset; ReadAt does not move it. A File is safe for concurrent use, but
 // concurrent Read or Write calls on one File see an unspecified interleaving.
 type File interface {
