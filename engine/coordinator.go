@@ -849,6 +849,13 @@ func (v *conversation) dispatch(rd Ready) error {
 		}
 		v.startLink(p)
 	}
+	// Acknowledgements first, the messages last: the link goroutine woken
+	// last runs first, and a message is on a call's path, an ack is not.
+	for _, a := range rd.PeerAcks {
+		if in := v.inlinks[a.Peer]; in != nil {
+			in.queue.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, a.Seq))
+		}
+	}
 	for sends := rd.PeerSends; len(sends) > 0; {
 		// A run of messages to one peer goes to its queue in one step.
 		peer, n := sends[0].Peer, 1
@@ -860,11 +867,6 @@ func (v *conversation) dispatch(rd Ready) error {
 			l.send(v.linkGen[peer], sends[:n])
 		}
 		sends = sends[n:]
-	}
-	for _, a := range rd.PeerAcks {
-		if in := v.inlinks[a.Peer]; in != nil {
-			in.queue.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, a.Seq))
-		}
 	}
 	if v.c.opts.OnStatus != nil {
 		st := Status{Phase: v.core.Phase(), CheckpointBusy: v.core.CheckpointBusy(), NextSeq: v.core.NextSeq(), Checkpoint: v.manifest.Checkpoint}
