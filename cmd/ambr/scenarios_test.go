@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -449,21 +450,35 @@ func TestScenarios(t *testing.T) {
 		}
 		segs, _ := in.Segments()
 		last := in.SegmentPath(segs[len(segs)-1])
-		// Half of a copy of the segment's first record: a torn write.
+		// Half of a copy of the segment's first record, written where its
+		// records end (the writer extends a segment with zeros ahead of
+		// them): a torn write.
 		b, err := os.ReadFile(last)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b) <= logfmt.SegmentHeaderSize+logfmt.RecordFixedSize {
+		sr, err := logfmt.NewSegmentReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := sr.Next(); err != nil {
+				break
+			}
+		}
+		end := sr.Offset()
+		if sr.LastSeq() == 0 {
 			b, _ = os.ReadFile(in.SegmentPath(segs[0]))
 		}
 		n, _ := logfmt.RecordLength(b[logfmt.SegmentHeaderSize:])
 		torn := b[logfmt.SegmentHeaderSize : logfmt.SegmentHeaderSize+n/2]
-		f, err := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
+		f, err := os.OpenFile(last, os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.Write(torn)
+		if _, err := f.WriteAt(torn, end); err != nil {
+			t.Fatal(err)
+		}
 		f.Close()
 		server.start()
 		checkExact(t, waitClient(t, client, server).Results, k)
