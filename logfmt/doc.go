@@ -92,7 +92,11 @@
 //
 // A log segment (v<version>/log-<n>) is a 16-byte header and records back
 // to back. A reader stops cleanly at an incomplete last record (a torn
-// tail: IsTornTail); damage followed by valid records is ErrCorrupt.
+// tail: IsTornTail); damage followed by valid records is ErrCorrupt. The
+// writer extends the segment it writes with zeros ahead of its records
+// (so that an fdatasync has no new file size to commit) and cuts them off
+// when it closes the segment: zeros from a record boundary to the end of
+// the file are the segment's end (io.EOF), in any version.
 //
 //	segment header (16 bytes)
 //	+------------------+----------------+----------------+
