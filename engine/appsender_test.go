@@ -199,3 +199,54 @@ func TestAppSenderWriteError(t *testing.T) {
 	}
 	s.close()
 }
+
+// queued returns the frames waiting in q, as one byte string.
+func queued(q *frameQueue) string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var b []byte
+	for _, c := range q.chunks {
+		b = append(b, c...)
+	}
+	return string(b)
+}
+
+// TestDelayedAcks: a sender's acknowledgement waits up to peerAckDelay and
+// goes as one frame for whatever came meanwhile; peerAckEvery messages
+// waiting send it at once; an ack for what was already acknowledged is not
+// sent again; a sender with no inbound connection gets none.
+func TestDelayedAcks(t *testing.T) {
+	in := &inLink{from: "p", queue: newFrameQueue()}
+	v := &conversation{events: make(chan event, 8), done: make(chan struct{}), inlinks: map[string]*inLink{"p": in}}
+	defer close(v.done)
+	ackFrame := func(seq int64) string { return string(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, seq)) }
+
+	v.ack("p", 3)
+	v.ack("p", 7)
+	v.ack("q", 2) // no inbound connection from q
+	if got := queued(in.queue); got != "" {
+		t.Fatalf("an ack went before its delay: %q", got)
+	}
+	select {
+	case e := <-v.events:
+		if !e.flushAcks {
+			t.Fatalf("event %+v, want the ack delay's", e)
+		}
+		if err := v.handle(e); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ack delay never ran out")
+	}
+	if got, want := queued(in.queue), ackFrame(7); got != want {
+		t.Fatalf("after the delay: %q, want one ack of 7 (%q)", got, want)
+	}
+	v.ack("p", 5) // already acknowledged
+	v.ack("p", 7+peerAckEvery)
+	if got, want := queued(in.queue), ackFrame(7)+ackFrame(7+peerAckEvery); got != want {
+		t.Fatalf("%d messages waiting: %q, want the ack at once (%q)", peerAckEvery, got, want)
+	}
+	if len(v.pendingAcks) != 0 {
+		t.Fatalf("acks still waiting: %v", v.pendingAcks)
+	}
+}

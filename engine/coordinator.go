@@ -503,6 +503,7 @@ type event struct {
 	batch                     *inBatch // of peerMsg
 	link                      *outLink // of peerUp
 	probe                     *probeResult
+	flushAcks                 bool // the ack delay ran out
 }
 
 // loggingRecord is a record on its way to the disk, for the flow.
@@ -537,15 +538,74 @@ type conversation struct {
 	// fw is set while the conversation follows the primary's log (a hot
 	// standby, a checkpointer): nothing is written, nothing sent.
 	fw *followState
+
+	// Delayed acknowledgements (owned by the loop): the newest durable
+	// sequence number not yet acknowledged to each sender, the last one
+	// that was, and the timer that flushes them (see peerAckDelay).
+	pendingAcks map[string]int64
+	sentAcks    map[string]int64
+	ackTimer    *time.Timer
 }
 
-// onDurable is the log writer's report of a sync: to the app sender
-// directly, so that the records it holds go to the app without a round
-// trip through the loop, then to the loop for its bookkeeping. The sender
-// is told first: a call's result waits for it, not for the loop.
+// peerAckDelay and peerAckEvery bound how long, and over how many
+// messages, the acknowledgement of a sender's messages may wait. An ack
+// frees the sender's output buffer and nothing else: no call waits for it.
+// Sent at once, it is written beside the messages of the next call and
+// read beside them at the other end (two link goroutines woken for one),
+// on a call's path; gathered, it costs one frame per delay per sender
+// instead of one per batch (delayed acknowledgement, as TCP's).
+const (
+	peerAckDelay = 5 * time.Millisecond
+	peerAckEvery = 4096
+)
+
+// ack acknowledges sender's messages up to seq: at once when peerAckEvery
+// of them wait, else within peerAckDelay, with whatever comes meanwhile.
+func (v *conversation) ack(sender string, seq int64) {
+	if v.pendingAcks == nil {
+		v.pendingAcks, v.sentAcks = map[string]int64{}, map[string]int64{}
+	}
+	if seq <= v.pendingAcks[sender] || seq <= v.sentAcks[sender] {
+		return
+	}
+	v.pendingAcks[sender] = seq
+	if seq-v.sentAcks[sender] >= peerAckEvery {
+		v.sendAck(sender)
+		return
+	}
+	if v.ackTimer == nil {
+		v.ackTimer = time.AfterFunc(peerAckDelay, func() { v.post(event{flushAcks: true}) })
+	}
+}
+
+// flushAcks sends every acknowledgement that waits.
+func (v *conversation) flushAcks() {
+	for sender := range v.pendingAcks {
+		v.sendAck(sender)
+	}
+}
+
+// sendAck sends sender's waiting acknowledgement on its current inbound
+// connection. With none, it is dropped: a sender that connects again
+// learns what is durable from its Welcome.
+func (v *conversation) sendAck(sender string) {
+	seq := v.pendingAcks[sender]
+	delete(v.pendingAcks, sender)
+	if in := v.inlinks[sender]; in != nil {
+		in.queue.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, seq))
+		v.sentAcks[sender] = seq
+	}
+}
+
+// onDurable is the log writer's report of a sync: to the loop for its
+// bookkeeping, and to the app sender directly, so that the records it
+// holds go to the app without a round trip through the loop. The sender is
+// told last: of the goroutines a sync wakes, the one woken last runs first
+// (it takes the waker's place when the waker waits), and a call's result
+// waits for the sender, not for the loop.
 func (v *conversation) onDurable(seq int64) {
-	v.sender.logDurable(seq)
 	v.post(event{durable: seq})
+	v.sender.logDurable(seq)
 }
 
 func (v *conversation) post(e event) {
@@ -649,6 +709,9 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 	}()
 	defer func() {
+		if v.ackTimer != nil {
+			v.ackTimer.Stop()
+		}
 		close(v.done)
 		conn.Close()
 		v.sender.close()
@@ -760,6 +823,9 @@ func (v *conversation) handle(e event) error {
 		v.c.publishCommitted(e.durable)
 	case e.probe != nil:
 		v.handleProbe(e.probe)
+	case e.flushAcks:
+		v.ackTimer = nil
+		v.flushAcks()
 	case e.ckptDone != 0:
 		v.core.CheckpointDurable(e.ckptDone)
 		if up := v.upgrade; up != nil {
@@ -852,9 +918,7 @@ func (v *conversation) dispatch(rd Ready) error {
 	// Acknowledgements first, the messages last: the link goroutine woken
 	// last runs first, and a message is on a call's path, an ack is not.
 	for _, a := range rd.PeerAcks {
-		if in := v.inlinks[a.Peer]; in != nil {
-			in.queue.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, a.Seq))
-		}
+		v.ack(a.Peer, a.Seq)
 	}
 	for sends := rd.PeerSends; len(sends) > 0; {
 		// A run of messages to one peer goes to its queue in one step.
