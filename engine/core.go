@@ -401,9 +401,23 @@ func (c *Core) FinishRecovery() {
 // violation by the app: the caller should drop the app connection. The Core
 // keeps m.Data and rewrites parts of it: the caller must not use it again.
 func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
+	return c.AppMessageIn(m, m.Data, state)
+}
+
+// AppMessageIn is AppMessage for a message whose Data ends buf, the whole
+// buffer it was read into (logfmt.MessageReader.Buf): the Core keeps all of
+// buf and may rewrite the bytes in front of m.Data too. With room there
+// (logfmt.FreshRoom), an RPC is framed for delivery in place, over its
+// destination and that room, however long its destination's name: no copy
+// of a giant message.
+func (c *Core) AppMessageIn(m logfmt.Message, buf []byte, state []byte) error {
 	switch m.Type {
 	case logfmt.TypeRPC:
-		return c.appRPC(m.Data)
+		at := len(buf) - len(m.Data)
+		if at < 0 || len(m.Data) > 0 && &buf[at] != &m.Data[0] {
+			buf, at = m.Data, 0 // not m.Data's buffer: no room
+		}
+		return c.appRPC(buf, at)
 	case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
 		b, err := logfmt.ParseBatch(m)
 		if err != nil {
@@ -418,7 +432,7 @@ func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
 			if sub.Type != logfmt.TypeRPC {
 				return fmt.Errorf("app sent a %s inside a batch; batches hold RPCs only", sub.Type)
 			}
-			if err := c.appRPC(sub.Data); err != nil {
+			if err := c.appRPC(sub.Data, 0); err != nil {
 				return err
 			}
 		}
@@ -441,7 +455,10 @@ func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
 	}
 }
 
-func (c *Core) appRPC(data []byte) error {
+// appRPC handles the RPC whose data is buf[at:]; the bytes in front of it in
+// buf are room the Core may write over.
+func (c *Core) appRPC(buf []byte, at int) error {
+	data := buf[at:]
 	o, err := logfmt.ParseOutgoingRPC(data)
 	if err != nil {
 		return fmt.Errorf("app sent a bad RPC: %w", err)
@@ -450,12 +467,13 @@ func (c *Core) appRPC(data []byte) error {
 	prefix := o.BodyAt
 	body := data[prefix:] // delivery form
 	// deliveryMsg frames body for delivery: over the destination bytes
-	// where they leave room (o.Dest is unusable afterwards), or in a copy
-	// when inPlace is false. A message framed in place keeps the app's
-	// whole message (batch) reachable while it is kept.
+	// and the room in front of them where they leave enough (o.Dest is
+	// unusable afterwards), or in a copy when inPlace is false. A message
+	// framed in place keeps the app's whole message (batch) reachable
+	// while it is kept.
 	deliveryMsg := func(inPlace bool) []byte {
 		if inPlace {
-			if m := logfmt.DeliveryFormInPlace(data, prefix); m != nil {
+			if m := logfmt.DeliveryFormInPlace(buf, at+prefix); m != nil {
 				return m
 			}
 		}

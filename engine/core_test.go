@@ -333,3 +333,76 @@ func TestFlowGates(t *testing.T) {
 		t.Fatal("input gate closed after the app took its input")
 	}
 }
+
+// TestAppMessageInPlaceWithRoom: an app's RPC read with room in front
+// (logfmt.NewOwningMessageReader, Core.AppMessageIn) is framed for delivery
+// in place, over its destination and that room, whatever the lengths of
+// its destination and of its frame's size field: the message sent to the
+// peer aliases the app's buffer, and its bytes are those of the copy
+// AppMessage makes without room. The resend after a reconnect sends the
+// same bytes.
+func TestAppMessageInPlaceWithRoom(t *testing.T) {
+	for _, dest := range []string{"x", "srv", "other-instance"} {
+		for _, n := range []int{0, 50, 63, 64, 8180, 8200, 1<<20 - 20, 1<<20 + 10} {
+			args := bytes.Repeat([]byte{0xab}, n)
+			framed := logfmt.AppendOutgoingRPC(nil, dest, logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: args})
+			want := logfmt.AppendRPC(nil, logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: args})
+
+			// Without room: the copy (or the in-place framing where the
+			// destination leaves room enough).
+			c := liveCore(t)
+			c.PeerConnected(dest, 1)
+			m, _, err := logfmt.ParseMessage(bytes.Clone(framed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.AppMessage(m, nil); err != nil {
+				t.Fatal(err)
+			}
+			sends := c.Ready().PeerSends
+			if len(sends) != 1 || !bytes.Equal(sends[0].Msg, want) {
+				t.Fatalf("dest %q, %d bytes, no room: sent %d messages, not the delivery form", dest, n, len(sends))
+			}
+
+			// With room.
+			c = liveCore(t)
+			c.PeerConnected(dest, 1)
+			mr := logfmt.NewOwningMessageReader(bytes.NewReader(framed))
+			m, err = mr.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := mr.Buf()
+			if len(buf) != logfmt.FreshRoom+1+len(m.Data) || &buf[len(buf)-1] != &m.Data[len(m.Data)-1] {
+				t.Fatalf("Buf is %d bytes, not the room, type byte and data (%d)", len(buf), len(m.Data))
+			}
+			if err := c.AppMessageIn(m, buf, nil); err != nil {
+				t.Fatal(err)
+			}
+			sends = c.Ready().PeerSends
+			if len(sends) != 1 || !bytes.Equal(sends[0].Msg, want) {
+				t.Fatalf("dest %q, %d bytes, with room: sent %d messages, not the delivery form", dest, n, len(sends))
+			}
+			msg := sends[0].Msg
+			if &msg[len(msg)-1] != &buf[len(buf)-1] || cap(msg) != len(msg) {
+				t.Fatalf("dest %q, %d bytes: the delivery form was copied, or may be appended to", dest, n)
+			}
+			c.PeerDisconnected(dest)
+			c.PeerConnected(dest, 1)
+			if sends := c.Ready().PeerSends; len(sends) != 1 || !bytes.Equal(sends[0].Msg, want) {
+				t.Fatalf("dest %q, %d bytes: the resend differs", dest, n)
+			}
+		}
+	}
+	// A buffer that is not the message's own is ignored.
+	c := liveCore(t)
+	c.PeerConnected("x", 1)
+	framed := logfmt.AppendOutgoingRPC(nil, "x", logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: []byte("abc")})
+	m, _, _ := logfmt.ParseMessage(framed)
+	if err := c.AppMessageIn(m, make([]byte, 64), nil); err != nil {
+		t.Fatal(err)
+	}
+	if sends := c.Ready().PeerSends; len(sends) != 1 || !bytes.Equal(sends[0].Msg, logfmt.AppendRPC(nil, logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: []byte("abc")})) {
+		t.Fatal("a foreign buffer changed what was sent")
+	}
+}

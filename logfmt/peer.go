@@ -120,10 +120,20 @@ func PeerMessageFrameSize(msgLen int) int { return peerFrameHeader + 8 + msgLen 
 // AppendPeerMessage appends a Message frame carrying msg with sender
 // sequence number seq, without copying msg twice.
 func AppendPeerMessage(dst []byte, seq int64, msg []byte) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+8+len(msg)))
+	return append(AppendPeerMessageHeader(dst, seq, len(msg)), msg...)
+}
+
+// PeerMessageHeaderSize is the size of the head of a Message frame: what
+// comes before the message.
+const PeerMessageHeaderSize = peerFrameHeader + 8
+
+// AppendPeerMessageHeader appends the head of a Message frame carrying a
+// message of msgLen bytes with sender sequence number seq: the caller sends
+// the message itself right after it.
+func AppendPeerMessageHeader(dst []byte, seq int64, msgLen int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+8+msgLen))
 	dst = append(dst, PeerMessage)
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(seq))
-	return append(dst, msg...)
+	return binary.LittleEndian.AppendUint64(dst, uint64(seq))
 }
 
 // PeerMessagesFrameSize is the size of a Messages frame carrying messages of
