@@ -733,7 +733,13 @@ func (v *conversation) handle(e event) error {
 		if v.inlinks[in.from] != in {
 			return nil // a replaced connection's leftovers
 		}
-		if err := v.core.PeerMessages(in.from, b.seqs, b.ends, b.arena); err != nil {
+		var err error
+		if b.owned != nil {
+			err = v.core.PeerMessageOwned(in.from, b.seqs[0], b.owned, b.arena)
+		} else {
+			err = v.core.PeerMessages(in.from, b.seqs, b.ends, b.arena)
+		}
+		if err != nil {
 			v.c.log.Warn("peer link: dropping the connection", "peer", in.from, "reason", err)
 			in.conn.Close()
 		}

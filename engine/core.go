@@ -604,6 +604,13 @@ func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
 		// alike, and growing one copies all it holds.
 		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(min(2*c.lastSize, maxOpenRecord), len(msgs), 256))
 	}
+	c.openWire = append(c.openWire, msgs...)
+	c.noteRun(sender, seq, count)
+}
+
+// noteRun records in the open record that its messages end with count from
+// sender, with sequence numbers from seq (0: unsequenced).
+func (c *Core) noteRun(sender string, seq int64, count uint32) {
 	r := c.open
 	n := len(r.Sources)
 	if n > 0 && r.Sources[n-1].Peer == sender && ((seq == 0 && r.Sources[n-1].FirstSeq == 0) ||
@@ -612,7 +619,6 @@ func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
 	} else {
 		r.Sources = append(r.Sources, logfmt.Source{Peer: sender, FirstSeq: seq, Count: count})
 	}
-	c.openWire = append(c.openWire, msgs...)
 	r.MessageCount += count
 	if seq == 0 {
 		return
@@ -807,6 +813,42 @@ func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
 	}
 	c.appendInput(from, seq, msg)
+	return nil
+}
+
+// PeerMessageOwned is PeerMessage for a message msg that ends buf, a buffer
+// the Core may keep (logfmt.PeerReader.Owned): a message too large to share
+// a record (more than maxOpenRecord bytes) with logfmt.WireHeaderSize bytes
+// of room in front of it becomes a record of its own that holds msg where
+// it is: the record's wire header is written into the room, the log writer
+// writes msg from there, and the app receives it from there. The record's
+// bytes are those PeerMessage would log. Otherwise msg is copied, as by
+// PeerMessage. Nothing may change buf afterwards.
+func (c *Core) PeerMessageOwned(from string, seq int64, buf, msg []byte) error {
+	at := len(buf) - len(msg)
+	if len(msg) <= maxOpenRecord || at < logfmt.WireHeaderSize || &buf[at] != &msg[0] {
+		return c.PeerMessage(from, seq, msg)
+	}
+	if from == c.cfg.Name {
+		return fmt.Errorf("peer message from %q, which is this instance", from)
+	}
+	if !c.AcceptingPeers() {
+		return fmt.Errorf("peer message from %s before this instance's first start is complete", from)
+	}
+	w := c.inWM[from]
+	switch {
+	case seq <= w:
+		return nil
+	case seq != w+1:
+		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
+	}
+	// What appendRun does for a message larger than maxOpenRecord, with
+	// buf's room as the open record's.
+	c.sealOpen()
+	c.open = &logfmt.Record{}
+	c.openWire = buf[at-logfmt.WireHeaderSize : len(buf) : len(buf)]
+	c.noteRun(from, seq, 1)
+	c.sealOpen()
 	return nil
 }
 

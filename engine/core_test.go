@@ -406,3 +406,102 @@ func TestAppMessageInPlaceWithRoom(t *testing.T) {
 		t.Fatal("a foreign buffer changed what was sent")
 	}
 }
+
+// TestPeerMessageOwned: a giant peer message in a buffer of its own
+// (PeerReader.Owned) is logged and delivered from that buffer, and the log
+// record and the bytes for the app are those of the copying path; a message
+// that may share a record is copied, so its source may change afterwards.
+func TestPeerMessageOwned(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	for _, n := range []int{100, maxOpenRecord - 200, maxOpenRecord, maxOpenRecord + 1, 3 << 20} {
+		giant := peerFork(string(bytes.Repeat([]byte{'g'}, n)))
+		r := logfmt.NewPeerReader(bytes.NewReader(logfmt.AppendPeerMessage(nil, 2, giant)))
+		r.Open()
+		if err := r.Grow(); err != nil {
+			t.Fatal(err)
+		}
+		f, err := r.Next()
+		if err != nil || !bytes.Equal(f.Msg, giant) {
+			t.Fatalf("%d bytes: read %d bytes, %v", len(giant), len(f.Msg), err)
+		}
+		own := r.Owned()
+		if own == nil {
+			if len(giant) > maxOpenRecord {
+				t.Fatalf("%d bytes: the reader kept the frame's buffer", len(giant))
+			}
+			own = f.Msg // (as the link does, no buffer of its own: copied)
+		}
+
+		copied, owned := liveCore(t), liveCore(t)
+		for _, c := range []*Core{copied, owned} {
+			c.cfg.Now = func() time.Time { return at }
+			if err := c.PeerMessage("client", 1, peerFork("before")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := copied.PeerMessage("client", 2, bytes.Clone(giant)); err != nil {
+			t.Fatal(err)
+		}
+		if err := owned.PeerMessageOwned("client", 2, own, f.Msg); err != nil {
+			t.Fatal(err)
+		}
+		byRef := len(giant) > maxOpenRecord
+		if !byRef {
+			for i := range f.Msg {
+				f.Msg[i] = 0xee // copied: the source is free again
+			}
+		}
+		for _, c := range []*Core{copied, owned} {
+			if err := c.PeerMessage("client", 3, peerFork("after")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A resend of the giant one is dropped.
+		if err := owned.PeerMessageOwned("client", 2, own, f.Msg); err != nil {
+			t.Fatal(err)
+		}
+		lc, lo := copied.Ready().Log, owned.Ready().Log
+		if len(lc) != len(lo) {
+			t.Fatalf("%d bytes: %d records copied, %d owned", len(giant), len(lc), len(lo))
+		}
+		var last int64
+		found := !byRef
+		for i := range lc {
+			a, err := logfmt.AppendRecord(nil, lc[i].Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := logfmt.AppendRecord(nil, lo[i].Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a, b) || lc[i].Segment != lo[i].Segment {
+				t.Fatalf("%d bytes: record %d differs from the copied one's (%d and %d bytes)", len(giant), i, len(a), len(b))
+			}
+			if m := lo[i].Record.Messages; byRef && len(m) == len(giant) {
+				if &m[0] != &own[logfmt.WireHeaderSize] {
+					t.Fatalf("%d bytes: the giant record's messages were copied", len(giant))
+				}
+				found = true
+			}
+			last = lc[i].Record.Seq
+		}
+		if !found {
+			t.Fatalf("%d bytes: no record holds the giant message alone", len(giant))
+		}
+		copied.LogDurable(last)
+		owned.LogDurable(last)
+		ac, ao := copied.Ready().ToApp, owned.Ready().ToApp
+		if len(ac) != len(ao) {
+			t.Fatalf("%d bytes: %d chunks to the app copied, %d owned", len(giant), len(ac), len(ao))
+		}
+		for i := range ac {
+			if !bytes.Equal(ac[i], ao[i]) {
+				t.Fatalf("%d bytes: chunk %d to the app differs from the copied one's", len(giant), i)
+			}
+			if byRef && len(ao[i]) == logfmt.WireHeaderSize+len(giant) && &ao[i][0] != &own[0] {
+				t.Fatalf("%d bytes: the giant record for the app was copied", len(giant))
+			}
+		}
+	}
+}

@@ -421,6 +421,10 @@ type inBatch struct {
 	seqs  []int64
 	ends  []int
 	arena []byte
+	// owned, if not nil, is a giant message's own buffer (PeerReader.Owned),
+	// which ends with arena, the batch's one message: the Core may keep
+	// it, so the batch is never recycled.
+	owned []byte
 }
 
 // Limits of one inbound batch: large enough that the loop handles many
@@ -465,8 +469,8 @@ func (in *inLink) batch() *inBatch {
 
 // recycle hands a handled batch back to the connection's reader.
 func (in *inLink) recycle(b *inBatch) {
-	if cap(b.arena) > 2*maxInBatchBytes {
-		return // grown by a giant message: let it go
+	if b.owned != nil || cap(b.arena) > 2*maxInBatchBytes {
+		return // the Core's (owned), or grown by a giant message: let it go
 	}
 	select {
 	case in.free <- b:
@@ -537,6 +541,7 @@ func (v *conversation) serveInbound(g *greeted) {
 		v.waitForAppRoom()
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
 		b := in.batch()
+	frames:
 		for {
 			f, err := r.Next()
 			if err != nil {
@@ -555,6 +560,17 @@ func (v *conversation) serveInbound(g *greeted) {
 			switch f.Kind {
 			case logfmt.PeerMessage:
 				hoptrace.Mark(hoptrace.PeerRead)
+				if own := r.Owned(); own != nil {
+					// A giant message in a buffer of its own: handed to
+					// the Core as it is, in a batch of its own, not copied.
+					if len(b.ends) > 0 {
+						v.post(event{peerMsg: in, batch: b})
+						b = in.batch()
+					}
+					b.seqs, b.ends = append(b.seqs, f.Seq), append(b.ends, len(f.Msg))
+					b.arena, b.owned = f.Msg, own
+					break frames
+				}
 				b.add(f.Seq, f.Msg)
 			case logfmt.PeerMessages:
 				hoptrace.Mark(hoptrace.PeerRead)
