@@ -487,7 +487,7 @@ func (c *Core) appRPC(buf []byte, at int) error {
 		if self {
 			// Impulses are new input, not regenerated output: logged once,
 			// unsequenced, outside the deterministic output stream.
-			c.appendInput(c.cfg.Name, 0, deliveryMsg(true)) // copied into the record
+			c.appendInputIn(c.cfg.Name, 0, buf, deliveryMsg(true)) // copied into the record, unless giant
 			return nil
 		}
 		// An impulse to another instance would take a sequence number of
@@ -535,7 +535,7 @@ func (c *Core) appRPC(buf []byte, at int) error {
 		if c.following {
 			return nil // a follower writes nothing: a later record holds it, or promotion logs it
 		}
-		c.appendInput(c.cfg.Name, s.lastSeq, msg)
+		c.appendInputIn(c.cfg.Name, s.lastSeq, buf, msg)
 		return nil
 	}
 	// Kept until dest acknowledges it: in place only while dest is
@@ -842,14 +842,35 @@ func (c *Core) PeerMessageOwned(from string, seq int64, buf, msg []byte) error {
 	case seq != w+1:
 		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
 	}
-	// What appendRun does for a message larger than maxOpenRecord, with
-	// buf's room as the open record's.
+	c.appendOwned(from, seq, buf, at)
+	return nil
+}
+
+// appendOwned is appendInput for a message larger than maxOpenRecord that
+// lies at buf[at:], with at least logfmt.WireHeaderSize bytes of buf in
+// front of it, all of which the Core keeps: what appendRun does for such a
+// message (a record of its own), with that room as the open record's, so
+// the record holds the message where it is. Nothing may change buf
+// afterwards.
+func (c *Core) appendOwned(sender string, seq int64, buf []byte, at int) {
 	c.sealOpen()
 	c.open = &logfmt.Record{}
 	c.openWire = buf[at-logfmt.WireHeaderSize : len(buf) : len(buf)]
-	c.noteRun(from, seq, 1)
+	c.noteRun(sender, seq, 1)
 	c.sealOpen()
-	return nil
+}
+
+// appendInputIn is appendInput for a message msg that may end buf, a
+// buffer the Core keeps unchanged from now on (the app's message, which msg
+// was framed in place in): a giant one with room in front becomes a record
+// of its own that holds it where it is (appendOwned); any other is copied.
+func (c *Core) appendInputIn(sender string, seq int64, buf, msg []byte) {
+	at := len(buf) - len(msg)
+	if len(msg) > maxOpenRecord && at >= logfmt.WireHeaderSize && &buf[at] == &msg[0] {
+		c.appendOwned(sender, seq, buf, at)
+		return
+	}
+	c.appendInput(sender, seq, msg)
 }
 
 // PeerMessages handles messages from one sender, in order, as PeerMessage

@@ -505,3 +505,71 @@ func TestPeerMessageOwned(t *testing.T) {
 		}
 	}
 }
+
+// TestSelfCallOwned: a giant self-call or impulse read with room in front
+// (Core.AppMessageIn) is logged as a record of its own that holds it where
+// it lies in the app's buffer; the record's bytes, and what the app gets
+// once it is durable, are those of the copying path (AppMessage).
+func TestSelfCallOwned(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	for _, kind := range []logfmt.RPCKind{logfmt.RPCFork, logfmt.RPCImpulse} {
+		for _, n := range []int{100, maxOpenRecord - 100, maxOpenRecord + 1, 3 << 20} {
+			for _, dest := range []string{"", "server"} { // both name this instance
+				args := bytes.Repeat([]byte{byte(n)}, n)
+				framed := logfmt.AppendOutgoingRPC(nil, dest, logfmt.RPC{MethodID: 9, Kind: kind, Args: args})
+				copied, owned := liveCore(t), liveCore(t)
+				var buf []byte
+				for _, c := range []*Core{copied, owned} {
+					c.cfg.Now = func() time.Time { return at }
+				}
+				m, _, err := logfmt.ParseMessage(bytes.Clone(framed))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := copied.AppMessage(m, nil); err != nil {
+					t.Fatal(err)
+				}
+				mr := logfmt.NewOwningMessageReader(bytes.NewReader(framed))
+				if m, err = mr.Next(); err != nil {
+					t.Fatal(err)
+				}
+				buf = mr.Buf()
+				if err := owned.AppMessageIn(m, buf, nil); err != nil {
+					t.Fatal(err)
+				}
+				lc, lo := copied.Ready().Log, owned.Ready().Log
+				if len(lc) != 1 || len(lo) != 1 {
+					t.Fatalf("%v %d bytes to %q: %d records copied, %d owned; want 1", kind, n, dest, len(lc), len(lo))
+				}
+				a, err := logfmt.AppendRecord(nil, lc[0].Record)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := logfmt.AppendRecord(nil, lo[0].Record)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(a, b) {
+					t.Fatalf("%v %d bytes to %q: the record differs from the copied one's", kind, n, dest)
+				}
+				msgs := lo[0].Record.Messages
+				aliased := &msgs[len(msgs)-1] == &buf[len(buf)-1]
+				if aliased != (len(msgs) > maxOpenRecord) {
+					t.Fatalf("%v %d bytes to %q: record aliases the app's buffer %v", kind, n, dest, aliased)
+				}
+				seq := lc[0].Record.Seq
+				copied.LogDurable(seq)
+				owned.LogDurable(seq)
+				ac, ao := copied.Ready().ToApp, owned.Ready().ToApp
+				if len(ac) != len(ao) {
+					t.Fatalf("%v %d bytes to %q: %d chunks to the app copied, %d owned", kind, n, dest, len(ac), len(ao))
+				}
+				for i := range ac {
+					if !bytes.Equal(ac[i], ao[i]) {
+						t.Fatalf("%v %d bytes to %q: chunk %d to the app differs", kind, n, dest, i)
+					}
+				}
+			}
+		}
+	}
+}

@@ -32,7 +32,7 @@ func giantPayload(i, n int) []byte {
 	return p
 }
 
-type giantSums struct{ Sums []string }
+type giantSums struct{ Sums, Again []string }
 
 // giantCodec passes a []byte as it is, so that the sizes on the wire are
 // giantSizes (and an envelope's few bytes), and everything else as JSON.
@@ -57,9 +57,10 @@ func (giantCodec) Unmarshal(data []byte, v any) error {
 
 // TestGiantMessagesEndToEnd sends messages of giantSizes from one hosted
 // immortal to another, through two coordinators over loopback TCP and their
-// logs, and checks the receiver got each one's bytes; then it restarts the
-// receiver, whose recovery replays them from its log (records written with
-// the giant ones by reference), and checks the replay got the same bytes.
+// logs, and the receiver forks each to itself; it checks the receiver got
+// each one's bytes both times; then it restarts the receiver, whose
+// recovery replays them from its log (records written with the giant ones
+// by reference), and checks the replay got the same bytes.
 func TestGiantMessagesEndToEnd(t *testing.T) {
 	mem := vfs.NewMem()
 	reg := engine.FileRegistry{Dir: filepath.Join(t.TempDir(), "registry")}
@@ -86,13 +87,21 @@ func TestGiantMessagesEndToEnd(t *testing.T) {
 	}
 	var replayed atomic.Int64
 	newSrv := func() *immortal.App[giantSums] {
-		app := immortal.New(func() giantSums { return giantSums{Sums: []string{}} }, immortal.WithLogger(quiet), immortal.WithCodec(giantCodec{}))
+		app := immortal.New(func() giantSums { return giantSums{Sums: []string{}, Again: []string{}} }, immortal.WithLogger(quiet), immortal.WithCodec(giantCodec{}))
 		immortal.Handle(app, "data", func(ctx *immortal.Ctx, s *giantSums, p []byte) (struct{}, error) {
 			if ctx.Replaying() {
 				replayed.Add(1)
 			}
 			sum := sha256.Sum256(p)
 			s.Sums = append(s.Sums, hex.EncodeToString(sum[:]))
+			return struct{}{}, ctx.Fork("", "again", p) // and to itself
+		})
+		immortal.Handle(app, "again", func(ctx *immortal.Ctx, s *giantSums, p []byte) (struct{}, error) {
+			if ctx.Replaying() {
+				replayed.Add(1)
+			}
+			sum := sha256.Sum256(p)
+			s.Again = append(s.Again, hex.EncodeToString(sum[:]))
 			return struct{}{}, nil
 		})
 		return app
@@ -107,14 +116,17 @@ func TestGiantMessagesEndToEnd(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			s, ok := srv.State()
-			if ok && len(s.Sums) >= len(want) {
+			if ok && len(s.Sums) >= len(want) && len(s.Again) >= len(want) {
 				for i := range want {
 					if s.Sums[i] != want[i] {
 						t.Fatalf("%s: message %d of %d bytes arrived with other bytes", what, i, giantSizes[i])
 					}
+					if s.Again[i] != want[i] {
+						t.Fatalf("%s: self-call %d of %d bytes arrived with other bytes", what, i, giantSizes[i])
+					}
 				}
-				if len(s.Sums) > len(want) {
-					t.Fatalf("%s: %d messages, want %d", what, len(s.Sums), len(want))
+				if len(s.Sums) > len(want) || len(s.Again) > len(want) {
+					t.Fatalf("%s: %d messages and %d self-calls, want %d", what, len(s.Sums), len(s.Again), len(want))
 				}
 				return
 			}
@@ -149,7 +161,7 @@ func TestGiantMessagesEndToEnd(t *testing.T) {
 	if err := <-srvDone; err != nil {
 		t.Fatal(err)
 	}
-	if n := replayed.Load(); n != int64(len(want)) {
-		t.Fatalf("%d messages replayed from the log, want %d", n, len(want))
+	if n := replayed.Load(); n != 2*int64(len(want)) {
+		t.Fatalf("%d messages and self-calls replayed from the log, want %d", n, 2*len(want))
 	}
 }

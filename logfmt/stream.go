@@ -27,10 +27,12 @@ const (
 	freshFirst = 8 << 20
 	// FreshRoom is the room an owning MessageReader leaves in front of each
 	// message's type byte, in the buffer of its own that it reads the
-	// message into (see Buf): enough for a frame header of any size, so
-	// that the owner can frame a message's bytes anew in place (the
-	// coordinator frames an app's RPC for delivery over its destination).
-	FreshRoom = 8
+	// message into (see Buf): enough for a frame header of any size and a
+	// record's wire header, so that the owner can frame a message's bytes
+	// anew in place (the coordinator frames an app's RPC for delivery over
+	// its destination, and logs a giant self-call as a record of its own
+	// where it lies).
+	FreshRoom = 32
 )
 
 // MessageReader decodes the stream of bare messages that the app sends to the
