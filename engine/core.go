@@ -425,6 +425,7 @@ func (c *Core) AppMessageIn(m logfmt.Message, buf []byte, state []byte) error {
 		}
 		it := b.Iter()
 		for {
+			start := it.Offset()
 			sub, ok := it.Next()
 			if !ok {
 				break
@@ -432,7 +433,11 @@ func (c *Core) AppMessageIn(m logfmt.Message, buf []byte, state []byte) error {
 			if sub.Type != logfmt.TypeRPC {
 				return fmt.Errorf("app sent a %s inside a batch; batches hold RPCs only", sub.Type)
 			}
-			if err := c.appRPC(sub.Data, 0); err != nil {
+			// The RPC's own frame, whose header is room for framing it
+			// for delivery in place; nothing before it: those bytes are
+			// the batch's and its other RPCs'.
+			end := it.Offset()
+			if err := c.appRPC(b.Messages[start:end:end], end-start-len(sub.Data)); err != nil {
 				return err
 			}
 		}

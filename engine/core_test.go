@@ -573,3 +573,47 @@ func TestSelfCallOwned(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchInPlace: the RPCs of an app's RPCBatch are framed for delivery
+// in place, each over its own frame's header and destination, however
+// short the destination: what is sent has the bytes of the delivery form,
+// a large one aliases the batch, and framing one leaves the others' bytes
+// as they were.
+func TestBatchInPlace(t *testing.T) {
+	c := liveCore(t)
+	c.PeerConnected("x", 1)
+	sizes := []int{3, 200 << 10, 10, 1<<20 + 5, 0}
+	var framed []byte
+	var want [][]byte
+	for i, n := range sizes {
+		args := bytes.Repeat([]byte{byte('a' + i)}, n)
+		framed = logfmt.AppendOutgoingRPC(framed, "x", logfmt.RPC{MethodID: int32(i), Kind: logfmt.RPCFork, Args: args})
+		want = append(want, logfmt.AppendRPC(nil, logfmt.RPC{MethodID: int32(i), Kind: logfmt.RPCFork, Args: args}))
+	}
+	batch := logfmt.AppendRPCBatch(nil, framed, len(sizes))
+	m, _, err := logfmt.ParseMessage(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AppMessage(m, nil); err != nil {
+		t.Fatal(err)
+	}
+	sends := c.Ready().PeerSends
+	if len(sends) != len(sizes) {
+		t.Fatalf("%d messages sent, want %d", len(sends), len(sizes))
+	}
+	for i, s := range sends {
+		if !bytes.Equal(s.Msg, want[i]) {
+			t.Fatalf("message %d of %d bytes: not its delivery form", i, sizes[i])
+		}
+	}
+	// All of them lie in the batch: scribbling over it shows in each.
+	for i := range batch {
+		batch[i] = 0xee
+	}
+	for i, s := range sends {
+		if !bytes.Equal(s.Msg, bytes.Repeat([]byte{0xee}, len(s.Msg))) {
+			t.Fatalf("message %d of %d bytes was copied", i, sizes[i])
+		}
+	}
+}
