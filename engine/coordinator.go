@@ -489,6 +489,7 @@ func (c *Coordinator) stopPeers() {
 // event is something that happened on another goroutine of a conversation.
 type event struct {
 	msg      *logfmt.Message
+	msgBuf   []byte // msg's buffer, room in front included (Core.AppMessageIn)
 	state    []byte // checkpoint state
 	durable  int64
 	ckptDone uint64
@@ -768,7 +769,7 @@ func (v *conversation) handle(e event) error {
 		return v.appGone(v.appPid, e.appErr)
 	case e.msg != nil:
 		hoptrace.Mark(hoptrace.LoopApp)
-		if err := v.core.AppMessage(*e.msg, e.state); err != nil {
+		if err := v.core.AppMessageIn(*e.msg, e.msgBuf, e.state); err != nil {
 			return v.appGone(v.appPid, fmt.Errorf("protocol error: %w", err))
 		}
 	case e.peerUp != "":
@@ -802,7 +803,13 @@ func (v *conversation) handle(e event) error {
 		if v.inlinks[in.from] != in {
 			return nil // a replaced connection's leftovers
 		}
-		if err := v.core.PeerMessages(in.from, b.seqs, b.ends, b.arena); err != nil {
+		var err error
+		if b.owned != nil {
+			err = v.core.PeerMessageOwned(in.from, b.seqs[0], b.owned, b.arena)
+		} else {
+			err = v.core.PeerMessages(in.from, b.seqs, b.ends, b.arena)
+		}
+		if err != nil {
 			v.c.log.Warn("peer link: dropping the connection", "peer", in.from, "reason", err)
 			in.conn.Close()
 		}
@@ -961,6 +968,7 @@ func (v *conversation) readApp(r io.Reader) {
 			return
 		}
 		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it
+		buf := mr.Buf()                                  // with room in front, see Core.AppMessageIn
 		var state []byte
 		if m.Type == logfmt.TypeCheckpoint {
 			if state, err = io.ReadAll(mr.State()); err != nil {
@@ -968,7 +976,7 @@ func (v *conversation) readApp(r io.Reader) {
 				return
 			}
 		}
-		v.post(event{msg: &cp, state: state})
+		v.post(event{msg: &cp, msgBuf: buf, state: state})
 	}
 }
 

@@ -411,9 +411,23 @@ func (c *Core) FinishRecovery() {
 // violation by the app: the caller should drop the app connection. The Core
 // keeps m.Data and rewrites parts of it: the caller must not use it again.
 func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
+	return c.AppMessageIn(m, m.Data, state)
+}
+
+// AppMessageIn is AppMessage for a message whose Data ends buf, the whole
+// buffer it was read into (logfmt.MessageReader.Buf): the Core keeps all of
+// buf and may rewrite the bytes in front of m.Data too. With room there
+// (logfmt.FreshRoom), an RPC is framed for delivery in place, over its
+// destination and that room, however long its destination's name: no copy
+// of a giant message.
+func (c *Core) AppMessageIn(m logfmt.Message, buf []byte, state []byte) error {
 	switch m.Type {
 	case logfmt.TypeRPC:
-		return c.appRPC(m.Data)
+		at := len(buf) - len(m.Data)
+		if at < 0 || len(m.Data) > 0 && &buf[at] != &m.Data[0] {
+			buf, at = m.Data, 0 // not m.Data's buffer: no room
+		}
+		return c.appRPC(buf, at)
 	case logfmt.TypeRPCBatch, logfmt.TypeCountReplayableRPCBatch:
 		b, err := logfmt.ParseBatch(m)
 		if err != nil {
@@ -421,6 +435,7 @@ func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
 		}
 		it := b.Iter()
 		for {
+			start := it.Offset()
 			sub, ok := it.Next()
 			if !ok {
 				break
@@ -428,7 +443,11 @@ func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
 			if sub.Type != logfmt.TypeRPC {
 				return fmt.Errorf("app sent a %s inside a batch; batches hold RPCs only", sub.Type)
 			}
-			if err := c.appRPC(sub.Data); err != nil {
+			// The RPC's own frame, whose header is room for framing it
+			// for delivery in place; nothing before it: those bytes are
+			// the batch's and its other RPCs'.
+			end := it.Offset()
+			if err := c.appRPC(b.Messages[start:end:end], end-start-len(sub.Data)); err != nil {
 				return err
 			}
 		}
@@ -451,7 +470,10 @@ func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
 	}
 }
 
-func (c *Core) appRPC(data []byte) error {
+// appRPC handles the RPC whose data is buf[at:]; the bytes in front of it in
+// buf are room the Core may write over.
+func (c *Core) appRPC(buf []byte, at int) error {
+	data := buf[at:]
 	o, err := logfmt.ParseOutgoingRPC(data)
 	if err != nil {
 		return fmt.Errorf("app sent a bad RPC: %w", err)
@@ -460,12 +482,13 @@ func (c *Core) appRPC(data []byte) error {
 	prefix := o.BodyAt
 	body := data[prefix:] // delivery form
 	// deliveryMsg frames body for delivery: over the destination bytes
-	// where they leave room (o.Dest is unusable afterwards), or in a copy
-	// when inPlace is false. A message framed in place keeps the app's
-	// whole message (batch) reachable while it is kept.
+	// and the room in front of them where they leave enough (o.Dest is
+	// unusable afterwards), or in a copy when inPlace is false. A message
+	// framed in place keeps the app's whole message (batch) reachable
+	// while it is kept.
 	deliveryMsg := func(inPlace bool) []byte {
 		if inPlace {
-			if m := logfmt.DeliveryFormInPlace(data, prefix); m != nil {
+			if m := logfmt.DeliveryFormInPlace(buf, at+prefix); m != nil {
 				return m
 			}
 		}
@@ -479,7 +502,7 @@ func (c *Core) appRPC(data []byte) error {
 		if self {
 			// Impulses are new input, not regenerated output: logged once,
 			// unsequenced, outside the deterministic output stream.
-			c.appendInput(c.cfg.Name, 0, deliveryMsg(true)) // copied into the record
+			c.appendInputIn(c.cfg.Name, 0, buf, deliveryMsg(true)) // copied into the record, unless giant
 			return nil
 		}
 		// An impulse to another instance would take a sequence number of
@@ -527,7 +550,7 @@ func (c *Core) appRPC(data []byte) error {
 		if c.following {
 			return nil // a follower writes nothing: a later record holds it, or promotion logs it
 		}
-		c.appendInput(c.cfg.Name, s.lastSeq, msg)
+		c.appendInputIn(c.cfg.Name, s.lastSeq, buf, msg)
 		return nil
 	}
 	// Kept until dest acknowledges it: in place only while dest is
@@ -596,6 +619,13 @@ func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
 		// alike, and growing one copies all it holds.
 		c.openWire = make([]byte, logfmt.WireHeaderSize, logfmt.WireHeaderSize+max(min(2*c.lastSize, maxOpenRecord), len(msgs), 256))
 	}
+	c.openWire = append(c.openWire, msgs...)
+	c.noteRun(sender, seq, count)
+}
+
+// noteRun records in the open record that its messages end with count from
+// sender, with sequence numbers from seq (0: unsequenced).
+func (c *Core) noteRun(sender string, seq int64, count uint32) {
 	r := c.open
 	n := len(r.Sources)
 	if n > 0 && r.Sources[n-1].Peer == sender && ((seq == 0 && r.Sources[n-1].FirstSeq == 0) ||
@@ -604,7 +634,6 @@ func (c *Core) appendRun(sender string, seq int64, count uint32, msgs []byte) {
 	} else {
 		r.Sources = append(r.Sources, logfmt.Source{Peer: sender, FirstSeq: seq, Count: count})
 	}
-	c.openWire = append(c.openWire, msgs...)
 	r.MessageCount += count
 	if seq == 0 {
 		return
@@ -800,6 +829,63 @@ func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
 	}
 	c.appendInput(from, seq, msg)
 	return nil
+}
+
+// PeerMessageOwned is PeerMessage for a message msg that ends buf, a buffer
+// the Core may keep (logfmt.PeerReader.Owned): a message too large to share
+// a record (more than maxOpenRecord bytes) with logfmt.WireHeaderSize bytes
+// of room in front of it becomes a record of its own that holds msg where
+// it is: the record's wire header is written into the room, the log writer
+// writes msg from there, and the app receives it from there. The record's
+// bytes are those PeerMessage would log. Otherwise msg is copied, as by
+// PeerMessage. Nothing may change buf afterwards.
+func (c *Core) PeerMessageOwned(from string, seq int64, buf, msg []byte) error {
+	at := len(buf) - len(msg)
+	if len(msg) <= maxOpenRecord || at < logfmt.WireHeaderSize || &buf[at] != &msg[0] {
+		return c.PeerMessage(from, seq, msg)
+	}
+	if from == c.cfg.Name {
+		return fmt.Errorf("peer message from %q, which is this instance", from)
+	}
+	if !c.AcceptingPeers() {
+		return fmt.Errorf("peer message from %s before this instance's first start is complete", from)
+	}
+	w := c.inWM[from]
+	switch {
+	case seq <= w:
+		return nil
+	case seq != w+1:
+		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
+	}
+	c.appendOwned(from, seq, buf, at)
+	return nil
+}
+
+// appendOwned is appendInput for a message larger than maxOpenRecord that
+// lies at buf[at:], with at least logfmt.WireHeaderSize bytes of buf in
+// front of it, all of which the Core keeps: what appendRun does for such a
+// message (a record of its own), with that room as the open record's, so
+// the record holds the message where it is. Nothing may change buf
+// afterwards.
+func (c *Core) appendOwned(sender string, seq int64, buf []byte, at int) {
+	c.sealOpen()
+	c.open = &logfmt.Record{}
+	c.openWire = buf[at-logfmt.WireHeaderSize : len(buf) : len(buf)]
+	c.noteRun(sender, seq, 1)
+	c.sealOpen()
+}
+
+// appendInputIn is appendInput for a message msg that may end buf, a
+// buffer the Core keeps unchanged from now on (the app's message, which msg
+// was framed in place in): a giant one with room in front becomes a record
+// of its own that holds it where it is (appendOwned); any other is copied.
+func (c *Core) appendInputIn(sender string, seq int64, buf, msg []byte) {
+	at := len(buf) - len(msg)
+	if len(msg) > maxOpenRecord && at >= logfmt.WireHeaderSize && &buf[at] == &msg[0] {
+		c.appendOwned(sender, seq, buf, at)
+		return
+	}
+	c.appendInput(sender, seq, msg)
 }
 
 // PeerMessages handles messages from one sender, in order, as PeerMessage

@@ -333,3 +333,287 @@ func TestFlowGates(t *testing.T) {
 		t.Fatal("input gate closed after the app took its input")
 	}
 }
+
+// TestAppMessageInPlaceWithRoom: an app's RPC read with room in front
+// (logfmt.NewOwningMessageReader, Core.AppMessageIn) is framed for delivery
+// in place, over its destination and that room, whatever the lengths of
+// its destination and of its frame's size field: the message sent to the
+// peer aliases the app's buffer, and its bytes are those of the copy
+// AppMessage makes without room. The resend after a reconnect sends the
+// same bytes.
+func TestAppMessageInPlaceWithRoom(t *testing.T) {
+	for _, dest := range []string{"x", "srv", "other-instance"} {
+		for _, n := range []int{0, 50, 63, 64, 8180, 8200, 1<<20 - 20, 1<<20 + 10} {
+			args := bytes.Repeat([]byte{0xab}, n)
+			framed := logfmt.AppendOutgoingRPC(nil, dest, logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: args})
+			want := logfmt.AppendRPC(nil, logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: args})
+
+			// Without room: the copy (or the in-place framing where the
+			// destination leaves room enough).
+			c := liveCore(t)
+			c.PeerConnected(dest, 1)
+			m, _, err := logfmt.ParseMessage(bytes.Clone(framed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.AppMessage(m, nil); err != nil {
+				t.Fatal(err)
+			}
+			sends := c.Ready().PeerSends
+			if len(sends) != 1 || !bytes.Equal(sends[0].Msg, want) {
+				t.Fatalf("dest %q, %d bytes, no room: sent %d messages, not the delivery form", dest, n, len(sends))
+			}
+
+			// With room.
+			c = liveCore(t)
+			c.PeerConnected(dest, 1)
+			mr := logfmt.NewOwningMessageReader(bytes.NewReader(framed))
+			m, err = mr.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := mr.Buf()
+			if len(buf) != logfmt.FreshRoom+1+len(m.Data) || &buf[len(buf)-1] != &m.Data[len(m.Data)-1] {
+				t.Fatalf("Buf is %d bytes, not the room, type byte and data (%d)", len(buf), len(m.Data))
+			}
+			if err := c.AppMessageIn(m, buf, nil); err != nil {
+				t.Fatal(err)
+			}
+			sends = c.Ready().PeerSends
+			if len(sends) != 1 || !bytes.Equal(sends[0].Msg, want) {
+				t.Fatalf("dest %q, %d bytes, with room: sent %d messages, not the delivery form", dest, n, len(sends))
+			}
+			msg := sends[0].Msg
+			if &msg[len(msg)-1] != &buf[len(buf)-1] || cap(msg) != len(msg) {
+				t.Fatalf("dest %q, %d bytes: the delivery form was copied, or may be appended to", dest, n)
+			}
+			c.PeerDisconnected(dest)
+			c.PeerConnected(dest, 1)
+			if sends := c.Ready().PeerSends; len(sends) != 1 || !bytes.Equal(sends[0].Msg, want) {
+				t.Fatalf("dest %q, %d bytes: the resend differs", dest, n)
+			}
+		}
+	}
+	// A buffer that is not the message's own is ignored.
+	c := liveCore(t)
+	c.PeerConnected("x", 1)
+	framed := logfmt.AppendOutgoingRPC(nil, "x", logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: []byte("abc")})
+	m, _, _ := logfmt.ParseMessage(framed)
+	if err := c.AppMessageIn(m, make([]byte, 64), nil); err != nil {
+		t.Fatal(err)
+	}
+	if sends := c.Ready().PeerSends; len(sends) != 1 || !bytes.Equal(sends[0].Msg, logfmt.AppendRPC(nil, logfmt.RPC{MethodID: 7, Kind: logfmt.RPCFork, Args: []byte("abc")})) {
+		t.Fatal("a foreign buffer changed what was sent")
+	}
+}
+
+// TestPeerMessageOwned: a giant peer message in a buffer of its own
+// (PeerReader.Owned) is logged and delivered from that buffer, and the log
+// record and the bytes for the app are those of the copying path; a message
+// that may share a record is copied, so its source may change afterwards.
+func TestPeerMessageOwned(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	for _, n := range []int{100, maxOpenRecord - 200, maxOpenRecord, maxOpenRecord + 1, 3 << 20} {
+		giant := peerFork(string(bytes.Repeat([]byte{'g'}, n)))
+		r := logfmt.NewPeerReader(bytes.NewReader(logfmt.AppendPeerMessage(nil, 2, giant)))
+		r.Open()
+		if err := r.Grow(); err != nil {
+			t.Fatal(err)
+		}
+		f, err := r.Next()
+		if err != nil || !bytes.Equal(f.Msg, giant) {
+			t.Fatalf("%d bytes: read %d bytes, %v", len(giant), len(f.Msg), err)
+		}
+		own := r.Owned()
+		if own == nil {
+			if len(giant) > maxOpenRecord {
+				t.Fatalf("%d bytes: the reader kept the frame's buffer", len(giant))
+			}
+			own = f.Msg // (as the link does, no buffer of its own: copied)
+		}
+
+		copied, owned := liveCore(t), liveCore(t)
+		for _, c := range []*Core{copied, owned} {
+			c.cfg.Now = func() time.Time { return at }
+			if err := c.PeerMessage("client", 1, peerFork("before")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := copied.PeerMessage("client", 2, bytes.Clone(giant)); err != nil {
+			t.Fatal(err)
+		}
+		if err := owned.PeerMessageOwned("client", 2, own, f.Msg); err != nil {
+			t.Fatal(err)
+		}
+		byRef := len(giant) > maxOpenRecord
+		if !byRef {
+			for i := range f.Msg {
+				f.Msg[i] = 0xee // copied: the source is free again
+			}
+		}
+		for _, c := range []*Core{copied, owned} {
+			if err := c.PeerMessage("client", 3, peerFork("after")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A resend of the giant one is dropped.
+		if err := owned.PeerMessageOwned("client", 2, own, f.Msg); err != nil {
+			t.Fatal(err)
+		}
+		lc, lo := copied.Ready().Log, owned.Ready().Log
+		if len(lc) != len(lo) {
+			t.Fatalf("%d bytes: %d records copied, %d owned", len(giant), len(lc), len(lo))
+		}
+		var last int64
+		found := !byRef
+		for i := range lc {
+			a, err := logfmt.AppendRecord(nil, lc[i].Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := logfmt.AppendRecord(nil, lo[i].Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a, b) || lc[i].Segment != lo[i].Segment {
+				t.Fatalf("%d bytes: record %d differs from the copied one's (%d and %d bytes)", len(giant), i, len(a), len(b))
+			}
+			if m := lo[i].Record.Messages; byRef && len(m) == len(giant) {
+				if &m[0] != &own[logfmt.WireHeaderSize] {
+					t.Fatalf("%d bytes: the giant record's messages were copied", len(giant))
+				}
+				found = true
+			}
+			last = lc[i].Record.Seq
+		}
+		if !found {
+			t.Fatalf("%d bytes: no record holds the giant message alone", len(giant))
+		}
+		copied.LogDurable(last)
+		owned.LogDurable(last)
+		ac, ao := copied.Ready().ToApp, owned.Ready().ToApp
+		if len(ac) != len(ao) {
+			t.Fatalf("%d bytes: %d chunks to the app copied, %d owned", len(giant), len(ac), len(ao))
+		}
+		for i := range ac {
+			if !bytes.Equal(ac[i], ao[i]) {
+				t.Fatalf("%d bytes: chunk %d to the app differs from the copied one's", len(giant), i)
+			}
+			if byRef && len(ao[i]) == logfmt.WireHeaderSize+len(giant) && &ao[i][0] != &own[0] {
+				t.Fatalf("%d bytes: the giant record for the app was copied", len(giant))
+			}
+		}
+	}
+}
+
+// TestSelfCallOwned: a giant self-call or impulse read with room in front
+// (Core.AppMessageIn) is logged as a record of its own that holds it where
+// it lies in the app's buffer; the record's bytes, and what the app gets
+// once it is durable, are those of the copying path (AppMessage).
+func TestSelfCallOwned(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	for _, kind := range []logfmt.RPCKind{logfmt.RPCFork, logfmt.RPCImpulse} {
+		for _, n := range []int{100, maxOpenRecord - 100, maxOpenRecord + 1, 3 << 20} {
+			for _, dest := range []string{"", "server"} { // both name this instance
+				args := bytes.Repeat([]byte{byte(n)}, n)
+				framed := logfmt.AppendOutgoingRPC(nil, dest, logfmt.RPC{MethodID: 9, Kind: kind, Args: args})
+				copied, owned := liveCore(t), liveCore(t)
+				var buf []byte
+				for _, c := range []*Core{copied, owned} {
+					c.cfg.Now = func() time.Time { return at }
+				}
+				m, _, err := logfmt.ParseMessage(bytes.Clone(framed))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := copied.AppMessage(m, nil); err != nil {
+					t.Fatal(err)
+				}
+				mr := logfmt.NewOwningMessageReader(bytes.NewReader(framed))
+				if m, err = mr.Next(); err != nil {
+					t.Fatal(err)
+				}
+				buf = mr.Buf()
+				if err := owned.AppMessageIn(m, buf, nil); err != nil {
+					t.Fatal(err)
+				}
+				lc, lo := copied.Ready().Log, owned.Ready().Log
+				if len(lc) != 1 || len(lo) != 1 {
+					t.Fatalf("%v %d bytes to %q: %d records copied, %d owned; want 1", kind, n, dest, len(lc), len(lo))
+				}
+				a, err := logfmt.AppendRecord(nil, lc[0].Record)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := logfmt.AppendRecord(nil, lo[0].Record)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(a, b) {
+					t.Fatalf("%v %d bytes to %q: the record differs from the copied one's", kind, n, dest)
+				}
+				msgs := lo[0].Record.Messages
+				aliased := &msgs[len(msgs)-1] == &buf[len(buf)-1]
+				if aliased != (len(msgs) > maxOpenRecord) {
+					t.Fatalf("%v %d bytes to %q: record aliases the app's buffer %v", kind, n, dest, aliased)
+				}
+				seq := lc[0].Record.Seq
+				copied.LogDurable(seq)
+				owned.LogDurable(seq)
+				ac, ao := copied.Ready().ToApp, owned.Ready().ToApp
+				if len(ac) != len(ao) {
+					t.Fatalf("%v %d bytes to %q: %d chunks to the app copied, %d owned", kind, n, dest, len(ac), len(ao))
+				}
+				for i := range ac {
+					if !bytes.Equal(ac[i], ao[i]) {
+						t.Fatalf("%v %d bytes to %q: chunk %d to the app differs", kind, n, dest, i)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestBatchInPlace: the RPCs of an app's RPCBatch are framed for delivery
+// in place, each over its own frame's header and destination, however
+// short the destination: what is sent has the bytes of the delivery form,
+// a large one aliases the batch, and framing one leaves the others' bytes
+// as they were.
+func TestBatchInPlace(t *testing.T) {
+	c := liveCore(t)
+	c.PeerConnected("x", 1)
+	sizes := []int{3, 200 << 10, 10, 1<<20 + 5, 0}
+	var framed []byte
+	var want [][]byte
+	for i, n := range sizes {
+		args := bytes.Repeat([]byte{byte('a' + i)}, n)
+		framed = logfmt.AppendOutgoingRPC(framed, "x", logfmt.RPC{MethodID: int32(i), Kind: logfmt.RPCFork, Args: args})
+		want = append(want, logfmt.AppendRPC(nil, logfmt.RPC{MethodID: int32(i), Kind: logfmt.RPCFork, Args: args}))
+	}
+	batch := logfmt.AppendRPCBatch(nil, framed, len(sizes))
+	m, _, err := logfmt.ParseMessage(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AppMessage(m, nil); err != nil {
+		t.Fatal(err)
+	}
+	sends := c.Ready().PeerSends
+	if len(sends) != len(sizes) {
+		t.Fatalf("%d messages sent, want %d", len(sends), len(sizes))
+	}
+	for i, s := range sends {
+		if !bytes.Equal(s.Msg, want[i]) {
+			t.Fatalf("message %d of %d bytes: not its delivery form", i, sizes[i])
+		}
+	}
+	// All of them lie in the batch: scribbling over it shows in each.
+	for i := range batch {
+		batch[i] = 0xee
+	}
+	for i, s := range sends {
+		if !bytes.Equal(s.Msg, bytes.Repeat([]byte{0xee}, len(s.Msg))) {
+			t.Fatalf("message %d of %d bytes was copied", i, sizes[i])
+		}
+	}
+}

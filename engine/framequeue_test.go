@@ -31,7 +31,7 @@ func TestFrameQueueOrder(t *testing.T) {
 	done := make(chan struct{})
 	go func() { q.drainTo(out); close(done) }()
 
-	sizes := []int{0, 1, 100, frameChunkSize - 13, frameChunkSize, 3 * frameChunkSize, 4 << 10}
+	sizes := []int{0, 1, 100, maxRunFrame - 20, maxRunFrame - 1, maxRunFrame, maxRunFrame + 1, frameChunkSize - 13, frameChunkSize, 3 * frameChunkSize, 4 << 10}
 	var want [][]byte
 	seq := int64(0)
 	for round := 0; round < 40; round++ {
@@ -98,4 +98,82 @@ func TestFrameQueueOrder(t *testing.T) {
 	if len(q.free) > maxFreeChunks {
 		t.Fatalf("%d free chunks kept, at most %d", len(q.free), maxFreeChunks)
 	}
+}
+
+// TestFrameQueueByReference: a message too large for a Messages frame is
+// queued by reference, and its Message frame on the wire is the bytes of
+// one built by copying it (AppendPeerMessage). Its bytes are the Core's: the
+// queue neither appends to them nor recycles them as a chunk, even when the
+// message is exactly a chunk's size, and it lets go of them once written.
+func TestFrameQueueByReference(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	in, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	q := newFrameQueue()
+	done := make(chan struct{})
+	go func() { q.drainTo(out); close(done) }()
+	r := logfmt.NewPeerReader(in)
+	r.Open()
+	readFrame := func() logfmt.PeerFrame {
+		t.Helper()
+		f, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+
+	for i, n := range []int{maxRunFrame + 1, frameChunkSize - logfmt.PeerMessageHeaderSize, frameChunkSize, frameChunkSize + 1, 3*frameChunkSize + 5} {
+		seq := int64(i + 1)
+		body := bytes.Repeat([]byte{byte(seq)}, n)
+		msg := logfmt.AppendMessage(make([]byte, 0, n+16), logfmt.TypeRPC, body)
+		msg = msg[:len(msg):len(msg)]
+		if n == frameChunkSize {
+			// A message exactly a chunk's size (its buffer too).
+			msg = make([]byte, frameChunkSize)
+			copy(msg, logfmt.AppendMessage(nil, logfmt.TypeRPC, body[:frameChunkSize-logfmt.ZigZagLen(frameChunkSize)-1]))
+		}
+		keep := bytes.Clone(msg)
+		q.pushMessages([]PeerSend{{Seq: seq, Msg: msg}})
+		f := readFrame()
+		if f.Kind != logfmt.PeerMessage || f.Seq != seq || !bytes.Equal(f.Msg, keep) {
+			t.Fatalf("message of %d bytes: frame kind %d seq %d, %d bytes; want a Message frame %d, %d bytes", len(msg), f.Kind, f.Seq, len(f.Msg), seq, len(keep))
+		}
+		// The frame's bytes are those of the copied path.
+		if got, want := logfmt.AppendPeerMessageHeader(nil, seq, len(msg)), logfmt.AppendPeerMessage(nil, seq, msg)[:logfmt.PeerMessageHeaderSize]; !bytes.Equal(got, want) {
+			t.Fatalf("head %x, want %x", got, want)
+		}
+		// Small frames pushed after it, which reuse written chunks, must
+		// not land in the message's bytes.
+		for k := 0; k < 64; k++ {
+			q.push(logfmt.AppendPeerSeq(nil, logfmt.PeerAck, int64(k)))
+			q.pushMessages([]PeerSend{{Seq: 100 + int64(k), Msg: logfmt.AppendMessage(nil, logfmt.TypeRPC, bytes.Repeat([]byte{0xee}, 4<<10))}})
+			readFrame()
+			readFrame()
+		}
+		if !bytes.Equal(msg, keep) {
+			t.Fatalf("message of %d bytes changed after it was written", len(msg))
+		}
+		q.mu.Lock()
+		for _, c := range q.free {
+			if len(msg) > 0 && &c[:1][0] == &msg[0] {
+				t.Fatalf("the message of %d bytes became a free chunk", len(msg))
+			}
+		}
+		q.mu.Unlock()
+	}
+	q.close()
+	<-done
 }

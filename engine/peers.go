@@ -40,11 +40,15 @@ const (
 // its own goroutine so the coordinator's loop never blocks on a peer. Frames
 // are appended straight into fixed-size chunks, which the writer sends with
 // one writev and then recycles: no allocation or regrowth per frame, and no
-// copy beyond the one into the chunk.
+// copy beyond the one into the chunk. A message too large for a Messages
+// frame is not copied at all: its frame's head goes into a chunk and the
+// message itself is queued by reference, as a chunk that is never appended
+// to nor recycled (byRef).
 type frameQueue struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	chunks  [][]byte // frames waiting, in order; appended to at the last
+	byRef   []bool   // byRef[i]: chunks[i] is a message's own bytes, not the queue's
 	free    [][]byte // empty chunks for reuse
 	closed  bool
 	closing bool // close the connection once the queue is written
@@ -69,7 +73,7 @@ func newFrameQueue() *frameQueue {
 // room returns the chunk to append a frame of n bytes to, the last one if
 // it has room. Called with q.mu held.
 func (q *frameQueue) room(n int) []byte {
-	if k := len(q.chunks); k > 0 && cap(q.chunks[k-1])-len(q.chunks[k-1]) >= n {
+	if k := len(q.chunks); k > 0 && !q.byRef[k-1] && cap(q.chunks[k-1])-len(q.chunks[k-1]) >= n {
 		return q.chunks[k-1]
 	}
 	var c []byte
@@ -81,7 +85,17 @@ func (q *frameQueue) room(n int) []byte {
 		c = make([]byte, 0, frameChunkSize)
 	}
 	q.chunks = append(q.chunks, c)
+	q.byRef = append(q.byRef, false)
 	return c
+}
+
+// pushRef queues msg, whose frame's head the caller just appended, by
+// reference: it is written from where it is, so it must not change until
+// the queue is done with it (the Core keeps a message unchanged while it
+// may be resent). Called with q.mu held.
+func (q *frameQueue) pushRef(msg []byte) {
+	q.chunks = append(q.chunks, msg[:len(msg):len(msg)])
+	q.byRef = append(q.byRef, true)
 }
 
 // push queues a whole frame.
@@ -107,8 +121,9 @@ func (q *frameQueue) pushMessages(msgs []PeerSend) {
 	if !q.closed {
 		for len(msgs) > 0 {
 			if len(msgs[0].Msg) > maxRunFrame {
-				c := q.room(logfmt.PeerMessageFrameSize(len(msgs[0].Msg)))
-				q.chunks[len(q.chunks)-1] = logfmt.AppendPeerMessage(c, msgs[0].Seq, msgs[0].Msg)
+				c := q.room(logfmt.PeerMessageHeaderSize)
+				q.chunks[len(q.chunks)-1] = logfmt.AppendPeerMessageHeader(c, msgs[0].Seq, len(msgs[0].Msg))
+				q.pushRef(msgs[0].Msg)
 				msgs = msgs[1:]
 				continue
 			}
@@ -153,6 +168,7 @@ func (q *frameQueue) close() {
 // drainTo writes frames to conn until the queue is closed or a write fails.
 func (q *frameQueue) drainTo(conn net.Conn) {
 	var out, iov [][]byte
+	var byRef []bool
 	for {
 		q.mu.Lock()
 		for len(q.chunks) == 0 && !q.closed {
@@ -163,6 +179,7 @@ func (q *frameQueue) drainTo(conn net.Conn) {
 			return
 		}
 		out, q.chunks = q.chunks, out[:0]
+		byRef, q.byRef = q.byRef, byRef[:0]
 		closing := q.closing
 		q.mu.Unlock()
 		// WriteTo consumes its slice and nils the elements it has written,
@@ -185,10 +202,10 @@ func (q *frameQueue) drainTo(conn net.Conn) {
 		}
 		q.mu.Lock()
 		for i, c := range out {
-			if cap(c) == frameChunkSize && len(q.free) < maxFreeChunks {
+			if !byRef[i] && cap(c) == frameChunkSize && len(q.free) < maxFreeChunks {
 				q.free = append(q.free, c[:0])
 			}
-			out[i] = nil
+			out[i] = nil // and a message by reference is the queue's no longer
 		}
 		q.mu.Unlock()
 	}
@@ -404,6 +421,10 @@ type inBatch struct {
 	seqs  []int64
 	ends  []int
 	arena []byte
+	// owned, if not nil, is a giant message's own buffer (PeerReader.Owned),
+	// which ends with arena, the batch's one message: the Core may keep
+	// it, so the batch is never recycled.
+	owned []byte
 }
 
 // Limits of one inbound batch: large enough that the loop handles many
@@ -448,8 +469,8 @@ func (in *inLink) batch() *inBatch {
 
 // recycle hands a handled batch back to the connection's reader.
 func (in *inLink) recycle(b *inBatch) {
-	if cap(b.arena) > 2*maxInBatchBytes {
-		return // grown by a giant message: let it go
+	if b.owned != nil || cap(b.arena) > 2*maxInBatchBytes {
+		return // the Core's (owned), or grown by a giant message: let it go
 	}
 	select {
 	case in.free <- b:
@@ -520,6 +541,7 @@ func (v *conversation) serveInbound(g *greeted) {
 		v.waitForAppRoom()
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
 		b := in.batch()
+	frames:
 		for {
 			f, err := r.Next()
 			if err != nil {
@@ -538,6 +560,17 @@ func (v *conversation) serveInbound(g *greeted) {
 			switch f.Kind {
 			case logfmt.PeerMessage:
 				hoptrace.Mark(hoptrace.PeerRead)
+				if own := r.Owned(); own != nil {
+					// A giant message in a buffer of its own: handed to
+					// the Core as it is, in a batch of its own, not copied.
+					if len(b.ends) > 0 {
+						v.post(event{peerMsg: in, batch: b})
+						b = in.batch()
+					}
+					b.seqs, b.ends = append(b.seqs, f.Seq), append(b.ends, len(f.Msg))
+					b.arena, b.owned = f.Msg, own
+					break frames
+				}
 				b.add(f.Seq, f.Msg)
 			case logfmt.PeerMessages:
 				hoptrace.Mark(hoptrace.PeerRead)

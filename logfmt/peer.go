@@ -120,10 +120,20 @@ func PeerMessageFrameSize(msgLen int) int { return peerFrameHeader + 8 + msgLen 
 // AppendPeerMessage appends a Message frame carrying msg with sender
 // sequence number seq, without copying msg twice.
 func AppendPeerMessage(dst []byte, seq int64, msg []byte) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+8+len(msg)))
+	return append(AppendPeerMessageHeader(dst, seq, len(msg)), msg...)
+}
+
+// PeerMessageHeaderSize is the size of the head of a Message frame: what
+// comes before the message.
+const PeerMessageHeaderSize = peerFrameHeader + 8
+
+// AppendPeerMessageHeader appends the head of a Message frame carrying a
+// message of msgLen bytes with sender sequence number seq: the caller sends
+// the message itself right after it.
+func AppendPeerMessageHeader(dst []byte, seq int64, msgLen int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(1+8+msgLen))
 	dst = append(dst, PeerMessage)
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(seq))
-	return append(dst, msg...)
+	return binary.LittleEndian.AppendUint64(dst, uint64(seq))
 }
 
 // PeerMessagesFrameSize is the size of a Messages frame carrying messages of
@@ -236,8 +246,9 @@ type PeerReader struct {
 	r       io.Reader
 	br      *bufio.Reader
 	buf     []byte
-	discard int // bytes of the last frame still in br
-	limit   int // the largest frame length accepted
+	owned   []byte // the last frame's own buffer, room included, if it has one (Owned)
+	discard int    // bytes of the last frame still in br
+	limit   int    // the largest frame length accepted
 }
 
 // Sizes of a PeerReader: before and after Open.
@@ -250,7 +261,16 @@ const (
 	// peerGrowStep is the most a giant frame's buffer grows ahead of the
 	// bytes that have arrived.
 	peerGrowStep = 4 << 20
+	// peerKeepBuffer is the largest giant frame buffer a reader keeps for
+	// the next frame; a larger one is the caller's (Owned).
+	peerKeepBuffer = 4 * peerLargeBuffer
 )
+
+// PeerRoom is the room in front of a frame's payload in a buffer of its own
+// (PeerReader.Owned): with the 8-byte sequence number of a Message frame,
+// WireHeaderSize bytes in front of its message, where the receiver writes
+// the header of the log record that holds the message alone.
+const PeerRoom = WireHeaderSize - 8
 
 // NewPeerReader returns a reader over r that accepts frames up to
 // MaxHelloFrame until Open is called.
@@ -286,6 +306,7 @@ func (r *PeerReader) Grow() error {
 // Next returns the next frame; its Msg aliases an internal buffer valid
 // until the next call. io.EOF at a clean end.
 func (r *PeerReader) Next() (PeerFrame, error) {
+	r.owned = nil
 	if err := r.skipLast(); err != nil {
 		return PeerFrame{}, err
 	}
@@ -318,28 +339,46 @@ func (r *PeerReader) Next() (PeerFrame, error) {
 	// time it is full, so it never holds more than twice what has arrived
 	// and a giant frame is copied about once in all (growing by append's
 	// 1.25× allocated ~5× the frame and copied it ~4 times).
-	r.buf = r.buf[:0]
-	for len(r.buf) < n-1 {
+	// The payload goes after PeerRoom bytes of room (see Owned).
+	total := PeerRoom + n - 1
+	if cap(r.buf) < PeerRoom {
+		r.buf = make([]byte, 0, min(total, peerLargeBuffer))
+	}
+	r.buf = r.buf[:PeerRoom]
+	for len(r.buf) < total {
 		if len(r.buf) == cap(r.buf) {
 			old := cap(r.buf)
-			r.buf = growBuffer(r.buf, nextCap(old, n-1, peerLargeBuffer))
+			r.buf = growBuffer(r.buf, nextCap(old, total, peerLargeBuffer))
 			releaseGiant(old)
 		}
-		step := min(n-1-len(r.buf), cap(r.buf)-len(r.buf), peerGrowStep)
+		step := min(total-len(r.buf), cap(r.buf)-len(r.buf), peerGrowStep)
 		k, err := io.ReadFull(r.br, r.buf[len(r.buf):len(r.buf)+step])
 		r.buf = r.buf[:len(r.buf)+k]
 		if err != nil {
-			return PeerFrame{}, fmt.Errorf("%w: peer frame cut short after %d of %d bytes: %v", ErrTruncated, len(r.buf), n-1, err)
+			return PeerFrame{}, fmt.Errorf("%w: peer frame cut short after %d of %d bytes: %v", ErrTruncated, len(r.buf)-PeerRoom, n-1, err)
 		}
 	}
-	f, err := ParsePeerFrame(hdr[4], r.buf)
-	if cap(r.buf) > 4*peerLargeBuffer {
+	f, err := ParsePeerFrame(hdr[4], r.buf[PeerRoom:])
+	if cap(r.buf) > peerKeepBuffer {
 		// A giant frame's buffer is not kept for the connection's life;
-		// f.Msg still holds it until the caller is done.
+		// f.Msg still holds it until the caller is done, and the caller
+		// may keep it (Owned).
+		if err == nil {
+			r.owned = r.buf
+		}
 		r.buf = nil
 	}
 	return f, err
 }
+
+// Owned returns the buffer of the frame last returned by Next if the frame
+// was read into a buffer of its own, which the reader let go of (a frame of
+// more than about a MiB): PeerRoom bytes of room, then the frame's payload
+// (for a Message frame: the sequence number, then Msg, which ends it). The
+// caller may keep it and write over the room and the sequence number. It
+// returns nil for a frame parsed in the reader's buffer, which is valid
+// only until the next call to Next.
+func (r *PeerReader) Owned() []byte { return r.owned }
 
 func (r *PeerReader) skipLast() error {
 	if r.discard == 0 {

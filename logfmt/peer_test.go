@@ -192,3 +192,59 @@ func TestPeerReaderClaimedLength(t *testing.T) {
 		t.Fatalf("reading 100 KiB of a frame that claims %d bytes allocated %d bytes", MaxPeerFrame, grown)
 	}
 }
+
+// TestPeerReaderOwned: a giant frame is read into a buffer of its own,
+// PeerRoom bytes of room then the payload, which the reader lets go of:
+// the next frames do not write into it. A frame parsed in the reader's
+// buffer has none.
+func TestPeerReaderOwned(t *testing.T) {
+	var stream []byte
+	sizes := []int{100, peerKeepBuffer - 200, peerKeepBuffer + 1, 3 << 20, 10, 2 << 20}
+	var msgs [][]byte
+	for i, n := range sizes {
+		msg := AppendMessage(nil, TypeRPC, bytes.Repeat([]byte{byte('a' + i)}, n))
+		msgs = append(msgs, msg)
+		stream = AppendPeerMessage(stream, int64(i+1), msg)
+	}
+	r := NewPeerReader(bytes.NewReader(stream))
+	r.Open()
+	if err := r.Grow(); err != nil {
+		t.Fatal(err)
+	}
+	var owned [][]byte
+	for i := range sizes {
+		f, err := r.Next()
+		if err != nil || f.Seq != int64(i+1) || !bytes.Equal(f.Msg, msgs[i]) {
+			t.Fatalf("frame %d: seq %d, %d bytes, %v", i, f.Seq, len(f.Msg), err)
+		}
+		own := r.Owned()
+		if giant := PeerRoom+8+len(msgs[i]) > peerKeepBuffer; giant != (own != nil) {
+			t.Fatalf("frame %d of %d bytes: own buffer %v", i, len(msgs[i]), own != nil)
+		}
+		if own == nil {
+			continue
+		}
+		if len(own) != PeerRoom+8+len(f.Msg) || &own[len(own)-1] != &f.Msg[len(f.Msg)-1] {
+			t.Fatalf("frame %d: own buffer of %d bytes is not room, seq and message", i, len(own))
+		}
+		for j := range PeerRoom + 8 {
+			own[j] = 0xee // the caller's to write over
+		}
+		owned = append(owned, f.Msg)
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("after the last frame: %v", err)
+	}
+	if r.Owned() != nil {
+		t.Fatal("Owned after the end")
+	}
+	k := 0
+	for i := range sizes {
+		if PeerRoom+8+len(msgs[i]) > peerKeepBuffer {
+			if !bytes.Equal(owned[k], msgs[i]) {
+				t.Fatalf("frame %d: its own buffer changed after later reads", i)
+			}
+			k++
+		}
+	}
+}

@@ -157,7 +157,16 @@ func DeliveryFormInPlace(data []byte, prefix int) []byte {
 // form (app → IC): size, type, destination, then the four fields of r. An
 // empty dest makes a self-call.
 func AppendOutgoingRPC(dst []byte, dest string, r RPC) []byte {
-	dataLen := ZigZagLen(int64(len(dest))) + len(dest) + rpcDataLen(r)
+	return AppendOutgoingRPCHead(dst, dest, r, 0)
+}
+
+// AppendOutgoingRPCHead appends what AppendOutgoingRPC appends for r with
+// tailLen more argument bytes after r.Args, save those bytes: the frame's
+// length counts them, and the caller sends them right after the result (a
+// large payload written by reference, without copying it into the frame).
+// With tailLen 0 it is AppendOutgoingRPC.
+func AppendOutgoingRPCHead(dst []byte, dest string, r RPC, tailLen int) []byte {
+	dataLen := ZigZagLen(int64(len(dest))) + len(dest) + rpcDataLen(r) + tailLen
 	dst = appendFrameHeader(dst, TypeRPC, dataLen)
 	dst = AppendZigZag(dst, int64(len(dest)))
 	dst = append(dst, dest...)
@@ -168,9 +177,15 @@ func AppendOutgoingRPC(dst []byte, dest string, r RPC) []byte {
 // framedRPCs, which must hold count framed TypeRPC messages (built with
 // AppendRPC or AppendOutgoingRPC).
 func AppendRPCBatch(dst []byte, framedRPCs []byte, count int) []byte {
-	dst = appendFrameHeader(dst, TypeRPCBatch, ZigZagLen(int64(count))+len(framedRPCs))
-	dst = AppendZigZag(dst, int64(count))
-	return append(dst, framedRPCs...)
+	return append(AppendRPCBatchHead(dst, len(framedRPCs), count), framedRPCs...)
+}
+
+// AppendRPCBatchHead appends what AppendRPCBatch appends for count framed
+// RPCs of framedLen bytes in all, save those bytes: the caller sends them
+// right after the result.
+func AppendRPCBatchHead(dst []byte, framedLen, count int) []byte {
+	dst = appendFrameHeader(dst, TypeRPCBatch, ZigZagLen(int64(count))+framedLen)
+	return AppendZigZag(dst, int64(count))
 }
 
 // AppendCountReplayableRPCBatch appends a CountReplayableRPCBatch message:

@@ -25,6 +25,14 @@ const (
 	// freshFirst is the most a fresh read allocates before the bytes
 	// arrive.
 	freshFirst = 8 << 20
+	// FreshRoom is the room an owning MessageReader leaves in front of each
+	// message's type byte, in the buffer of its own that it reads the
+	// message into (see Buf): enough for a frame header of any size and a
+	// record's wire header, so that the owner can frame a message's bytes
+	// anew in place (the coordinator frames an app's RPC for delivery over
+	// its destination, and logs a giant self-call as a record of its own
+	// where it lies).
+	FreshRoom = 32
 )
 
 // MessageReader decodes the stream of bare messages that the app sends to the
@@ -60,6 +68,12 @@ func NewOwningMessageReader(r io.Reader) *MessageReader {
 	mr.s.fresh = true
 	return mr
 }
+
+// Buf returns, for an owning MessageReader, the buffer of its own that the
+// message last returned by Next was read into: FreshRoom bytes of room, the
+// type byte, then the message's Data, which ends it. The caller owns all of
+// it. It returns nil for a reader that is not owning, or before a message.
+func (r *MessageReader) Buf() []byte { return r.s.last }
 
 // NewMessageReader returns a MessageReader that reads from r.
 func NewMessageReader(r io.Reader) *MessageReader {
@@ -239,7 +253,8 @@ type wireStream struct {
 	br    *bufio.Reader
 	off   int64 // bytes consumed from br
 	buf   []byte
-	fresh bool // see readN
+	fresh bool   // see readN
+	last  []byte // with fresh: the buffer of the last item, room included
 	state stateReader
 	err   error // sticky
 }
@@ -310,31 +325,39 @@ func (s *wireStream) readSize(start int64) (int64, error) {
 //
 // With fresh set, every call returns a buffer of its own, which the caller
 // may keep: allocated at the message's size (up to freshFirst at once, so
-// that a size field alone cannot make it allocate much), filled straight
-// from the stream.
+// that a size field alone cannot make it allocate much), with FreshRoom
+// bytes of room in front (s.last is the buffer with its room), filled
+// straight from the stream.
 func (s *wireStream) readN(size int) ([]byte, error) {
+	lead := 0
 	if s.fresh {
-		s.buf = make([]byte, 0, min(size, freshFirst))
+		lead = FreshRoom
+		s.buf = make([]byte, lead, lead+min(size, freshFirst))
+		s.last = nil
 	}
-	if size <= cap(s.buf) {
-		b := s.buf[:size]
-		n, err := io.ReadFull(s.br, b)
+	total := lead + size
+	if total <= cap(s.buf) {
+		b := s.buf[:total]
+		n, err := io.ReadFull(s.br, b[lead:])
 		s.off += int64(n)
 		if s.fresh {
 			s.buf = nil
+			if err == nil {
+				s.last = b
+			}
 		}
-		return b, err
+		return b[lead:], err
 	}
-	b := s.buf[:0]
+	b := s.buf[:lead]
 	defer func() {
 		if s.fresh {
 			s.buf = nil
 		}
 	}()
-	for len(b) < size {
+	for len(b) < total {
 		if len(b) == cap(b) {
 			old := cap(b)
-			b = growBuffer(b, nextCap(old, size, minGrowth))
+			b = growBuffer(b, nextCap(old, total, minGrowth))
 			s.buf = nil // the old buffer is garbage now
 			releaseGiant(old)
 		}
@@ -347,7 +370,10 @@ func (s *wireStream) readN(size int) ([]byte, error) {
 		}
 	}
 	s.buf = b
-	return b, nil
+	if s.fresh {
+		s.last = b
+	}
+	return b[lead:], nil
 }
 
 // skipState discards the state bytes the caller did not read.

@@ -545,12 +545,25 @@ func TestOwningMessageReader(t *testing.T) {
 	}
 	mr := NewOwningMessageReader(bytes.NewReader(stream))
 	var got []Message
+	var bufs [][]byte
 	for range want {
 		m, err := mr.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, m)
+		// Buf is the message's buffer: room, the type byte, then Data.
+		b := mr.Buf()
+		if len(b) != FreshRoom+1+len(m.Data) || b[FreshRoom] != byte(TypeRPC) || &b[len(b)-1] != &m.Data[len(m.Data)-1] {
+			t.Fatalf("message %d: Buf of %d bytes is not room, type and the %d bytes of data", len(got)-1, len(b), len(m.Data))
+		}
+		bufs = append(bufs, b)
+	}
+	// The room is the owner's: writing it changes no other message.
+	for _, b := range bufs {
+		for i := range FreshRoom + 1 {
+			b[i] = 0xee
+		}
 	}
 	if _, err := mr.Next(); err != io.EOF {
 		t.Fatalf("after the last message: %v", err)

@@ -7,6 +7,11 @@ import "encoding/json"
 // call must use the same codec. Marshal must be deterministic (the same value
 // gives the same bytes), because replay compares the output it regenerates
 // with the output first produced.
+//
+// The bytes Marshal returns belong to the binding: a large payload (64 KiB
+// or more) is sent by reference, after the handler that sent it has
+// returned, so Marshal may return bytes of v itself (a []byte as it is)
+// only if the app does not change them afterwards.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error

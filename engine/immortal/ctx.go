@@ -33,10 +33,16 @@ const maxScratch = 64 << 10
 // is encoded into a buffer kept from one RPC to the next, from which
 // output.rpc copies it into the held RPCs: no allocation per message, where
 // env.Append(nil) made a buffer for each. A buffer grown by a large
-// envelope is not kept.
+// envelope is not kept. A payload of refPayload bytes or more is not
+// copied at all: output holds it by reference until the record's output is
+// written, so it must not change until then (see Codec).
 func (rt *runtime) send(dest string, reserved byte, method string, kind logfmt.RPCKind, env Envelope) {
+	var tail []byte
+	if len(env.Payload) >= refPayload {
+		tail, env.Payload = env.Payload, nil
+	}
 	rt.env = env.Append(rt.env[:0])
-	rt.out.rpc(dest, logfmt.RPC{Reserved: reserved, MethodID: MethodID(method), Kind: kind, Args: rt.env})
+	rt.out.rpc(dest, logfmt.RPC{Reserved: reserved, MethodID: MethodID(method), Kind: kind, Args: rt.env}, tail)
 	if cap(rt.env) > maxScratch {
 		rt.env = nil
 	}

@@ -59,7 +59,7 @@ func TestKeptCtx(t *testing.T) {
 			t.Errorf("kept Ctx %d: Fork = %v, want errCtxDone", i, err)
 		}
 	}
-	if out, err := s.record(logfmt.WireHeader{Seq: 4}, nil, nil); err != nil || len(out) != 0 {
+	if out, err := s.record(logfmt.WireHeader{Seq: 4}, nil, nil); err != nil || out.Len() != 0 {
 		t.Errorf("kept Ctx values sent %x (%v)", out, err)
 	}
 }

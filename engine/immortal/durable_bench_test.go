@@ -64,7 +64,7 @@ func BenchmarkOrchestrationRebuild(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(out) == 0 {
+				if out.Len() == 0 {
 					b.Fatal("the finished orchestration sent no reply")
 				}
 				app.mu.Lock()

@@ -125,7 +125,7 @@ func (n *simNet) feed(node *simNode, seq int64, body []byte, state io.Reader) []
 	if err != nil {
 		n.t.Fatalf("%s: %v", node.name, err)
 	}
-	return bytes.Clone(out)
+	return bytes.Clone(out.Bytes())
 }
 
 // parse handles a node's output: RPCs go to the queues (those the node's

@@ -107,8 +107,8 @@ func TestSessionAllocs(t *testing.T) {
 		perMsg := testing.AllocsPerRun(20, func() {
 			seq++
 			out, err := s.record(logfmt.WireHeader{Seq: seq}, tt.body, nil)
-			if err != nil || len(out) == 0 {
-				t.Fatalf("record of %s: %d bytes out, %v", tt.name, len(out), err)
+			if err != nil || out.Len() == 0 {
+				t.Fatalf("record of %s: %d bytes out, %v", tt.name, out.Len(), err)
 			}
 		}) / n
 		t.Logf("%s: %.3f allocations per message", tt.name, perMsg)

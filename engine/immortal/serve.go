@@ -75,7 +75,7 @@ func (a *App[S]) Serve(ctx context.Context, toIC io.Writer, fromIC io.Reader) er
 			}
 			return err
 		}
-		if len(out) > 0 {
+		if out.Len() > 0 {
 			if err := w.write(out); err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -146,9 +146,19 @@ func (a *App[S]) Impulse(method string, args any) error {
 		return fmt.Errorf("immortal: impulse %s: encode arguments: %w", method, err)
 	}
 	env := Envelope{Method: method, Time: a.clock().UnixNano(), Payload: payload}
-	msg := logfmt.AppendOutgoingRPC(nil, "", logfmt.RPC{
-		Reserved: ReservedRequest, MethodID: MethodID(method), Kind: logfmt.RPCImpulse, Args: env.Append(nil),
-	})
+	var msg wireOut
+	if len(payload) >= refPayload {
+		// Written before Impulse returns: the payload by reference.
+		env.Payload = nil
+		msg.b = logfmt.AppendOutgoingRPCHead(nil, "", logfmt.RPC{
+			Reserved: ReservedRequest, MethodID: MethodID(method), Kind: logfmt.RPCImpulse, Args: env.Append(nil),
+		}, len(payload))
+		msg.refs = []outRef{{at: len(msg.b), b: payload}}
+	} else {
+		msg.b = logfmt.AppendOutgoingRPC(nil, "", logfmt.RPC{
+			Reserved: ReservedRequest, MethodID: MethodID(method), Kind: logfmt.RPCImpulse, Args: env.Append(nil),
+		})
+	}
 	if err := w.write(msg); err != nil {
 		return fmt.Errorf("immortal: impulse %s: %w", method, err)
 	}
@@ -163,14 +173,14 @@ type wire struct {
 	err error // sticky
 }
 
-func (w *wire) write(b []byte) error {
+func (w *wire) write(b wireOut) error {
 	hoptrace.Mark(hoptrace.AppWrite)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return w.err
 	}
-	if _, err := w.w.Write(b); err != nil {
+	if err := b.writeTo(w.w); err != nil {
 		w.err = err
 	}
 	return w.err

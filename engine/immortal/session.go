@@ -65,7 +65,7 @@ func newSession[S any](a *App[S], name string) *session[S] {
 // record processes one record from the coordinator and returns what to send
 // back, valid until the next call. state reads the checkpoint state bytes
 // that follow the record, if its last message is a Checkpoint.
-func (s *session[S]) record(h logfmt.WireHeader, body []byte, state io.Reader) ([]byte, error) {
+func (s *session[S]) record(h logfmt.WireHeader, body []byte, state io.Reader) (wireOut, error) {
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
 	index := 0
@@ -74,14 +74,14 @@ func (s *session[S]) record(h logfmt.WireHeader, body []byte, state io.Reader) (
 		if err := s.message(h.Seq, &index, m, state); err != nil {
 			if sw, ok := err.(*switchCode); ok {
 				s.rt.out.flush()
-				sw.out = append(s.rt.out.take(), sw.out...)
-				return nil, sw
+				sw.out = s.rt.out.take().concat(sw.out)
+				return wireOut{}, sw
 			}
-			return nil, fmt.Errorf("immortal: %s: %w", describeSeq(h.Seq), err)
+			return wireOut{}, fmt.Errorf("immortal: %s: %w", describeSeq(h.Seq), err)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("immortal: %s: %w", describeSeq(h.Seq), err)
+		return wireOut{}, fmt.Errorf("immortal: %s: %w", describeSeq(h.Seq), err)
 	}
 	s.rt.out.flush()
 	return s.rt.out.take(), nil

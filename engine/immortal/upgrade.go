@@ -10,14 +10,14 @@ import (
 // processor is what Serve feeds records to: a session of the current code.
 // An upgrade replaces it with a session of the next code.
 type processor interface {
-	record(h logfmt.WireHeader, body []byte, state io.Reader) ([]byte, error)
+	record(h logfmt.WireHeader, body []byte, state io.Reader) (wireOut, error)
 	afterRecord()
 }
 
 // switchCode is returned by a session that hands over to the next code.
 type switchCode struct {
 	next processor
-	out  []byte
+	out  wireOut
 }
 
 func (e *switchCode) Error() string { return "immortal: switching to the next version" }
