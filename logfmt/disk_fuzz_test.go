@@ -2,6 +2,7 @@ package logfmt
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -82,6 +83,10 @@ func FuzzReadCheckpoint(f *testing.F) {
 	addDiskSeeds(f, "checkpoint.hex")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ReadCheckpoint(bytes.NewReader(b))
+		cs, errs := ReadCheckpointSize(bytes.NewReader(b), int64(len(b)))
+		if fmt.Sprint(err) != fmt.Sprint(errs) || !cmp.Equal(c, cs) {
+			t.Fatalf("ReadCheckpointSize gives %v, %v; ReadCheckpoint %v, %v", cs, errs, c, err)
+		}
 		if err != nil {
 			return
 		}

@@ -275,6 +275,39 @@ func TestCheckpointTruncatedOrFlipped(t *testing.T) {
 	}
 }
 
+// TestReadCheckpointSizeSameAsUnsized: knowing the file's size changes how
+// the sections are allocated, never the result or the error, whether the
+// size given is the input's own or (a file that grew or shrank after the
+// stat) another.
+func TestReadCheckpointSizeSameAsUnsized(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteCheckpoint(&buf, testCheckpoint()); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	check := func(what string, in []byte, size int64) {
+		t.Helper()
+		want, werr := ReadCheckpoint(bytes.NewReader(in))
+		got, gerr := ReadCheckpointSize(bytes.NewReader(in), size)
+		if fmt.Sprint(werr) != fmt.Sprint(gerr) {
+			t.Fatalf("%s, size %d: error %v, unsized %v", what, size, gerr, werr)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("%s, size %d: (-unsized +sized):\n%s", what, size, diff)
+		}
+	}
+	for cut := 0; cut <= len(b); cut += 1 + cut/64 {
+		for _, size := range []int64{int64(cut), int64(len(b)), -1, 0, 1 << 40} {
+			check(fmt.Sprintf("cut at %d", cut), b[:cut], size)
+		}
+	}
+	for i := 0; i < len(b); i += 1 + i/32 {
+		c := append([]byte(nil), b...)
+		c[i] ^= 0x10
+		check(fmt.Sprintf("byte %d flipped", i), c, int64(len(c)))
+	}
+}
+
 func TestManifestRoundTripAndDamage(t *testing.T) {
 	want := &Manifest{Instance: "server", CommitterID: 12345, Version: 1, UpgradeVersion: 1, Checkpoint: 4, FirstSegment: 1,
 		App:     AppBuild{Source: "./samples/counter/server", Path: ".ambr/bin/ab12", SHA256: "ab12", Args: []string{"--x"}},
