@@ -553,7 +553,13 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	fsys := c.opts.FS
 	logDir := filepath.Join(c.opts.Dir, layout.VersionDir(0))
 	recover := recoverInstance
-	if c.opts.Election != nil {
+	// Without replicas nothing is sealed before the app gets the log: it is
+	// streamed to the app while it is read (replayLog). A replica that
+	// takes over seals the log it read first.
+	stream := c.primacy == nil && c.opts.Election == nil
+	if stream {
+		recover = recoverCheckpoint
+	} else if c.opts.Election != nil {
 		recover = recoverUnderCheckpointer
 	}
 	rec, err := recover(fsys, c.opts.Dir)
@@ -563,6 +569,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	for _, n := range rec.notes {
 		c.log.Warn("recovery: " + n)
 	}
+	logged := len(rec.notes)
 	up := c.takeUpgradeFor(conn.Pid)
 	rec.upgrading = up != nil
 	if err := c.sealRecovered(rec); err != nil {
@@ -594,14 +601,16 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartRecovery(rec.checkpoint, rec.newSegment)
-		for _, r := range rec.records {
-			if err := v.core.ReplayRecord(r); err != nil {
-				return fmt.Errorf("%w: recover: %w", ErrFatal, err)
+		if !stream {
+			for _, r := range rec.records {
+				if err := v.core.ReplayRecord(r); err != nil {
+					return fmt.Errorf("%w: recover: %w", ErrFatal, err)
+				}
 			}
+			v.core.FinishRecovery()
+			c.publishCommitted(v.core.NextSeq() - 1) // sealed and synced: standbys may follow it
+			c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
 		}
-		v.core.FinishRecovery()
-		c.publishCommitted(v.core.NextSeq() - 1) // sealed and synced: standbys may follow it
-		c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
 	}
 	if app := c.app(); app.SHA256 != "" && app.SHA256 != v.manifest.App.SHA256 || app.Source != "" && v.manifest.App.Source == "" {
 		v.manifest.App = app
@@ -628,9 +637,6 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })
 	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
-	v.wg.Add(1)
-	go v.acceptPeers()
-	v.startPrimaryProbe()
 
 	defer func() {
 		if up := v.upgrade; up != nil {
@@ -655,6 +661,15 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 			err = fmt.Errorf("%w: %w", ErrFatal, werr)
 		}
 	}()
+
+	if stream && !rec.fresh {
+		if err := v.replayLog(ctx, rec, logged); err != nil {
+			return err
+		}
+	}
+	v.wg.Add(1)
+	go v.acceptPeers()
+	v.startPrimaryProbe()
 
 	for {
 		if err := v.dispatch(v.core.Ready()); err != nil {
