@@ -902,13 +902,42 @@ func (v *conversation) readApp(r io.Reader) {
 		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it
 		var state []byte
 		if m.Type == logfmt.TypeCheckpoint {
-			if state, err = io.ReadAll(mr.State()); err != nil {
+			if state, err = readCheckpointState(mr.State(), m); err != nil {
 				v.post(event{appErr: fmt.Errorf("read checkpoint state: %w", err)})
 				return
 			}
 		}
 		v.post(event{msg: &cp, state: state})
 	}
+}
+
+// maxStatePrealloc bounds the buffer readCheckpointState allocates for the
+// announced length before it has read anything.
+const maxStatePrealloc = 1 << 30
+
+// readCheckpointState reads the state bytes after the app's Checkpoint
+// message m: io.ReadAll's result, read into one buffer of the announced
+// size instead of one grown (and copied) from 512 bytes up, which for the
+// 64 MiB checkpoint an app takes on becoming primary lay between the app's
+// answer and the instance being live.
+func readCheckpointState(r io.Reader, m logfmt.Message) ([]byte, error) {
+	n, err := m.CheckpointStateLen()
+	if err != nil || n > maxStatePrealloc {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, n)
+	k, err := io.ReadFull(r, b)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return b[:k], nil // fewer than announced, as io.ReadAll returns them
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(r) // nothing, unless more than announced
+	if len(rest) > 0 {
+		b = append(b, rest...)
+	}
+	return b, err
 }
 
 // appSender writes to the app from its own goroutine, through an unbounded

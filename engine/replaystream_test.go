@@ -3,10 +3,12 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
@@ -294,5 +296,31 @@ func TestFlowWaitToAppBelow(t *testing.T) {
 	case <-passed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("still waiting after done")
+	}
+}
+
+// readCheckpointState returns what io.ReadAll did, for states of the
+// announced length, shorter, longer, and a read error.
+func TestReadCheckpointState(t *testing.T) {
+	msg := func(n int64) logfmt.Message {
+		m, _, err := logfmt.ParseMessage(logfmt.AppendCheckpointMessage(nil, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		in string
+		n  int64
+	}{{"abc", 3}, {"", 0}, {"ab", 3}, {"abcd", 3}, {"abcd", maxStatePrealloc + 1}} {
+		want, werr := io.ReadAll(strings.NewReader(tc.in))
+		got, gerr := readCheckpointState(strings.NewReader(tc.in), msg(tc.n))
+		if !bytes.Equal(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("%q announced %d: %q, %v; io.ReadAll %q, %v", tc.in, tc.n, got, gerr, want, werr)
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := readCheckpointState(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(boom)), msg(3)); !errors.Is(err, boom) {
+		t.Fatalf("error %v, want boom", err)
 	}
 }
