@@ -15,10 +15,11 @@ import (
 // replays while the rest of the log is still being read, and memory holds
 // the read-ahead rather than the whole log.
 const (
-	// replayAhead bounds how far the reader runs ahead of the app: it
-	// waits while the bytes handed to the app sender and not yet written
-	// to the app reach it.
-	replayAhead = 8 << 20
+	// replayAheadMin and replayAheadMax bound how far the reader runs
+	// ahead of the app (replayAhead): it waits while the bytes handed to
+	// the app sender and not yet written to the app reach it.
+	replayAheadMin = 8 << 20
+	replayAheadMax = 256 << 20
 	// replayBatchBytes is the size a batch of records reaches before the
 	// reader hands it over (a record larger than that goes alone).
 	replayBatchBytes = 256 << 10
@@ -45,6 +46,16 @@ type replayBatch struct {
 }
 
 var errReplayStopped = errors.New("replay stopped")
+
+// replayAhead is how far the log reader may run ahead of the app after a
+// checkpoint of state bytes: as far as the checkpoint is large (within
+// replayAheadMin and replayAheadMax), so that while the app loads the
+// checkpoint, reading nothing, the reader keeps reading the log instead of
+// waiting after a few MiB, and recovery holds at most about as much log as
+// it holds checkpoint.
+func replayAhead(state int) int64 {
+	return min(max(int64(state), replayAheadMin), replayAheadMax)
+}
 
 // streamLog reads the log after rec's checkpoint in a goroutine of its own
 // (rec.readLog, with every rule about torn tails and damage) and hands its
@@ -99,9 +110,10 @@ func streamLog(rec *recovered, committer int32, batchBytes int, wait func() bool
 // fatal errors end it early. The log's notes (a torn tail cut) are logged
 // at the end; notes[:logged] already were.
 func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int) error {
+	ahead := replayAhead(len(rec.checkpoint.State))
 	v.wg.Add(1)
 	batches := streamLog(rec, v.core.cfg.CommitterID, replayBatchBytes, func() bool {
-		v.flow.waitToAppBelow(v.done, replayAhead)
+		v.flow.waitToAppBelow(v.done, ahead)
 		select {
 		case <-v.done:
 			return false

@@ -324,3 +324,15 @@ func TestReadCheckpointState(t *testing.T) {
 		t.Fatalf("error %v, want boom", err)
 	}
 }
+
+// The reader runs as far ahead as the checkpoint is large, within bounds.
+func TestReplayAhead(t *testing.T) {
+	for _, tc := range []struct {
+		state int
+		want  int64
+	}{{0, replayAheadMin}, {1 << 20, replayAheadMin}, {64 << 20, 64 << 20}, {1 << 30, replayAheadMax}} {
+		if got := replayAhead(tc.state); got != tc.want {
+			t.Fatalf("replayAhead(%d) = %d, want %d", tc.state, got, tc.want)
+		}
+	}
+}
