@@ -107,8 +107,15 @@ func recoverCheckpoint(fsys vfs.FS, dir string) (*recovered, error) {
 // .broken file) once every record before it was handed. It adds recovery's
 // notes and sets the tail.
 func (rec *recovered) readLog(replay func(*logfmt.Record) error) error {
+	return rec.readLogOwn(false, func(r *logfmt.Record, _ []byte) error { return replay(r) })
+}
+
+// readLogOwn is readLog handing each record's encoded bytes too (its
+// Messages are their tail); with own, each in a buffer of its own, which
+// replay may keep and write over (layout.LogReader.OwnBuffers).
+func (rec *recovered) readLogOwn(own bool, replay func(r *logfmt.Record, raw []byte) error) error {
 	k := rec.checkpoint.Number
-	n, notes, err := readLogFrom(rec.in, k, rec.checkpoint.NextSeq, rec, replay)
+	n, notes, err := readLogFrom(rec.in, k, rec.checkpoint.NextSeq, rec, own, replay)
 	if err != nil {
 		return err
 	}
@@ -143,13 +150,17 @@ func recoverFresh(fsys vfs.FS, dir string) (*recovered, error) {
 }
 
 // readLogFrom hands every record from segment k on, which must start at
-// sequence number first, to replay, and returns how many. Torn tails are
+// sequence number first, to replay, with its encoded bytes (own: in a
+// buffer of its own), and returns how many. Torn tails are
 // cut off and kept as .broken files. It sets rec's tail to where the valid
 // log ends.
-func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered, replay func(*logfmt.Record) error) (int, []string, error) {
+func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered, own bool, replay func(r *logfmt.Record, raw []byte) error) (int, []string, error) {
 	lr, err := in.NewLogReader(k)
 	if err != nil {
 		return 0, nil, err
+	}
+	if own {
+		lr.OwnBuffers()
 	}
 	defer lr.Close()
 	count := 0
@@ -165,7 +176,7 @@ func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered, rep
 			seg, _ := lr.Position()
 			return 0, nil, fmt.Errorf("recover %s: checkpoint %d says the log continues at record %d, but log-%d starts at record %d: %w", in.Dir, k, first, seg, r.Seq, ErrDamagedLog)
 		}
-		if err := replay(r); err != nil {
+		if err := replay(r, lr.RecordBytes()); err != nil {
 			return 0, nil, err
 		}
 		count++

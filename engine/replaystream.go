@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -77,8 +78,8 @@ func streamLog(rec *recovered, committer int32, batchBytes int, wait func() bool
 	go func() {
 		defer finished()
 		var b replayBatch
-		err := rec.readLog(func(r *logfmt.Record) error {
-			wire := logfmt.AppendWireRecord(make([]byte, 0, logfmt.WireHeaderSize+len(r.Messages)), committer, r.Seq, r.Messages)
+		err := rec.readLogOwn(true, func(r *logfmt.Record, raw []byte) error {
+			wire := wireInPlace(raw, r, committer)
 			it := replayItem{rec: *r, wire: wire}
 			it.rec.Messages = wire[logfmt.WireHeaderSize:]
 			it.rec.Sources = append([]logfmt.Source(nil), r.Sources...)
@@ -100,6 +101,23 @@ func streamLog(rec *recovered, committer int32, batchBytes int, wait func() bool
 		send(b)
 	}()
 	return ch
+}
+
+// wireInPlace returns the wire record of r, whose encoded bytes raw are its
+// own: the wire header is written over the end of the record's fixed part
+// and sources, which were decoded into r already, right before its
+// messages, so that the messages are not copied again. (A record's fixed
+// part alone is longer than a wire header.)
+func wireInPlace(raw []byte, r *logfmt.Record, committer int32) []byte {
+	m := len(r.Messages)
+	at := len(raw) - m - logfmt.WireHeaderSize
+	if at < 0 || len(raw)-at > math.MaxInt32 || m > 0 && &raw[len(raw)-m] != &r.Messages[0] {
+		// Not a record's bytes with its messages at the end: copy.
+		return logfmt.AppendWireRecord(nil, committer, r.Seq, r.Messages)
+	}
+	wire := raw[at:]
+	logfmt.AppendWireHeader(wire[:0], logfmt.WireHeader{CommitterID: committer, Size: int32(len(wire)), CheckBytes: logfmt.CheckBytes(r.Messages), Seq: r.Seq})
+	return wire
 }
 
 // replayLog streams the log after rec's checkpoint to the Core and the app
