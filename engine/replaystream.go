@@ -14,20 +14,21 @@ import (
 // them to the conversation's loop in batches, which replays them into the
 // Core and sends them to the app, so that the app loads the checkpoint and
 // replays while the rest of the log is still being read, and memory holds
-// the read-ahead rather than the whole log.
-const (
+// the read-ahead rather than the whole log. Its sizes are variables so
+// that a test can shrink them.
+var (
 	// replayAheadMin and replayAheadMax bound how far the reader runs
 	// ahead of the app (replayAhead): it waits while the bytes handed to
 	// the app sender and not yet written to the app reach it.
-	replayAheadMin = 8 << 20
-	replayAheadMax = 256 << 20
+	replayAheadMin int64 = 8 << 20
+	replayAheadMax int64 = 256 << 20
 	// replayBatchBytes is the size a batch of records reaches before the
 	// reader hands it over (a record larger than that goes alone).
 	replayBatchBytes = 256 << 10
-	// replayBatches is how many batches wait between the reader and the
-	// loop.
-	replayBatches = 4
 )
+
+// replayBatches is how many batches wait between the reader and the loop.
+const replayBatches = 4
 
 // replayItem is a record read from the log and its wire record for the
 // app, built once: rec.Messages is the body of wire.

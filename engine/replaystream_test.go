@@ -2,11 +2,13 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -334,5 +336,100 @@ func TestReplayAhead(t *testing.T) {
 		if got := replayAhead(tc.state); got != tc.want {
 			t.Fatalf("replayAhead(%d) = %d, want %d", tc.state, got, tc.want)
 		}
+	}
+}
+
+// An app that goes away while the log is streamed to it ends the
+// conversation as an app gone: the reader stops, and the app that connects
+// next is recovered from the start. The run then completes exactly, with
+// the torn tail cut once.
+func TestRecoverAppGoneWhileStreaming(t *testing.T) {
+	const target = 30
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := layout.Open(mem, testDir)
+	segs, _ := in.Segments()
+	last := in.SegmentPath(segs[len(segs)-1])
+	full := readAll(t, mem, last)
+	writeAll(t, mem, last, full[:len(full)-3])
+	clone := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+	if _, err := recoverInstance(clone, testDir); err != nil {
+		t.Fatal(err)
+	}
+	wantCut := readAll(t, clone, last+layout.BrokenSuffix)
+
+	// One record a batch, and the reader waits until the app has taken
+	// everything handed to it: it is mid-log when the app goes.
+	ahead, batch := replayAheadMin, replayBatchBytes
+	replayAheadMin, replayBatchBytes = 1, 1
+	t.Cleanup(func() { replayAheadMin, replayBatchBytes = ahead, batch })
+
+	pl := NewPipeListener()
+	var gone atomic.Int32
+	var status atomic.Value
+	c, err := New(Options{Dir: testDir, Name: "counter", FS: mem, Listener: pl, Logger: quietLogger(),
+		Registry: FileRegistry{Dir: t.TempDir()}, OnStatus: func(s Status) { status.Store(s) },
+		OnAppGone: func(AppGone) { gone.Add(1) },
+		Now:       (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+
+	// The first app reads the checkpoint's wire header and a little, then
+	// goes.
+	toIC, fromIC, err := pl.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(fromIC, make([]byte, logfmt.WireHeaderSize+4)); err != nil {
+		t.Fatal(err)
+	}
+	toIC.Close()
+	fromIC.Close()
+
+	app := newRawApp(target)
+	toIC, fromIC, err = pl.Dial(ctx)
+	if err != nil {
+		t.Fatalf("the coordinator did not take a second app: %v (%v)", err, status.Load())
+	}
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.run(ctx, toIC, fromIC) }()
+	select {
+	case <-app.reachedCh:
+	case err := <-errc:
+		t.Fatalf("the coordinator stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("timed out; coordinator %+v", status.Load())
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if st, ok := status.Load().(Status); ok && st.Phase == "live" && !st.CheckpointBusy {
+			break
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	<-appDone
+	pl.Close()
+	if gone.Load() != 1 {
+		t.Fatalf("OnAppGone called %d times, want once", gone.Load())
+	}
+	s, err := summarize(t, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExactLog(t, s, target, 0)
+	if b := readAll(t, mem, last+layout.BrokenSuffix); !bytes.Equal(b, wantCut) {
+		t.Fatalf("%s holds %d bytes, want the %d recoverInstance cuts", filepath.Base(last)+layout.BrokenSuffix, len(b), len(wantCut))
+	}
+	if _, err := mem.Stat(last + layout.BrokenSuffix + ".2"); err == nil {
+		t.Fatal("the torn tail was cut twice")
 	}
 }
