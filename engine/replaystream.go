@@ -60,12 +60,13 @@ func replayAhead(state int) int64 {
 }
 
 // streamLog reads the log after rec's checkpoint in a goroutine of its own
-// (rec.readLog, with every rule about torn tails and damage) and hands its
-// records to the channel it returns, each with its wire record under
-// committer, in batches of batchBytes (or one record larger). Before it hands a batch it calls wait, which blocks while the
-// app is behind and returns false once the reader should stop. The last
-// batch it sends has err or end set. It stops without one once stop is
-// closed, and calls finished when it is gone.
+// (rec.readLogOwn, with every rule about torn tails and damage) and hands
+// its records to the channel it returns, each with its wire record under
+// committer, in batches of batchBytes (or one record larger). Before it
+// hands a batch it calls wait, which blocks while the app is behind and
+// returns false once the reader should stop. The last batch it sends has
+// err or end set. It stops without one once stop is closed, and calls
+// finished when it is gone.
 func streamLog(rec *recovered, committer int32, batchBytes int, wait func() bool, stop <-chan struct{}, finished func()) <-chan replayBatch {
 	ch := make(chan replayBatch, replayBatches)
 	send := func(b replayBatch) bool {
