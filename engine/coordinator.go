@@ -623,7 +623,13 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	fsys := c.opts.FS
 	logDir := filepath.Join(c.opts.Dir, layout.VersionDir(0))
 	recover := recoverInstance
-	if c.opts.Election != nil {
+	// Without replicas nothing is sealed before the app gets the log: it is
+	// streamed to the app while it is read (replayLog). A replica that
+	// takes over seals the log it read first.
+	stream := c.primacy == nil && c.opts.Election == nil
+	if stream {
+		recover = recoverCheckpoint
+	} else if c.opts.Election != nil {
 		recover = recoverUnderCheckpointer
 	}
 	rec, err := recover(fsys, c.opts.Dir)
@@ -633,6 +639,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	for _, n := range rec.notes {
 		c.log.Warn("recovery: " + n)
 	}
+	logged := len(rec.notes)
 	up := c.takeUpgradeFor(conn.Pid)
 	rec.upgrading = up != nil
 	if err := c.sealRecovered(rec); err != nil {
@@ -664,14 +671,16 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartRecovery(rec.checkpoint, rec.newSegment)
-		for _, r := range rec.records {
-			if err := v.core.ReplayRecord(r); err != nil {
-				return fmt.Errorf("%w: recover: %w", ErrFatal, err)
+		if !stream {
+			for _, r := range rec.records {
+				if err := v.core.ReplayRecord(r); err != nil {
+					return fmt.Errorf("%w: recover: %w", ErrFatal, err)
+				}
 			}
+			v.core.FinishRecovery()
+			c.publishCommitted(v.core.NextSeq() - 1) // sealed and synced: standbys may follow it
+			c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
 		}
-		v.core.FinishRecovery()
-		c.publishCommitted(v.core.NextSeq() - 1) // sealed and synced: standbys may follow it
-		c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", len(rec.records))
 	}
 	if app := c.app(); app.SHA256 != "" && app.SHA256 != v.manifest.App.SHA256 || app.Source != "" && v.manifest.App.Source == "" {
 		v.manifest.App = app
@@ -696,9 +705,6 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(), v.onDurable, func(err error) { v.post(event{err: err}) })
 	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
-	v.wg.Add(1)
-	go v.acceptPeers()
-	v.startPrimaryProbe()
 
 	defer func() {
 		if up := v.upgrade; up != nil {
@@ -726,6 +732,15 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 			err = fmt.Errorf("%w: %w", ErrFatal, werr)
 		}
 	}()
+
+	if stream && !rec.fresh {
+		if err := v.replayLog(ctx, rec, logged); err != nil {
+			return err
+		}
+	}
+	v.wg.Add(1)
+	go v.acceptPeers()
+	v.startPrimaryProbe()
 
 	for {
 		if err := v.dispatch(v.core.Ready()); err != nil {
@@ -971,13 +986,42 @@ func (v *conversation) readApp(r io.Reader) {
 		buf := mr.Buf()                                  // with room in front, see Core.AppMessageIn
 		var state []byte
 		if m.Type == logfmt.TypeCheckpoint {
-			if state, err = io.ReadAll(mr.State()); err != nil {
+			if state, err = readCheckpointState(mr.State(), m); err != nil {
 				v.post(event{appErr: fmt.Errorf("read checkpoint state: %w", err)})
 				return
 			}
 		}
 		v.post(event{msg: &cp, msgBuf: buf, state: state})
 	}
+}
+
+// maxStatePrealloc bounds the buffer readCheckpointState allocates for the
+// announced length before it has read anything.
+const maxStatePrealloc = 1 << 30
+
+// readCheckpointState reads the state bytes after the app's Checkpoint
+// message m: io.ReadAll's result, read into one buffer of the announced
+// size instead of one grown (and copied) from 512 bytes up, which for the
+// 64 MiB checkpoint an app takes on becoming primary lay between the app's
+// answer and the instance being live.
+func readCheckpointState(r io.Reader, m logfmt.Message) ([]byte, error) {
+	n, err := m.CheckpointStateLen()
+	if err != nil || n > maxStatePrealloc {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, n)
+	k, err := io.ReadFull(r, b)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return b[:k], nil // fewer than announced, as io.ReadAll returns them
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(r) // nothing, unless more than announced
+	if len(rest) > 0 {
+		b = append(b, rest...)
+	}
+	return b, err
 }
 
 // appSender writes to the app from its own goroutine, through an unbounded

@@ -359,11 +359,21 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 
 // ReplayRecord feeds one logged record during recovery.
 func (c *Core) ReplayRecord(rec *logfmt.Record) error {
+	return c.ReplayWire(rec, logfmt.AppendWireRecord(nil, c.cfg.CommitterID, rec.Seq, rec.Messages))
+}
+
+// ReplayWire is ReplayRecord of rec as its wire record for the app, built by
+// logfmt.AppendWireRecord with the instance's committer id: rec.Messages is
+// the body of wire, which the Core keeps.
+func (c *Core) ReplayWire(rec *logfmt.Record, wire []byte) error {
 	if c.phase != phaseRecovering {
 		return fmt.Errorf("replay record %d: coordinator is %s, not recovering", rec.Seq, c.phase)
 	}
 	if rec.Seq != c.nextSeq {
 		return fmt.Errorf("replay record %d: expected record %d", rec.Seq, c.nextSeq)
+	}
+	if h, err := logfmt.ParseWireHeader(wire); err != nil || h.CommitterID != c.cfg.CommitterID || h.Seq != rec.Seq || int(h.Size) != len(wire) {
+		return fmt.Errorf("replay record %d: its wire record is not this instance's record %d of %d bytes (%+v, %v)", rec.Seq, rec.Seq, len(wire), h, err)
 	}
 	for _, s := range rec.Sources {
 		if last := s.LastSeq(); last > c.inWM[s.Peer] {
@@ -373,7 +383,6 @@ func (c *Core) ReplayRecord(rec *logfmt.Record) error {
 		}
 	}
 	c.expects = append(c.expects, expectation{seq: rec.Seq, count: rec.OutCount, digest: rec.OutDigest})
-	wire := logfmt.AppendWireRecord(nil, c.cfg.CommitterID, rec.Seq, rec.Messages)
 	c.nondet.replayed(rec, wire)
 	c.queue = append(c.queue, delivery{seq: rec.Seq, wire: wire})
 	c.nextSeq = rec.Seq + 1

@@ -617,3 +617,24 @@ func TestBatchInPlace(t *testing.T) {
 		}
 	}
 }
+
+// ReplayWire refuses a wire record that is not the record's under this
+// instance's committer id.
+func TestReplayWireChecksTheWireRecord(t *testing.T) {
+	c := NewCore(CoreConfig{Name: "counter", CommitterID: 7})
+	c.StartRecovery(&logfmt.Checkpoint{Number: 1, NextSeq: 5}, 2)
+	rec := &logfmt.Record{Seq: 5, Messages: logfmt.AppendMessage(nil, logfmt.TypeRPC, []byte("x"))}
+	for _, w := range [][]byte{
+		logfmt.AppendWireRecord(nil, 8, 5, rec.Messages),
+		logfmt.AppendWireRecord(nil, 7, 6, rec.Messages),
+		logfmt.AppendWireRecord(nil, 7, 5, rec.Messages)[:10],
+		append(logfmt.AppendWireRecord(nil, 7, 5, rec.Messages), 0),
+	} {
+		if err := c.ReplayWire(rec, w); err == nil {
+			t.Fatalf("ReplayWire took %x", w)
+		}
+	}
+	if err := c.ReplayWire(rec, logfmt.AppendWireRecord(nil, 7, 5, rec.Messages)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -90,3 +90,9 @@ func (f *flow) waitInput(done <-chan struct{}) {
 func (f *flow) waitOutput(done <-chan struct{}) {
 	f.wait(done, func() bool { return f.unacked <= f.budget })
 }
+
+// waitToAppBelow blocks until the bytes waiting for the app are below limit
+// or done is closed.
+func (f *flow) waitToAppBelow(done <-chan struct{}, limit int64) {
+	f.wait(done, func() bool { return f.toApp < limit })
+}

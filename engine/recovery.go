@@ -17,6 +17,7 @@ import (
 type recovered struct {
 	fresh      bool
 	manifest   *logfmt.Manifest
+	in         *layout.Instance // of manifest
 	checkpoint *logfmt.Checkpoint
 	records    []*logfmt.Record
 	// newSegment is the segment that records logged from now on go to:
@@ -44,6 +45,25 @@ var ErrDamagedLog = errors.New("the log is damaged")
 // cuts beside the segment) and skips a checkpoint that fails its checksum
 // for the one before it. It never removes a valid record.
 func recoverInstance(fsys vfs.FS, dir string) (*recovered, error) {
+	rec, err := recoverCheckpoint(fsys, dir)
+	if err != nil || rec.fresh {
+		return rec, err
+	}
+	if err := rec.readLog(func(r *logfmt.Record) error {
+		c := *r
+		c.Sources = append([]logfmt.Source(nil), r.Sources...)
+		c.Messages = append([]byte(nil), r.Messages...)
+		rec.records = append(rec.records, &c)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// recoverCheckpoint is the first part of recoverInstance: the newest valid
+// checkpoint, without the log after it, which readLog reads.
+func recoverCheckpoint(fsys vfs.FS, dir string) (*recovered, error) {
 	m, err := layout.ReadManifest(fsys, dir)
 	if errors.Is(err, layout.ErrNoInstance) {
 		return recoverFresh(fsys, dir)
@@ -60,7 +80,7 @@ func recoverInstance(fsys vfs.FS, dir string) (*recovered, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := &recovered{manifest: m}
+	rec := &recovered{manifest: m, in: in}
 	for _, n := range append(segs, ckpts...) {
 		rec.newSegment = max(rec.newSegment, n+1)
 	}
@@ -73,18 +93,37 @@ func recoverInstance(fsys vfs.FS, dir string) (*recovered, error) {
 			rec.notes = append(rec.notes, fmt.Sprintf("skipped checkpoint %d: %v", k, err))
 			continue
 		}
-		records, notes, err := readLogFrom(in, k, ck.NextSeq, rec)
-		if err != nil {
-			return nil, err
-		}
-		if k != m.Checkpoint {
-			rec.notes = append(rec.notes, fmt.Sprintf("recovering from checkpoint %d and replaying %d records", k, len(records)))
-		}
-		rec.checkpoint, rec.records = ck, records
-		rec.notes = append(rec.notes, notes...)
+		rec.checkpoint = ck
 		return rec, nil
 	}
 	return nil, fmt.Errorf("recover %s: no valid checkpoint among 1..%d: %w", dir, m.Checkpoint, ErrDamagedLog)
+}
+
+// readLog hands each record of the log after the checkpoint to replay, in
+// order, each verified before it is handed; the record and its bytes are
+// reused after replay returns. A damaged record in the middle of the log
+// ends it with an ErrDamagedLog error, after the records before it were
+// handed (nothing on disk changes); a torn tail is cut off (kept as a
+// .broken file) once every record before it was handed. It adds recovery's
+// notes and sets the tail.
+func (rec *recovered) readLog(replay func(*logfmt.Record) error) error {
+	return rec.readLogOwn(false, func(r *logfmt.Record, _ []byte) error { return replay(r) })
+}
+
+// readLogOwn is readLog handing each record's encoded bytes too (its
+// Messages are their tail); with own, each in a buffer of its own, which
+// replay may keep and write over (layout.LogReader.OwnBuffers).
+func (rec *recovered) readLogOwn(own bool, replay func(r *logfmt.Record, raw []byte) error) error {
+	k := rec.checkpoint.Number
+	n, notes, err := readLogFrom(rec.in, k, rec.checkpoint.NextSeq, rec, own, replay)
+	if err != nil {
+		return err
+	}
+	if k != rec.manifest.Checkpoint {
+		rec.notes = append(rec.notes, fmt.Sprintf("recovering from checkpoint %d and replaying %d records", k, n))
+	}
+	rec.notes = append(rec.notes, notes...)
+	return nil
 }
 
 // recoverFresh handles a directory without a completed first start. Files
@@ -110,32 +149,37 @@ func recoverFresh(fsys vfs.FS, dir string) (*recovered, error) {
 	return &recovered{fresh: true, newSegment: 1}, nil
 }
 
-// readLogFrom reads every record from segment k on, which must start at
-// sequence number first. Torn tails are cut off and kept as .broken files.
-// It sets rec's tail to where the valid log ends.
-func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered) ([]*logfmt.Record, []string, error) {
+// readLogFrom hands every record from segment k on, which must start at
+// sequence number first, to replay, with its encoded bytes (own: in a
+// buffer of its own), and returns how many. Torn tails are
+// cut off and kept as .broken files. It sets rec's tail to where the valid
+// log ends.
+func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered, own bool, replay func(r *logfmt.Record, raw []byte) error) (int, []string, error) {
 	lr, err := in.NewLogReader(k)
 	if err != nil {
-		return nil, nil, err
+		return 0, nil, err
+	}
+	if own {
+		lr.OwnBuffers()
 	}
 	defer lr.Close()
-	var out []*logfmt.Record
+	count := 0
 	for {
 		r, err := lr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("recover %s: %w: %w", in.Dir, ErrDamagedLog, err)
+			return 0, nil, fmt.Errorf("recover %s: %w: %w", in.Dir, ErrDamagedLog, err)
 		}
-		if len(out) == 0 && r.Seq != first {
+		if count == 0 && r.Seq != first {
 			seg, _ := lr.Position()
-			return nil, nil, fmt.Errorf("recover %s: checkpoint %d says the log continues at record %d, but log-%d starts at record %d: %w", in.Dir, k, first, seg, r.Seq, ErrDamagedLog)
+			return 0, nil, fmt.Errorf("recover %s: checkpoint %d says the log continues at record %d, but log-%d starts at record %d: %w", in.Dir, k, first, seg, r.Seq, ErrDamagedLog)
 		}
-		c := *r
-		c.Sources = append([]logfmt.Source(nil), r.Sources...)
-		c.Messages = append([]byte(nil), r.Messages...)
-		out = append(out, &c)
+		if err := replay(r, lr.RecordBytes()); err != nil {
+			return 0, nil, err
+		}
+		count++
 	}
 	if seg, end := lr.End(); seg != 0 {
 		rec.tailSeg, rec.tailEnd, rec.hasTail = seg, end, true
@@ -152,11 +196,11 @@ func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered) ([]
 		}
 		note, err := cutTornTail(in, seg)
 		if err != nil {
-			return nil, nil, err
+			return 0, nil, err
 		}
 		notes = append(notes, note)
 	}
-	return out, notes, nil
+	return count, notes, nil
 }
 
 // cutTornTail truncates segment seg after its last complete record, first

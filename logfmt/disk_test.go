@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 var updateDisk = flag.Bool("update-disk", false, "rewrite testdata/disk golden vectors")
@@ -275,6 +276,39 @@ func TestCheckpointTruncatedOrFlipped(t *testing.T) {
 	}
 }
 
+// TestReadCheckpointSizeSameAsUnsized: knowing the file's size changes how
+// the sections are allocated, never the result or the error, whether the
+// size given is the input's own or (a file that grew or shrank after the
+// stat) another.
+func TestReadCheckpointSizeSameAsUnsized(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteCheckpoint(&buf, testCheckpoint()); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	check := func(what string, in []byte, size int64) {
+		t.Helper()
+		want, werr := ReadCheckpoint(bytes.NewReader(in))
+		got, gerr := ReadCheckpointSize(bytes.NewReader(in), size)
+		if fmt.Sprint(werr) != fmt.Sprint(gerr) {
+			t.Fatalf("%s, size %d: error %v, unsized %v", what, size, gerr, werr)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("%s, size %d: (-unsized +sized):\n%s", what, size, diff)
+		}
+	}
+	for cut := 0; cut <= len(b); cut += 1 + cut/64 {
+		for _, size := range []int64{int64(cut), int64(len(b)), -1, 0, 1 << 40} {
+			check(fmt.Sprintf("cut at %d", cut), b[:cut], size)
+		}
+	}
+	for i := 0; i < len(b); i += 1 + i/32 {
+		c := append([]byte(nil), b...)
+		c[i] ^= 0x10
+		check(fmt.Sprintf("byte %d flipped", i), c, int64(len(c)))
+	}
+}
+
 func TestManifestRoundTripAndDamage(t *testing.T) {
 	want := &Manifest{Instance: "server", CommitterID: 12345, Version: 1, UpgradeVersion: 1, Checkpoint: 4, FirstSegment: 1,
 		App:     AppBuild{Source: "./samples/counter/server", Path: ".ambr/bin/ab12", SHA256: "ab12", Args: []string{"--x"}},
@@ -447,5 +481,72 @@ func TestSegmentDamageInLastWrite(t *testing.T) {
 	var r Record
 	if _, err := DecodeRecord(seg[ends[2]:], &r); err != nil || r.Flags != FlagWriteStart {
 		t.Fatalf("record 4 decodes with flags %d, %v", r.Flags, err)
+	}
+}
+
+// compareOwnBuffers fails unless a segment reader with SetOwnBuffers reads
+// b as one without does: the same records, offsets and error; and unless
+// its records stay as they were read after later calls, each with its
+// encoded bytes (RecordBytes) ending in its messages.
+func compareOwnBuffers(t *testing.T, b []byte) {
+	t.Helper()
+	want, wantOff, werr := readSegment(b)
+	r, err := NewSegmentReader(bytes.NewReader(b))
+	if err != nil {
+		return
+	}
+	r.SetOwnBuffers()
+	var kept []*Record
+	var raws [][]byte
+	var gerr error
+	for {
+		rec, err := r.Next()
+		if err != nil {
+			if err != io.EOF {
+				gerr = err
+			}
+			break
+		}
+		c := *rec // the struct and its Sources are reused; its bytes are the caller's
+		c.Sources = append([]Source(nil), rec.Sources...)
+		kept = append(kept, &c)
+		raw := r.RecordBytes()
+		off := r.Offset() - int64(len(raw))
+		if !bytes.Equal(raw, b[off:r.Offset()]) {
+			t.Fatalf("record %d: RecordBytes are not its bytes in the segment", rec.Seq)
+		}
+		if len(rec.Messages) > 0 && &raw[len(raw)-len(rec.Messages)] != &rec.Messages[0] {
+			t.Fatalf("record %d: its messages are not the tail of RecordBytes", rec.Seq)
+		}
+		raws = append(raws, raw)
+	}
+	if fmt.Sprint(gerr) != fmt.Sprint(werr) || r.Offset() != wantOff {
+		t.Fatalf("own buffers: error %v at offset %d; reused buffer: %v at %d", gerr, r.Offset(), werr, wantOff)
+	}
+	if len(kept) != len(want) {
+		t.Fatalf("own buffers: %d records, reused buffer %d", len(kept), len(want))
+	}
+	for i := range kept {
+		if diff := cmp.Diff(want[i], *kept[i], cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("record %d, kept after later reads (-reused +own):\n%s", i, diff)
+		}
+		if i > 0 && &raws[i][0] == &raws[i-1][0] {
+			t.Fatalf("records %d and %d share a buffer", i-1, i)
+		}
+	}
+}
+
+// SetOwnBuffers changes where records are read to, never what is read: on
+// a whole segment, cut at every offset, and with bytes flipped.
+func TestSegmentReaderOwnBuffers(t *testing.T) {
+	b, _ := diskTestSegment(t, 9)
+	compareOwnBuffers(t, b)
+	for cut := 0; cut < len(b); cut++ {
+		compareOwnBuffers(t, b[:cut])
+	}
+	for i := SegmentHeaderSize; i < len(b); i += 7 {
+		c := append([]byte(nil), b...)
+		c[i] ^= 0x04
+		compareOwnBuffers(t, c)
 	}
 }

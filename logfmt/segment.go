@@ -95,7 +95,23 @@ type SegmentReader struct {
 	// size of their fixed part.
 	recVersion byte
 	fixed      int
+	// own: each record is read into a buffer of its own (SetOwnBuffers);
+	// scratch holds the start of the next until its length is known.
+	own     bool
+	scratch []byte
 }
+
+// SetOwnBuffers makes Next read each record into a buffer of its own rather
+// than into one it reuses: the Record's Messages and RecordBytes then stay
+// valid after later calls, and the caller may keep them and write over
+// them (the Record struct and its Sources are still reused). Records and
+// errors are the same.
+func (s *SegmentReader) SetOwnBuffers() { s.own = true }
+
+// RecordBytes returns the encoded bytes of the record the last Next
+// returned, whose tail its Messages are. Without SetOwnBuffers the next
+// call reuses them.
+func (s *SegmentReader) RecordBytes() []byte { return s.buf }
 
 // NewSegmentReader reads the segment header from r. A segment shorter than
 // its header, or whose header reads as zeros (written, never synced, lost),
@@ -155,6 +171,13 @@ func (s *SegmentReader) Next() (*Record, error) {
 
 func (s *SegmentReader) next() (*Record, error) {
 	// The smallest fixed part first: it holds the length and version.
+	if s.own {
+		// Not into the last record's buffer, which is the caller's.
+		if s.scratch == nil {
+			s.scratch = make([]byte, RecordFixedSize)
+		}
+		s.buf = s.scratch
+	}
 	s.buf = s.buf[:RecordFixedSizeV1]
 	n, err := io.ReadFull(s.r, s.buf)
 	switch {
@@ -175,7 +198,7 @@ func (s *SegmentReader) next() (*Record, error) {
 	if length < s.fixed || length > MaxRecordSize || s.buf[recOffVersion] != s.recVersion {
 		return nil, s.damaged(fmt.Sprintf("record length %d / version %d invalid", length, s.buf[recOffVersion]))
 	}
-	if cap(s.buf) < length {
+	if cap(s.buf) < length || s.own {
 		nb := make([]byte, length)
 		copy(nb, s.buf)
 		s.buf = nb

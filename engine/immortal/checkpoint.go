@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+
+	"github.com/ambr-dev/ambr/logfmt"
 )
 
 // bindingState is the binding's own part of the app's state: the bookkeeping
@@ -95,6 +98,19 @@ func unembed(raw json.RawMessage, b64 *[]byte) []byte {
 // encodeCheckpoint returns the checkpoint bytes for the state, encoded with
 // c, and the binding's bookkeeping.
 func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
+	return appendCheckpoint(nil, c, state, b, false)
+}
+
+// appendCheckpoint appends the checkpoint bytes of encodeCheckpoint to dst,
+// after the Checkpoint message that announces them if framed. The bytes are
+// json.Marshal's, but a state stored in base64 (a codec other than JSON:
+// nearly all of a large checkpoint) is base64-encoded straight into dst:
+// json.Marshal would encode it into a buffer of its own, growing it, and
+// the caller copy it again (made up most of the becoming-primary checkpoint
+// of a 64 MiB state). json.Marshal writes the field first, as
+// {"state_b64":"<base64>", then the rest of the object, which is what
+// json.Marshal makes of the checkpoint without it, from its first key on.
+func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed bool) ([]byte, error) {
 	ck := checkpointJSON{Binding: bindingJSON{
 		Codec:      c.Name(),
 		NextCallID: b.nextCallID,
@@ -111,11 +127,33 @@ func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
 		pj.Note, pj.NoteB64 = embed(c, p.note)
 		ck.Binding.Pending[strconv.FormatInt(id, 10)] = pj
 	}
-	out, err := json.Marshal(ck)
+	if ck.StateB64 == nil {
+		out, err := json.Marshal(ck)
+		if err != nil {
+			return nil, fmt.Errorf("encode checkpoint: %w", err)
+		}
+		if framed {
+			dst = logfmt.AppendCheckpointMessage(dst, int64(len(out)))
+		}
+		return append(dst, out...), nil
+	}
+	ck.StateB64 = nil
+	rest, err := json.Marshal(ck) // {"binding":...}
 	if err != nil {
 		return nil, fmt.Errorf("encode checkpoint: %w", err)
 	}
-	return out, nil
+	if len(rest) < 2 || rest[0] != '{' || rest[1] != '"' {
+		return nil, fmt.Errorf("encode checkpoint: internal error: the rest encodes as %.20q", rest)
+	}
+	n := len(b64StatePrefix) + base64.StdEncoding.EncodedLen(len(state)) + len(`",`) + len(rest) - 1
+	if framed {
+		dst = logfmt.AppendCheckpointMessage(dst, int64(n))
+	}
+	dst = slices.Grow(dst, n)
+	dst = append(dst, b64StatePrefix...)
+	dst = base64.StdEncoding.AppendEncode(dst, state)
+	dst = append(dst, `",`...)
+	return append(dst, rest[1:]...), nil
 }
 
 // decodeCheckpoint parses checkpoint bytes made by encodeCheckpoint with a

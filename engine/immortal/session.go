@@ -188,14 +188,13 @@ func (s *session[S]) checkpoint() error {
 	}
 	b := a.bind
 	b.stateType = a.stateType
-	ck, err := encodeCheckpoint(a.codec, state, &b)
+	o := &s.rt.out
+	o.flush()
+	out, err := appendCheckpoint(o.out, a.codec, state, &b, true)
 	if err != nil {
 		return err
 	}
-	o := &s.rt.out
-	o.flush()
-	o.out = logfmt.AppendCheckpointMessage(o.out, int64(len(ck)))
-	o.out = append(o.out, ck...)
+	o.out = out
 	return nil
 }
 
@@ -208,12 +207,9 @@ func (s *session[S]) loadCheckpoint(m logfmt.Message, state io.Reader) error {
 	if err != nil {
 		return err
 	}
-	data, err := io.ReadAll(state)
+	data, err := readState(state, n)
 	if err != nil {
-		return fmt.Errorf("read checkpoint state: %w", err)
-	}
-	if int64(len(data)) != n {
-		return fmt.Errorf("checkpoint announces %d state bytes, read %d", n, len(data))
+		return err
 	}
 	a := s.app
 	stateBytes, bind, err := decodeCheckpoint(a.codec, data)
@@ -233,6 +229,38 @@ func (s *session[S]) loadCheckpoint(m logfmt.Message, state io.Reader) error {
 		return &IncompatibleStateError{Checkpoint: bind.stateType, Build: a.stateType}
 	}
 	return s.load(stateBytes, bind)
+}
+
+// maxStatePrealloc bounds the buffer readState allocates for the announced
+// length before it has read anything.
+const maxStatePrealloc = 1 << 30
+
+// readState reads the n state bytes announced for a checkpoint: into one
+// buffer of that size rather than one io.ReadAll grows (and copies) from
+// 512 bytes up, with io.ReadAll's errors.
+func readState(state io.Reader, n int64) ([]byte, error) {
+	var data []byte
+	if n <= maxStatePrealloc {
+		data = make([]byte, n)
+		k, err := io.ReadFull(state, data)
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			data = data[:k]
+		case err != nil:
+			return nil, fmt.Errorf("read checkpoint state: %w", err)
+		}
+	}
+	rest, err := io.ReadAll(state) // nothing, unless more than announced
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint state: %w", err)
+	}
+	if len(rest) > 0 {
+		data = append(data, rest...)
+	}
+	if int64(len(data)) != n {
+		return nil, fmt.Errorf("checkpoint announces %d state bytes, read %d", n, len(data))
+	}
+	return data, nil
 }
 
 // load makes a decoded checkpoint the app's state and starts recovering.

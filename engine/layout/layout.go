@@ -182,7 +182,11 @@ func ReadCheckpointFile(fsys vfs.FS, path string) (*logfmt.Checkpoint, error) {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
 	defer f.Close()
-	c, err := logfmt.ReadCheckpoint(f)
+	size := int64(-1)
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	c, err := logfmt.ReadCheckpointSize(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -34,6 +34,27 @@ type LogReader struct {
 	// endSeg, endOff: where the valid part of the last segment read ends.
 	endSeg uint64
 	endOff int64
+	own    bool // OwnBuffers
+}
+
+// OwnBuffers makes the reader read each record into a buffer of its own
+// (logfmt.SegmentReader.SetOwnBuffers), which the caller may keep: the
+// bytes of the records Next returns stay valid (not the Record struct and
+// its Sources, which are reused). Call it before the first Next.
+func (lr *LogReader) OwnBuffers() {
+	lr.own = true
+	if lr.sr != nil {
+		lr.sr.SetOwnBuffers()
+	}
+}
+
+// RecordBytes returns the encoded bytes of the record the last Next
+// returned (logfmt.SegmentReader.RecordBytes).
+func (lr *LogReader) RecordBytes() []byte {
+	if lr.sr == nil {
+		return nil
+	}
+	return lr.sr.RecordBytes()
 }
 
 // NewLogReader opens the log at segment from (0: the first present).
@@ -183,6 +204,9 @@ func (lr *LogReader) open(n uint64) error {
 	if h := sr.Header(); uint64(h.Number) != n {
 		f.Close()
 		return fmt.Errorf("%s: %w: header says segment %d", path, logfmt.ErrCorrupt, h.Number)
+	}
+	if lr.own {
+		sr.SetOwnBuffers()
 	}
 	lr.f, lr.sr, lr.seg = f, sr, n
 	return nil

@@ -1,0 +1,435 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/vfs"
+	"github.com/ambr-dev/ambr/logfmt"
+	"github.com/google/go-cmp/cmp"
+)
+
+// snapshotFiles returns every file under dir and its bytes.
+func snapshotFiles(t *testing.T, fsys vfs.FS, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	names, err := fsys.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		st, err := fsys.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.IsDir() {
+			for k, v := range snapshotFiles(t, fsys, p) {
+				out[k] = v
+			}
+			continue
+		}
+		out[p] = readAll(t, fsys, p)
+	}
+	return out
+}
+
+// segmentRecordOffsets returns where each record of a segment starts.
+func segmentRecordOffsets(t *testing.T, b []byte) []int64 {
+	t.Helper()
+	sr, err := logfmt.NewSegmentReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for {
+		off := sr.Offset()
+		if _, err := sr.Next(); err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			return offs
+		}
+		offs = append(offs, off)
+	}
+}
+
+// TestRecoverStreamedLogDamagedInTheMiddle: a record damaged in the middle
+// of the log (valid records after it) still fails recovery with the error it
+// gave when the whole log was read before the app got anything, although the
+// app now got the checkpoint and the records before it; nothing on disk
+// changes, and no record after the damage reaches the app.
+func TestRecoverStreamedLogDamagedInTheMiddle(t *testing.T) {
+	const target = 12
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, err := layout.Open(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := in.Segments()
+	last := in.SegmentPath(segs[len(segs)-1])
+	b := readAll(t, mem, last)
+	offs := segmentRecordOffsets(t, b)
+	if len(offs) < 6 {
+		t.Fatalf("the last segment holds %d records; want more to damage one in the middle", len(offs))
+	}
+	bad := offs[len(offs)/2]
+	b[bad+int64(logfmt.RecordFixedSize)+2] ^= 0x40
+	writeAll(t, mem, last, b)
+	ck, err := in.ReadCheckpoint(in.Manifest.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, want := recoverInstance(mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll}), testDir)
+	if !errors.Is(want, ErrDamagedLog) || !errors.Is(want, logfmt.ErrCorrupt) {
+		t.Fatalf("reading the whole log: %v; want a damaged log", want)
+	}
+	before := snapshotFiles(t, mem, testDir)
+	app := newRawApp(target)
+	err = runRaw(t, mem, app, 1<<20)
+	if !errors.Is(err, ErrFatal) || !errors.Is(err, ErrDamagedLog) || !strings.Contains(err.Error(), want.Error()) {
+		t.Fatalf("recovery: %v; want ErrFatal with %q", err, want)
+	}
+	if diff := cmp.Diff(before, snapshotFiles(t, mem, testDir)); diff != "" {
+		t.Fatalf("a failed recovery changed the instance (-before +after):\n%s", diff)
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	if app.lastSeq >= ck.NextSeq+int64(len(offs)/2) {
+		t.Fatalf("the app got record %d; the damaged one is record %d", app.lastSeq, ck.NextSeq+int64(len(offs)/2))
+	}
+}
+
+// streamed runs streamLog over the instance in dir to the end, never
+// holding it back, and returns its records.
+func streamed(t *testing.T, fsys vfs.FS, batchBytes int) (*recovered, []replayItem, []replayBatch) {
+	t.Helper()
+	rec, err := recoverCheckpoint(fsys, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	finished := make(chan struct{})
+	ch := streamLog(rec, rec.manifest.CommitterID, batchBytes, func() bool { return true }, stop, func() { close(finished) })
+	var items []replayItem
+	var batches []replayBatch
+	for b := range ch {
+		batches = append(batches, b)
+		items = append(items, b.items...)
+		if b.err != nil {
+			t.Fatal(b.err)
+		}
+		if b.end {
+			break
+		}
+	}
+	<-finished
+	return rec, items, batches
+}
+
+// The records streamed are those recoverInstance reads, in order, each with
+// the wire record ReplayRecord built, byte for byte, and the same notes and
+// tail; the torn tail is cut as before.
+func TestStreamLogSameAsRecoverInstance(t *testing.T) {
+	const target = 20
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := layout.Open(mem, testDir)
+	segs, _ := in.Segments()
+	last := in.SegmentPath(segs[len(segs)-1])
+	full := readAll(t, mem, last)
+	writeAll(t, mem, last, full[:len(full)-5]) // a torn tail
+	clone := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+	want, err := recoverInstance(clone, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, items, batches := streamed(t, mem, 100)
+	if len(batches) < 3 {
+		t.Fatalf("%d batches of 100 bytes; want the log in several", len(batches))
+	}
+	if len(items) != len(want.records) || len(items) == 0 {
+		t.Fatalf("streamed %d records, recoverInstance read %d", len(items), len(want.records))
+	}
+	for i, it := range items {
+		w := want.records[i]
+		if diff := cmp.Diff(*w, it.rec); diff != "" {
+			t.Fatalf("record %d differs (-recoverInstance +streamed):\n%s", i, diff)
+		}
+		if wire := logfmt.AppendWireRecord(nil, want.manifest.CommitterID, w.Seq, w.Messages); !bytes.Equal(wire, it.wire) {
+			t.Fatalf("record %d: wire %x, want %x", w.Seq, it.wire, wire)
+		}
+		if &it.rec.Messages[0] != &it.wire[logfmt.WireHeaderSize] {
+			t.Fatalf("record %d: its messages are not the body of its wire record", w.Seq)
+		}
+	}
+	if diff := cmp.Diff(want.notes, got.notes); diff != "" || len(got.notes) == 0 {
+		t.Fatalf("notes (-recoverInstance +streamed):\n%s", diff)
+	}
+	if want.tailSeg != got.tailSeg || want.tailEnd != got.tailEnd || want.hasTail != got.hasTail {
+		t.Fatalf("tail %d/%d/%v, recoverInstance's %d/%d/%v", got.tailSeg, got.tailEnd, got.hasTail, want.tailSeg, want.tailEnd, want.hasTail)
+	}
+	if !bytes.Equal(readAll(t, mem, last), readAll(t, clone, last)) || !bytes.Equal(readAll(t, mem, last+layout.BrokenSuffix), readAll(t, clone, last+layout.BrokenSuffix)) {
+		t.Fatal("the torn tail was not cut as recoverInstance cuts it")
+	}
+
+	// The Core sends the app the same bytes either way.
+	wire := func(feed func(c *Core, i int) error) [][]byte {
+		c := NewCore(CoreConfig{Name: "counter", CommitterID: want.manifest.CommitterID})
+		c.StartRecovery(want.checkpoint, want.newSegment)
+		for i := range items {
+			if err := feed(c, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out [][]byte
+		for _, b := range c.Ready().ToApp {
+			out = append(out, append([]byte(nil), b...))
+		}
+		return out
+	}
+	a := wire(func(c *Core, i int) error { return c.ReplayRecord(want.records[i]) })
+	b := wire(func(c *Core, i int) error { return c.ReplayWire(&items[i].rec, items[i].wire) })
+	if len(a) != len(items)+1 || !cmp.Equal(a, b) {
+		t.Fatalf("ReplayWire sends %d wire records, ReplayRecord %d; or they differ", len(b), len(a))
+	}
+}
+
+// The reader reads ahead only as far as wait lets it: one batch per wait
+// that returned, plus the channel's worth it may not hand over yet; and it
+// ends when stopped, wherever it waits.
+func TestStreamLogReadAheadIsBounded(t *testing.T) {
+	const target = 30
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, all, _ := streamed(t, mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll}), 1)
+	if len(all) < 10 {
+		t.Fatalf("%d records; want more", len(all))
+	}
+	rec, err := recoverCheckpoint(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const allowed = 3
+	waits := 0
+	gate := make(chan struct{})
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	ch := streamLog(rec, rec.manifest.CommitterID, 1, func() bool {
+		waits++
+		if waits > allowed {
+			select {
+			case <-gate:
+			case <-stop:
+				return false
+			}
+		}
+		return true
+	}, stop, func() { close(finished) })
+	var got []replayBatch
+	timeout := time.After(200 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case b := <-ch:
+			got = append(got, b)
+		case <-timeout:
+			done = true
+		}
+	}
+	if len(got) != allowed {
+		t.Fatalf("the reader handed %d batches while wait let %d through", len(got), allowed)
+	}
+	for _, b := range got {
+		if len(b.items) != 1 || b.end || b.err != nil {
+			t.Fatalf("a batch of 1 byte holds %d records (end %v, err %v); want one", len(b.items), b.end, b.err)
+		}
+	}
+	close(stop)
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader did not stop")
+	}
+}
+
+// The flow's toApp gate opens once the bytes waiting for the app fall below
+// the limit, or the conversation ends.
+func TestFlowWaitToAppBelow(t *testing.T) {
+	f := newFlow(1 << 20)
+	f.addToApp(100)
+	done := make(chan struct{})
+	passed := make(chan struct{})
+	go func() { f.waitToAppBelow(done, 100); close(passed) }()
+	select {
+	case <-passed:
+		t.Fatal("passed at 100 bytes waiting, limit 100")
+	case <-time.After(20 * time.Millisecond):
+	}
+	f.addToApp(-1)
+	select {
+	case <-passed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting at 99 bytes")
+	}
+	f.addToApp(1)
+	passed = make(chan struct{})
+	go func() { f.waitToAppBelow(done, 100); close(passed) }()
+	close(done)
+	select {
+	case <-passed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after done")
+	}
+}
+
+// readCheckpointState returns what io.ReadAll did, for states of the
+// announced length, shorter, longer, and a read error.
+func TestReadCheckpointState(t *testing.T) {
+	msg := func(n int64) logfmt.Message {
+		m, _, err := logfmt.ParseMessage(logfmt.AppendCheckpointMessage(nil, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		in string
+		n  int64
+	}{{"abc", 3}, {"", 0}, {"ab", 3}, {"abcd", 3}, {"abcd", maxStatePrealloc + 1}} {
+		want, werr := io.ReadAll(strings.NewReader(tc.in))
+		got, gerr := readCheckpointState(strings.NewReader(tc.in), msg(tc.n))
+		if !bytes.Equal(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("%q announced %d: %q, %v; io.ReadAll %q, %v", tc.in, tc.n, got, gerr, want, werr)
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := readCheckpointState(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(boom)), msg(3)); !errors.Is(err, boom) {
+		t.Fatalf("error %v, want boom", err)
+	}
+}
+
+// The reader runs as far ahead as the checkpoint is large, within bounds.
+func TestReplayAhead(t *testing.T) {
+	for _, tc := range []struct {
+		state int
+		want  int64
+	}{{0, replayAheadMin}, {1 << 20, replayAheadMin}, {64 << 20, 64 << 20}, {1 << 30, replayAheadMax}} {
+		if got := replayAhead(tc.state); got != tc.want {
+			t.Fatalf("replayAhead(%d) = %d, want %d", tc.state, got, tc.want)
+		}
+	}
+}
+
+// An app that goes away while the log is streamed to it ends the
+// conversation as an app gone: the reader stops, and the app that connects
+// next is recovered from the start. The run then completes exactly, with
+// the torn tail cut once.
+func TestRecoverAppGoneWhileStreaming(t *testing.T) {
+	const target = 30
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := layout.Open(mem, testDir)
+	segs, _ := in.Segments()
+	last := in.SegmentPath(segs[len(segs)-1])
+	full := readAll(t, mem, last)
+	writeAll(t, mem, last, full[:len(full)-3])
+	clone := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+	if _, err := recoverInstance(clone, testDir); err != nil {
+		t.Fatal(err)
+	}
+	wantCut := readAll(t, clone, last+layout.BrokenSuffix)
+
+	// One record a batch, and the reader waits until the app has taken
+	// everything handed to it: it is mid-log when the app goes.
+	ahead, batch := replayAheadMin, replayBatchBytes
+	replayAheadMin, replayBatchBytes = 1, 1
+	t.Cleanup(func() { replayAheadMin, replayBatchBytes = ahead, batch })
+
+	pl := NewPipeListener()
+	var gone atomic.Int32
+	var status atomic.Value
+	c, err := New(Options{Dir: testDir, Name: "counter", FS: mem, Listener: pl, Logger: quietLogger(),
+		Registry: FileRegistry{Dir: t.TempDir()}, OnStatus: func(s Status) { status.Store(s) },
+		OnAppGone: func(AppGone) { gone.Add(1) },
+		Now:       (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+
+	// The first app reads the checkpoint's wire header and a little, then
+	// goes.
+	toIC, fromIC, err := pl.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(fromIC, make([]byte, logfmt.WireHeaderSize+4)); err != nil {
+		t.Fatal(err)
+	}
+	toIC.Close()
+	fromIC.Close()
+
+	app := newRawApp(target)
+	toIC, fromIC, err = pl.Dial(ctx)
+	if err != nil {
+		t.Fatalf("the coordinator did not take a second app: %v (%v)", err, status.Load())
+	}
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.run(ctx, toIC, fromIC) }()
+	select {
+	case <-app.reachedCh:
+	case err := <-errc:
+		t.Fatalf("the coordinator stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("timed out; coordinator %+v", status.Load())
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if st, ok := status.Load().(Status); ok && st.Phase == "live" && !st.CheckpointBusy {
+			break
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	<-appDone
+	pl.Close()
+	if gone.Load() != 1 {
+		t.Fatalf("OnAppGone called %d times, want once", gone.Load())
+	}
+	s, err := summarize(t, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExactLog(t, s, target, 0)
+	if b := readAll(t, mem, last+layout.BrokenSuffix); !bytes.Equal(b, wantCut) {
+		t.Fatalf("%s holds %d bytes, want the %d recoverInstance cuts", filepath.Base(last)+layout.BrokenSuffix, len(b), len(wantCut))
+	}
+	if _, err := mem.Stat(last + layout.BrokenSuffix + ".2"); err == nil {
+		t.Fatal("the torn tail was cut twice")
+	}
+}
