@@ -119,13 +119,15 @@ func TestLatency(t *testing.T) {
 			positive(t, r.System, s, cfg.Runs)
 		}
 	}
-	// The traced run: both halves of a call write and sync a log.
+	// The traced run: both halves of a call write and sync a log. (What
+	// comes just before each sync's end may be another goroutine's point,
+	// a peer link's write, say: count the syncs, not the hops from a write.)
 	if h := l.Hops; h == nil || h.Cycles == 0 {
 		t.Errorf("no traced calls: %+v", h)
 	} else {
 		syncs := 0
 		for _, hop := range h.Hops {
-			if hop.From == hoptrace.LogWrite.String() && hop.To == hoptrace.LogSynced.String() && hop.MedianUs > 0 {
+			if hop.To == hoptrace.LogSynced.String() && hop.MedianUs > 0 {
 				syncs++
 			}
 		}

@@ -507,12 +507,6 @@ type event struct {
 	flushAcks                 bool // the ack delay ran out
 }
 
-// loggingRecord is a record on its way to the disk, for the flow.
-type loggingRecord struct {
-	seq   int64
-	bytes int64
-}
-
 // conversation is one app connection's worth of state.
 type conversation struct {
 	c        *Coordinator
@@ -524,11 +518,8 @@ type conversation struct {
 	sender   *appSender
 	flow     *flow
 	upgrade  *pendingUpgrade // until its checkpoint is durable
-	// logging is the records submitted to the writer and not yet durable,
-	// in order: their bytes count in the flow until they are.
-	logging []loggingRecord
-	appPid  int
-	ckptWG  sync.WaitGroup
+	appPid   int
+	ckptWG   sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
 	links   map[string]*outLink
@@ -834,13 +825,6 @@ func (v *conversation) handle(e event) error {
 		}
 	case e.durable != 0:
 		hoptrace.Mark(hoptrace.LoopDurable)
-		var n int64
-		i := 0
-		for ; i < len(v.logging) && v.logging[i].seq <= e.durable; i++ {
-			n += v.logging[i].bytes
-		}
-		v.logging = v.logging[:copy(v.logging, v.logging[i:])]
-		v.flow.addToApp(-n)
 		v.core.LogDurable(e.durable)
 		v.c.publishCommitted(e.durable)
 	case e.probe != nil:
@@ -867,15 +851,9 @@ func (v *conversation) dispatch(rd Ready) error {
 	if rd.Fatal != nil {
 		return fmt.Errorf("%w: %w", ErrFatal, rd.Fatal)
 	}
-	if len(rd.Log) > 0 {
-		var n int64
-		for _, lw := range rd.Log {
-			b := int64(len(lw.Record.Messages))
-			v.logging = append(v.logging, loggingRecord{seq: lw.Record.Seq, bytes: b})
-			n += b
-		}
-		v.flow.addToApp(n)
-	}
+	// A record's bytes count in the flow from here as its delivery, queued
+	// in the app sender with the record it waits for (SenderGates) until
+	// it is written to the app: its logging is not counted apart.
 	if v.writer != nil {
 		v.writer.Submit(rd.Log)
 	} else if len(rd.Log) > 0 {

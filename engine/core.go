@@ -77,7 +77,8 @@ type LogWrite struct {
 // Ready is what the Core wants done, in the order the caller must do it:
 // persist Log (the writer syncs before reporting LogDurable), write
 // Checkpoint (then the MANIFEST, then report CheckpointDurable), send ToApp.
-// Nothing in ToApp depends on a write that has not been reported durable.
+// Nothing in ToApp depends on a write that has not been reported durable,
+// except, with CoreConfig.SenderGates, what ToAppGate says waits for one.
 type Ready struct {
 	Log        []LogWrite
 	Checkpoint *logfmt.Checkpoint

@@ -5,9 +5,9 @@ import "sync"
 // flow is a conversation's backpressure: two byte counts against one
 // budget, and the goroutines that wait for them to fall.
 //
-//   - toApp: input on its way to the app: records submitted to the log and
-//     not yet durable, and records handed to the app sender and not yet
-//     written to the app. Above the budget, inbound peer links stop reading
+//   - toApp: input on its way to the app: records handed to the app sender
+//     (as they are submitted to the log: they wait there until durable) and
+//     not yet written to the app. Above the budget, inbound peer links stop reading
 //     (waitInput): their TCP windows fill, and their senders keep the output
 //     buffered. A disk slower than the network pushes back the same way.
 //   - unacked: output to other instances they have not acknowledged. Above

@@ -511,6 +511,7 @@ func (f *logFollower) readCurrent(limit int64, max int, each func(r *logfmt.Reco
 		return 0, nil
 	}
 	sr := logfmt.ResumeSegmentReader(io.NewSectionReader(f.cur, f.off, size-f.off), f.curHdr, f.off, f.last)
+	sr.SetLive(true) // the primary writes it
 	n := 0
 	for n < max {
 		start := sr.Offset()

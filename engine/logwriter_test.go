@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,5 +247,58 @@ func readLogDir(fsys vfs.FS, dir string) ([]logfmt.Record, error) {
 			c.Messages = bytes.Clone(r.Messages)
 			out = append(out, c)
 		}
+	}
+}
+
+// slowSyncFS makes every Sync of the files it creates take 30 ms.
+type slowSyncFS struct{ vfs.FS }
+
+func (f slowSyncFS) Create(name string) (vfs.File, error) {
+	file, err := f.FS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return slowSyncFile{file}, nil
+}
+
+type slowSyncFile struct{ vfs.File }
+
+func (f slowSyncFile) Sync() error { time.Sleep(30 * time.Millisecond); return f.File.Sync() }
+
+// TestLogWriterRollWaitingForASyncWakes (found in review): a batch of
+// pipelineBytes or more that crosses into a new segment while a sync runs
+// makes the writer's roll wait for that sync; with nothing submitted
+// after it, the end of the sync must wake it (wakeOther, a write under
+// way), or the records of the batch are never reported durable.
+func TestLogWriterRollWaitingForASyncWakes(t *testing.T) {
+	mem := vfs.NewMem()
+	if err := mem.MkdirAll("/log", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var durable atomic.Int64
+	w := NewLogWriter(slowSyncFS{mem}, "/log", func(s int64) { durable.Store(s) }, func(err error) { t.Error(err) })
+	defer w.Close()
+	big := make([]byte, 64<<10)
+	rec := func(seq int64) *logfmt.Record {
+		return &logfmt.Record{Seq: seq, Time: seq, Sources: []logfmt.Source{{Peer: "t", FirstSeq: seq, Count: 1}}, Messages: logfmt.AppendRPC(nil, logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: big}), MessageCount: 1}
+	}
+	w.Submit([]LogWrite{{Segment: 1, Record: rec(1)}})
+	for durable.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	w.Submit([]LogWrite{{Segment: 1, Record: rec(2)}})
+	time.Sleep(5 * time.Millisecond) // its sync is under way
+	var batch []LogWrite
+	for s := int64(3); s <= 7; s++ { // more than pipelineBytes in all
+		batch = append(batch, LogWrite{Segment: 1, Record: rec(s)})
+	}
+	batch = append(batch, LogWrite{Segment: 2, Record: rec(8)})
+	w.Submit(batch)
+	deadline := time.Now().Add(10 * time.Second)
+	for durable.Load() < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("durable %d after 10 s, want 8: the roll waits for a wake-up that never comes", durable.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

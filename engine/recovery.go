@@ -159,6 +159,7 @@ func readLogFrom(in *layout.Instance, k uint64, first int64, rec *recovered, own
 	if err != nil {
 		return 0, nil, err
 	}
+	lr.Strict() // no one writes the log while it recovers
 	if own {
 		lr.OwnBuffers()
 	}

@@ -186,6 +186,22 @@ func TestSegmentZeroTail(t *testing.T) {
 	if recs, _, err := readSegment(b); !errors.Is(err, ErrCorrupt) || len(recs) != 3 {
 		t.Fatalf("zeros, then a write issued after they were synced: %d records, %v; want 3 and corruption", len(recs), err)
 	}
+	// Read live (the segment may be being written: the zeros may be a
+	// read from before the write), the same bytes are a torn tail.
+	sr, err := NewSegmentReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr.SetLive(true)
+	n := 0
+	for ; ; n++ {
+		if _, err = sr.Next(); err != nil {
+			break
+		}
+	}
+	if !IsTornTail(err) || n != 3 || sr.Offset() != end {
+		t.Fatalf("live: zeros, then a later write: %d records, offset %d, %v; want 3, %d, a torn tail", n, sr.Offset(), err, end)
+	}
 	// The same write issued while record 4 was unsynced: a torn tail.
 	later.UnsyncedFrom = 4
 	if lb, err = AppendRecord(nil, later); err != nil {

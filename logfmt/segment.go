@@ -91,6 +91,8 @@ type SegmentReader struct {
 	rec    Record
 	last   int64 // sequence number of the last good record, 0 before the first
 	err    error
+	// live: SetLive.
+	live bool
 	// recVersion and fixed: the version of the segment's records and the
 	// size of their fixed part.
 	recVersion byte
@@ -274,8 +276,20 @@ func (s *SegmentReader) zeros() error {
 	if isZeros(rest) {
 		return io.EOF
 	}
+	if s.live {
+		return fmt.Errorf("%w at offset %d: record reads as zeros, bytes after it do not (a write that reached the file between two reads)", ErrTornTail, s.off)
+	}
 	return s.classify("record reads as zeros", rest)
 }
+
+// SetLive(true) tells the reader that the segment may be being written. The
+// writer writes over the zeros it extended the segment with, so a reader
+// may read zeros where the next record goes, and then, in its next read,
+// bytes written since: that is a torn tail for now, not damage. Without
+// SetLive (recovery, which reads a segment no one writes) zeros followed by
+// a write issued after their record was synced are corruption: a synced
+// record lost.
+func (s *SegmentReader) SetLive(live bool) { s.live = live }
 
 // isZeros reports whether b is all zero bytes, comparing a page at a time.
 func isZeros(b []byte) bool {

@@ -35,6 +35,21 @@ type LogReader struct {
 	endSeg uint64
 	endOff int64
 	own    bool // OwnBuffers
+	strict bool // Strict
+}
+
+// Strict reads the log as one no one writes, as recovery does: zeros where
+// a record should be, followed by a write issued after that record was
+// synced, are corruption (a synced record lost). Without it the log is
+// read as one that may be being written (logfmt.SegmentReader.SetLive):
+// followers and tools read running instances, where a write that reaches
+// the file between two reads leaves the same bytes, and take it as a torn
+// tail. Call it before the first Next.
+func (lr *LogReader) Strict() {
+	lr.strict = true
+	if lr.sr != nil {
+		lr.sr.SetLive(false)
+	}
 }
 
 // OwnBuffers makes the reader read each record into a buffer of its own
@@ -108,6 +123,7 @@ func (in *Instance) NewLogReaderAt(seg uint64, off int64, prev int64) (*LogReade
 	}
 	lr.f, lr.seg, lr.last = f, seg, prev
 	lr.sr = logfmt.ResumeSegmentReader(bufio.NewReaderSize(io.NewSectionReader(f, off, max(size-off, 0)), readBufSize), h, off, prev)
+	lr.sr.SetLive(true)
 	return lr, nil
 }
 
@@ -208,6 +224,7 @@ func (lr *LogReader) open(n uint64) error {
 	if lr.own {
 		sr.SetOwnBuffers()
 	}
+	sr.SetLive(!lr.strict)
 	lr.f, lr.sr, lr.seg = f, sr, n
 	return nil
 }
