@@ -270,7 +270,9 @@ func TestElectionStalledPrimaryIsDeposed(t *testing.T) {
 	fp := pa.(*filePrimacy)
 	close(fp.stop) // the renewing stops; the lock stays held
 	<-fp.done
-	b := &FileElection{Dir: dir, Replica: 1, TTL: 100 * time.Millisecond}
+	// TTLs of 500 ms: the live primary must renew within them while the
+	// third replica campaigns; on a loaded machine 100 ms was missed.
+	b := &FileElection{Dir: dir, Replica: 1, TTL: 500 * time.Millisecond}
 	pb, err := b.Campaign(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -296,8 +298,8 @@ func TestElectionStalledPrimaryIsDeposed(t *testing.T) {
 	// gets the lock once the stalled one is gone must not take over from
 	// the live primary, and the live primary takes the lock.
 	fp.primaryLock.Unlock()
-	c := &FileElection{Dir: dir, Replica: 2, TTL: 100 * time.Millisecond}
-	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	c := &FileElection{Dir: dir, Replica: 2, TTL: 500 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	if p, err := c.Campaign(ctx); err == nil {
 		t.Fatalf("a third replica took over from a live primary (epoch %d)", p.Epoch())
