@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ambr-dev/ambr/engine/layout"
+	"github.com/ambr-dev/ambr/engine/supervise"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -300,5 +302,48 @@ func TestLogWriterRollWaitingForASyncWakes(t *testing.T) {
 			t.Fatalf("durable %d after 10 s, want 8: the roll waits for a wake-up that never comes", durable.Load())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPreallocatedSegmentOnDisk: on the real disk, a segment being written
+// is longer than its records (zeros ahead of them), reads to a clean end,
+// and `ambr ls` (supervise.Describe) counts the log to where its records
+// end; after Close the file ends there.
+func TestPreallocatedSegmentOnDisk(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "x")
+	logDir := filepath.Join(dir, layout.VersionDir(0))
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeManifest(vfs.Default(), dir, &logfmt.Manifest{Instance: "x", FirstSegment: 1}); err != nil {
+		t.Fatal(err)
+	}
+	w, p := newWriterProbe(t, logDir, nil)
+	var want int64 = logfmt.SegmentHeaderSize
+	for seq := int64(1); seq <= 3; seq++ {
+		r := testRecord(seq)
+		want += int64(r.EncodedSize())
+		w.Submit([]LogWrite{{Segment: 1, Record: r}})
+		if _, err := p.wait(seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(logDir, layout.SegmentName(1))
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() <= want {
+		t.Fatalf("segment of %d bytes while written, its records %d: not extended ahead", st.Size(), want)
+	}
+	d := supervise.Describe("x", dir)
+	if d.Error != "" || d.LastSeq != 3 || d.LogBytes != want {
+		t.Fatalf("Describe: last record %d, log %d bytes, error %q; want 3, %d bytes, none", d.LastSeq, d.LogBytes, d.Error, want)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = os.Stat(path); err != nil || st.Size() != want {
+		t.Fatalf("after Close the segment is %d bytes (%v), want %d", st.Size(), err, want)
 	}
 }

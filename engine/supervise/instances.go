@@ -82,9 +82,11 @@ func Describe(name, dir string) InstanceInfo {
 	segs, _ := in.Segments()
 	ckpts, _ := in.Checkpoints()
 	v.Segments, v.Checkpoints = len(segs), len(ckpts)
+	var lastSize int64
 	for _, s := range segs {
 		if fi, err := os.Stat(in.SegmentPath(s)); err == nil {
 			v.LogBytes += fi.Size()
+			lastSize = fi.Size()
 		}
 	}
 	// The last record: read the newest segment that holds one.
@@ -102,6 +104,12 @@ func Describe(name, dir string) InstanceInfo {
 				break
 			}
 			v.LastSeq = r.Seq
+		}
+		// The segment being written (or left so by a crash) may hold
+		// zeros past its records: the writer extends it ahead of them.
+		// Count the log to where its records end.
+		if seg, off := lr.End(); seg == segs[len(segs)-1] && off > 0 && off < lastSize {
+			v.LogBytes -= lastSize - off
 		}
 		lr.Close()
 	}
