@@ -973,27 +973,43 @@ func (v *conversation) readApp(r io.Reader) {
 	}
 }
 
-// maxStatePrealloc bounds the buffer readCheckpointState allocates for the
-// announced length before it has read anything.
-const maxStatePrealloc = 1 << 30
+// maxStatePrealloc bounds the announced length readCheckpointState reads
+// toward (a larger one is read as io.ReadAll does), and stateFirstRead
+// what it allocates before any of the state has arrived: an app that
+// announces a gigabyte and sends nothing costs 4 MiB, not the gigabyte
+// (found in review).
+const (
+	maxStatePrealloc = 1 << 30
+	stateFirstRead   = 4 << 20
+)
 
 // readCheckpointState reads the state bytes after the app's Checkpoint
-// message m: io.ReadAll's result, read into one buffer of the announced
-// size instead of one grown (and copied) from 512 bytes up, which for the
-// 64 MiB checkpoint an app takes on becoming primary lay between the app's
-// answer and the instance being live.
+// message m: io.ReadAll's result, read into a buffer that grows toward the
+// announced size by doublings that end on it, as the bytes arrive, instead
+// of one grown (and copied) from 512 bytes up, which for the 64 MiB
+// checkpoint an app takes on becoming primary lay between the app's answer
+// and the instance being live.
 func readCheckpointState(r io.Reader, m logfmt.Message) ([]byte, error) {
 	n, err := m.CheckpointStateLen()
 	if err != nil || n > maxStatePrealloc {
 		return io.ReadAll(r)
 	}
-	b := make([]byte, n)
-	k, err := io.ReadFull(r, b)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return b[:k], nil // fewer than announced, as io.ReadAll returns them
-	case err != nil:
-		return nil, err
+	size := int(n)
+	b := make([]byte, 0, min(size, stateFirstRead))
+	for len(b) < size {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(size, 2*cap(b)))
+			copy(nb, b)
+			b = nb
+		}
+		k, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		switch {
+		case err == io.EOF:
+			return b, nil // fewer than announced, as io.ReadAll returns them
+		case err != nil:
+			return nil, err
+		}
 	}
 	rest, err := io.ReadAll(r) // nothing, unless more than announced
 	if len(rest) > 0 {

@@ -26,6 +26,12 @@ type nondeterminismWatch struct {
 	// what the replay queue held anyway, until the app's output reaches
 	// the next point.
 	recent []*logfmt.Record
+	// recentBytes is the messages' bytes recent holds, at most
+	// maxRecentBytes (the oldest go first): a recovery that streams its
+	// log checks the app's output only once the whole log is read.
+	recentBytes int
+	// letGo is the newest record dropped for maxRecentBytes.
+	letGo  int64
 	sent   []sentNow // sent since the last matched point, the first keepSent
 	more   int       // messages sent beyond those
 	causes []*nondeterminismCause
@@ -52,6 +58,22 @@ func (w *nondeterminismWatch) replayed(rec *logfmt.Record, wire []byte) {
 	c := logfmt.Record{Seq: rec.Seq, Time: rec.Time, Messages: wire[logfmt.WireHeaderSize:],
 		Sources: append([]logfmt.Source(nil), rec.Sources...)}
 	w.recent = append(w.recent, &c)
+	w.recentBytes += len(c.Messages)
+	for w.recentBytes > maxRecentBytes && len(w.recent) > 1 {
+		w.letGo = w.recent[0].Seq
+		w.drop()
+	}
+}
+
+// maxRecentBytes bounds what the watch keeps of replayed records to name
+// a mismatch's input: a mismatch further back is reported without it.
+const maxRecentBytes = 64 << 20
+
+// drop forgets the oldest record kept.
+func (w *nondeterminismWatch) drop() {
+	w.recentBytes -= len(w.recent[0].Messages)
+	w.recent[0] = nil
+	w.recent = w.recent[1:]
 }
 
 // sentDuringRecovery notes a message the replaying app sent.
@@ -67,12 +89,9 @@ func (w *nondeterminismWatch) sentDuringRecovery(dest, body []byte) {
 func (w *nondeterminismWatch) matched(seq int64) {
 	w.sent, w.more = w.sent[:0], 0
 	// The next mismatch names the record before its point: keep seq-1.
-	i := 0
-	for i < len(w.recent) && w.recent[i].Seq < seq-1 {
-		w.recent[i] = nil
-		i++
+	for len(w.recent) > 0 && w.recent[0].Seq < seq-1 {
+		w.drop()
 	}
-	w.recent = w.recent[i:]
 }
 
 // mismatch describes a point that did not match: at record seq, after
@@ -88,6 +107,9 @@ func (w *nondeterminismWatch) mismatch(seq int64, count uint64, logged, now uint
 			break
 		}
 		rec = r
+	}
+	if rec != nil && rec.Seq > seq-1 && w.letGo >= seq-1 {
+		rec = nil // the record before the point was let go (maxRecentBytes)
 	}
 	var b strings.Builder
 	input := "(not kept)"

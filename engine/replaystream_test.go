@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -324,6 +325,24 @@ func TestReadCheckpointState(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := readCheckpointState(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(boom)), msg(3)); !errors.Is(err, boom) {
 		t.Fatalf("error %v, want boom", err)
+	}
+	// A state larger than the first read, arriving in pieces: the buffer
+	// grows to it.
+	big := bytes.Repeat([]byte("0123456789abcdef"), (stateFirstRead*5/2)/16+3)
+	got, err := readCheckpointState(iotest.HalfReader(bytes.NewReader(big)), msg(int64(len(big))))
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("a state of %d bytes in pieces: %d bytes back, %v", len(big), len(got), err)
+	}
+	// A gigabyte announced and nothing sent costs no gigabyte (found in
+	// review: the buffer was allocated whole before anything arrived).
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if got, err := readCheckpointState(strings.NewReader(""), msg(maxStatePrealloc)); err != nil || len(got) != 0 {
+		t.Fatalf("nothing sent: %d bytes, %v", len(got), err)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2*stateFirstRead {
+		t.Fatalf("a gigabyte announced, nothing sent: %d MiB allocated", alloc>>20)
 	}
 }
 
