@@ -824,21 +824,32 @@ func (c *Core) AcceptingPeers() bool {
 // protocol error (the caller drops the connection). msg is copied into the
 // open record, not kept: the caller may reuse it.
 func (c *Core) PeerMessage(from string, seq int64, msg []byte) error {
+	if next, err := c.admitPeer(from, seq); !next {
+		return err
+	}
+	c.appendInput(from, seq, msg)
+	return nil
+}
+
+// admitPeer says whether message seq from peer from is the next one to log:
+// not if it was logged already (a resend, no error) or comes out of turn,
+// from this instance itself, or before the first start is complete (an
+// error: the caller drops the connection).
+func (c *Core) admitPeer(from string, seq int64) (next bool, err error) {
 	if from == c.cfg.Name {
-		return fmt.Errorf("peer message from %q, which is this instance", from)
+		return false, fmt.Errorf("peer message from %q, which is this instance", from)
 	}
 	if !c.AcceptingPeers() {
-		return fmt.Errorf("peer message from %s before this instance's first start is complete", from)
+		return false, fmt.Errorf("peer message from %s before this instance's first start is complete", from)
 	}
 	w := c.inWM[from]
 	switch {
 	case seq <= w:
-		return nil
+		return false, nil
 	case seq != w+1:
-		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
+		return false, fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
 	}
-	c.appendInput(from, seq, msg)
-	return nil
+	return true, nil
 }
 
 // PeerMessageOwned is PeerMessage for a message msg that ends buf, a buffer
@@ -854,18 +865,8 @@ func (c *Core) PeerMessageOwned(from string, seq int64, buf, msg []byte) error {
 	if len(msg) <= maxOpenRecord || at < logfmt.WireHeaderSize || &buf[at] != &msg[0] {
 		return c.PeerMessage(from, seq, msg)
 	}
-	if from == c.cfg.Name {
-		return fmt.Errorf("peer message from %q, which is this instance", from)
-	}
-	if !c.AcceptingPeers() {
-		return fmt.Errorf("peer message from %s before this instance's first start is complete", from)
-	}
-	w := c.inWM[from]
-	switch {
-	case seq <= w:
-		return nil
-	case seq != w+1:
-		return fmt.Errorf("peer %s sent message %d, but the next one expected is %d", from, seq, w+1)
+	if next, err := c.admitPeer(from, seq); !next {
+		return err
 	}
 	c.appendOwned(from, seq, buf, at)
 	return nil
