@@ -12,21 +12,7 @@ import (
 // TestFrameQueueOrder: frames of every size, chunk-sized and larger ones
 // included, pushed while the writer drains, arrive whole and in order.
 func TestFrameQueueOrder(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	out, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	in, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	out, in := tcpPair(t)
 	q := newFrameQueue()
 	done := make(chan struct{})
 	go func() { q.drainTo(out); close(done) }()
@@ -106,21 +92,7 @@ func TestFrameQueueOrder(t *testing.T) {
 // queue neither appends to them nor recycles them as a chunk, even when the
 // message is exactly a chunk's size, and it lets go of them once written.
 func TestFrameQueueByReference(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	out, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	in, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	out, in := tcpPair(t)
 	q := newFrameQueue()
 	done := make(chan struct{})
 	go func() { q.drainTo(out); close(done) }()
@@ -176,4 +148,24 @@ func TestFrameQueueByReference(t *testing.T) {
 	}
 	q.close()
 	<-done
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, closed when
+// the test ends.
+func tcpPair(t *testing.T) (out, in net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if out, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if in, err = ln.Accept(); err != nil {
+		out.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close(); in.Close() })
+	return out, in
 }

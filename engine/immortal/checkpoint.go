@@ -101,16 +101,9 @@ func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
 	return appendCheckpoint(nil, c, state, b, false)
 }
 
-// appendCheckpoint appends the checkpoint bytes of encodeCheckpoint to dst,
-// after the Checkpoint message that announces them if framed. The bytes are
-// json.Marshal's, but a state stored in base64 (a codec other than JSON:
-// nearly all of a large checkpoint) is base64-encoded straight into dst:
-// json.Marshal would encode it into a buffer of its own, growing it, and
-// the caller copy it again (made up most of the becoming-primary checkpoint
-// of a 64 MiB state). json.Marshal writes the field first, as
-// {"state_b64":"<base64>", then the rest of the object, which is what
-// json.Marshal makes of the checkpoint without it, from its first key on.
-func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed bool) ([]byte, error) {
+// checkpointValue is what the binding's checkpoint holds, as json.Marshal
+// would encode it.
+func checkpointValue(c Codec, state []byte, b *bindingState) checkpointJSON {
 	ck := checkpointJSON{Binding: bindingJSON{
 		Codec:      c.Name(),
 		NextCallID: b.nextCallID,
@@ -127,6 +120,20 @@ func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed
 		pj.Note, pj.NoteB64 = embed(c, p.note)
 		ck.Binding.Pending[strconv.FormatInt(id, 10)] = pj
 	}
+	return ck
+}
+
+// appendCheckpoint appends the checkpoint bytes of encodeCheckpoint to dst,
+// after the Checkpoint message that announces them if framed. The bytes are
+// json.Marshal's, but a state stored in base64 (a codec other than JSON:
+// nearly all of a large checkpoint) is base64-encoded straight into dst:
+// json.Marshal would encode it into a buffer of its own, growing it, and
+// the caller copy it again (made up most of the becoming-primary checkpoint
+// of a 64 MiB state). json.Marshal writes the field first, as
+// {"state_b64":"<base64>", then the rest of the object, which is what
+// json.Marshal makes of the checkpoint without it, from its first key on.
+func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed bool) ([]byte, error) {
+	ck := checkpointValue(c, state, b)
 	if ck.StateB64 == nil {
 		out, err := json.Marshal(ck)
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -111,23 +110,7 @@ func TestUnmarshalCheckpointFastPath(t *testing.T) {
 // fast path: json.Marshal of the whole. appendCheckpoint must write exactly
 // its bytes.
 func encodeCheckpointReference(c Codec, state []byte, b *bindingState) ([]byte, error) {
-	ck := checkpointJSON{Binding: bindingJSON{
-		Codec:      c.Name(),
-		NextCallID: b.nextCallID,
-		Pending:    make(map[string]pendingJSON, len(b.pending)),
-		Durable:    b.dur,
-		StateType:  b.stateType,
-	}}
-	if state == nil {
-		state = []byte{}
-	}
-	ck.State, ck.StateB64 = embed(c, state)
-	for id, p := range b.pending {
-		pj := pendingJSON{OnResult: p.onResult, Method: p.method, Dest: p.dest, Orch: p.orch, Step: p.step}
-		pj.Note, pj.NoteB64 = embed(c, p.note)
-		ck.Binding.Pending[strconv.FormatInt(id, 10)] = pj
-	}
-	return json.Marshal(ck)
+	return json.Marshal(checkpointValue(c, state, b))
 }
 
 // compareEncode fails unless appendCheckpoint writes json.Marshal's bytes,
