@@ -574,3 +574,29 @@ func TestOwningMessageReader(t *testing.T) {
 		}
 	}
 }
+
+// A checkpoint's state is read at most stateReadChunk bytes at a time,
+// however much the caller asks for (a single copy out of an in-process
+// pipe cannot be preempted), and all of it arrives.
+func TestStateReadsAreBounded(t *testing.T) {
+	state := bytes.Repeat([]byte("0123456789abcdef"), (3*stateReadChunk+100)/16)
+	stream := append(AppendCheckpointMessage(nil, int64(len(state))), state...)
+	mr := NewMessageReader(bytes.NewReader(stream))
+	if m, err := mr.Next(); err != nil || m.Type != TypeCheckpoint {
+		t.Fatalf("%v, %v", m.Type, err)
+	}
+	got := make([]byte, 0, len(state))
+	for len(got) < len(state) {
+		n, err := mr.State().Read(got[len(got):cap(got)])
+		if n > stateReadChunk {
+			t.Fatalf("one Read returned %d bytes, more than %d", n, stateReadChunk)
+		}
+		got = got[:len(got)+n]
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", len(got), len(state), err)
+		}
+	}
+	if !bytes.Equal(got, state) {
+		t.Fatal("state read differs")
+	}
+}
