@@ -537,6 +537,11 @@ type conversation struct {
 	pendingAcks map[string]int64
 	sentAcks    map[string]int64
 	ackTimer    *time.Timer
+
+	// stateSize is the size of the newest checkpoint state the instance
+	// holds (recovered from, or taken since): the app's next checkpoint is
+	// read into a buffer of about that size at once (readCheckpointState).
+	stateSize atomic.Int64
 }
 
 // peerAckDelay and peerAckEvery bound how long, and over how many
@@ -661,7 +666,9 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 			v.manifest = &m
 		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
-		v.core.StartRecovery(rec.checkpoint, rec.newSegment)
+		v.core.StartRecoveryFramed(rec.checkpoint, rec.framed, rec.newSegment)
+		rec.framed = nil // the Core's
+		v.stateSize.Store(int64(len(rec.checkpoint.State)))
 		if !stream {
 			for _, r := range rec.records {
 				if err := v.core.ReplayRecord(r); err != nil {
@@ -859,6 +866,9 @@ func (v *conversation) dispatch(rd Ready) error {
 	} else if len(rd.Log) > 0 {
 		return fmt.Errorf("%w: internal error: a following replica made a log record (seq %d)", ErrFatal, rd.Log[0].Record.Seq)
 	}
+	if ck := rd.Checkpoint; ck != nil {
+		v.stateSize.Store(int64(len(ck.State)))
+	}
 	if ck := rd.Checkpoint; ck != nil && v.fw != nil {
 		v.writeFollowerCheckpoint(ck)
 	} else if ck != nil {
@@ -964,7 +974,7 @@ func (v *conversation) readApp(r io.Reader) {
 		buf := mr.Buf()                                  // with room in front, see Core.AppMessageIn
 		var state []byte
 		if m.Type == logfmt.TypeCheckpoint {
-			if state, err = readCheckpointState(mr.State(), m); err != nil {
+			if state, err = readCheckpointState(mr.State(), m, v.stateSize.Load()); err != nil {
 				v.post(event{appErr: fmt.Errorf("read checkpoint state: %w", err)})
 				return
 			}
@@ -975,9 +985,10 @@ func (v *conversation) readApp(r io.Reader) {
 
 // maxStatePrealloc bounds the announced length readCheckpointState reads
 // toward (a larger one is read as io.ReadAll does), and stateFirstRead
-// what it allocates before any of the state has arrived: an app that
-// announces a gigabyte and sends nothing costs 4 MiB, not the gigabyte
-// (found in review).
+// what it allocates before any of the state has arrived beyond what the
+// instance already holds: an app that announces a gigabyte and sends
+// nothing costs 4 MiB, or a quarter more than its last checkpoint's state,
+// not the gigabyte (found in review).
 const (
 	maxStatePrealloc = 1 << 30
 	stateFirstRead   = 4 << 20
@@ -988,14 +999,19 @@ const (
 // announced size by doublings that end on it, as the bytes arrive, instead
 // of one grown (and copied) from 512 bytes up, which for the 64 MiB
 // checkpoint an app takes on becoming primary lay between the app's answer
-// and the instance being live.
-func readCheckpointState(r io.Reader, m logfmt.Message) ([]byte, error) {
+// and the instance being live. known is the size of the instance's last
+// checkpoint state: the first buffer holds a quarter more than that, so
+// that a state about as large as the last is read into one buffer, with
+// no doubling (each a copy, and fresh pages to fault in, on the way to
+// becoming live).
+func readCheckpointState(r io.Reader, m logfmt.Message, known int64) ([]byte, error) {
 	n, err := m.CheckpointStateLen()
 	if err != nil || n > maxStatePrealloc {
 		return io.ReadAll(r)
 	}
 	size := int(n)
-	b := make([]byte, 0, min(size, stateFirstRead))
+	first := int(max(stateFirstRead, min(known+known/4, maxStatePrealloc)))
+	b := make([]byte, 0, min(size, first))
 	for len(b) < size {
 		if len(b) == cap(b) {
 			nb := make([]byte, len(b), min(size, 2*cap(b)))

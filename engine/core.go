@@ -332,6 +332,19 @@ func (c *Core) StartFresh() {
 // FinishRecovery. newSegment is the number of the segment that records
 // logged from now on go to: one above every segment and checkpoint present.
 func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
+	c.StartRecoveryFramed(ck, nil, newSegment)
+}
+
+// checkpointRoom is the room recovery reads a checkpoint's state with
+// (StartRecoveryFramed): a wire header and a Checkpoint message's header.
+const checkpointRoom = logfmt.WireHeaderSize + 16
+
+// StartRecoveryFramed is StartRecovery of a checkpoint whose State ends
+// framed, the buffer it was read into (layout.Instance.ReadCheckpointRoom),
+// with free bytes before it: the Core frames the state for the app there,
+// and keeps it, instead of copying the state behind the headers. A framed
+// of nil or without enough room is StartRecovery.
+func (c *Core) StartRecoveryFramed(ck *logfmt.Checkpoint, framed []byte, newSegment uint64) {
 	c.phase = phaseRecovering
 	c.nextSeq = ck.NextSeq
 	c.durable = ck.NextSeq - 1
@@ -352,9 +365,19 @@ func (c *Core) StartRecovery(ck *logfmt.Checkpoint, newSegment uint64) {
 			c.needPeer(o.Peer)
 		}
 	}
+	// The wire record and the state go to the app as one chunk (the app
+	// sender reads each chunk's sequence number from its front): framed in
+	// the room the checkpoint's reader left before the state, when it did,
+	// rather than a copy of the whole state behind the headers.
+	var wire []byte
 	hdr := logfmt.AppendCheckpointMessage(nil, int64(len(ck.State)))
-	wire := logfmt.AppendWireRecord(nil, c.cfg.CommitterID, logfmt.SeqCheckpointRecord, hdr)
-	wire = append(wire, ck.State...)
+	if at := len(framed) - len(ck.State) - logfmt.WireHeaderSize - len(hdr); len(ck.State) > 0 && at >= 0 && &framed[len(framed)-len(ck.State)] == &ck.State[0] {
+		wire = framed[at:]
+		logfmt.AppendWireRecord(wire[:0], c.cfg.CommitterID, logfmt.SeqCheckpointRecord, hdr)
+	} else {
+		wire = logfmt.AppendWireRecord(nil, c.cfg.CommitterID, logfmt.SeqCheckpointRecord, hdr)
+		wire = append(wire, ck.State...)
+	}
 	c.queue = append(c.queue, delivery{wire: wire})
 }
 
@@ -419,7 +442,9 @@ func (c *Core) FinishRecovery() {
 // AppMessage handles one message from the app. For a Checkpoint message,
 // state holds the state bytes that followed it. An error is a protocol
 // violation by the app: the caller should drop the app connection. The Core
-// keeps m.Data and rewrites parts of it: the caller must not use it again.
+// keeps m.Data and rewrites parts of it, and keeps state as the
+// checkpoint's (a 64 MiB state is not copied on the way to being live): the
+// caller must not use either again.
 func (c *Core) AppMessage(m logfmt.Message, state []byte) error {
 	return c.AppMessageIn(m, m.Data, state)
 }
@@ -719,7 +744,7 @@ func (c *Core) appCheckpoint(state []byte) error {
 	ck := &logfmt.Checkpoint{
 		Number: p.number, AppVersion: c.cfg.AppVersion, NextSeq: p.nextSeq, Time: c.cfg.Now().UnixNano(),
 		OutCount: c.outCount, OutDigest: c.outDig, Inputs: p.inputs, Outputs: c.outputs(),
-		State: append([]byte(nil), state...),
+		State: state, // the caller's, which the Core keeps (AppMessage)
 	}
 	c.inFlight = p.number
 	if c.following {

@@ -638,3 +638,37 @@ func TestReplayWireChecksTheWireRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A checkpoint read with room before its state is framed for the app in
+// that room, the same bytes StartRecovery sends, without a copy of the
+// state; without room (or with too little) it is copied as before.
+func TestStartRecoveryFramed(t *testing.T) {
+	state := bytes.Repeat([]byte("state"), 1000)
+	toApp := func(framed []byte, ck *logfmt.Checkpoint) []byte {
+		t.Helper()
+		c := NewCore(CoreConfig{Name: "counter", CommitterID: 7})
+		c.StartRecoveryFramed(ck, framed, 2)
+		out := c.Ready().ToApp
+		if len(out) != 1 {
+			t.Fatalf("%d chunks to the app, want the checkpoint's one", len(out))
+		}
+		return out[0]
+	}
+	want := toApp(nil, &logfmt.Checkpoint{Number: 1, NextSeq: 5, State: state})
+	if h, err := logfmt.ParseWireHeader(want); err != nil || h.Seq != logfmt.SeqCheckpointRecord || !bytes.Equal(want[len(want)-len(state):], state) {
+		t.Fatalf("checkpoint record %x…: %+v, %v", want[:40], h, err)
+	}
+	for _, room := range []int{checkpointRoom, len(want) - len(state), len(want) - len(state) - 1, 0} {
+		framed := make([]byte, room+len(state))
+		copy(framed[room:], state)
+		ck := &logfmt.Checkpoint{Number: 1, NextSeq: 5, State: framed[room:]}
+		got := toApp(framed, ck)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("room %d: %x… to the app, want %x…", room, got[:40], want[:40])
+		}
+		inPlace := &got[len(got)-len(state)] == &ck.State[0]
+		if fits := room >= len(want)-len(state); inPlace != fits {
+			t.Fatalf("room %d for a %d-byte frame: framed in place %v", room, len(want)-len(state), inPlace)
+		}
+	}
+}

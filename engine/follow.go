@@ -662,6 +662,7 @@ func (c *Coordinator) serveFollowing(ctx context.Context, conn AppConn) (err err
 	v.core = NewCore(CoreConfig{SenderGates: true, Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism, CommitterID: m.CommitterID})
 	segs, _ := layout.ListSegments(fsys, filepath.Join(dir, layout.VersionDir(0)))
 	v.core.StartFollowing(ck, max(ck.Number, lastOf(segs))+1)
+	v.stateSize.Store(int64(len(ck.State)))
 	c.log.Info("following the primary's log", "checkpoint", ck.Number)
 	v.flow = newFlow(c.opts.AppBudget)
 	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })

@@ -19,7 +19,11 @@ type recovered struct {
 	manifest   *logfmt.Manifest
 	in         *layout.Instance // of manifest
 	checkpoint *logfmt.Checkpoint
-	records    []*logfmt.Record
+	// framed is the buffer checkpoint.State was read into, with
+	// logfmt.CheckpointStateRoom free bytes before it, or nil
+	// (Core.StartRecoveryFramed).
+	framed  []byte
+	records []*logfmt.Record
 	// newSegment is the segment that records logged from now on go to:
 	// above every segment and checkpoint present, so nothing is overwritten.
 	newSegment uint64
@@ -88,12 +92,12 @@ func recoverCheckpoint(fsys vfs.FS, dir string) (*recovered, error) {
 		return recoverFresh(fsys, dir)
 	}
 	for k := m.Checkpoint; k >= 1; k-- {
-		ck, err := in.ReadCheckpoint(k)
+		ck, framed, err := in.ReadCheckpointRoom(k, checkpointRoom)
 		if err != nil {
 			rec.notes = append(rec.notes, fmt.Sprintf("skipped checkpoint %d: %v", k, err))
 			continue
 		}
-		rec.checkpoint = ck
+		rec.checkpoint, rec.framed = ck, framed
 		return rec, nil
 	}
 	return nil, fmt.Errorf("recover %s: no valid checkpoint among 1..%d: %w", dir, m.Checkpoint, ErrDamagedLog)

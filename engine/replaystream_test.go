@@ -317,19 +317,19 @@ func TestReadCheckpointState(t *testing.T) {
 		n  int64
 	}{{"abc", 3}, {"", 0}, {"ab", 3}, {"abcd", 3}, {"abcd", maxStatePrealloc + 1}} {
 		want, werr := io.ReadAll(strings.NewReader(tc.in))
-		got, gerr := readCheckpointState(strings.NewReader(tc.in), msg(tc.n))
+		got, gerr := readCheckpointState(strings.NewReader(tc.in), msg(tc.n), 0)
 		if !bytes.Equal(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
 			t.Fatalf("%q announced %d: %q, %v; io.ReadAll %q, %v", tc.in, tc.n, got, gerr, want, werr)
 		}
 	}
 	boom := errors.New("boom")
-	if _, err := readCheckpointState(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(boom)), msg(3)); !errors.Is(err, boom) {
+	if _, err := readCheckpointState(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(boom)), msg(3), 0); !errors.Is(err, boom) {
 		t.Fatalf("error %v, want boom", err)
 	}
 	// A state larger than the first read, arriving in pieces: the buffer
 	// grows to it.
 	big := bytes.Repeat([]byte("0123456789abcdef"), (stateFirstRead*5/2)/16+3)
-	got, err := readCheckpointState(iotest.HalfReader(bytes.NewReader(big)), msg(int64(len(big))))
+	got, err := readCheckpointState(iotest.HalfReader(bytes.NewReader(big)), msg(int64(len(big))), 0)
 	if err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("a state of %d bytes in pieces: %d bytes back, %v", len(big), len(got), err)
 	}
@@ -337,12 +337,33 @@ func TestReadCheckpointState(t *testing.T) {
 	// review: the buffer was allocated whole before anything arrived).
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	if got, err := readCheckpointState(strings.NewReader(""), msg(maxStatePrealloc)); err != nil || len(got) != 0 {
+	if got, err := readCheckpointState(strings.NewReader(""), msg(maxStatePrealloc), 0); err != nil || len(got) != 0 {
 		t.Fatalf("nothing sent: %d bytes, %v", len(got), err)
 	}
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2*stateFirstRead {
 		t.Fatalf("a gigabyte announced, nothing sent: %d MiB allocated", alloc>>20)
+	}
+	// A state as large as the instance's last one is read into one buffer
+	// (no doubling); a gigabyte announced after it costs a quarter more
+	// than it, and no more.
+	known := int64(len(big))
+	runtime.ReadMemStats(&before)
+	got, err = readCheckpointState(iotest.HalfReader(bytes.NewReader(big)), msg(known), known)
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("a state of the known size: %d bytes back, %v", len(got), err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(known+known/8) {
+		t.Fatalf("a state of the known size %d: %d bytes allocated, want one buffer", known, alloc)
+	}
+	runtime.ReadMemStats(&before)
+	if got, err := readCheckpointState(strings.NewReader(""), msg(maxStatePrealloc), known); err != nil || len(got) != 0 {
+		t.Fatalf("nothing sent: %d bytes, %v", len(got), err)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(known+known/4+1<<20) {
+		t.Fatalf("a gigabyte announced after a state of %d, nothing sent: %d bytes allocated", known, alloc)
 	}
 }
 

@@ -185,17 +185,28 @@ func ReadCheckpoint(r io.Reader) (*Checkpoint, error) {
 // state was copied several times over); results and errors are those of
 // ReadCheckpoint.
 func ReadCheckpointSize(r io.Reader, size int64) (*Checkpoint, error) {
+	c, _, err := ReadCheckpointRoom(r, size, 0)
+	return c, err
+}
+
+// ReadCheckpointRoom is ReadCheckpointSize that leaves room free bytes
+// before the state when it reads the state into a buffer of its size at
+// once, and returns that buffer too (room bytes, then State; nil when it
+// read the state otherwise): room for the headers that frame the state for
+// the app, so that a recovering coordinator sends the checkpoint it read
+// without copying a state of many MiB once more behind them.
+func ReadCheckpointRoom(r io.Reader, size int64, room int) (*Checkpoint, []byte, error) {
 	h := xxhash.New()
 	tr := io.TeeReader(bufio.NewReaderSize(r, 256<<10), h)
 	fixed := make([]byte, CheckpointFixedSize)
 	if err := readFull(tr, fixed, 0, "checkpoint header"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if string(fixed[:8]) != CheckpointMagic {
-		return nil, fmt.Errorf("%w at offset 0: not an ambr checkpoint (magic %q)", ErrCorrupt, fixed[:8])
+		return nil, nil, fmt.Errorf("%w at offset 0: not an ambr checkpoint (magic %q)", ErrCorrupt, fixed[:8])
 	}
 	if v := binary.LittleEndian.Uint32(fixed[8:]); v != CheckpointFormatVersion {
-		return nil, fmt.Errorf("%w at offset 8: checkpoint format version %d, this build reads %d", ErrCorrupt, v, CheckpointFormatVersion)
+		return nil, nil, fmt.Errorf("%w at offset 8: checkpoint format version %d, this build reads %d", ErrCorrupt, v, CheckpointFormatVersion)
 	}
 	c := &Checkpoint{
 		AppVersion: binary.LittleEndian.Uint32(fixed[12:]),
@@ -208,33 +219,37 @@ func ReadCheckpointSize(r io.Reader, size int64) (*Checkpoint, error) {
 	bookLen := binary.LittleEndian.Uint64(fixed[56:])
 	stateLen := binary.LittleEndian.Uint64(fixed[64:])
 	if bookLen > MaxBookkeepingSize || stateLen > 1<<62 {
-		return nil, fmt.Errorf("%w at offset 56: section lengths %d and %d out of range", ErrCorrupt, bookLen, stateLen)
+		return nil, nil, fmt.Errorf("%w at offset 56: section lengths %d and %d out of range", ErrCorrupt, bookLen, stateLen)
 	}
 	// Read the sections in bounded chunks so that a corrupt length on a short
 	// file fails as truncation instead of allocating the claimed size.
 	book, err := readSection(tr, bookLen, CheckpointFixedSize, size, "bookkeeping")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	off := int64(CheckpointFixedSize) + int64(bookLen)
-	state, err := readSection(tr, stateLen, off, size, "state")
+	framed, err := readSectionRoom(tr, stateLen, off, size, "state", room)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	state := framed[len(framed)-int(stateLen):]
 	off += int64(stateLen)
 	want := h.Sum64()
 	var sum [8]byte
 	if _, err := io.ReadFull(tr, sum[:]); err != nil {
-		return nil, fmt.Errorf("%w at offset %d: checkpoint checksum missing", ErrTruncated, off)
+		return nil, nil, fmt.Errorf("%w at offset %d: checkpoint checksum missing", ErrTruncated, off)
 	}
 	if got := binary.LittleEndian.Uint64(sum[:]); got != want {
-		return nil, fmt.Errorf("%w at offset %d: checkpoint checksum %016x, computed %016x", ErrCorrupt, off, got, want)
+		return nil, nil, fmt.Errorf("%w at offset %d: checkpoint checksum %016x, computed %016x", ErrCorrupt, off, got, want)
 	}
 	if err := c.parseBookkeeping(book); err != nil {
-		return nil, fmt.Errorf("%w at offset %d: bookkeeping: %v", ErrCorrupt, CheckpointFixedSize, err)
+		return nil, nil, fmt.Errorf("%w at offset %d: bookkeeping: %v", ErrCorrupt, CheckpointFixedSize, err)
 	}
 	c.State = state
-	return c, nil
+	if len(framed) == len(state) {
+		framed = nil // read in chunks, or no room asked for
+	}
+	return c, framed, nil
 }
 
 func readFull(r io.Reader, b []byte, off int64, what string) error {
@@ -254,9 +269,16 @@ func readFull(r io.Reader, b []byte, off int64, what string) error {
 // chunks, so that a corrupt length fails as truncation instead of
 // allocating the claimed size.
 func readSection(r io.Reader, n uint64, off int64, size int64, what string) ([]byte, error) {
+	return readSectionRoom(r, n, off, size, what, 0)
+}
+
+// readSectionRoom is readSection into a buffer with room free bytes before
+// the section, when it reads the section at once (in chunks, none); the
+// result is the buffer, whose last n bytes are the section.
+func readSectionRoom(r io.Reader, n uint64, off int64, size int64, what string, room int) ([]byte, error) {
 	if size >= 0 && off <= size && n <= uint64(size-off) {
-		out := make([]byte, n)
-		if err := readFull(r, out, off, what); err != nil {
+		out := make([]byte, uint64(room)+n)
+		if err := readFull(r, out[room:], off, what); err != nil {
 			return nil, err
 		}
 		return out, nil

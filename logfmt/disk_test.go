@@ -550,3 +550,38 @@ func TestSegmentReaderOwnBuffers(t *testing.T) {
 		compareOwnBuffers(t, c)
 	}
 }
+
+// ReadCheckpointRoom reads what ReadCheckpoint reads, and, when it reads
+// the state at once (the file's size known and large enough), returns the
+// buffer the state is the end of, with the room asked for before it.
+func TestReadCheckpointRoom(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteCheckpoint(&buf, testCheckpoint()); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	want, err := ReadCheckpoint(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, room := range []int{0, 1, 40} {
+		for _, size := range []int64{int64(len(b)), -1, 10} {
+			got, framed, err := ReadCheckpointRoom(bytes.NewReader(b), size, room)
+			if err != nil {
+				t.Fatalf("room %d, size %d: %v", room, size, err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("room %d, size %d (-ReadCheckpoint +ReadCheckpointRoom):\n%s", room, size, diff)
+			}
+			if room == 0 || size != int64(len(b)) {
+				if framed != nil {
+					t.Fatalf("room %d, size %d: a framed buffer of %d bytes, want none", room, size, len(framed))
+				}
+				continue
+			}
+			if len(framed) != room+len(got.State) || &framed[room] != &got.State[0] {
+				t.Fatalf("room %d: framed buffer of %d bytes for a state of %d, not ending with it", room, len(framed), len(got.State))
+			}
+		}
+	}
+}

@@ -175,20 +175,32 @@ func (in *Instance) ReadCheckpoint(n uint64) (*logfmt.Checkpoint, error) {
 	return ReadCheckpointFile(in.FS, in.CheckpointPath(n))
 }
 
+// ReadCheckpointRoom is ReadCheckpoint that also returns the buffer the
+// state was read into with room free bytes before it, or nil
+// (logfmt.ReadCheckpointRoom).
+func (in *Instance) ReadCheckpointRoom(n uint64, room int) (*logfmt.Checkpoint, []byte, error) {
+	return readCheckpointFile(in.FS, in.CheckpointPath(n), room)
+}
+
 // ReadCheckpointFile reads and verifies one checkpoint file.
 func ReadCheckpointFile(fsys vfs.FS, path string) (*logfmt.Checkpoint, error) {
+	c, _, err := readCheckpointFile(fsys, path, 0)
+	return c, err
+}
+
+func readCheckpointFile(fsys vfs.FS, path string, room int) (*logfmt.Checkpoint, []byte, error) {
 	f, err := fsys.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read checkpoint: %w", err)
+		return nil, nil, fmt.Errorf("read checkpoint: %w", err)
 	}
 	defer f.Close()
 	size := int64(-1)
 	if st, err := f.Stat(); err == nil {
 		size = st.Size()
 	}
-	c, err := logfmt.ReadCheckpointSize(f, size)
+	c, framed, err := logfmt.ReadCheckpointRoom(f, size, room)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return c, nil
+	return c, framed, nil
 }
