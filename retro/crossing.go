@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"io"
 
 	"github.com/ambr-dev/ambr/engine/layout"
@@ -136,7 +137,7 @@ func StateType(checkpoint []byte) string {
 			StateType string `json:"state_type"`
 		} `json:"binding"`
 	}
-	if json.Unmarshal(checkpoint, &w) != nil {
+	if json.Unmarshal(immortal.CheckpointJSON(checkpoint), &w) != nil {
 		return ""
 	}
 	return w.Binding.StateType

@@ -723,6 +723,7 @@ func (rep *Report) compareStates(seq int64, es, as []byte) bool {
 // (then as {"state": …, "entities": …}): an entity's state is the app's
 // state too. Other bindings' states are compared whole.
 func appState(b []byte) ([]byte, bool) {
+	b = immortal.CheckpointJSON(b) // a binary one as the JSON form
 	var wrap struct {
 		State   json.RawMessage `json:"state"`
 		Binding struct {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,6 +141,7 @@ func (w *stateWorker) close() {
 // splitState separates the Go binding's checkpoint into the app's state and
 // the binding's bookkeeping; other states are returned whole as raw.
 func splitState(b []byte) (state, binding json.RawMessage, raw []byte) {
+	b = immortal.CheckpointJSON(b) // a binary one as the JSON form
 	var wrap struct {
 		State   json.RawMessage `json:"state"`
 		Binding json.RawMessage `json:"binding"`

@@ -40,3 +40,16 @@ func TestStateJSONLines(t *testing.T) {
 		t.Errorf("not JSON: %q", got)
 	}
 }
+
+// The Go binding's binary checkpoint (a state that is not JSON) is split
+// as its JSON form, {"state_b64": …, "binding": …}, was before.
+func TestSplitStateBinaryCheckpoint(t *testing.T) {
+	meta := `{"binding":{"codec":"gob","next_call_id":1,"pending":{}}}`
+	binary := append([]byte("\x00ambr-binary\x01"+string(rune(len(meta)))+meta), 1, 2, 3)
+	asJSON := `{"state_b64":"AQID","binding":{"codec":"gob","next_call_id":1,"pending":{}}}`
+	gs, gb, graw := splitState(binary)
+	ws, wb, wraw := splitState([]byte(asJSON))
+	if string(gs) != string(ws) || string(gb) != string(wb) || string(graw) != string(wraw) || gs == nil {
+		t.Fatalf("binary checkpoint splits as %q, %q, %q; its JSON form as %q, %q, %q", gs, gb, graw, ws, wb, wraw)
+	}
+}

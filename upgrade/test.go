@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ambr-dev/ambr/engine/immortal"
 
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
@@ -110,7 +111,7 @@ func Test(ctx context.Context, opts retro.Options) (*TestReport, error) {
 
 // jsonOrString keeps a JSON state as it is and quotes anything else.
 func jsonOrString(b []byte) json.RawMessage {
-	if json.Valid(b) {
+	if b = immortal.CheckpointJSON(b); json.Valid(b) {
 		return b
 	}
 	q, _ := json.Marshal(string(b))

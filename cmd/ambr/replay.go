@@ -141,6 +141,7 @@ type replayResult struct {
 // splitState separates the Go binding's checkpoint into the app's state and
 // the binding's bookkeeping; other states are returned whole.
 func splitState(b []byte) (state, binding json.RawMessage, isJSON bool) {
+	b = immortal.CheckpointJSON(b) // a binary one as the JSON form
 	var wrap struct {
 		State   json.RawMessage `json:"state"`
 		Binding json.RawMessage `json:"binding"`

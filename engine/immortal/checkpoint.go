@@ -3,6 +3,7 @@ package immortal
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -98,7 +99,8 @@ func unembed(raw json.RawMessage, b64 *[]byte) []byte {
 // encodeCheckpoint returns the checkpoint bytes for the state, encoded with
 // c, and the binding's bookkeeping.
 func encodeCheckpoint(c Codec, state []byte, b *bindingState) ([]byte, error) {
-	return appendCheckpoint(nil, c, state, b, false)
+	out, tail, err := appendCheckpoint(nil, c, state, b, false)
+	return append(out, tail...), err
 }
 
 // checkpointValue is what the binding's checkpoint holds, as json.Marshal
@@ -123,44 +125,118 @@ func checkpointValue(c Codec, state []byte, b *bindingState) checkpointJSON {
 	return ck
 }
 
+// binaryCheckpointMagic opens the checkpoint of a state the binding stores
+// as its bytes (a codec other than JSON, or a JSON codec's state that is not
+// valid JSON): the length of the binding's part as a uvarint, the binding's
+// part as JSON ({"binding":{...}}: the JSON form without a state), then the
+// state's bytes, to the end. A NUL byte never opens JSON, so tools tell the
+// two forms apart by the first byte (CheckpointJSON shows this one as the
+// other). Before, such a state went into the JSON form in base64 under
+// "state_b64" (still read): a third larger, and encoding and decoding it
+// made up most of the app's part of recovering a 64 MiB state.
+const binaryCheckpointMagic = "\x00ambr-binary\x01"
+
 // appendCheckpoint appends the checkpoint bytes of encodeCheckpoint to dst,
-// after the Checkpoint message that announces them if framed. The bytes are
-// json.Marshal's, but a state stored in base64 (a codec other than JSON:
-// nearly all of a large checkpoint) is base64-encoded straight into dst:
-// json.Marshal would encode it into a buffer of its own, growing it, and
-// the caller copy it again (made up most of the becoming-primary checkpoint
-// of a 64 MiB state). json.Marshal writes the field first, as
-// {"state_b64":"<base64>", then the rest of the object, which is what
-// json.Marshal makes of the checkpoint without it, from its first key on.
-func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed bool) ([]byte, error) {
+// after the Checkpoint message that announces them if framed. A state
+// stored as its bytes (binaryCheckpointMagic) of refPayload bytes or more is
+// not copied: it is returned as tail, the bytes that follow the result,
+// to be written after it by reference (then nothing may change it until it
+// is written); otherwise tail is nil.
+func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed bool) (out, tail []byte, err error) {
 	ck := checkpointValue(c, state, b)
 	if ck.StateB64 == nil {
 		out, err := json.Marshal(ck)
 		if err != nil {
-			return nil, fmt.Errorf("encode checkpoint: %w", err)
+			return nil, nil, fmt.Errorf("encode checkpoint: %w", err)
 		}
 		if framed {
 			dst = logfmt.AppendCheckpointMessage(dst, int64(len(out)))
 		}
-		return append(dst, out...), nil
+		return append(dst, out...), nil, nil
 	}
 	ck.StateB64 = nil
-	rest, err := json.Marshal(ck) // {"binding":...}
+	meta, err := json.Marshal(ck) // {"binding":...}
 	if err != nil {
-		return nil, fmt.Errorf("encode checkpoint: %w", err)
+		return nil, nil, fmt.Errorf("encode checkpoint: %w", err)
 	}
-	if len(rest) < 2 || rest[0] != '{' || rest[1] != '"' {
-		return nil, fmt.Errorf("encode checkpoint: internal error: the rest encodes as %.20q", rest)
-	}
-	n := len(b64StatePrefix) + base64.StdEncoding.EncodedLen(len(state)) + len(`",`) + len(rest) - 1
+	n := len(binaryCheckpointMagic) + uvarintLen(uint64(len(meta))) + len(meta) + len(state)
 	if framed {
 		dst = logfmt.AppendCheckpointMessage(dst, int64(n))
 	}
-	dst = slices.Grow(dst, n)
-	dst = append(dst, b64StatePrefix...)
-	dst = base64.StdEncoding.AppendEncode(dst, state)
-	dst = append(dst, `",`...)
-	return append(dst, rest[1:]...), nil
+	if len(state) < refPayload {
+		dst = slices.Grow(dst, n)
+	}
+	dst = append(dst, binaryCheckpointMagic...)
+	dst = binary.AppendUvarint(dst, uint64(len(meta)))
+	dst = append(dst, meta...)
+	if len(state) >= refPayload {
+		return dst, state, nil
+	}
+	return append(dst, state...), nil, nil
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// parseBinaryCheckpoint reads a checkpoint of the binary form into ck: the
+// binding's part decoded, the state the rest of data (not copied). ok is
+// false if data is not of that form.
+func parseBinaryCheckpoint(data []byte, ck *checkpointJSON) (ok bool, err error) {
+	rest, found := bytes.CutPrefix(data, []byte(binaryCheckpointMagic))
+	if !found {
+		return false, nil
+	}
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n > uint64(len(rest)-k) {
+		return true, fmt.Errorf("binary checkpoint of %d bytes: the length of its binding part is cut short or too large", len(data))
+	}
+	meta, state := rest[k:k+int(n)], rest[k+int(n):]
+	if err := json.Unmarshal(meta, ck); err != nil {
+		return true, fmt.Errorf("binary checkpoint: its binding part: %w", err)
+	}
+	if ck.State != nil || ck.StateB64 != nil {
+		return true, fmt.Errorf("binary checkpoint: its binding part holds a state too")
+	}
+	ck.StateB64 = &state
+	return true, nil
+}
+
+// CheckpointJSON returns a checkpoint of this binding in its JSON form, for
+// tools that show or compare its parts: a checkpoint of the binary form
+// (a state that is not JSON) as {"state_b64": …, "binding": …}, byte for
+// byte what builds before the binary form wrote, and any other bytes as
+// they are.
+func CheckpointJSON(b []byte) []byte {
+	var ck checkpointJSON
+	if ok, err := parseBinaryCheckpoint(b, &ck); !ok || err != nil {
+		return b
+	}
+	meta := binaryCheckpointMeta(b)
+	state := *ck.StateB64
+	out := make([]byte, 0, len(b64StatePrefix)+base64.StdEncoding.EncodedLen(len(state))+len(meta)+2)
+	out = append(out, b64StatePrefix...)
+	out = base64.StdEncoding.AppendEncode(out, state)
+	// The binding's part is an object (it decoded into ck): its members
+	// follow the state's, as json.Marshal orders them.
+	rest := bytes.TrimLeft(meta, " \t\r\n")[1:]
+	if r := bytes.TrimLeft(rest, " \t\r\n"); len(r) > 0 && r[0] == '}' {
+		return append(out, `"}`...)
+	}
+	out = append(out, `",`...)
+	return append(out, rest...)
+}
+
+// binaryCheckpointMeta returns the binding's part of a checkpoint that
+// parseBinaryCheckpoint took.
+func binaryCheckpointMeta(b []byte) []byte {
+	rest := b[len(binaryCheckpointMagic):]
+	n, k := binary.Uvarint(rest)
+	return rest[k : k+int(n)]
 }
 
 // decodeCheckpoint parses checkpoint bytes made by encodeCheckpoint with a
@@ -206,6 +282,9 @@ const b64StatePrefix = `{"state_b64":"`
 // forbids, invalid base64, an error in the rest) falls back to
 // json.Unmarshal of the whole, so results and errors are the same.
 func unmarshalCheckpoint(data []byte, ck *checkpointJSON) error {
+	if ok, err := parseBinaryCheckpoint(data, ck); ok {
+		return err
+	}
 	if fastUnmarshalCheckpoint(data, ck) {
 		return nil
 	}

@@ -14,8 +14,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// checkpointInputs are checkpoint bytes the fast path must take exactly as
-// json.Unmarshal does: what encodeCheckpoint writes, and near misses of it.
+// checkpointInputs are checkpoint bytes the fast paths must take exactly as
+// json.Unmarshal takes their JSON form: what encodeCheckpoint writes (the
+// binary form), what builds before it wrote (the JSON form, in base64), and
+// near misses of both.
 func checkpointInputs(t testing.TB) [][]byte {
 	in := bindingState{nextCallID: 5, pending: map[int64]pendingCall{
 		2: {onResult: "r", method: "m", dest: "other", note: []byte{0, 1, 2}},
@@ -27,7 +29,22 @@ func checkpointInputs(t testing.TB) [][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, b)
+		old, err := encodeCheckpointReference(gobCodec{}, state, &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b, old, b[:len(b)-1], b[:len(binaryCheckpointMagic)+1])
+	}
+	for _, s := range []string{
+		binaryCheckpointMagic,
+		binaryCheckpointMagic + "\x02{}",
+		binaryCheckpointMagic + "\x03{}x",
+		binaryCheckpointMagic + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01{}",
+		binaryCheckpointMagic + "\x09{\"state\":1}",
+		binaryCheckpointMagic + "\x0d{\"binding\":5}",
+		binaryCheckpointMagic + "\x10{\"state_b64\":\"\"}",
+	} {
+		out = append(out, []byte(s))
 	}
 	for _, s := range []string{
 		`{"state_b64":"AQID","binding":{"codec":"gob","next_call_id":1,"pending":{}}}`,
@@ -58,14 +75,25 @@ func checkpointInputs(t testing.TB) [][]byte {
 
 // compareUnmarshal fails if unmarshalCheckpoint and json.Unmarshal disagree
 // on data: in the checkpoint they return or in whether and how they fail.
+// Data of the binary form is compared with json.Unmarshal of its JSON form
+// (CheckpointJSON), when unmarshalCheckpoint takes it.
 func compareUnmarshal(t *testing.T, data []byte) {
 	var want, got checkpointJSON
-	werr := json.Unmarshal(data, &want)
 	gerr := unmarshalCheckpoint(data, &got)
-	if fmt.Sprint(werr) != fmt.Sprint(gerr) {
+	if bytes.HasPrefix(data, []byte(binaryCheckpointMagic)) {
+		if gerr != nil {
+			return
+		}
+		asJSON := CheckpointJSON(data)
+		if bytes.Equal(asJSON, data) {
+			t.Fatalf("%q: taken, but CheckpointJSON leaves it as it is", data)
+		}
+		if err := json.Unmarshal(asJSON, &want); err != nil {
+			t.Fatalf("%q: taken, but its JSON form %q does not decode: %v", data, asJSON, err)
+		}
+	} else if werr := json.Unmarshal(data, &want); fmt.Sprint(werr) != fmt.Sprint(gerr) {
 		t.Fatalf("%q: error %v, json.Unmarshal's %v", data, gerr, werr)
-	}
-	if werr != nil {
+	} else if werr != nil {
 		return
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -90,10 +118,10 @@ func FuzzUnmarshalCheckpoint(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { compareUnmarshal(t, data) })
 }
 
-// The fast path takes what encodeCheckpoint writes with a codec other than
-// JSON (else recovery would not get faster).
+// The fast path takes what builds before the binary form wrote with a
+// codec other than JSON (else recovering from them would not get faster).
 func TestUnmarshalCheckpointFastPath(t *testing.T) {
-	b, err := encodeCheckpoint(gobCodec{}, []byte{1, 2, 3}, &bindingState{nextCallID: 1})
+	b, err := encodeCheckpointReference(gobCodec{}, []byte{1, 2, 3}, &bindingState{nextCallID: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,15 +135,18 @@ func TestUnmarshalCheckpointFastPath(t *testing.T) {
 }
 
 // encodeCheckpointReference is encodeCheckpoint as it was before the base64
-// fast path: json.Marshal of the whole. appendCheckpoint must write exactly
-// its bytes.
+// fast path and the binary form: json.Marshal of the whole. appendCheckpoint
+// must write exactly its bytes for a state embedded as JSON, and the JSON
+// form of what it writes otherwise must be exactly its bytes.
 func encodeCheckpointReference(c Codec, state []byte, b *bindingState) ([]byte, error) {
 	return json.Marshal(checkpointValue(c, state, b))
 }
 
-// compareEncode fails unless appendCheckpoint writes json.Marshal's bytes,
-// alone and framed by the Checkpoint message after bytes already there, and
-// the fast decode path reads them back.
+// compareEncode fails unless appendCheckpoint writes json.Marshal's bytes
+// (for a state of the binary form: bytes whose JSON form is json.Marshal's),
+// alone and framed by the Checkpoint message after bytes already there,
+// with a large state of the binary form by reference, and the decoder
+// reads them back.
 func compareEncode(t *testing.T, c Codec, state []byte, b *bindingState) {
 	t.Helper()
 	want, werr := encodeCheckpointReference(c, state, b)
@@ -126,16 +157,23 @@ func compareEncode(t *testing.T, c Codec, state []byte, b *bindingState) {
 		}
 		return
 	}
-	if !bytes.Equal(want, got) {
-		t.Fatalf("codec %s, state %q: encoded\n%q\njson.Marshal\n%q", c.Name(), state, got, want)
+	binaryForm := bytes.HasPrefix(got, []byte(binaryCheckpointMagic))
+	if _, b64 := embed(c, append([]byte{}, state...)); binaryForm != (b64 != nil) {
+		t.Fatalf("codec %s, state %q: binary form %v", c.Name(), state, binaryForm)
+	}
+	if asJSON := CheckpointJSON(got); !bytes.Equal(want, asJSON) {
+		t.Fatalf("codec %s, state %q: encoded\n%q\nas JSON\n%q\njson.Marshal\n%q", c.Name(), state, got, asJSON, want)
 	}
 	prefix := []byte("before")
-	framed, err := appendCheckpoint(append([]byte(nil), prefix...), c, state, b, true)
+	framed, tail, err := appendCheckpoint(append([]byte(nil), prefix...), c, state, b, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFramed := append(logfmt.AppendCheckpointMessage(append([]byte(nil), prefix...), int64(len(want))), want...)
-	if !bytes.Equal(framed, wantFramed) {
+	if byRef := binaryForm && len(state) >= refPayload; byRef != (tail != nil) || byRef && &tail[0] != &state[0] {
+		t.Fatalf("codec %s, state of %d bytes: tail of %d bytes", c.Name(), len(state), len(tail))
+	}
+	wantFramed := append(logfmt.AppendCheckpointMessage(append([]byte(nil), prefix...), int64(len(got))), got...)
+	if framed = append(framed, tail...); !bytes.Equal(framed, wantFramed) {
 		t.Fatalf("framed: %q, want %q", framed, wantFramed)
 	}
 	if c.Name() == (JSONCodec{}).Name() || b.nextCallID < 2 && len(b.pending) > 0 || b.nextCallID < 1 {
@@ -168,7 +206,7 @@ func checkpointEncodeCases() []*bindingState {
 // states embedded as JSON and in base64, empty, nil and of every length
 // modulo 3.
 func TestAppendCheckpointAsJSONMarshal(t *testing.T) {
-	states := [][]byte{nil, {}, {0xff}, {1, 2}, {1, 2, 3}, []byte(`{"n":5}`), []byte(`[1,2`), []byte("<html>&"), make([]byte, 4097)}
+	states := [][]byte{nil, {}, {0xff}, {1, 2}, {1, 2, 3}, []byte(`{"n":5}`), []byte(`[1,2`), []byte("<html>&"), make([]byte, 4097), make([]byte, refPayload)}
 	for _, c := range []Codec{gobCodec{}, JSONCodec{}} {
 		for _, b := range checkpointEncodeCases() {
 			for _, st := range states {
@@ -243,7 +281,7 @@ func BenchmarkCheckpoint64MiB(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(int64(len(state)))
 		for b.Loop() {
-			if _, err := appendCheckpoint(nil, gobCodec{}, state, bind, true); err != nil {
+			if _, _, err := appendCheckpoint(nil, gobCodec{}, state, bind, true); err != nil {
 				b.Fatal(err)
 			}
 		}

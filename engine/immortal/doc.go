@@ -96,8 +96,12 @@
 //	 "binding": {"codec": "json", "next_call_id": 3,
 //	             "pending": {"2": {"on_result": "doubled", "method": "double", "note": {...}}}}}
 //
-// With a codec other than JSON the state and notes are base64 strings under
-// "state_b64" and "note_b64". An app with orchestrations or entities adds
+// With a codec other than JSON the notes are base64 strings under
+// "note_b64", and the state is stored as its bytes: the checkpoint is then
+// binary, a NUL-led header, the length and JSON of the "binding" part, and
+// the state's bytes (CheckpointJSON shows it as {"state_b64": …,
+// "binding": …}, the form earlier builds wrote and this one still reads).
+// An app with orchestrations or entities adds
 // "binding.durable": the durable clock, each orchestration in flight with
 // its history (every step, what came back and in which order, what it waits
 // for now), the pending timers, and each entity's state, lock holder and

@@ -41,7 +41,7 @@ func NewestState(dir string, v any) bool {
 // none. For tools and tests: they read it, the binding owns it.
 func DecodeDurable(checkpoint []byte) (*DurableState, error) {
 	var ck checkpointJSON
-	if err := json.Unmarshal(checkpoint, &ck); err != nil {
+	if err := unmarshalCheckpoint(checkpoint, &ck); err != nil {
 		return nil, fmt.Errorf("immortal: not a checkpoint of this binding: %w", err)
 	}
 	return ck.Binding.Durable, nil
@@ -63,7 +63,7 @@ func NewestDurable(dir string, v any) (*DurableState, bool) {
 			continue
 		}
 		var wrap checkpointJSON
-		if json.Unmarshal(ck.State, &wrap) != nil || (v != nil && json.Unmarshal(wrap.State, v) != nil) {
+		if unmarshalCheckpoint(ck.State, &wrap) != nil || (v != nil && json.Unmarshal(wrap.State, v) != nil) {
 			continue
 		}
 		d := wrap.Binding.Durable

@@ -190,11 +190,16 @@ func (s *session[S]) checkpoint() error {
 	b.stateType = a.stateType
 	o := &s.rt.out
 	o.flush()
-	out, err := appendCheckpoint(o.out, a.codec, state, &b, true)
+	out, tail, err := appendCheckpoint(o.out, a.codec, state, &b, true)
 	if err != nil {
 		return err
 	}
 	o.out = out
+	if tail != nil {
+		// Written before the next record is processed, which is what
+		// could change the state's bytes (see Codec).
+		o.refs = append(o.refs, outRef{at: len(o.out), b: tail})
+	}
 	return nil
 }
 
