@@ -667,8 +667,11 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartRecoveryFramed(rec.checkpoint, rec.framed, rec.newSegment)
-		rec.framed = nil // the Core's
 		v.stateSize.Store(int64(len(rec.checkpoint.State)))
+		// The state is the Core's now, and garbage once sent to the app:
+		// recovery keeps the rest of the checkpoint, not its many MiB.
+		ck := *rec.checkpoint
+		ck.State, rec.checkpoint, rec.framed = nil, &ck, nil
 		if !stream {
 			for _, r := range rec.records {
 				if err := v.core.ReplayRecord(r); err != nil {

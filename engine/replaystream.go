@@ -130,7 +130,7 @@ func wireInPlace(raw []byte, r *logfmt.Record, committer int32) []byte {
 // fatal errors end it early. The log's notes (a torn tail cut) are logged
 // at the end; notes[:logged] already were.
 func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int) error {
-	ahead := replayAhead(len(rec.checkpoint.State))
+	ahead := replayAhead(int(v.stateSize.Load()))
 	v.wg.Add(1)
 	batches := streamLog(rec, v.core.cfg.CommitterID, replayBatchBytes, func() bool {
 		v.flow.waitToAppBelow(v.done, ahead)
