@@ -20,8 +20,7 @@ type recovered struct {
 	in         *layout.Instance // of manifest
 	checkpoint *logfmt.Checkpoint
 	// framed is the buffer checkpoint.State was read into, with
-	// logfmt.CheckpointStateRoom free bytes before it, or nil
-	// (Core.StartRecoveryFramed).
+	// checkpointRoom free bytes before it, or nil (Core.StartRecoveryFramed).
 	framed  []byte
 	records []*logfmt.Record
 	// newSegment is the segment that records logged from now on go to:

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ambr-dev/ambr/engine/immortal"
 	"io"
 
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/logfmt"
 	"github.com/ambr-dev/ambr/timetravel"

@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ambr-dev/ambr/engine/immortal"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/timetravel"
 )
 

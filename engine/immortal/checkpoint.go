@@ -45,8 +45,10 @@ type pendingCall struct {
 //	 "pending": {"2": {"on_result": "doubled", "method": "double", "note": ...}},
 //	 "state_type": "example.com/app/bank.Account"}}
 //
-// The state and notes are embedded as JSON when the codec is JSON, and as
-// base64 strings under "state_b64" and "note_b64" otherwise.
+// The state and notes are embedded as JSON when the codec is JSON; notes are
+// base64 strings under "note_b64" otherwise, and a state that is not JSON
+// makes the checkpoint binary (binaryCheckpointMagic; earlier builds wrote
+// it in base64 under "state_b64", which is still read).
 type checkpointJSON struct {
 	State    json.RawMessage `json:"state,omitempty"`
 	StateB64 *[]byte         `json:"state_b64,omitempty"`
@@ -196,11 +198,18 @@ func parseBinaryCheckpoint(data []byte, ck *checkpointJSON) (ok bool, err error)
 		return true, fmt.Errorf("binary checkpoint of %d bytes: the length of its binding part is cut short or too large", len(data))
 	}
 	meta, state := rest[k:k+int(n)], rest[k+int(n):]
+	// An object whose only member is "binding" (found in review: "null",
+	// or a "state_b64":null beside it, decoded here but not as the JSON
+	// form CheckpointJSON makes of it).
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(meta, &members); err != nil || members == nil {
+		return true, fmt.Errorf("binary checkpoint: its binding part is not a JSON object (%v)", err)
+	}
+	if _, ok := members["binding"]; !ok || len(members) != 1 {
+		return true, fmt.Errorf("binary checkpoint: its binding part holds other members than \"binding\"")
+	}
 	if err := json.Unmarshal(meta, ck); err != nil {
 		return true, fmt.Errorf("binary checkpoint: its binding part: %w", err)
-	}
-	if ck.State != nil || ck.StateB64 != nil {
-		return true, fmt.Errorf("binary checkpoint: its binding part holds a state too")
 	}
 	ck.StateB64 = &state
 	return true, nil
@@ -272,7 +281,8 @@ func decodeCheckpoint(c Codec, data []byte) ([]byte, bindingState, error) {
 // other than JSON: json.Marshal puts state_b64 first, without spaces.
 const b64StatePrefix = `{"state_b64":"`
 
-// unmarshalCheckpoint is json.Unmarshal(data, ck), with a fast path for a
+// unmarshalCheckpoint decodes checkpoint bytes into ck: the binary form
+// (parseBinaryCheckpoint), or json.Unmarshal(data, ck), with a fast path for a
 // checkpoint that opens with a base64 state as encodeCheckpoint writes it:
 // the state (nearly all of a large checkpoint) is base64-decoded in place
 // instead of being validated, unquoted and copied by encoding/json (which

@@ -43,6 +43,12 @@ func checkpointInputs(t testing.TB) [][]byte {
 		binaryCheckpointMagic + "\x09{\"state\":1}",
 		binaryCheckpointMagic + "\x0d{\"binding\":5}",
 		binaryCheckpointMagic + "\x10{\"state_b64\":\"\"}",
+		// Found in review: decoded, but not as their JSON forms decode.
+		binaryCheckpointMagic + "\x04null\x01\x02\x03",
+		binaryCheckpointMagic + "\x05 null\x01",
+		binaryCheckpointMagic + "\x4a{\"binding\":{\"codec\":\"gob\",\"next_call_id\":1,\"pending\":{}},\"state_b64\":null}\x01\x02\x03",
+		binaryCheckpointMagic + "\x0e{\"binding\":{}}",
+		binaryCheckpointMagic + "\x02{}",
 	} {
 		out = append(out, []byte(s))
 	}

@@ -10,8 +10,10 @@ import "encoding/json"
 //
 // The bytes Marshal returns belong to the binding: a large payload (64 KiB
 // or more) is sent by reference, after the handler that sent it has
-// returned, so Marshal may return bytes of v itself (a []byte as it is)
-// only if the app does not change them afterwards.
+// returned, and so is a large state that is not JSON in a checkpoint
+// (written before the next record is handled), so Marshal may return bytes
+// of v itself (a []byte as it is) only if the app does not change them
+// afterwards.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
