@@ -646,6 +646,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	}
 	v := &conversation{c: c, events: make(chan event, 1024), done: make(chan struct{}),
 		links: map[string]*outLink{}, linkGen: map[string]int64{}, inlinks: map[string]*inLink{}}
+	var framed []byte // the recovered checkpoint's buffer, once the Core's
 	v.core = NewCore(CoreConfig{SenderGates: true, Name: c.opts.Name, SegmentSize: c.opts.SegmentSize, Now: c.opts.Now, Nondeterminism: c.opts.Nondeterminism,
 		Upgrade: up != nil && !rec.fresh})
 	if rec.fresh {
@@ -667,6 +668,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 		}
 		v.core.cfg.CommitterID = v.manifest.CommitterID
 		v.core.StartRecoveryFramed(rec.checkpoint, rec.framed, rec.newSegment)
+		framed = rec.framed
 		v.stateSize.Store(int64(len(rec.checkpoint.State)))
 		// The state is the Core's now, and garbage once sent to the app:
 		// recovery keeps the rest of the checkpoint, not its many MiB.
@@ -703,6 +705,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 
 	v.flow = newFlow(c.opts.AppBudget)
 	v.sender = newAppSender(conn.Send, v.flow, func(err error) { v.post(event{appErr: err}) })
+	v.sender.recycleAfter(framed)
 	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(), v.onDurable, func(err error) { v.post(event{err: err}) })
 	v.appPid = conn.Pid
 	go v.readApp(conn.Recv)
@@ -977,7 +980,7 @@ func (v *conversation) readApp(r io.Reader) {
 		buf := mr.Buf()                                  // with room in front, see Core.AppMessageIn
 		var state []byte
 		if m.Type == logfmt.TypeCheckpoint {
-			if state, err = readCheckpointState(mr.State(), m, v.stateSize.Load()); err != nil {
+			if state, err = readCheckpointState(mr.State(), m, v.stateSize.Load(), v.sender.takeSpare()); err != nil {
 				v.post(event{appErr: fmt.Errorf("read checkpoint state: %w", err)})
 				return
 			}
@@ -1006,15 +1009,21 @@ const (
 // checkpoint state: the first buffer holds a quarter more than that, so
 // that a state about as large as the last is read into one buffer, with
 // no doubling (each a copy, and fresh pages to fault in, on the way to
-// becoming live).
-func readCheckpointState(r io.Reader, m logfmt.Message, known int64) ([]byte, error) {
+// becoming live). A spare buffer (appSender.takeSpare) takes a state it
+// can hold that is no less than half its size, instead of a new one.
+func readCheckpointState(r io.Reader, m logfmt.Message, known int64, spare []byte) ([]byte, error) {
 	n, err := m.CheckpointStateLen()
 	if err != nil || n > maxStatePrealloc {
 		return io.ReadAll(r)
 	}
 	size := int(n)
-	first := int(max(stateFirstRead, min(known+known/4, maxStatePrealloc)))
-	b := make([]byte, 0, min(size, first))
+	var b []byte
+	if size <= cap(spare) && size >= cap(spare)/2 {
+		b = spare[:0]
+	} else {
+		first := int(max(stateFirstRead, min(known+known/4, maxStatePrealloc)))
+		b = make([]byte, 0, min(size, first))
+	}
 	for len(b) < size {
 		if len(b) == cap(b) {
 			nb := make([]byte, len(b), min(size, 2*cap(b)))
@@ -1055,6 +1064,34 @@ type appSender struct {
 	done    chan struct{}
 	// delivered is the newest log record written to the app (AppGone).
 	delivered atomic.Int64
+	// recycle is a buffer to hand back once the item that ends where it
+	// ends is written (recycleAfter), and spare the buffer handed back.
+	recycle []byte
+	spare   atomic.Pointer[[]byte]
+}
+
+// recycleAfter asks the sender to hand buf back (takeSpare) once it has
+// written the chunk queued from it that ends where buf ends: a recovering
+// coordinator's checkpoint, whose state buffer, its pages faulted in
+// already, then takes the checkpoint the app answers with (the same size,
+// about) instead of a fresh buffer of many MiB, on the way to being live.
+// Nothing else may hold buf.
+func (s *appSender) recycleAfter(buf []byte) {
+	if len(buf) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.recycle = buf
+	s.mu.Unlock()
+}
+
+// takeSpare returns the buffer recycleAfter asked for once it is free, and
+// forgets it; nil before then (or when none was asked for).
+func (s *appSender) takeSpare() []byte {
+	if b := s.spare.Swap(nil); b != nil {
+		return *b
+	}
+	return nil
 }
 
 // appItem is bytes for the app and the log record they wait for (0: none).
@@ -1154,6 +1191,7 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 		if len(s.queue) == 0 {
 			s.queue = nil // let the array go rather than creep along it
 		}
+		recycle := s.recycle
 		s.mu.Unlock()
 		hoptrace.Mark(hoptrace.AppSend)
 		var n int64
@@ -1161,6 +1199,15 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 			if _, err := bw.Write(it.b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return
+			}
+			// Written, or copied into bw: it.b is free.
+			if recycle != nil && len(it.b) > 0 && &it.b[len(it.b)-1] == &recycle[len(recycle)-1] {
+				s.mu.Lock()
+				s.recycle = nil
+				s.mu.Unlock()
+				spare := recycle
+				s.spare.Store(&spare)
+				recycle = nil
 			}
 			if seq := wireRecordSeq(it.b); seq > 0 {
 				s.delivered.Store(seq)
