@@ -89,9 +89,10 @@ func runRecovery(ctx context.Context, cfg Config, dir string) (*RecoveryResult, 
 	msgSize := max(cfg.RecMsgSize, 16)
 	logBytes := int64(max(cfg.RecLogMiB, 1)) << 20
 	n := max(logBytes/int64(msgSize), 1)
-	// The checkpoint holds the state in base64 (the binding's format for a
-	// codec other than JSON): 3 bytes of ballast make 4.
-	ballast := max(cfg.RecCkptMiB, 1) << 20 * 3 / 4
+	// The checkpoint holds the state as its bytes (the binding's binary
+	// form for a codec other than JSON; builds before it wrote base64,
+	// where 3 bytes of ballast made 4): the ballast is the checkpoint.
+	ballast := max(cfg.RecCkptMiB, 1) << 20
 	res := &RecoveryResult{Messages: n, MessageSize: msgSize}
 
 	home, err := os.MkdirTemp(dir, "recovery-")
