@@ -130,7 +130,11 @@ func wireInPlace(raw []byte, r *logfmt.Record, committer int32) []byte {
 // fatal errors end it early. The log's notes (a torn tail cut) are logged
 // at the end; notes[:logged] already were.
 func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int) error {
-	ahead := replayAhead(int(v.stateSize.Load()))
+	// The checkpoint is among the bytes handed to the app sender until it
+	// is written: the read-ahead comes on top of it (else the reader
+	// stopped after its first batch until the app had read the state).
+	state := v.stateSize.Load()
+	ahead := state + replayAhead(int(state))
 	v.wg.Add(1)
 	batches := streamLog(rec, v.core.cfg.CommitterID, replayBatchBytes, func() bool {
 		v.flow.waitToAppBelow(v.done, ahead)
