@@ -52,9 +52,11 @@ type recState struct {
 }
 
 func (s recState) MarshalBinary() ([]byte, error) {
-	b := binary.LittleEndian.AppendUint64(nil, uint64(s.Count))
-	b = binary.LittleEndian.AppendUint64(b, uint64(s.Bytes))
-	return append(b, s.Ballast...), nil
+	b := make([]byte, 16+len(s.Ballast))
+	binary.LittleEndian.PutUint64(b, uint64(s.Count))
+	binary.LittleEndian.PutUint64(b[8:], uint64(s.Bytes))
+	copyChunked(b[16:], s.Ballast)
+	return b, nil
 }
 
 func (s *recState) UnmarshalBinary(b []byte) error {
@@ -62,8 +64,22 @@ func (s *recState) UnmarshalBinary(b []byte) error {
 		return errors.New("recovery state too short")
 	}
 	s.Count, s.Bytes = int64(binary.LittleEndian.Uint64(b)), int64(binary.LittleEndian.Uint64(b[8:]))
-	s.Ballast = append([]byte(nil), b[16:]...)
+	s.Ballast = make([]byte, len(b)-16)
+	copyChunked(s.Ballast, b[16:])
 	return nil
+}
+
+// copyChunked copies src to dst 1 MiB at a time. One copy of 64 MiB is one
+// memmove, which the Go runtime cannot preempt: a garbage collection that
+// starts meanwhile signals the copying thread over and over until it ends
+// (profiles of the becoming-primary checkpoint showed 0.38 s in such a copy
+// into fresh pages, against 30 ms otherwise), which is the app's codec
+// cost, not recovery's.
+func copyChunked(dst, src []byte) {
+	for len(src) > 0 {
+		n := copy(dst, src[:min(len(src), 1<<20)])
+		dst, src = dst[n:], src[n:]
+	}
 }
 
 func newRecApp(ballast int, target int64, done *signal) *immortal.App[recState] {
