@@ -252,6 +252,22 @@ func ReadCheckpointRoom(r io.Reader, size int64, room int) (*Checkpoint, []byte,
 	return c, framed, nil
 }
 
+// readFullPieces is readFull of b sectionPiece bytes at a time, with its
+// errors.
+func readFullPieces(r io.Reader, b []byte, off int64, what string) error {
+	for at := 0; at < len(b); {
+		n, err := io.ReadFull(r, b[at:min(at+sectionPiece, len(b))])
+		at += n
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%w at offset %d: %s cut short after %d of %d bytes", ErrTruncated, off+int64(at), what, at, len(b))
+			}
+			return fmt.Errorf("logfmt: read %s at offset %d: %w", what, off, err)
+		}
+	}
+	return nil
+}
+
 func readFull(r io.Reader, b []byte, off int64, what string) error {
 	n, err := io.ReadFull(r, b)
 	if err == nil {
@@ -272,13 +288,20 @@ func readSection(r io.Reader, n uint64, off int64, size int64, what string) ([]b
 	return readSectionRoom(r, n, off, size, what, 0)
 }
 
+// sectionPiece is how much of a section readSectionRoom reads (and the
+// checkpoint reader hashes) at a time.
+const sectionPiece = 4 << 20
+
 // readSectionRoom is readSection into a buffer with room free bytes before
 // the section, when it reads the section at once (in chunks, none); the
 // result is the buffer, whose last n bytes are the section.
 func readSectionRoom(r io.Reader, n uint64, off int64, size int64, what string, room int) ([]byte, error) {
 	if size >= 0 && off <= size && n <= uint64(size-off) {
 		out := make([]byte, uint64(room)+n)
-		if err := readFull(r, out[room:], off, what); err != nil {
+		// In pieces: r hashes what it reads, and one hash of a 64 MiB
+		// state is assembly the runtime cannot preempt (a garbage
+		// collection's stop of the world waited for it).
+		if err := readFullPieces(r, out[room:], off, what); err != nil {
 			return nil, err
 		}
 		return out, nil

@@ -585,3 +585,26 @@ func TestReadCheckpointRoom(t *testing.T) {
 		}
 	}
 }
+
+// A state larger than the pieces it is read in reads back whole, and a file
+// cut short inside it fails as the unsized read does, at the same offset.
+func TestReadCheckpointLargeStateInPieces(t *testing.T) {
+	ck := testCheckpoint()
+	ck.State = bytes.Repeat([]byte("0123456789"), (2*sectionPiece+12345)/10)
+	var buf bytes.Buffer
+	if err := WriteCheckpoint(&buf, ck); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	got, err := ReadCheckpointSize(bytes.NewReader(b), int64(len(b)))
+	if err != nil || !bytes.Equal(got.State, ck.State) {
+		t.Fatalf("%d-byte state: %v", len(ck.State), err)
+	}
+	for _, cut := range []int{len(b) - 9, len(b) - len(ck.State)/2, len(b) - len(ck.State) + sectionPiece} {
+		_, werr := ReadCheckpoint(bytes.NewReader(b[:cut]))
+		_, gerr := ReadCheckpointSize(bytes.NewReader(b[:cut]), int64(len(b)))
+		if werr == nil || fmt.Sprint(werr) != fmt.Sprint(gerr) {
+			t.Fatalf("cut at %d: %v, unsized %v", cut, gerr, werr)
+		}
+	}
+}
