@@ -159,8 +159,14 @@ func WriteCheckpoint(w io.Writer, c *Checkpoint) error {
 	if err := c.writeBookkeeping(bw); err != nil {
 		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
 	}
-	if _, err := bw.Write(c.State); err != nil {
-		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
+	// In pieces, as ReadCheckpoint reads it: one hash of a large state
+	// cannot be preempted.
+	for st := c.State; len(st) > 0; {
+		n := min(len(st), sectionPiece)
+		if _, err := bw.Write(st[:n]); err != nil {
+			return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
+		}
+		st = st[n:]
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("logfmt: write checkpoint %d: %w", c.Number, err)
