@@ -36,6 +36,8 @@ type App[S any] struct {
 	upgrade func(old *session[S], takeCheckpoint bool) (*switchCode, error)
 	// stateType names S in checkpoints (WithStateType).
 	stateType string
+	// base64Checkpoints: WithBase64Checkpoints.
+	base64Checkpoints bool
 	// adopt, set by Upgrade, takes a checkpoint of a later version's state
 	// (the instance was upgraded already): it loads it into that version
 	// and hands over to it. ok is false if no later version has the type.
@@ -70,7 +72,16 @@ type options struct {
 	hasInit   bool
 	log       *slog.Logger
 	stateType string
+	base64    bool
 }
+
+// WithBase64Checkpoints makes the app checkpoint a state that is not JSON
+// (a codec other than JSON) in base64 under "state_b64", as builds of this
+// binding before the binary checkpoint form did, instead of in that form:
+// for an instance that may have to go back to such a build, which cannot
+// read the binary form. It costs a third more checkpoint and the base64
+// both ways. Either form is read.
+func WithBase64Checkpoints() Option { return func(o *options) { o.base64 = true } }
 
 // WithStateType names the state's type in checkpoints, instead of its Go
 // package path and type name. A build refuses a checkpoint whose state has
@@ -125,7 +136,7 @@ func New[S any](initial func() S, opts ...Option) *App[S] {
 		results:  map[string]resultHandler[S]{},
 		name:     DefaultName,
 	}
-	a.stateType = o.stateType
+	a.stateType, a.base64Checkpoints = o.stateType, o.base64
 	if a.stateType == "" {
 		a.stateType = StateTypeName[S]()
 	}

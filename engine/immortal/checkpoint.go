@@ -145,6 +145,14 @@ const binaryCheckpointMagic = "\x00ambr-binary\x01"
 // to be written after it by reference (then nothing may change it until it
 // is written); otherwise tail is nil.
 func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed bool) (out, tail []byte, err error) {
+	return appendCheckpointForm(dst, c, state, b, framed, false)
+}
+
+// appendCheckpointForm is appendCheckpoint, writing a state that is not
+// JSON in base64 under "state_b64" instead of the binary form when
+// b64 is set (WithBase64Checkpoints): the bytes json.Marshal wrote, which
+// builds before the binary form read.
+func appendCheckpointForm(dst []byte, c Codec, state []byte, b *bindingState, framed, b64 bool) (out, tail []byte, err error) {
 	ck := checkpointValue(c, state, b)
 	if ck.StateB64 == nil {
 		out, err := json.Marshal(ck)
@@ -160,6 +168,13 @@ func appendCheckpoint(dst []byte, c Codec, state []byte, b *bindingState, framed
 	meta, err := json.Marshal(ck) // {"binding":...}
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	if b64 {
+		n := len(b64StatePrefix) + base64.StdEncoding.EncodedLen(len(state)) + len(`",`) + len(meta) - 1
+		if framed {
+			dst = logfmt.AppendCheckpointMessage(dst, int64(n))
+		}
+		return appendStateB64(slices.Grow(dst, n), state, meta), nil, nil
 	}
 	n := len(binaryCheckpointMagic) + uvarintLen(uint64(len(meta))) + len(meta) + len(state)
 	if framed {
@@ -228,16 +243,22 @@ func CheckpointJSON(b []byte) []byte {
 	meta := binaryCheckpointMeta(b)
 	state := *ck.StateB64
 	out := make([]byte, 0, len(b64StatePrefix)+base64.StdEncoding.EncodedLen(len(state))+len(meta)+2)
-	out = append(out, b64StatePrefix...)
-	out = base64.StdEncoding.AppendEncode(out, state)
-	// The binding's part is an object (it decoded into ck): its members
-	// follow the state's, as json.Marshal orders them.
+	return appendStateB64(out, state, meta)
+}
+
+// appendStateB64 appends the JSON form of a checkpoint whose binding's
+// part is meta, a JSON object ({"binding":...}), and whose state is not
+// JSON: {"state_b64":"<base64>", then meta's members, as json.Marshal
+// orders them.
+func appendStateB64(dst, state, meta []byte) []byte {
+	dst = append(dst, b64StatePrefix...)
+	dst = base64.StdEncoding.AppendEncode(dst, state)
 	rest := bytes.TrimLeft(meta, " \t\r\n")[1:]
 	if r := bytes.TrimLeft(rest, " \t\r\n"); len(r) > 0 && r[0] == '}' {
-		return append(out, `"}`...)
+		return append(dst, `"}`...)
 	}
-	out = append(out, `",`...)
-	return append(out, rest...)
+	dst = append(dst, `",`...)
+	return append(dst, rest...)
 }
 
 // binaryCheckpointMeta returns the binding's part of a checkpoint that

@@ -170,7 +170,16 @@ func compareEncode(t *testing.T, c Codec, state []byte, b *bindingState) {
 	if asJSON := CheckpointJSON(got); !bytes.Equal(want, asJSON) {
 		t.Fatalf("codec %s, state %q: encoded\n%q\nas JSON\n%q\njson.Marshal\n%q", c.Name(), state, got, asJSON, want)
 	}
+	// WithBase64Checkpoints: json.Marshal's bytes, the form before.
+	old, err := encodeCheckpointB64(c, state, b)
+	if err != nil || !bytes.Equal(old, want) {
+		t.Fatalf("codec %s, state %q: base64 form\n%q (%v)\njson.Marshal\n%q", c.Name(), state, old, err, want)
+	}
 	prefix := []byte("before")
+	framedOld, _, err := appendCheckpointForm(append([]byte(nil), prefix...), c, state, b, true, true)
+	if wantOld := append(logfmt.AppendCheckpointMessage(append([]byte(nil), prefix...), int64(len(want))), want...); err != nil || !bytes.Equal(framedOld, wantOld) {
+		t.Fatalf("framed, base64 form: %q, want %q (%v)", framedOld, wantOld, err)
+	}
 	framed, tail, err := appendCheckpoint(append([]byte(nil), prefix...), c, state, b, true)
 	if err != nil {
 		t.Fatal(err)
@@ -195,6 +204,12 @@ func compareEncode(t *testing.T, c Codec, state []byte, b *bindingState) {
 	if !bytes.Equal(gotState, state) {
 		t.Fatalf("state %q decodes as %q", state, gotState)
 	}
+}
+
+// encodeCheckpointB64 is encodeCheckpoint under WithBase64Checkpoints.
+func encodeCheckpointB64(c Codec, state []byte, b *bindingState) ([]byte, error) {
+	out, tail, err := appendCheckpointForm(nil, c, state, b, false, true)
+	return append(out, tail...), err
 }
 
 func checkpointEncodeCases() []*bindingState {

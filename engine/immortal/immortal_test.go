@@ -460,6 +460,24 @@ func TestHandlerPanicStopsServe(t *testing.T) {
 	}
 }
 
+// WithBase64Checkpoints: a gob app's checkpoint is the JSON form, state in
+// base64, that builds before the binary form read.
+func TestBase64Checkpoints(t *testing.T) {
+	ic := newFakeIC(t)
+	app := newTestApp(&observer{}, WithCodec(gobCodec{}), WithBase64Checkpoints())
+	ic.start(app)
+	mustImpulse(t, app, "count", 2)
+	ic.step()
+	ic.step()
+	var ck map[string]any
+	if err := json.Unmarshal(ic.lastCheckpoint(), &ck); err != nil {
+		t.Fatalf("not JSON: %v: %q", err, ic.lastCheckpoint())
+	}
+	if _, ok := ck["state"]; ok || ck["state_b64"] == nil {
+		t.Errorf("checkpoint of a gob app: %s", ic.lastCheckpoint())
+	}
+}
+
 func TestOtherCodec(t *testing.T) {
 	ic := newFakeIC(t)
 	app := newTestApp(&observer{}, WithCodec(gobCodec{}))

@@ -190,7 +190,7 @@ func (s *session[S]) checkpoint() error {
 	b.stateType = a.stateType
 	o := &s.rt.out
 	o.flush()
-	out, tail, err := appendCheckpoint(o.out, a.codec, state, &b, true)
+	out, tail, err := appendCheckpointForm(o.out, a.codec, state, &b, true, a.base64Checkpoints)
 	if err != nil {
 		return err
 	}
