@@ -330,3 +330,33 @@ func BenchmarkReadState64MiB(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecodeCheckpoint64MiB: what a recovering app does with the
+// checkpoint of a 64 MiB state that is not JSON, in the form builds before
+// the binary one wrote (base64) and in the binary form.
+func BenchmarkDecodeCheckpoint64MiB(b *testing.B) {
+	state := make([]byte, 64<<20)
+	for i := range state {
+		state[i] = byte(i * 7)
+	}
+	bind := &bindingState{nextCallID: 1}
+	for _, form := range []struct {
+		name string
+		b64  bool
+	}{{"base64", true}, {"binary", false}} {
+		data, tail, err := appendCheckpointForm(nil, gobCodec{}, state, bind, false, form.b64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data = append(data, tail...)
+		b.Run(form.name, func(b *testing.B) {
+			b.SetBytes(int64(len(state)))
+			for b.Loop() {
+				got, _, err := decodeCheckpoint(gobCodec{}, data)
+				if err != nil || len(got) != len(state) {
+					b.Fatal(len(got), err)
+				}
+			}
+		})
+	}
+}
