@@ -1068,6 +1068,8 @@ type appSender struct {
 	// ends is written (recycleAfter), and spare the buffer handed back.
 	recycle []byte
 	spare   atomic.Pointer[[]byte]
+	// written counts the bytes written to the app, all told.
+	written atomic.Int64
 }
 
 // recycleAfter asks the sender to hand buf back (takeSpare) once it has
@@ -1200,6 +1202,9 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return
 			}
+			// Read before the buffer may be handed back (found in review:
+			// the app's next checkpoint is read over this header).
+			seq := wireRecordSeq(it.b)
 			// Written, or copied into bw: it.b is free.
 			if recycle != nil && len(it.b) > 0 && &it.b[len(it.b)-1] == &recycle[len(recycle)-1] {
 				s.mu.Lock()
@@ -1209,7 +1214,7 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 				s.spare.Store(&spare)
 				recycle = nil
 			}
-			if seq := wireRecordSeq(it.b); seq > 0 {
+			if seq > 0 {
 				s.delivered.Store(seq)
 			}
 			n += int64(len(it.b))
@@ -1219,6 +1224,7 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 			onErr(fmt.Errorf("send to app: %w", err))
 			return
 		}
+		s.written.Add(n) // before the flow wakes anyone who reads it
 		s.flow.addToApp(-n)
 	}
 }

@@ -96,3 +96,9 @@ func (f *flow) waitOutput(done <-chan struct{}) {
 func (f *flow) waitToAppBelow(done <-chan struct{}, limit int64) {
 	f.wait(done, func() bool { return f.toApp < limit })
 }
+
+// waitToAppBelowFunc is waitToAppBelow of a limit that changes as the
+// bytes waiting are written (limit is called with f.mu held).
+func (f *flow) waitToAppBelowFunc(done <-chan struct{}, limit func() int64) {
+	f.wait(done, func() bool { return f.toApp < limit() })
+}

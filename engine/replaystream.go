@@ -131,13 +131,17 @@ func wireInPlace(raw []byte, r *logfmt.Record, committer int32) []byte {
 // at the end; notes[:logged] already were.
 func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int) error {
 	// The checkpoint is among the bytes handed to the app sender until it
-	// is written: the read-ahead comes on top of it (else the reader
-	// stopped after its first batch until the app had read the state).
+	// is written: the read-ahead comes on top of what of it is not written
+	// yet (else the reader stopped after its first batch until the app had
+	// read the state), and is replayAhead once it is (found in review: a
+	// fixed state + replayAhead let the log run that far ahead of a
+	// stalled app).
 	state := v.stateSize.Load()
-	ahead := state + replayAhead(int(state))
+	ahead, ckpt := replayAhead(int(state)), state+checkpointRoom
+	limit := func() int64 { return ahead + max(0, ckpt-v.sender.written.Load()) }
 	v.wg.Add(1)
 	batches := streamLog(rec, v.core.cfg.CommitterID, replayBatchBytes, func() bool {
-		v.flow.waitToAppBelow(v.done, ahead)
+		v.flow.waitToAppBelowFunc(v.done, limit)
 		select {
 		case <-v.done:
 			return false

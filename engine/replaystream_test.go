@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -523,5 +524,120 @@ func TestRecoverAppGoneWhileStreaming(t *testing.T) {
 	}
 	if _, err := mem.Stat(last + layout.BrokenSuffix + ".2"); err == nil {
 		t.Fatal("the torn tail was cut twice")
+	}
+}
+
+// Found in review: the sender handed the spare back and then still read the
+// chunk's wire header (its sequence number, for AppGone.Delivered), which
+// an app's Checkpoint read into the spare at that moment writes over (a
+// data race under -race; a delivered record made of the app's bytes).
+func TestAppSenderSpareNotReadAfterHandBack(t *testing.T) {
+	state := make([]byte, 1<<20)
+	framed := make([]byte, checkpointRoom+len(state))
+	copy(framed[checkpointRoom:], state)
+	hdr := logfmt.AppendCheckpointMessage(nil, int64(len(state)))
+	at := checkpointRoom - logfmt.WireHeaderSize - len(hdr)
+	wire := framed[at:]
+	logfmt.AppendWireRecord(wire[:0], 7, logfmt.SeqCheckpointRecord, hdr)
+
+	icSide, appSide := net.Pipe()
+	go io.Copy(io.Discard, appSide)
+	s := newAppSender(icSide, newFlow(0), func(error) {})
+	defer s.close()
+	defer appSide.Close()
+	s.recycleAfter(framed)
+	done := make(chan struct{})
+	go func() { // readApp's part: the app's state read into the spare
+		defer close(done)
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			if b := s.takeSpare(); b != nil {
+				for i := range b[:checkpointRoom+8] {
+					b[i] = 0x7f // an attacker's state bytes
+				}
+				return
+			}
+		}
+	}()
+	s.send([][]byte{wire}, nil)
+	<-done
+	time.Sleep(50 * time.Millisecond)
+	if d := s.delivered.Load(); d != 0 {
+		t.Fatalf("delivered %d: the sender read the handed-back buffer", d)
+	}
+}
+
+// Once the app has read the checkpoint, the reader hands the app sender
+// about replayAhead of log while the app reads nothing more, however large
+// the checkpoint (found in review: a limit of the state's size plus
+// replayAhead let it run a whole checkpoint's size further ahead).
+func TestReplayReadAheadAfterCheckpointWritten(t *testing.T) {
+	const target = 2500
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, err := layout.Open(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := in.Manifest.Checkpoint
+	ck, err := in.ReadCheckpoint(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const S = 64 << 10
+	ck.State = make([]byte, S)
+	var buf bytes.Buffer
+	if err := logfmt.WriteCheckpoint(&buf, ck); err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, mem, in.CheckpointPath(k), buf.Bytes())
+	rec, err := recoverInstance(mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll}), testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wireBytes int
+	for _, r := range rec.records {
+		wireBytes += logfmt.WireHeaderSize + len(r.Messages)
+	}
+	perRecord := float64(wireBytes) / float64(len(rec.records))
+	t.Logf("%d records after the checkpoint, %d wire bytes", len(rec.records), wireBytes)
+
+	mn, mx, bb := replayAheadMin, replayAheadMax, replayBatchBytes
+	replayAheadMin, replayAheadMax, replayBatchBytes = 1, 4<<10, 1
+	t.Cleanup(func() { replayAheadMin, replayAheadMax, replayBatchBytes = mn, mx, bb })
+
+	pl := NewPipeListener()
+	var status atomic.Value
+	c, err := New(Options{Dir: testDir, Name: "counter", FS: mem, Listener: pl, Logger: quietLogger(),
+		Registry: FileRegistry{Dir: t.TempDir()}, OnStatus: func(s Status) { status.Store(s) },
+		Now: (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	toIC, fromIC, err := pl.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := logfmt.AppendCheckpointMessage(nil, S)
+	if _, err := io.ReadFull(fromIC, make([]byte, logfmt.WireHeaderSize+len(hdr)+S)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the app reads nothing more
+	st, _ := status.Load().(Status)
+	replayed := st.NextSeq - ck.NextSeq
+	held := int64(float64(replayed) * perRecord)
+	t.Logf("state %d, replayAheadMax %d: %d records (~%d bytes of log) handed over while the app reads nothing", S, replayAheadMax, replayed, held)
+	cancel()
+	toIC.Close()
+	fromIC.Close()
+	<-errc
+	pl.Close()
+	if held > 4*replayAheadMax+int64(64<<10)/4 {
+		t.Fatalf("the reader ran ~%d bytes of log ahead of a stalled app; replayAheadMax is %d", held, replayAheadMax)
 	}
 }
