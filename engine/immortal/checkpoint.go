@@ -217,11 +217,16 @@ func parseBinaryCheckpoint(data []byte, ck *checkpointJSON) (ok bool, err error)
 	// or a "state_b64":null beside it, decoded here but not as the JSON
 	// form CheckpointJSON makes of it).
 	var members map[string]json.RawMessage
-	if err := json.Unmarshal(meta, &members); err != nil || members == nil {
-		return true, fmt.Errorf("binary checkpoint: its binding part is not a JSON object (%v)", err)
+	if err := json.Unmarshal(meta, &members); err != nil {
+		return true, fmt.Errorf("binary checkpoint: its binding part is not a JSON object: %w", err)
 	}
-	if _, ok := members["binding"]; !ok || len(members) != 1 {
-		return true, fmt.Errorf("binary checkpoint: its binding part holds other members than \"binding\"")
+	switch _, ok := members["binding"]; {
+	case members == nil:
+		return true, fmt.Errorf("binary checkpoint: its binding part is null, not an object")
+	case !ok:
+		return true, fmt.Errorf("binary checkpoint: its binding part has no \"binding\" member")
+	case len(members) != 1:
+		return true, fmt.Errorf("binary checkpoint: its binding part has members besides \"binding\"")
 	}
 	if err := json.Unmarshal(meta, ck); err != nil {
 		return true, fmt.Errorf("binary checkpoint: its binding part: %w", err)
