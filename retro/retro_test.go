@@ -85,3 +85,21 @@ func TestAppStateHasEntities(t *testing.T) {
 		t.Fatalf("without entities the state is compared alone: %s", got)
 	}
 }
+
+// The Go binding's binary checkpoint (a state that is not JSON) is named
+// and compared as its JSON form, {"state_b64": …, "binding": …}.
+func TestBinaryCheckpointAsJSON(t *testing.T) {
+	meta := `{"binding":{"codec":"gob","next_call_id":1,"pending":{},"state_type":"example.com/app.S"}}`
+	bin := append([]byte("\x00ambr-binary\x01"+string(rune(len(meta)))+meta), 1, 2, 3)
+	asJSON := []byte(`{"state_b64":"AQID","binding":{"codec":"gob","next_call_id":1,"pending":{},"state_type":"example.com/app.S"}}`)
+	if got := StateType(bin); got != "example.com/app.S" {
+		t.Fatalf("state type %q", got)
+	}
+	if a, b := AppState(bin), AppState(asJSON); string(a) != string(b) {
+		t.Fatalf("binary checkpoint compared as %q, its JSON form as %q", a, b)
+	}
+	other := append(append([]byte(nil), bin[:len(bin)-1]...), 4)
+	if sameState(bin, other) || !sameState(bin, append([]byte(nil), bin...)) {
+		t.Fatal("binary checkpoints compared wrongly")
+	}
+}
