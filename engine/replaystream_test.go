@@ -459,20 +459,9 @@ func TestRecoverAppGoneWhileStreaming(t *testing.T) {
 	replayAheadMin, replayBatchBytes = 1, 1
 	t.Cleanup(func() { replayAheadMin, replayBatchBytes = ahead, batch })
 
-	pl := NewPipeListener()
 	var gone atomic.Int32
-	var status atomic.Value
-	c, err := New(Options{Dir: testDir, Name: "counter", FS: mem, Listener: pl, Logger: quietLogger(),
-		Registry: FileRegistry{Dir: t.TempDir()}, OnStatus: func(s Status) { status.Store(s) },
-		OnAppGone: func(AppGone) { gone.Add(1) },
-		Now:       (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
+	pc := startPipeCoordinator(t, mem, func(AppGone) { gone.Add(1) })
+	pl, status, ctx, cancel, errc := pc.pl, &pc.status, pc.ctx, pc.cancel, pc.errc
 
 	// The first app reads the checkpoint's wire header and a little, then
 	// goes.
@@ -607,18 +596,8 @@ func TestReplayReadAheadAfterCheckpointWritten(t *testing.T) {
 	replayAheadMin, replayAheadMax, replayBatchBytes = 1, 4<<10, 1
 	t.Cleanup(func() { replayAheadMin, replayAheadMax, replayBatchBytes = mn, mx, bb })
 
-	pl := NewPipeListener()
-	var status atomic.Value
-	c, err := New(Options{Dir: testDir, Name: "counter", FS: mem, Listener: pl, Logger: quietLogger(),
-		Registry: FileRegistry{Dir: t.TempDir()}, OnStatus: func(s Status) { status.Store(s) },
-		Now: (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
+	pc := startPipeCoordinator(t, mem, nil)
+	pl, status, ctx, cancel, errc := pc.pl, &pc.status, pc.ctx, pc.cancel, pc.errc
 	toIC, fromIC, err := pl.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -640,4 +619,30 @@ func TestReplayReadAheadAfterCheckpointWritten(t *testing.T) {
 	if held > 4*replayAheadMax+int64(64<<10)/4 {
 		t.Fatalf("the reader ran ~%d bytes of log ahead of a stalled app; replayAheadMax is %d", held, replayAheadMax)
 	}
+}
+
+// pipeCoordinator is a coordinator of the instance testDir whose apps
+// connect through pl, run until the test ends or cancel is called; status
+// holds its last report and errc gets what Run returned.
+type pipeCoordinator struct {
+	pl     *PipeListener
+	status atomic.Value
+	ctx    context.Context
+	cancel context.CancelFunc
+	errc   chan error
+}
+
+func startPipeCoordinator(t *testing.T, fsys vfs.FS, onGone func(AppGone)) *pipeCoordinator {
+	t.Helper()
+	pc := &pipeCoordinator{pl: NewPipeListener(), errc: make(chan error, 1)}
+	c, err := New(Options{Dir: testDir, Name: "counter", FS: fsys, Listener: pc.pl, Logger: quietLogger(),
+		Registry: FileRegistry{Dir: t.TempDir()}, OnStatus: func(s Status) { pc.status.Store(s) }, OnAppGone: onGone,
+		Now: (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.ctx, pc.cancel = context.WithCancel(context.Background())
+	t.Cleanup(pc.cancel)
+	go func() { pc.errc <- c.Run(pc.ctx) }()
+	return pc
 }
