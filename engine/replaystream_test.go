@@ -148,17 +148,7 @@ func streamed(t *testing.T, fsys vfs.FS, batchBytes int) (*recovered, []replayIt
 // the wire record ReplayRecord built, byte for byte, and the same notes and
 // tail; the torn tail is cut as before.
 func TestStreamLogSameAsRecoverInstance(t *testing.T) {
-	const target = 20
-	mem := vfs.NewMem()
-	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	in, _ := layout.Open(mem, testDir)
-	segs, _ := in.Segments()
-	last := in.SegmentPath(segs[len(segs)-1])
-	full := readAll(t, mem, last)
-	writeAll(t, mem, last, full[:len(full)-5]) // a torn tail
-	clone := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+	mem, last, clone := tornInstance(t, 20, 5)
 	want, err := recoverInstance(clone, testDir)
 	if err != nil {
 		t.Fatal(err)
@@ -438,16 +428,7 @@ func TestReplayAhead(t *testing.T) {
 // the torn tail cut once.
 func TestRecoverAppGoneWhileStreaming(t *testing.T) {
 	const target = 30
-	mem := vfs.NewMem()
-	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	in, _ := layout.Open(mem, testDir)
-	segs, _ := in.Segments()
-	last := in.SegmentPath(segs[len(segs)-1])
-	full := readAll(t, mem, last)
-	writeAll(t, mem, last, full[:len(full)-3])
-	clone := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+	mem, last, clone := tornInstance(t, target, 3)
 	if _, err := recoverInstance(clone, testDir); err != nil {
 		t.Fatal(err)
 	}
@@ -645,4 +626,21 @@ func startPipeCoordinator(t *testing.T, fsys vfs.FS, onGone func(AppGone)) *pipe
 	t.Cleanup(pc.cancel)
 	go func() { pc.errc <- c.Run(pc.ctx) }()
 	return pc
+}
+
+// tornInstance runs a raw app to target in memory and cuts the last cut
+// bytes off its last segment (a torn tail), returning the instance, that
+// segment's path, and a crash clone of it to recover once for comparison.
+func tornInstance(t *testing.T, target int64, cut int) (mem *vfs.MemFS, last string, clone *vfs.MemFS) {
+	t.Helper()
+	mem = vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := layout.Open(mem, testDir)
+	segs, _ := in.Segments()
+	last = in.SegmentPath(segs[len(segs)-1])
+	full := readAll(t, mem, last)
+	writeAll(t, mem, last, full[:len(full)-cut])
+	return mem, last, mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
 }
