@@ -1018,7 +1018,7 @@ func readCheckpointState(r io.Reader, m logfmt.Message, known int64, spare []byt
 	}
 	size := int(n)
 	var b []byte
-	if size <= cap(spare) && size >= cap(spare)/2 {
+	if spare != nil && size <= cap(spare) && size >= cap(spare)/2 {
 		b = spare[:0]
 	} else {
 		first := int(max(stateFirstRead, min(known+known/4, maxStatePrealloc)))
