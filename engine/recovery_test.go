@@ -48,16 +48,7 @@ func writeAll(t *testing.T, fsys vfs.FS, path string, b []byte) {
 // beside the segment, and the run completes exactly.
 func TestRecoverTornTailAtEveryOffset(t *testing.T) {
 	const target = 8
-	mem := vfs.NewMem()
-	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	in, err := layout.Open(mem, testDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs, _ := in.Segments()
-	last := in.SegmentPath(segs[len(segs)-1])
+	mem, _, last := ranInstance(t, target)
 	full := readAll(t, mem, last)
 	base, _ := summarize(t, mem)
 	lastLen := len(base.records[int64(len(base.seqs))]) + logfmt.RecordFixedSize + 2 + len("counter") + 12

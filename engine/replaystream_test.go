@@ -73,16 +73,7 @@ func segmentRecordOffsets(t *testing.T, b []byte) []int64 {
 // changes, and no record after the damage reaches the app.
 func TestRecoverStreamedLogDamagedInTheMiddle(t *testing.T) {
 	const target = 12
-	mem := vfs.NewMem()
-	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	in, err := layout.Open(mem, testDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs, _ := in.Segments()
-	last := in.SegmentPath(segs[len(segs)-1])
+	mem, in, last := ranInstance(t, target)
 	b := readAll(t, mem, last)
 	offs := segmentRecordOffsets(t, b)
 	if len(offs) < 6 {
@@ -633,14 +624,24 @@ func startPipeCoordinator(t *testing.T, fsys vfs.FS, onGone func(AppGone)) *pipe
 // segment's path, and a crash clone of it to recover once for comparison.
 func tornInstance(t *testing.T, target int64, cut int) (mem *vfs.MemFS, last string, clone *vfs.MemFS) {
 	t.Helper()
-	mem = vfs.NewMem()
-	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	in, _ := layout.Open(mem, testDir)
-	segs, _ := in.Segments()
-	last = in.SegmentPath(segs[len(segs)-1])
+	mem, _, last = ranInstance(t, target)
 	full := readAll(t, mem, last)
 	writeAll(t, mem, last, full[:len(full)-cut])
 	return mem, last, mem.CrashClone(vfs.CrashOptions{KeepUnsynced: vfs.KeepAll, KeepUnsyncedDirs: vfs.KeepAll})
+}
+
+// ranInstance runs a raw app to target in memory and returns the instance
+// and the path of its last segment.
+func ranInstance(t *testing.T, target int64) (*vfs.MemFS, *layout.Instance, string) {
+	t.Helper()
+	mem := vfs.NewMem()
+	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	in, err := layout.Open(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := in.Segments()
+	return mem, in, in.SegmentPath(segs[len(segs)-1])
 }
