@@ -518,6 +518,10 @@ type conversation struct {
 	sender   *appSender
 	flow     *flow
 	upgrade  *pendingUpgrade // until its checkpoint is durable
+	// upgraded is set by a checkpoint writer once a MANIFEST naming the
+	// upgrade's build and version is durable: the upgrade is done then,
+	// even if the conversation ends before the loop hears of it.
+	upgraded atomic.Bool
 	appPid   int
 	ckptWG   sync.WaitGroup
 
@@ -712,6 +716,10 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 
 	defer func() {
 		if up := v.upgrade; up != nil {
+			if v.upgraded.Load() { // the checkpoint writers are done (below)
+				c.finishUpgrade(up, nil)
+				return
+			}
 			reason := err
 			if reason == nil {
 				reason = errors.New("the coordinator stopped")
@@ -885,6 +893,7 @@ func (v *conversation) dispatch(rd Ready) error {
 			m.Builds = append(append([]logfmt.BuildRecord(nil), m.Builds...), logfmt.BuildRecord{App: m.App, FromCheckpoint: ck.Number, Version: m.Version})
 		}
 		v.manifest = &m
+		upgrading := v.upgrade != nil // m names the upgrade's build and version
 		v.ckptWG.Add(1)
 		go func() {
 			defer v.ckptWG.Done()
@@ -906,6 +915,9 @@ func (v *conversation) dispatch(rd Ready) error {
 			}); err != nil {
 				v.post(event{err: err})
 				return
+			}
+			if upgrading {
+				v.upgraded.Store(true)
 			}
 			// Only once the MANIFEST no longer needs them.
 			for _, name := range drop {

@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/ambr-dev/ambr/engine/layout"
 	"github.com/ambr-dev/ambr/engine/vfs"
 	"github.com/ambr-dev/ambr/logfmt"
 )
@@ -95,4 +99,89 @@ func TestCancelUpgradeTaken(t *testing.T) {
 	if c.CancelUpgrade() {
 		t.Error("CancelUpgrade of an upgrade an app connection took = true")
 	}
+}
+
+// TestUpgradeDoneOnceItsManifestIsDurable: an app that goes away right
+// after its converted checkpoint and the MANIFEST naming the new build are
+// durable, before the coordinator's loop hears of the write, has upgraded
+// the instance: OnUpgrade is told so, and the next app connection recovers
+// it on the new build at the new version. (Told it failed, the run would
+// bring back the old build, which recovered the new version's state and
+// wrote itself into the MANIFEST at that version: a downgrade.)
+func TestUpgradeDoneOnceItsManifestIsDurable(t *testing.T) {
+	mem, _, _ := ranInstance(t, 20)
+	var closeApp atomic.Value // func()
+	var fired atomic.Bool
+	fsys := vfs.NewErrorFS(mem, vfs.InjectorFunc(func(op vfs.Op) error {
+		if op.Kind != vfs.OpSyncDir || op.Path != testDir || fired.Load() {
+			return nil
+		}
+		m, err := layout.ReadManifest(mem, testDir)
+		if err != nil || m.Version != 1 {
+			return nil
+		}
+		// The converted checkpoint's MANIFEST is in place: the app goes,
+		// and the loop sees that before this writer returns.
+		fired.Store(true)
+		closeApp.Load().(func())()
+		time.Sleep(300 * time.Millisecond)
+		return nil
+	}))
+	outcome := make(chan error, 1)
+	pl := NewPipeListener()
+	old, next := logfmt.AppBuild{Source: "old", SHA256: "old"}, logfmt.AppBuild{Source: "new", SHA256: "new", Path: "/bin/new"}
+	c, err := New(Options{Dir: testDir, Name: "counter", FS: fsys, Listener: pl, Logger: quietLogger(), App: old,
+		Registry: FileRegistry{Dir: t.TempDir()}, OnUpgrade: func(err error) { outcome <- err },
+		Now: (&testClock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	c.PrepareUpgrade(next)
+
+	toIC, fromIC, err := pl.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeApp.Store(func() { toIC.Close(); fromIC.Close() })
+	go newRawApp(20).run(ctx, toIC, fromIC)
+	select {
+	case err := <-outcome:
+		if err != nil || !fired.Load() {
+			t.Fatalf("OnUpgrade(%v) (app closed after the MANIFEST: %v); want the upgrade done", err, fired.Load())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no upgrade outcome")
+	}
+	if got := c.app(); got.SHA256 != "new" {
+		t.Fatalf("the coordinator runs %+v after the upgrade; want the new build", got)
+	}
+
+	// The next app connection (the supervisor's restart) recovers on the
+	// new build, at version 1.
+	toIC, fromIC, err = pl.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := layout.ReadManifest(mem, testDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := newRawApp(20)
+	go app.run(ctx, toIC, fromIC)
+	<-app.reachedCh
+	var m *logfmt.Manifest
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m, err = layout.ReadManifest(mem, testDir); err == nil && m.Checkpoint > up.Checkpoint {
+			break
+		}
+	}
+	if m == nil || m.Checkpoint <= up.Checkpoint || m.App.SHA256 != "new" || m.Version != 1 || m.Builds[len(m.Builds)-1].App.SHA256 != "new" {
+		t.Fatalf("MANIFEST after the next recovery: %+v; want the new build at version 1", m)
+	}
+	cancel()
+	<-errc
 }

@@ -96,7 +96,7 @@ func (a *rawApp) run(ctx context.Context, toIC io.WriteCloser, fromIC io.ReadClo
 				a.replaying = true
 				gotCheckpoint = true
 				a.mu.Unlock()
-			case logfmt.TypeTakeBecomingPrimaryCheckpoint:
+			case logfmt.TypeTakeBecomingPrimaryCheckpoint, logfmt.TypeUpgradeTakeCheckpoint: // no conversion: the state's layout stays
 				a.mu.Lock()
 				if !gotCheckpoint {
 					// First start: InitialMessage, then the initial state.
