@@ -250,8 +250,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			n = max(1, min(n, t.againUntil-t.rep.Until))
 		}
 		// A window never spans two builds' ranges: at the first record of
-		// the next one, the recorded side goes on with that build.
-		if r := t.nextRange(t.rep.Until + 1); r != nil && r.First <= until {
+		// the next one, the recorded side goes on with that build. A test
+		// to the end also crosses into a build that has not run a record
+		// yet (an upgrade after the last one): its converted state is the
+		// history's too.
+		if r := t.nextRange(t.rep.Until + 1); r != nil && (r.First <= until || opts.Until == 0 && r.First == until+1) {
 			if r.First == t.rep.Until+1 {
 				if expState, actState, stream, err = t.cross(r, expState, actState); err != nil {
 					return nil, err

@@ -216,6 +216,9 @@ func TestUpgradeScenarios(t *testing.T) {
 		// The usual command: it starts the new build first, which upgrades.
 		server.start()
 		waitVersion(t, server, 1)
+		// No record has run on the new build yet: a retro-test to the end
+		// still crosses the upgrade and compares the converted state.
+		checkRetroAcrossUpgrade(t, server.home, "server", v2)
 		client2 := newInst(t, server.home, "client2", counterBins.client, "--server", "server", "--count", strconv.Itoa(k))
 		t.Cleanup(client2.stop)
 		client2.start()
