@@ -289,6 +289,11 @@ type Core struct {
 	// promoted: a follower made primary, whose app may still be
 	// replaying what was fed: its regenerated self-calls are dropped.
 	promoted bool
+	// replayOpen: a recovery is still feeding the log (StartRecovery until
+	// FinishRecovery), which a streamed recovery does while the app
+	// replays. Self-calls are then kept as a follower keeps them: dropped
+	// once a fed record holds them, logged by FinishRecovery if none does.
+	replayOpen bool
 
 	ready Ready
 	// lastLists is the lengths of the Log, ToApp and PeerSends lists of the
@@ -345,7 +350,7 @@ const checkpointRoom = logfmt.WireHeaderSize + 16
 // and keeps it, instead of copying the state behind the headers. A framed
 // of nil or without enough room is StartRecovery.
 func (c *Core) StartRecoveryFramed(ck *logfmt.Checkpoint, framed []byte, newSegment uint64) {
-	c.phase = phaseRecovering
+	c.phase, c.replayOpen = phaseRecovering, true
 	c.nextSeq = ck.NextSeq
 	c.durable = ck.NextSeq - 1
 	c.segment = newSegment
@@ -411,7 +416,7 @@ func (c *Core) ReplayWire(rec *logfmt.Record, wire []byte) error {
 	c.queue = append(c.queue, delivery{seq: rec.Seq, wire: wire})
 	c.nextSeq = rec.Seq + 1
 	c.durable = rec.Seq
-	if c.following {
+	if c.following || c.replayOpen {
 		c.followed()
 	}
 	return nil
@@ -420,6 +425,7 @@ func (c *Core) ReplayWire(rec *logfmt.Record, wire []byte) error {
 // FinishRecovery ends the replayed part: the app is asked to become primary
 // and checkpoint; that checkpoint starts the new segment.
 func (c *Core) FinishRecovery() {
+	c.replayOpen = false
 	c.checkExpectations()
 	// Self-calls the app made before the checkpoint but which never reached
 	// a durable record: the replay will not make them again, so log them now.
@@ -582,8 +588,11 @@ func (c *Core) appRPC(buf []byte, at int) error {
 		}
 		msg := deliveryMsg(true) // acknowledged once the open record is durable
 		s.push(outMsg{seq: s.lastSeq, data: msg})
-		if c.following {
-			return nil // a follower writes nothing: a later record holds it, or promotion logs it
+		if c.following || c.replayOpen {
+			// A follower writes nothing, nor does a recovery still reading
+			// the log: a later record holds it, or promotion (or
+			// FinishRecovery) logs it.
+			return nil
 		}
 		c.appendInputIn(c.cfg.Name, s.lastSeq, buf, msg)
 		return nil

@@ -54,7 +54,7 @@ func (c *Core) Promote(newSegment uint64) error {
 	if !c.following {
 		return fmt.Errorf("promote: the coordinator is %s, not following", c.phase)
 	}
-	c.following, c.promoted = false, true
+	c.following, c.promoted, c.replayOpen = false, true, false
 	c.segment, c.segmentBytes = newSegment, 0
 	c.checkExpectations()
 	c.loggedSelf = c.inWM[c.cfg.Name]

@@ -672,3 +672,90 @@ func TestStartRecoveryFramed(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamedReplaySelfCalls: while a recovery still feeds the log (a
+// streamed recovery, whose app replays meanwhile), the app's regenerated
+// self-calls are handled as they come, as a follower's are: dropped once a
+// fed record holds them, kept (not logged: record numbers are still the
+// log's) while none does yet, and only those no record holds are logged,
+// once, by FinishRecovery. Nothing waits for the log's end but those. A
+// Checkpoint before FinishRecovery asked for one is refused.
+func TestStreamedReplaySelfCalls(t *testing.T) {
+	// Self-call k: the app makes it handling record k-1 (self-call 1 before
+	// the checkpoint), and record k holds it.
+	call := func(k int) (framed, body []byte) {
+		framed = logfmt.AppendOutgoingRPC(nil, "", logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: []byte{byte(k)}})
+		m, _, err := logfmt.ParseMessage(framed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := logfmt.ParseOutgoingRPC(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return framed, m.Data[o.BodyAt:]
+	}
+	const fed = 5
+	dig := make([]uint64, fed+2) // dig[k]: the output digest after self-call k
+	for k := 1; k <= fed+1; k++ {
+		_, body := call(k)
+		dig[k] = logfmt.ChainDigest(dig[k-1], nil, body)
+	}
+	_, body1 := call(1)
+	c := NewCore(CoreConfig{Name: "counter", CommitterID: 7})
+	c.StartRecovery(&logfmt.Checkpoint{Number: 1, NextSeq: 1, OutCount: 1, OutDigest: dig[1],
+		Outputs: []logfmt.OutputStream{{Peer: "counter", LastSeq: 1, Unacked: [][]byte{logfmt.AppendMessage(nil, logfmt.TypeRPC, body1)}}}}, 2)
+	_ = c.Ready()
+	feed := func(k int) {
+		t.Helper()
+		_, body := call(k)
+		rec := &logfmt.Record{Seq: int64(k), Sources: []logfmt.Source{{Peer: "counter", FirstSeq: int64(k), Count: 1}},
+			Messages: logfmt.AppendMessage(nil, logfmt.TypeRPC, body), OutCount: uint64(k + 1), OutDigest: dig[k+1]}
+		if err := c.ReplayWire(rec, logfmt.AppendWireRecord(nil, 7, rec.Seq, rec.Messages)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(k int) {
+		t.Helper()
+		framed, _ := call(k)
+		m, _, _ := logfmt.ParseMessage(framed)
+		if err := c.AppMessage(m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := func() int { return c.outs["counter"].unacked.len() }
+	check := func(what string, wantKept int) {
+		t.Helper()
+		rd := c.Ready()
+		if len(rd.Log) != 0 || len(rd.Warnings) != 0 || rd.Fatal != nil || kept() != wantKept {
+			t.Fatalf("%s: %d records logged, warnings %q, fatal %v, %d self-calls kept; want none logged, %d kept", what, len(rd.Log), rd.Warnings, rd.Fatal, kept(), wantKept)
+		}
+	}
+	// The log reader runs ahead: records 1..3 are fed, the app replays.
+	for k := 1; k <= 3; k++ {
+		feed(k)
+	}
+	check("records 1..3 fed", 0)
+	send(2)
+	send(3)
+	check("self-calls 2, 3 (records 2, 3 hold them)", 0)
+	send(4)
+	check("self-call 4 (no record read holds it yet)", 1)
+	if err := c.AppMessage(logfmt.Message{Type: logfmt.TypeCheckpoint}, []byte("early")); err == nil {
+		t.Fatal("a Checkpoint while the log is still read was taken")
+	}
+	feed(4)
+	feed(5)
+	check("records 4, 5 fed", 0)
+	send(5)
+	send(6) // handling record 5: in no record, the crash came first
+	check("self-calls 5, 6", 1)
+	c.FinishRecovery()
+	rd := c.Ready()
+	if len(rd.Log) != 1 || len(rd.Log[0].Record.Sources) != 1 || rd.Log[0].Record.Sources[0] != (logfmt.Source{Peer: "counter", FirstSeq: 6, Count: 1}) || rd.Log[0].Record.Seq != fed+1 {
+		t.Fatalf("after FinishRecovery: %+v; want record %d holding self-call 6 alone", rd.Log, fed+1)
+	}
+	if len(rd.Warnings) != 0 || rd.Fatal != nil {
+		t.Fatalf("after FinishRecovery: warnings %q, fatal %v", rd.Warnings, rd.Fatal)
+	}
+}

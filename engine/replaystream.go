@@ -123,12 +123,16 @@ func wireInPlace(raw []byte, r *logfmt.Record, committer int32) []byte {
 }
 
 // replayLog streams the log after rec's checkpoint to the Core and the app
-// (streamLog) and ends recovery once all of it was read. What the app sends
-// meanwhile waits until then, as it did when the whole log was read before
-// the app got anything: the Core sees the replayed records, then
-// FinishRecovery, then the app's messages. Only the app's going away and
-// fatal errors end it early. The log's notes (a torn tail cut) are logged
-// at the end; notes[:logged] already were.
+// (streamLog) and ends recovery once all of it was read. What the app and
+// its outgoing links send meanwhile is handled as it comes, as a
+// follower's is (Core.replayOpen): output to other instances goes out
+// under the usual flow control, regenerated self-calls are dropped once a
+// record read holds them, those no record holds are logged by
+// FinishRecovery, and a Checkpoint nobody asked for is a protocol error.
+// Nothing waits in memory for the log's end, however long the log. (No
+// other instance connects in: the peer listener starts afterwards.) The
+// log's notes (a torn tail cut) are logged at the end; notes[:logged]
+// already were.
 func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int) error {
 	// The checkpoint is among the bytes handed to the app sender until it
 	// is written: the read-ahead comes on top of what of it is not written
@@ -149,7 +153,6 @@ func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int
 			return true
 		}
 	}, v.done, v.wg.Done)
-	var held []event
 	records := 0
 	for end := false; !end; {
 		if err := v.dispatch(v.core.Ready()); err != nil {
@@ -171,10 +174,9 @@ func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int
 			}
 			end = b.end
 		case e := <-v.events:
-			if e.appErr != nil || e.err != nil {
-				return v.handle(e)
+			if err := v.handleBurst(e); err != nil {
+				return err
 			}
-			held = append(held, e)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -185,10 +187,5 @@ func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int
 	v.core.FinishRecovery()
 	v.c.publishCommitted(v.core.NextSeq() - 1)
 	v.c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", records)
-	for _, e := range held {
-		if err := v.handle(e); err != nil {
-			return err
-		}
-	}
 	return nil
 }
