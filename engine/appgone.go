@@ -70,6 +70,12 @@ func wireRecordSeq(b []byte) int64 {
 	return max(0, int64(binary.LittleEndian.Uint64(b[16:24])))
 }
 
+// isControlRecord reports whether b is a control record the Core made up
+// for the app (logfmt.SeqControl).
+func isControlRecord(b []byte) bool {
+	return len(b) >= logfmt.WireHeaderSize && int64(binary.LittleEndian.Uint64(b[16:24])) == logfmt.SeqControl
+}
+
 // appRecvConn is the app's receive connection. It keeps a view of its last
 // read (a buffer fill of the message reader over it), so that when the
 // reader refuses a message's size, the bytes that followed the size field

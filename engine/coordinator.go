@@ -491,6 +491,7 @@ type event struct {
 	msg      *logfmt.Message
 	msgBuf   []byte // msg's buffer, room in front included (Core.AppMessageIn)
 	state    []byte // checkpoint state
+	asked    int64  // of a Checkpoint: the control records sent when it was read
 	durable  int64
 	ckptDone uint64
 	err      error // fatal
@@ -796,6 +797,11 @@ func (v *conversation) handle(e event) error {
 		return v.appGone(v.appPid, e.appErr)
 	case e.msg != nil:
 		hoptrace.Mark(hoptrace.LoopApp)
+		if e.msg.Type == logfmt.TypeCheckpoint && e.asked < v.core.CheckpointAskedAt() {
+			// Read before the request for a checkpoint was on its way: it
+			// holds a state from before what the request stands for.
+			return v.appGone(v.appPid, errors.New("protocol error: app sent a Checkpoint before it was asked for one"))
+		}
 		if err := v.core.AppMessageIn(*e.msg, e.msgBuf, e.state); err != nil {
 			return v.appGone(v.appPid, fmt.Errorf("protocol error: %w", err))
 		}
@@ -991,13 +997,15 @@ func (v *conversation) readApp(r io.Reader) {
 		cp := logfmt.Message{Type: m.Type, Data: m.Data} // its own buffer: the Core keeps it
 		buf := mr.Buf()                                  // with room in front, see Core.AppMessageIn
 		var state []byte
+		var asked int64
 		if m.Type == logfmt.TypeCheckpoint {
+			asked = v.sender.controls.Load() // after its header was read
 			if state, err = readCheckpointState(mr.State(), m, v.stateSize.Load(), v.sender.takeSpare()); err != nil {
 				v.post(event{appErr: fmt.Errorf("read checkpoint state: %w", err)})
 				return
 			}
 		}
-		v.post(event{msg: &cp, msgBuf: buf, state: state})
+		v.post(event{msg: &cp, msgBuf: buf, state: state, asked: asked})
 	}
 }
 
@@ -1080,8 +1088,11 @@ type appSender struct {
 	// ends is written (recycleAfter), and spare the buffer handed back.
 	recycle []byte
 	spare   atomic.Pointer[[]byte]
-	// written counts the bytes written to the app, all told.
-	written atomic.Int64
+	// written counts the bytes written to the app, all told; controls the
+	// control records (Core.CheckpointAskedAt), counted before they are
+	// written, so that an answer is never read before its request counts.
+	written  atomic.Int64
+	controls atomic.Int64
 }
 
 // recycleAfter asks the sender to hand buf back (takeSpare) once it has
@@ -1210,6 +1221,9 @@ func (s *appSender) loop(w io.Writer, onErr func(error)) {
 		hoptrace.Mark(hoptrace.AppSend)
 		var n int64
 		for _, it := range batch {
+			if isControlRecord(it.b) {
+				s.controls.Add(1)
+			}
 			if _, err := bw.Write(it.b); err != nil {
 				onErr(fmt.Errorf("send to app: %w", err))
 				return

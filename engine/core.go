@@ -213,6 +213,9 @@ type pendingCheckpoint struct {
 	number  uint64
 	nextSeq int64
 	inputs  []logfmt.Watermark
+	// control is the place, among the control records made for the app
+	// (from 1), of the one that asks for this checkpoint.
+	control int64
 }
 
 // Core is the coordinator's state machine. It never touches disk, network or
@@ -289,6 +292,8 @@ type Core struct {
 	// promoted: a follower made primary, whose app may still be
 	// replaying what was fed: its regenerated self-calls are dropped.
 	promoted bool
+	// controls counts the control records made for the app.
+	controls int64
 	// replayOpen: a recovery is still feeding the log (StartRecovery until
 	// FinishRecovery), which a streamed recovery does while the app
 	// replays. Self-calls are then kept as a follower keeps them: dropped
@@ -741,6 +746,17 @@ func (c *Core) RequestCheckpoint() {
 	c.enqueueControl(logfmt.TypeTakeCheckpoint)
 }
 
+// CheckpointAskedAt is the place, among the control records made for the
+// app (from 1), of the one that asks for the checkpoint awaited: an app's
+// Checkpoint read before that record was on its way to the app answers
+// nothing (the caller checks, knowing what it sent). 0 if none is awaited.
+func (c *Core) CheckpointAskedAt() int64 {
+	if c.awaiting == nil {
+		return 0
+	}
+	return c.awaiting.control
+}
+
 func (c *Core) appCheckpoint(state []byte) error {
 	p := c.awaiting
 	if p == nil {
@@ -1078,6 +1094,10 @@ func (c *Core) CheckpointDurable(n uint64) {
 }
 
 func (c *Core) enqueueControl(t logfmt.MessageType) {
+	c.controls++
+	if c.awaiting != nil && t != logfmt.TypeBecomingPrimary {
+		c.awaiting.control = c.controls // the request for it
+	}
 	body := logfmt.AppendControl(nil, t)
 	c.queue = append(c.queue, delivery{wire: logfmt.AppendWireRecord(nil, c.cfg.CommitterID, logfmt.SeqControl, body)})
 }

@@ -647,76 +647,99 @@ func ranInstance(t *testing.T, target int64) (*vfs.MemFS, *layout.Instance, stri
 }
 
 // TestStreamedRecoveryRefusesAnEarlyCheckpoint (found in review): an app
-// that sends a Checkpoint while the log is still replayed to it, before it
-// was asked for one, is a protocol error then and there. (Held until the
-// log's end, it was taken as the becoming-primary checkpoint: a checkpoint
-// past every replayed record holding the state from before them.) The
-// instance recovers with the next app as if the first had not been.
+// that sends a Checkpoint before it was asked for one is a protocol error,
+// while the log is still replayed to it (held until the log's end, it was
+// taken as the becoming-primary checkpoint: a checkpoint past every
+// replayed record holding the state from before them) and once the log was
+// read but before the request was on its way to it. The instance recovers
+// with the next app as if the first had not been.
 func TestStreamedRecoveryRefusesAnEarlyCheckpoint(t *testing.T) {
-	const target = 300
-	mem, in, _ := ranInstance(t, target)
-	ck0 := in.Manifest.Checkpoint
-	// One record a batch, the reader at most a record ahead: the log is
-	// still being read when the app answers.
-	ahead, batch := replayAheadMin, replayBatchBytes
-	replayAheadMin, replayBatchBytes = 1, 1
-	t.Cleanup(func() { replayAheadMin, replayBatchBytes = ahead, batch })
+	for _, tc := range []struct {
+		name   string
+		target int64
+		slow   bool          // one record a batch, the reader a record ahead
+		pause  time.Duration // before the app answers
+	}{
+		{"during the replay", 300, true, 0},
+		// More log than the app sender buffers: the request waits behind
+		// records the app does not read.
+		{"after the log was read", 12000, false, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := tc.target
+			mem := vfs.NewMem()
+			if err := runRaw(t, mem, newRawApp(target), 64<<20); err != nil { // checkpoint 1 only
+				t.Fatal(err)
+			}
+			in, err := layout.Open(mem, testDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ck0 := in.Manifest.Checkpoint
+			if tc.slow {
+				ahead, batch := replayAheadMin, replayBatchBytes
+				replayAheadMin, replayBatchBytes = 1, 1
+				t.Cleanup(func() { replayAheadMin, replayBatchBytes = ahead, batch })
+			}
+			goneErr := make(chan error, 4)
+			pc := startPipeCoordinator(t, mem, func(g AppGone) { goneErr <- g.Err })
+			pl, status, ctx, cancel, errc := pc.pl, &pc.status, pc.ctx, pc.cancel, pc.errc
+			toIC, fromIC, err := pl.Dial(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ck, err := in.ReadCheckpoint(ck0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The app reads the checkpoint record and nothing more, then
+			// answers with the state as it was.
+			hdr := logfmt.AppendCheckpointMessage(nil, int64(len(ck.State)))
+			if _, err := io.ReadFull(fromIC, make([]byte, logfmt.WireHeaderSize+len(hdr)+len(ck.State))); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(tc.pause)
+			if _, err := toIC.Write(append(hdr, ck.State...)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-goneErr:
+				if err == nil || !strings.Contains(err.Error(), "Checkpoint") || !strings.Contains(err.Error(), "asked for") {
+					t.Fatalf("the app went with %v; want the unasked-for Checkpoint named", err)
+				}
+				t.Logf("refused: %v", err)
+			case err := <-errc:
+				t.Fatalf("the coordinator stopped: %v", err)
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the early Checkpoint was not refused; coordinator %+v", status.Load())
+			}
+			toIC.Close()
+			fromIC.Close()
+			if m, err := layout.ReadManifest(mem, testDir); err != nil || m.Checkpoint != ck0 {
+				t.Fatalf("MANIFEST after the refused Checkpoint: %+v (%v); want checkpoint %d still", m, err, ck0)
+			}
 
-	goneErr := make(chan error, 4)
-	pc := startPipeCoordinator(t, mem, func(g AppGone) { goneErr <- g.Err })
-	pl, status, ctx, cancel, errc := pc.pl, &pc.status, pc.ctx, pc.cancel, pc.errc
-	toIC, fromIC, err := pl.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
+			app := newRawApp(target)
+			toIC, fromIC, err = pl.Dial(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go app.run(ctx, toIC, fromIC)
+			select {
+			case <-app.reachedCh:
+			case err := <-errc:
+				t.Fatalf("the coordinator stopped: %v", err)
+			case <-time.After(20 * time.Second):
+				t.Fatalf("timed out; coordinator %+v", status.Load())
+			}
+			app.mu.Lock()
+			count, aerr := app.count, app.err
+			app.mu.Unlock()
+			if count != target || aerr != nil {
+				t.Fatalf("the next app recovered count %d (%v); want %d", count, aerr, target)
+			}
+			cancel()
+			<-errc
+		})
 	}
-	ckState, err := in.ReadCheckpoint(ck0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The checkpoint record, then a Checkpoint of the state as it was.
-	hdr := logfmt.AppendCheckpointMessage(nil, int64(len(ckState.State)))
-	if _, err := io.ReadFull(fromIC, make([]byte, logfmt.WireHeaderSize+len(hdr)+len(ckState.State))); err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, fromIC)
-	if _, err := toIC.Write(append(logfmt.AppendCheckpointMessage(nil, int64(len(ckState.State))), ckState.State...)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-goneErr:
-		if err == nil || !strings.Contains(err.Error(), "nobody asked for") {
-			t.Fatalf("the app went with %v; want the unasked-for Checkpoint named", err)
-		}
-	case err := <-errc:
-		t.Fatalf("the coordinator stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the early Checkpoint was not refused; coordinator %+v", status.Load())
-	}
-	toIC.Close()
-	fromIC.Close()
-	if m, err := layout.ReadManifest(mem, testDir); err != nil || m.Checkpoint != ck0 {
-		t.Fatalf("MANIFEST after the refused Checkpoint: %+v (%v); want checkpoint %d still", m, err, ck0)
-	}
-
-	app := newRawApp(target)
-	toIC, fromIC, err = pl.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go app.run(ctx, toIC, fromIC)
-	select {
-	case <-app.reachedCh:
-	case err := <-errc:
-		t.Fatalf("the coordinator stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("timed out; coordinator %+v", status.Load())
-	}
-	app.mu.Lock()
-	count, aerr := app.count, app.err
-	app.mu.Unlock()
-	if count != target || aerr != nil {
-		t.Fatalf("the next app recovered count %d (%v); want %d", count, aerr, target)
-	}
-	cancel()
-	<-errc
 }
