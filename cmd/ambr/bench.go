@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 type benchOptions struct {
 	smoke, json, quiet bool
 	chart, cpuprofile  string
+	trace              string
 	report             string
 	dir                string
 	runs               int
@@ -103,6 +105,7 @@ suite failed; 2 bad usage.`,
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines on stderr")
 	f.StringVar(&o.chart, "chart", "", "also draw the throughput sweep to FILE (PNG; .svg for SVG)")
 	f.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to FILE (go tool pprof)")
+	f.StringVar(&o.trace, "trace", "", "write an execution trace of the whole run to FILE (go tool trace): where goroutines wait and wake; keep the run short")
 	f.StringVar(&o.report, "report", "", "run nothing: print the tables (and --chart) of a report saved with --json in FILE")
 	f.StringVar(&o.dir, "dir", "", "where instances, probes and databases go, on the disk to measure (default: the home)")
 	f.IntVar(&o.runs, "runs", def.Runs, "measurements per figure")
@@ -312,6 +315,17 @@ func runBench(cmd *cobra.Command, g *globals, suites []string, o benchOptions) e
 			return problemErrorf("--cpuprofile: %v", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.trace != "" {
+		f, err := os.Create(o.trace)
+		if err != nil {
+			return usageErrorf("--trace: %v", err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return problemErrorf("--trace: %v", err)
+		}
+		defer trace.Stop()
 	}
 	rep, runErr := bench.Run(cmd.Context(), cfg, suites...)
 	if rep != nil {
