@@ -523,8 +523,11 @@ type conversation struct {
 	// upgrade's build and version is durable: the upgrade is done then,
 	// even if the conversation ends before the loop hears of it.
 	upgraded atomic.Bool
-	appPid   int
-	ckptWG   sync.WaitGroup
+	// replaying is set while a streamed recovery reads the log (replayLog):
+	// the app's output is not held to the budget then (readApp).
+	replaying atomic.Bool
+	appPid    int
+	ckptWG    sync.WaitGroup
 
 	// The coordinator network of this conversation (owned by the loop).
 	links   map[string]*outLink
@@ -713,6 +716,7 @@ func (c *Coordinator) serve(ctx context.Context, conn AppConn) (err error) {
 	v.sender.recycleAfter(framed)
 	v.writer = NewFencedLogWriter(fsys, logDir, c.fence(), v.onDurable, func(err error) { v.post(event{err: err}) })
 	v.appPid = conn.Pid
+	v.replaying.Store(stream && !rec.fresh)
 	go v.readApp(conn.Recv)
 
 	defer func() {
@@ -984,7 +988,16 @@ func (v *conversation) readApp(r io.Reader) {
 	mr := logfmt.NewOwningMessageReader(r)
 	for {
 		start := mr.Offset() // where the next message starts: its state was read
-		v.flow.waitOutput(v.done)
+		if !v.replaying.Load() {
+			// Not while a streamed recovery reads the log (found in review):
+			// what the replay sends other instances is acknowledged only once
+			// they listen, which a peer replaying too does only after its
+			// own replay; held to the budget, two such replays wait for
+			// each other for good. So a replay's output to others is kept
+			// whole until they acknowledge it (as much as the replay
+			// sends), and the budget holds again from the replay's end.
+			v.flow.waitOutput(v.done)
+		}
 		m, err := mr.Next()
 		hoptrace.Mark(hoptrace.CoordRead)
 		if err != nil {
@@ -1191,9 +1204,12 @@ func (s *appSender) close() {
 	<-s.done
 }
 
+// appSendBuffer is the app sender's write buffer (a variable for tests).
+var appSendBuffer = 256 << 10
+
 func (s *appSender) loop(w io.Writer, onErr func(error)) {
 	defer close(s.done)
-	bw := bufio.NewWriterSize(w, 256<<10)
+	bw := bufio.NewWriterSize(w, appSendBuffer)
 	var batch []appItem
 	for {
 		s.mu.Lock()

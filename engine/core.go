@@ -142,6 +142,13 @@ type expectation struct {
 	digest uint64
 }
 
+// outPoint is the output stream's digest after count messages.
+type outPoint struct{ count, digest uint64 }
+
+// maxOutHist bounds Core.outHist: an app that sends this many messages
+// with no record fed between has its earliest ones compared no more.
+const maxOutHist = 1 << 16
+
 // outStream is the bookkeeping of one destination's output: the sender
 // sequence number of the last message produced, of the last one the
 // destination has logged, and the messages in between (seqs ackedSeq+1 …
@@ -274,6 +281,17 @@ type Core struct {
 	outDig     uint64
 	expects    []expectation
 	nondet     nondeterminismWatch // explains a replay that differs (nondeterminism.go)
+	// outHist is the output stream's digest at each count reached while
+	// points may still be fed after the app's output passed them (a
+	// recovery still reading the log, a follower: a record's point is the
+	// count when it was sealed, before the output of the record ahead of
+	// it, so an app that caught up with the reader is past it), from the
+	// last point compared on. nondetLost: a point fed late differed
+	// (policy warn); the digest cannot be re-based there, so points go
+	// uncompared until one that the output reaches exactly re-bases it.
+	outHist    []outPoint
+	lastPoint  uint64 // the count of the last point compared
+	nondetLost bool
 
 	firstStartGate bool // hold records until checkpoint 1 is durable
 	// heldCheckpoint is the first checkpoint, held back until record 1 (the
@@ -295,8 +313,8 @@ type Core struct {
 	// controls counts the control records made for the app.
 	controls int64
 	// replayOpen: a recovery is still feeding the log (StartRecovery until
-	// FinishRecovery), which a streamed recovery does while the app
-	// replays. Self-calls are then kept as a follower keeps them: dropped
+	// FinishRecovery; StartFollowing until Promote), which a streamed
+	// recovery does while the app replays. Self-calls are then kept as a follower keeps them: dropped
 	// once a fed record holds them, logged by FinishRecovery if none does.
 	replayOpen bool
 
@@ -360,6 +378,8 @@ func (c *Core) StartRecoveryFramed(ck *logfmt.Checkpoint, framed []byte, newSegm
 	c.durable = ck.NextSeq - 1
 	c.segment = newSegment
 	c.outCount, c.outDig = ck.OutCount, ck.OutDigest
+	c.outHist = append(c.outHist[:0], outPoint{ck.OutCount, ck.OutDigest})
+	c.lastPoint = ck.OutCount
 	for _, w := range ck.Inputs {
 		c.inWM[w.Peer] = w.Seq
 		c.sealedWM[w.Peer] = w.Seq
@@ -432,8 +452,9 @@ func (c *Core) ReplayWire(rec *logfmt.Record, wire []byte) error {
 func (c *Core) FinishRecovery() {
 	c.replayOpen = false
 	c.checkExpectations()
-	// Self-calls the app made before the checkpoint but which never reached
-	// a durable record: the replay will not make them again, so log them now.
+	// Self-calls the app made (before the checkpoint, or in this replay)
+	// that no record read holds: the replay will not make them again, so
+	// log them now.
 	c.loggedSelf = c.inWM[c.cfg.Name]
 	if s := c.outs[c.cfg.Name]; s != nil {
 		s.ack(c.loggedSelf)
@@ -563,8 +584,14 @@ func (c *Core) appRPC(buf []byte, at int) error {
 	}
 	c.outCount++
 	c.outDig = logfmt.ChainDigest(c.outDig, digestDest, body)
+	if c.replayOpen || c.following {
+		if len(c.outHist) == maxOutHist {
+			c.outHist = c.outHist[:copy(c.outHist, c.outHist[1:])]
+		}
+		c.outHist = append(c.outHist, outPoint{c.outCount, c.outDig})
+	}
 	if c.phase == phaseRecovering || len(c.expects) > 0 { // (a promoted standby's app may still replay)
-		c.nondet.sentDuringRecovery(digestDest, body)
+		c.nondet.sentDuringRecovery(digestDest, body, c.outCount)
 		c.checkExpectations()
 	}
 	// Looked up with string(bytes), which does not allocate, and only when
@@ -622,25 +649,70 @@ func (c *Core) checkExpectations() {
 	for len(c.expects) > 0 {
 		e := c.expects[0]
 		if e.count > c.outCount {
-			return
+			break
 		}
 		c.expects = c.expects[1:]
-		if e.count < c.outCount {
-			continue // the point lies before the restored checkpoint's output
+		c.lastPoint = max(c.lastPoint, e.count)
+		onTime := e.count == c.outCount
+		dig, ok := c.outDig, true
+		if !onTime {
+			// Fed after the output passed it: the digest at its count,
+			// unless that lies before the restored checkpoint's output.
+			dig, ok = c.digestAt(e.count)
 		}
-		if e.digest != c.outDig {
-			key, msg := c.nondet.mismatch(e.seq, e.count, e.digest, c.outDig, c.outCount, false)
+		if !ok {
+			continue
+		}
+		switch {
+		case c.nondetLost && onTime:
+			c.nondetLost = false
+			c.rebase(e.digest)
+		case c.nondetLost:
+		case e.digest != dig:
+			key, msg := c.nondet.mismatch(e.seq, e.count, e.digest, dig, c.outCount, false)
 			if c.cfg.Nondeterminism == NondeterminismStop {
 				c.ready.Fatal = fmt.Errorf("nondeterminism: %s (stopping; run with nondeterminism policy \"warn\" to continue anyway)", msg)
 			} else {
 				// Counted, told once recovery ends; later points are
 				// compared from the log's digest on.
 				c.nondet.count(key, msg, e.seq)
-				c.outDig = e.digest
+				if onTime {
+					c.rebase(e.digest)
+				} else {
+					c.nondetLost = true
+				}
 			}
 		}
-		c.nondet.matched(e.seq)
+		c.nondet.matched(e.seq, e.count)
 	}
+	// Points come in count order: what lies before the next one (or, with
+	// none waiting, before the last one) is not asked for again.
+	next := c.lastPoint
+	if len(c.expects) > 0 {
+		next = c.expects[0].count
+	}
+	if !c.replayOpen && !c.following && len(c.expects) == 0 {
+		c.outHist = c.outHist[:0] // no point is fed from now on
+	} else if i := sort.Search(len(c.outHist), func(i int) bool { return c.outHist[i].count >= next }); i > 0 {
+		c.outHist = c.outHist[:copy(c.outHist, c.outHist[i:])]
+	}
+}
+
+// digestAt is the output stream's digest after count messages, if outHist
+// still holds it.
+func (c *Core) digestAt(count uint64) (uint64, bool) {
+	i := sort.Search(len(c.outHist), func(i int) bool { return c.outHist[i].count >= count })
+	if i < len(c.outHist) && c.outHist[i].count == count {
+		return c.outHist[i].digest, true
+	}
+	return 0, false
+}
+
+// rebase makes the log's digest the output stream's at the current count
+// (after a difference, policy warn): later points compare from there.
+func (c *Core) rebase(digest uint64) {
+	c.outDig = digest
+	c.outHist = append(c.outHist[:0], outPoint{c.outCount, digest})
 }
 
 // maxOpenRecord is the size of messages past which the open record is

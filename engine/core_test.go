@@ -759,3 +759,109 @@ func TestStreamedReplaySelfCalls(t *testing.T) {
 		t.Fatalf("after FinishRecovery: warnings %q, fatal %v", rd.Warnings, rd.Fatal)
 	}
 }
+
+// TestStreamedReplayLatePoints (found in review): a record's point (the
+// output count and digest when it was sealed) can be fed after the app's
+// output passed it, when the app caught up with a log still being read;
+// it is compared with the digest the stream had at its count, as a point
+// fed in time is. The same replay, fed all at once before any output, is
+// judged the same way: a replay that sends what the log recorded passes,
+// one that sends other messages is stopped, or (policy warn) told once,
+// and the points after it compare from the log's digest again.
+func TestStreamedReplayLatePoints(t *testing.T) {
+	out := func(arg byte) logfmt.Message {
+		framed := logfmt.AppendOutgoingRPC(nil, "client", logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: []byte{arg}})
+		m, _, err := logfmt.ParseMessage(framed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	body := func(arg byte) []byte {
+		m := out(arg)
+		o, err := logfmt.ParseOutgoingRPC(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Data[o.BodyAt:]
+	}
+	// The recorded run: record k (k = 1..4) made two messages, recorded[2k-2:2k];
+	// each record's point is the count when it was sealed, before the
+	// previous record's output (pipelined): record k's is 2(k-2).
+	recorded := []byte("ABCDEFGH")
+	dig := []uint64{0}
+	for _, a := range recorded {
+		dig = append(dig, logfmt.ChainDigest(dig[len(dig)-1], []byte("client"), body(a)))
+	}
+	in := logfmt.AppendMessage(nil, logfmt.TypeRPC, []byte{1, 2, 3})
+	point := func(k int) uint64 { return uint64(max(0, 2*(k-2))) }
+	run := func(t *testing.T, streamed bool, policy NondeterminismPolicy, sent []byte) (warnings []string, fatal error) {
+		c := NewCore(CoreConfig{Name: "server", CommitterID: 7, Nondeterminism: policy})
+		c.StartRecovery(&logfmt.Checkpoint{Number: 1, NextSeq: 1}, 2)
+		ready := func() {
+			rd := c.Ready()
+			warnings = append(warnings, rd.Warnings...)
+			if rd.Fatal != nil && fatal == nil {
+				fatal = rd.Fatal
+			}
+		}
+		feed := func(k int) {
+			rec := &logfmt.Record{Seq: int64(k), Sources: []logfmt.Source{{Peer: "client", FirstSeq: int64(k), Count: 1}}, Messages: in, OutCount: point(k), OutDigest: dig[point(k)]}
+			if err := c.ReplayWire(rec, logfmt.AppendWireRecord(nil, 7, rec.Seq, rec.Messages)); err != nil {
+				t.Fatal(err)
+			}
+			ready()
+		}
+		handle := func(k int) { // the app handles record k
+			for _, a := range sent[2*k-2 : 2*k] {
+				if err := c.AppMessage(out(a), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ready()
+		}
+		if streamed { // the app keeps up: each record's point comes after the output of the one before
+			for k := 1; k <= 4; k++ {
+				feed(k)
+				handle(k)
+			}
+			c.FinishRecovery()
+		} else {
+			for k := 1; k <= 4; k++ {
+				feed(k)
+			}
+			c.FinishRecovery()
+			for k := 1; k <= 4; k++ {
+				handle(k)
+			}
+		}
+		ready()
+		if fatal == nil {
+			if err := c.AppMessage(logfmt.Message{Type: logfmt.TypeCheckpoint}, []byte("s")); err != nil {
+				t.Fatal(err)
+			}
+			ready()
+		}
+		return warnings, fatal
+	}
+	for _, streamed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("streamed=%v", streamed), func(t *testing.T) {
+			if w, f := run(t, streamed, NondeterminismStop, recorded); f != nil || len(w) != 0 {
+				t.Fatalf("the recorded messages again: fatal %v, warnings %q; want neither", f, w)
+			}
+			// Record 2's output differs: the point of record 4 (count 4)
+			// covers it; that of record 3 (count 2) does not.
+			other := []byte("ABCxEFGH")
+			if _, f := run(t, streamed, NondeterminismStop, other); f == nil || !strings.Contains(f.Error(), "record 4") {
+				t.Fatalf("other messages: fatal %v; want a stop naming record 4's point", f)
+			}
+			// Told once, with the messages the point covers (3..4, "x"
+			// among them), not those sent after it.
+			w, f := run(t, streamed, NondeterminismWarn, other)
+			if f != nil || len(w) != 1 || !strings.Contains(w[0], "1 point") || !strings.Contains(w[0], `messages 3..4`) ||
+				!strings.Contains(w[0], `"x"`) || strings.Contains(w[0], `"E"`) || !strings.Contains(w[0], "at record 4") {
+				t.Fatalf("other messages, policy warn: fatal %v, warnings %q; want one warning naming messages 3..4 at record 4", f, w)
+			}
+		})
+	}
+}

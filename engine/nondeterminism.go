@@ -34,6 +34,7 @@ type nondeterminismWatch struct {
 	letGo  int64
 	sent   []sentNow // sent since the last matched point, the first keepSent
 	more   int       // messages sent beyond those
+	lastN  uint64    // the output count after the last message noted
 	causes []*nondeterminismCause
 }
 
@@ -44,6 +45,7 @@ const keepSent = 8
 type sentNow struct {
 	dest string // "" for a self-call
 	body []byte // the RPC in delivery form
+	n    uint64 // the output count it made
 }
 
 type nondeterminismCause struct {
@@ -76,18 +78,44 @@ func (w *nondeterminismWatch) drop() {
 	w.recent = w.recent[1:]
 }
 
-// sentDuringRecovery notes a message the replaying app sent.
-func (w *nondeterminismWatch) sentDuringRecovery(dest, body []byte) {
-	if len(w.sent) < keepSent {
-		w.sent = append(w.sent, sentNow{dest: string(dest), body: append([]byte(nil), body...)})
+// sentDuringRecovery notes a message the replaying app sent, which made
+// the output count n.
+func (w *nondeterminismWatch) sentDuringRecovery(dest, body []byte, n uint64) {
+	w.lastN = n
+	if len(w.sent) < keepSent && w.more == 0 {
+		w.sent = append(w.sent, sentNow{dest: string(dest), body: append([]byte(nil), body...), n: n})
 	} else {
 		w.more++
 	}
 }
 
+// covered returns the messages noted that a point after count messages
+// covers (a point fed late, when the output is past it, covers fewer than
+// were sent), and how many more it covers that were not kept.
+func (w *nondeterminismWatch) covered(count uint64) ([]sentNow, int) {
+	cov := w.sent
+	for len(cov) > 0 && cov[len(cov)-1].n > count {
+		cov = cov[:len(cov)-1]
+	}
+	more := 0
+	if len(cov) == len(w.sent) && w.more > 0 && len(cov) > 0 && count > cov[len(cov)-1].n {
+		more = int(min(count, w.lastN) - cov[len(cov)-1].n)
+	}
+	return cov, more
+}
+
 // matched forgets what a matched point covers.
-func (w *nondeterminismWatch) matched(seq int64) {
-	w.sent, w.more = w.sent[:0], 0
+func (w *nondeterminismWatch) matched(seq int64, count uint64) {
+	// What the output sent beyond the point (fed late) is the next
+	// point's to cover; messages not kept are given up with the last kept.
+	i := 0
+	for i < len(w.sent) && w.sent[i].n <= count {
+		i++
+	}
+	w.sent = w.sent[:copy(w.sent, w.sent[i:])]
+	if len(w.sent) == 0 {
+		w.more = 0
+	}
 	// The next mismatch names the record before its point: keep seq-1.
 	for len(w.recent) > 0 && w.recent[0].Seq < seq-1 {
 		w.drop()
@@ -118,28 +146,29 @@ func (w *nondeterminismWatch) mismatch(seq int64, count uint64, logged, now uint
 		fmt.Fprintf(&b, "replaying record %d (logged %s; input: %s), ", rec.Seq, rec.LoggedTime().Format(time.RFC3339Nano), input)
 	}
 	what := ""
+	sent, more := w.covered(count)
 	switch {
 	case fewer:
 		fmt.Fprintf(&b, "the app sent %d messages in all, but the log recorded %d by record %d: it did not send what it sent when the records were first processed", sentCount, count, seq)
 		what = "fewer messages"
-	case len(w.sent) == 0:
+	case len(sent) == 0:
 		fmt.Fprintf(&b, "the app's output after %d messages has digest %016x, but the log recorded %016x at record %d", count, now, logged, seq)
 	default:
-		first := describeSent(w.sent[0])
+		first := describeSent(sent[0])
 		if f := strings.Fields(first); len(f) >= 4 {
 			what = f[1] + " " + f[2] + " " + f[3] // "client fork result"
 		}
-		from := count - uint64(len(w.sent)+w.more) + 1
-		if len(w.sent) == 1 && w.more == 0 {
+		from := sent[0].n
+		if len(sent) == 1 && more == 0 {
 			fmt.Fprintf(&b, "the app sent other messages than it did when the record was first processed: message %d of its output is now %s", from, first)
 		} else {
-			descs := make([]string, len(w.sent))
-			for i, m := range w.sent {
+			descs := make([]string, len(sent))
+			for i, m := range sent {
 				descs[i] = describeSent(m)
 			}
 			fmt.Fprintf(&b, "the app sent other messages than it did when the record was first processed: one of its messages %d..%d (those since the last point that matched) differs; they are now %s", from, count, strings.Join(descs, ", "))
-			if w.more > 0 {
-				fmt.Fprintf(&b, " and %d more", w.more)
+			if more > 0 {
+				fmt.Fprintf(&b, " and %d more", more)
 			}
 		}
 		fmt.Fprintf(&b, "; the log holds only the digest of what it sent then (%016x at record %d, %016x now): 'ambr retro-test' of this instance shows the logged message when the receiver's directory is beside it", logged, seq, now)

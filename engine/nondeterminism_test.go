@@ -35,7 +35,7 @@ func TestNondeterminismWatchIsBounded(t *testing.T) {
 	if !strings.Contains(text, "replaying record 99 ") {
 		t.Fatalf("a mismatch at record %d does not name record 99: %s", records, text)
 	}
-	w.matched(records)
+	w.matched(records, 3)
 	if len(w.recent) != 2 || w.recent[0].Seq != records-1 {
 		t.Fatalf("after the last point matched: %d records kept from %d", len(w.recent), w.recent[0].Seq)
 	}

@@ -125,14 +125,13 @@ func wireInPlace(raw []byte, r *logfmt.Record, committer int32) []byte {
 // replayLog streams the log after rec's checkpoint to the Core and the app
 // (streamLog) and ends recovery once all of it was read. What the app and
 // its outgoing links send meanwhile is handled as it comes, as a
-// follower's is (Core.replayOpen): output to other instances goes out
-// under the usual flow control, regenerated self-calls are dropped once a
-// record read holds them, those no record holds are logged by
-// FinishRecovery, and a Checkpoint nobody asked for is a protocol error.
-// Nothing waits in memory for the log's end, however long the log. (No
-// other instance connects in: the peer listener starts afterwards.) The
-// log's notes (a torn tail cut) are logged at the end; notes[:logged]
-// already were.
+// follower's is (Core.replayOpen): output to other instances goes out as
+// their links come up (not held to the output budget meanwhile: see
+// readApp), regenerated self-calls are dropped once a record read holds
+// them, those no record holds are logged by FinishRecovery, and a
+// Checkpoint nobody asked for is a protocol error. (No other instance
+// connects in: the peer listener starts afterwards.) The log's notes (a
+// torn tail cut) are logged at the end; notes[:logged] already were.
 func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int) error {
 	// The checkpoint is among the bytes handed to the app sender until it
 	// is written: the read-ahead comes on top of what of it is not written
@@ -185,6 +184,7 @@ func (v *conversation) replayLog(ctx context.Context, rec *recovered, logged int
 		v.c.log.Warn("recovery: " + n)
 	}
 	v.core.FinishRecovery()
+	v.replaying.Store(false)
 	v.c.publishCommitted(v.core.NextSeq() - 1)
 	v.c.log.Info("recovering", "checkpoint", rec.checkpoint.Number, "records", records)
 	return nil

@@ -661,9 +661,9 @@ func TestStreamedRecoveryRefusesAnEarlyCheckpoint(t *testing.T) {
 		pause  time.Duration // before the app answers
 	}{
 		{"during the replay", 300, true, 0},
-		// More log than the app sender buffers: the request waits behind
-		// records the app does not read.
-		{"after the log was read", 12000, false, 300 * time.Millisecond},
+		// More log than the app sender buffers (4 KiB here): the request
+		// waits behind records the app does not read.
+		{"after the log was read", 1000, false, 300 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tc.target
@@ -676,6 +676,9 @@ func TestStreamedRecoveryRefusesAnEarlyCheckpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			ck0 := in.Manifest.Checkpoint
+			sendBuf := appSendBuffer
+			appSendBuffer = 4 << 10
+			t.Cleanup(func() { appSendBuffer = sendBuf })
 			if tc.slow {
 				ahead, batch := replayAheadMin, replayBatchBytes
 				replayAheadMin, replayBatchBytes = 1, 1
