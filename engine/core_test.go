@@ -865,3 +865,39 @@ func TestStreamedReplayLatePoints(t *testing.T) {
 		})
 	}
 }
+
+// TestOutHistBounded: a following app that sends far more messages than
+// outHist holds with no point fed keeps it within its bound, and a point
+// fed late for a recent count is still compared.
+func TestOutHistBounded(t *testing.T) {
+	c := NewCore(CoreConfig{Name: "server", CommitterID: 7})
+	c.StartFollowing(&logfmt.Checkpoint{Number: 1, NextSeq: 1}, 2)
+	_ = c.Ready()
+	framed := logfmt.AppendOutgoingRPC(nil, "client", logfmt.RPC{MethodID: 1, Kind: logfmt.RPCFork, Args: []byte("x")})
+	m, _, err := logfmt.ParseMessage(framed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3*maxOutHist + 7
+	for i := 0; i < n; i++ {
+		if err := c.AppMessage(m, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.outHist) > maxOutHist {
+			t.Fatalf("after %d messages outHist holds %d, bound %d", i+1, len(c.outHist), maxOutHist)
+		}
+	}
+	_ = c.Ready()
+	want, ok := c.digestAt(n - 5)
+	if !ok {
+		t.Fatalf("the digest after %d of %d messages is not kept", n-5, n)
+	}
+	in := logfmt.AppendMessage(nil, logfmt.TypeRPC, []byte{1})
+	rec := &logfmt.Record{Seq: 1, Sources: []logfmt.Source{{Peer: "client", FirstSeq: 1, Count: 1}}, Messages: in, OutCount: n - 5, OutDigest: want ^ 1}
+	if err := c.ReplayWire(rec, logfmt.AppendWireRecord(nil, 7, 1, in)); err != nil {
+		t.Fatal(err)
+	}
+	if rd := c.Ready(); rd.Fatal == nil {
+		t.Fatal("a late point that differs from the kept digest was not reported")
+	}
+}
