@@ -90,6 +90,10 @@ type Config struct {
 	// LatencyHops adds a run of ambr calls at one in flight, traced with
 	// engine/hoptrace and not counted in the rows: where a call's time goes.
 	LatencyHops bool `json:"latency_hops"`
+	// LatencyProcesses adds ambr rows where each coordinator and each app
+	// is a process of its own, as `ambr run` runs them (the other rows
+	// host all four in this process).
+	LatencyProcesses bool `json:"latency_processes"`
 	// SyncProbes is how many fdatasyncs the disk probe times.
 	SyncProbes int `json:"sync_probes"`
 
@@ -125,7 +129,7 @@ func DefaultConfig() Config {
 		Volume: 256 << 20, MaxMsgs: 1 << 20,
 		Modes: []string{"oneway", "echo"}, Systems: []string{SysAmbr, SysAmbrNoTLS, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP},
 		WindowBytes: 16 << 20, WindowMsgs: 32768, GRPCInFlight: 32,
-		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, LatencyHalfPeak: true, LatencyHops: true, SyncProbes: 2000,
+		LatencyCalls: 2000, LatencyWarmup: 100, LatencyInFlight: []int{1, 16}, LatencyHalfPeak: true, LatencyHops: true, LatencyProcesses: true, SyncProbes: 2000,
 		ConvRequests: 5000, ConvConcurrency: 16,
 		RecLogMiB: 256, RecCkptMiB: 64, RecMsgSize: 1024,
 		GiantSize: 256 << 20, GiantCount: 1,

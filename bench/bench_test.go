@@ -135,6 +135,18 @@ func TestLatency(t *testing.T) {
 			t.Errorf("a call's cycle has %d log syncs, want 2: %+v", syncs, h)
 		}
 	}
+	// With processes: a row per number in flight, each call timed.
+	if len(l.Processes) != len(cfg.LatencyInFlight) {
+		t.Fatalf("rows with processes: %+v", l.Processes)
+	}
+	for i, r := range l.Processes {
+		if r.System != SysAmbr || r.InFlight != cfg.LatencyInFlight[i] || r.Calls != cfg.LatencyCalls {
+			t.Errorf("row with processes %d: %+v", i, r)
+		}
+		for _, s := range []Summary{r.PerSec, r.P50ms, r.P99ms, r.P999ms} {
+			positive(t, "processes", s, cfg.Runs)
+		}
+	}
 	if len(l.HalfPeak) != 2 {
 		t.Fatalf("half-peak rows: %+v", l.HalfPeak)
 	}

@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/hosted"
 	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/samples/counter/counter"
@@ -304,4 +309,136 @@ func runGRPCCalls(ctx context.Context, conn *grpc.ClientConn, total, warmup, inf
 		all = append(all, l...)
 	}
 	return callSample{perSec: float64(total) / el.Seconds(), lat: all}, nil
+}
+
+// The latency suite with processes: two coordinators (the giant suite's
+// "ic" children) and, each a process of its own connected to its
+// coordinator over loopback TCP, the counter server and the call client,
+// which times the calls and prints them. The client's arguments come in
+// the environment.
+const envCallsArgs = "AMBR_BENCH_CALLS_ARGS" // total warmup inflight
+
+// callsServerApp is samples/counter's server as an app process.
+func callsServerApp(ctx context.Context) error {
+	return counter.NewServer(nil).Run(ctx)
+}
+
+// callsClientApp is the call client as an app process: on "go" from its
+// stdin it makes the calls, then prints "lat" and each measured call's
+// latency in nanoseconds, and "rate" and the calls per second.
+func callsClientApp(ctx context.Context) error {
+	var total, warmup, inflight int64
+	if _, err := fmt.Sscan(os.Getenv(envCallsArgs), &total, &warmup, &inflight); err != nil {
+		return fmt.Errorf("%s: %v", envCallsArgs, err)
+	}
+	all := total + warmup
+	clk := &callClock{warmup: warmup, sent: make([]time.Time, all+1), lat: make([]time.Duration, 0, total)}
+	done := newSignal()
+	cli := newCallClient(callArgs{Server: "counter", Total: all, InFlight: inflight}, clk, done)
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() != "go" {
+				continue
+			}
+			if err := impulse(ctx, cli, "go", struct{}{}); err != nil {
+				say("error %v", err)
+				return
+			}
+			if err := done.wait(ctx, "the calls"); err != nil {
+				say("error %v", err)
+				return
+			}
+			say("lat %d", len(clk.lat))
+			for at := 0; at < len(clk.lat); at += 500 { // lines a scanner takes
+				var b strings.Builder
+				b.WriteString("l")
+				for _, d := range clk.lat[at:min(at+500, len(clk.lat))] {
+					fmt.Fprintf(&b, " %d", d.Nanoseconds())
+				}
+				say("%s", b.String())
+			}
+			from := clk.warmEnd
+			if warmup == 0 || from.IsZero() {
+				from = clk.sent[1]
+			}
+			say("rate %g", float64(total)/clk.last.Sub(from).Seconds())
+		}
+	}()
+	return cli.Run(ctx)
+}
+
+// runAmbrProcCalls is runAmbrCalls (closed loop) with each coordinator and
+// each app a process.
+func runAmbrProcCalls(ctx context.Context, cfg Config, dir string, total, warmup, inflight int) (callSample, error) {
+	home, err := os.MkdirTemp(dir, "calls-procs-")
+	if err != nil {
+		return callSample{}, err
+	}
+	defer os.RemoveAll(home)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	var all []*child
+	defer func() {
+		for _, ch := range all {
+			ch.stop()
+		}
+	}()
+	procs := map[string]*child{}
+	for _, side := range []struct{ inst, role string }{{"counter", "calls-srv"}, {"client", "calls-cli"}} {
+		ic, err := startChild(side.inst+" coordinator", "ic", []string{envGiantDir + "=" + filepath.Join(home, side.inst)})
+		if err != nil {
+			return callSample{}, err
+		}
+		all = append(all, ic)
+		ports, err := ic.expect(ctx, "ports", nil, nil)
+		if err != nil || len(ports) != 2 {
+			return callSample{}, fmt.Errorf("%s coordinator: no ports (%v)", side.inst, err)
+		}
+		app, err := startChild(side.inst+" app", side.role, []string{engine.EnvReceivePort + "=" + ports[0], engine.EnvSendPort + "=" + ports[1],
+			immortal.EnvInstance + "=" + side.inst, fmt.Sprintf("%s=%d %d %d", envCallsArgs, total, warmup, inflight)})
+		if err != nil {
+			return callSample{}, err
+		}
+		all = append([]*child{app}, all...) // apps stop first
+		procs[side.inst+" coordinator"], procs[side.inst+" app"] = ic, app
+	}
+	watch := all
+	for _, n := range []string{"counter coordinator", "client coordinator"} {
+		if _, err := procs[n].expect(ctx, "live", watch, nil); err != nil {
+			return callSample{}, err
+		}
+	}
+	cli := procs["client app"]
+	fmt.Fprintln(cli.stdin, "go")
+	n, err := cli.expect(ctx, "lat", watch, nil)
+	if err != nil {
+		return callSample{}, err
+	}
+	count := 0
+	if len(n) == 1 {
+		count, _ = strconv.Atoi(n[0])
+	}
+	s := callSample{lat: make([]time.Duration, 0, count)}
+	for len(s.lat) < count {
+		lat, err := cli.expect(ctx, "l ", watch, nil)
+		if err != nil {
+			return callSample{}, err
+		}
+		for _, f := range lat {
+			ns, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				return callSample{}, fmt.Errorf("client app: latency %q", f)
+			}
+			s.lat = append(s.lat, time.Duration(ns))
+		}
+	}
+	rate, err := cli.expect(ctx, "rate", watch, nil)
+	if err != nil || len(rate) != 1 {
+		return callSample{}, fmt.Errorf("client app: no rate (%v)", err)
+	}
+	if s.perSec, err = strconv.ParseFloat(rate[0], 64); err != nil {
+		return callSample{}, fmt.Errorf("client app: rate %q", rate[0])
+	}
+	return s, nil
 }

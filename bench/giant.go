@@ -120,6 +120,10 @@ func GiantChild() {
 		err = giantTCPSend(ctx)
 	case "tcp-recv":
 		err = giantTCPRecv(ctx)
+	case "calls-srv":
+		err = callsServerApp(ctx)
+	case "calls-cli":
+		err = callsClientApp(ctx)
 	default:
 		err = fmt.Errorf("no role %q", role)
 	}

@@ -19,6 +19,9 @@ type LatencyResult struct {
 	// Hops is where the time of a call at one in flight goes, from a run of
 	// its own traced with engine/hoptrace (when the config asks for it).
 	Hops *hoptrace.Breakdown `json:"hops,omitempty"`
+	// Processes holds ambr's closed-loop rows with each coordinator and
+	// each app a process (when the config asks for it).
+	Processes []CallRow `json:"processes,omitempty"`
 }
 
 // halfPeakInFlight bounds the calls in flight of the open-loop rows: far
@@ -75,6 +78,21 @@ func runLatency(ctx context.Context, cfg Config, dir string, sync SyncProbe) (*L
 			return nil, err
 		}
 		res.Rows = append(res.Rows, a, g)
+	}
+	if cfg.LatencyProcesses {
+		for _, k := range inflights {
+			k = max(k, 1)
+			var runs []callSample
+			for r := 0; r < cfg.Runs; r++ {
+				s, err := runAmbrProcCalls(ctx, cfg, dir, calls, cfg.LatencyWarmup, k)
+				if err != nil {
+					return nil, fmt.Errorf("ambr, processes, %d in flight: %w", k, err)
+				}
+				runs = append(runs, s)
+				cfg.progress("latency ambr (processes) %2d in flight run %d/%d: %s", k, r+1, cfg.Runs, describeSample(s))
+			}
+			res.Processes = append(res.Processes, rowOf(SysAmbr, k, calls, runs))
+		}
 	}
 	if cfg.LatencyHops {
 		// A run of its own: tracing costs each point a lock and a clock

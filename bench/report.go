@@ -374,6 +374,13 @@ func writeLatency(w io.Writer, l *LatencyResult) {
 		}
 		t.write(w)
 	}
+	if len(l.Processes) > 0 {
+		fmt.Fprintf(w, "ambr with each coordinator and each app a process of its own, as ambr run runs them (the rows above host all four in one process):\n")
+		writeCallRows(w, l.Processes, "calls/s")
+		for _, r := range l.Processes {
+			fmt.Fprintf(w, "%d in flight, processes: ambr p50 = %s fdatasync p50s\n", r.InFlight, sig(r.P50ms.Median/l.Fdatasync.P50ms))
+		}
+	}
 	if h := l.Hops; h != nil && len(h.Hops) > 0 {
 		fmt.Fprintf(w, "where a call's time goes (ambr, 1 in flight, a traced run of %d calls; median of each hop; a call's median %s µs):\n", h.Cycles, sig(h.CycleUs))
 		t := numTable("from", "to", "µs")

@@ -35,6 +35,7 @@ type benchOptions struct {
 	latencyInFlight    string
 	latencyHalfPeak    bool
 	latencyHops        bool
+	latencyProcesses   bool
 	syncProbes         int
 	requests, conc     int
 	pgBin              string
@@ -122,6 +123,7 @@ suite failed; 2 bad usage.`,
 	f.StringVar(&o.latencyInFlight, "latency-inflight", benchIntList(def.LatencyInFlight), "latency: calls in flight, one row each")
 	f.BoolVar(&o.latencyHops, "latency-hops", def.LatencyHops, "latency: also trace one run of ambr calls at 1 in flight and show the median of each hop (not counted in the rows)")
 	f.BoolVar(&o.latencyHalfPeak, "latency-half-peak", def.LatencyHalfPeak, "latency: also release calls at half each system's best rate (open loop)")
+	f.BoolVar(&o.latencyProcesses, "latency-processes", def.LatencyProcesses, "latency: also run ambr's calls with each coordinator and each app a process of its own, as ambr run runs them")
 	f.IntVar(&o.syncProbes, "sync-probes", def.SyncProbes, "fdatasyncs timed for the disk's figures")
 	f.IntVar(&o.requests, "requests", def.ConvRequests, "conventional: requests per run")
 	f.IntVar(&o.conc, "concurrency", def.ConvConcurrency, "conventional: requests in flight")
@@ -231,7 +233,12 @@ func benchConfig(cmd *cobra.Command, g *globals, o benchOptions) (bench.Config, 
 	}
 	if set("latency-half-peak") {
 		cfg.LatencyHalfPeak = o.latencyHalfPeak
+	}
+	if set("latency-hops") {
 		cfg.LatencyHops = o.latencyHops
+	}
+	if set("latency-processes") {
+		cfg.LatencyProcesses = o.latencyProcesses
 	}
 	if set("sync-probes") {
 		cfg.SyncProbes = o.syncProbes
