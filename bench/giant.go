@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +100,11 @@ const (
 // pprof -sample_index=alloc_space): where the copies of the message are.
 const EnvGiantMemProfile = "AMBR_BENCH_GIANT_MEMPROFILE"
 
+// EnvChildTrace, set to a directory in the bench's environment, has each
+// child process (the giant suite's, the latency suite's with processes)
+// write an execution trace there (go tool trace).
+const EnvChildTrace = "AMBR_BENCH_CHILD_TRACE"
+
 // GiantChild runs this process as one of the giant suite's children if the
 // environment says so, and exits; otherwise it returns at once. Call it
 // first in main (and in TestMain of a test that runs the suite).
@@ -108,6 +114,12 @@ func GiantChild() {
 		return
 	}
 	ctx, stop := ossignal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopTrace := func() {}
+	if dir := os.Getenv(EnvChildTrace); dir != "" {
+		if f, terr := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.trace", role, os.Getpid()))); terr == nil && trace.Start(f) == nil {
+			stopTrace = func() { trace.Stop(); f.Close() } // before os.Exit below
+		}
+	}
 	var err error
 	switch role {
 	case "ic":
@@ -128,6 +140,7 @@ func GiantChild() {
 		err = fmt.Errorf("no role %q", role)
 	}
 	stop()
+	stopTrace()
 	if dir := os.Getenv(EnvGiantMemProfile); dir != "" {
 		name := role
 		if d := os.Getenv(envGiantDir); d != "" {
