@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/ambr-dev/ambr/engine"
 	"github.com/ambr-dev/ambr/engine/hosted"
 	"github.com/ambr-dev/ambr/engine/immortal"
 	"github.com/ambr-dev/ambr/samples/counter/counter"
@@ -384,31 +382,14 @@ func runAmbrProcCalls(ctx context.Context, cfg Config, dir string, total, warmup
 			ch.stop()
 		}
 	}()
-	procs := map[string]*child{}
-	for _, side := range []struct{ inst, role string }{{"counter", "calls-srv"}, {"client", "calls-cli"}} {
-		ic, err := startChild(side.inst+" coordinator", "ic", []string{envGiantDir + "=" + filepath.Join(home, side.inst)})
-		if err != nil {
-			return callSample{}, err
-		}
-		all = append(all, ic)
-		ports, err := ic.expect(ctx, "ports", nil, nil)
-		if err != nil || len(ports) != 2 {
-			return callSample{}, fmt.Errorf("%s coordinator: no ports (%v)", side.inst, err)
-		}
-		app, err := startChild(side.inst+" app", side.role, []string{engine.EnvReceivePort + "=" + ports[0], engine.EnvSendPort + "=" + ports[1],
-			immortal.EnvInstance + "=" + side.inst, fmt.Sprintf("%s=%d %d %d", envCallsArgs, total, warmup, inflight)})
-		if err != nil {
-			return callSample{}, err
-		}
-		all = append([]*child{app}, all...) // apps stop first
-		procs[side.inst+" coordinator"], procs[side.inst+" app"] = ic, app
+	args := []string{fmt.Sprintf("%s=%d %d %d", envCallsArgs, total, warmup, inflight)}
+	procs, err := startInstances(ctx, home, &all, []instProcs{
+		{"counter", "counter coordinator", "counter app", "calls-srv", nil},
+		{"client", "client coordinator", "client app", "calls-cli", args}})
+	if err != nil {
+		return callSample{}, err
 	}
 	watch := all
-	for _, n := range []string{"counter coordinator", "client coordinator"} {
-		if _, err := procs[n].expect(ctx, "live", watch, nil); err != nil {
-			return callSample{}, err
-		}
-	}
 	cli := procs["client app"]
 	fmt.Fprintln(cli.stdin, "go")
 	n, err := cli.expect(ctx, "lat", watch, nil)

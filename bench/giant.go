@@ -581,6 +581,50 @@ func checkGot(fields []string, size int64, want string) error {
 	return nil
 }
 
+// instProcs is an instance run as two processes: its coordinator (the "ic"
+// child, named ic) and its app (a child of role, named app, with env).
+type instProcs struct {
+	inst, ic, app, role string
+	env                 []string
+}
+
+// startInstances starts each instance's coordinator, for home/inst, and
+// its app connected to the coordinator's ports, and waits until every
+// coordinator is live. The children are put in *all, apps first (they
+// are stopped first), also when it fails; it returns them by name.
+func startInstances(ctx context.Context, home string, all *[]*child, insts []instProcs) (map[string]*child, error) {
+	procs := map[string]*child{}
+	start := func(name, role string, env []string) (*child, error) {
+		ch, err := startChild(name, role, env)
+		if err == nil {
+			*all = append([]*child{ch}, *all...)
+		}
+		return ch, err
+	}
+	for _, in := range insts {
+		ic, err := start(in.ic, "ic", []string{envGiantDir + "=" + filepath.Join(home, in.inst)})
+		if err != nil {
+			return nil, err
+		}
+		ports, err := ic.expect(ctx, "ports", nil, nil)
+		if err != nil || len(ports) != 2 {
+			return nil, fmt.Errorf("%s: no ports (%v)", in.ic, err)
+		}
+		env := append([]string{engine.EnvReceivePort + "=" + ports[0], engine.EnvSendPort + "=" + ports[1], immortal.EnvInstance + "=" + in.inst}, in.env...)
+		app, err := start(in.app, in.role, env)
+		if err != nil {
+			return nil, err
+		}
+		procs[in.ic], procs[in.app] = ic, app
+	}
+	for _, in := range insts {
+		if _, err := procs[in.ic].expect(ctx, "live", *all, nil); err != nil {
+			return nil, err
+		}
+	}
+	return procs, nil
+}
+
 func giantAmbrRun(ctx context.Context, cfg Config, dir string, size int64, count int, want string, run int) (giantSample, error) {
 	home, err := os.MkdirTemp(dir, "giant-")
 	if err != nil {
@@ -596,35 +640,11 @@ func giantAmbrRun(ctx context.Context, cfg Config, dir string, size int64, count
 		}
 	}()
 	cfg.progress("giant run %d/%d: starting two coordinators and their apps, each a process", run+1, cfg.Runs)
-	start := func(name, role string, env ...string) (*child, error) {
-		ch, err := startChild(name, role, env)
-		if err == nil {
-			all = append([]*child{ch}, all...) // stopped apps first
-		}
-		return ch, err
-	}
-	procs := map[string]*child{}
-	for _, side := range []struct{ inst, ic, app string }{{"srv", GiantSrvIC, GiantSrvApp}, {"job", GiantJobIC, GiantJobApp}} {
-		ic, err := start(side.ic, "ic", envGiantDir+"="+filepath.Join(home, side.inst))
-		if err != nil {
-			return giantSample{}, err
-		}
-		ports, err := ic.expect(ctx, "ports", nil, nil)
-		if err != nil || len(ports) != 2 {
-			return giantSample{}, fmt.Errorf("%s: no ports (%v)", side.ic, err)
-		}
-		app, err := start(side.app, side.inst, engine.EnvReceivePort+"="+ports[0], engine.EnvSendPort+"="+ports[1], immortal.EnvInstance+"="+side.inst)
-		if err != nil {
-			return giantSample{}, err
-		}
-		procs[side.ic], procs[side.app] = ic, app
+	procs, err := startInstances(ctx, home, &all, []instProcs{{"srv", GiantSrvIC, GiantSrvApp, "srv", nil}, {"job", GiantJobIC, GiantJobApp, "job", nil}})
+	if err != nil {
+		return giantSample{}, err
 	}
 	watch := all
-	for _, n := range []string{GiantSrvIC, GiantJobIC} {
-		if _, err := procs[n].expect(ctx, "live", watch, nil); err != nil {
-			return giantSample{}, err
-		}
-	}
 	job, srv := procs[GiantJobApp], procs[GiantSrvApp]
 	fmt.Fprintln(job.stdin, "warm")
 	if _, err := job.expect(ctx, "warmed", watch, nil); err != nil {

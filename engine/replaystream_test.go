@@ -533,14 +533,7 @@ func TestAppSenderSpareNotReadAfterHandBack(t *testing.T) {
 // replayAhead let it run a whole checkpoint's size further ahead).
 func TestReplayReadAheadAfterCheckpointWritten(t *testing.T) {
 	const target = 2500
-	mem := vfs.NewMem()
-	if err := runRaw(t, mem, newRawApp(target), 64<<20); err != nil {
-		t.Fatal(err)
-	}
-	in, err := layout.Open(mem, testDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mem, in, _ := ranInstanceSeg(t, target, 64<<20)
 	k := in.Manifest.Checkpoint
 	ck, err := in.ReadCheckpoint(k)
 	if err != nil {
@@ -634,8 +627,15 @@ func tornInstance(t *testing.T, target int64, cut int) (mem *vfs.MemFS, last str
 // and the path of its last segment.
 func ranInstance(t *testing.T, target int64) (*vfs.MemFS, *layout.Instance, string) {
 	t.Helper()
+	return ranInstanceSeg(t, target, 1<<20)
+}
+
+// ranInstanceSeg is ranInstance with segments of segSize (a checkpoint
+// each): 64<<20 leaves checkpoint 1 only.
+func ranInstanceSeg(t *testing.T, target, segSize int64) (*vfs.MemFS, *layout.Instance, string) {
+	t.Helper()
 	mem := vfs.NewMem()
-	if err := runRaw(t, mem, newRawApp(target), 1<<20); err != nil {
+	if err := runRaw(t, mem, newRawApp(target), segSize); err != nil {
 		t.Fatal(err)
 	}
 	in, err := layout.Open(mem, testDir)
@@ -667,14 +667,7 @@ func TestStreamedRecoveryRefusesAnEarlyCheckpoint(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tc.target
-			mem := vfs.NewMem()
-			if err := runRaw(t, mem, newRawApp(target), 64<<20); err != nil { // checkpoint 1 only
-				t.Fatal(err)
-			}
-			in, err := layout.Open(mem, testDir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			mem, in, _ := ranInstanceSeg(t, target, 64<<20)
 			ck0 := in.Manifest.Checkpoint
 			sendBuf := appSendBuffer
 			appSendBuffer = 4 << 10
