@@ -454,13 +454,7 @@ func TestRecoverAppGoneWhileStreaming(t *testing.T) {
 	}
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.run(ctx, toIC, fromIC) }()
-	select {
-	case <-app.reachedCh:
-	case err := <-errc:
-		t.Fatalf("the coordinator stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("timed out; coordinator %+v", status.Load())
-	}
+	pc.waitReached(t, app)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		if st, ok := status.Load().(Status); ok && st.Phase == "live" && !st.CheckpointBusy {
 			break
@@ -612,6 +606,18 @@ func startPipeCoordinator(t *testing.T, fsys vfs.FS, onGone func(AppGone)) *pipe
 	return pc
 }
 
+// waitReached waits until app has done all its work as a primary.
+func (pc *pipeCoordinator) waitReached(t *testing.T, app *rawApp) {
+	t.Helper()
+	select {
+	case <-app.reachedCh:
+	case err := <-pc.errc:
+		t.Fatalf("the coordinator stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("timed out; coordinator %+v", pc.status.Load())
+	}
+}
+
 // tornInstance runs a raw app to target in memory and cuts the last cut
 // bytes off its last segment (a torn tail), returning the instance, that
 // segment's path, and a crash clone of it to recover once for comparison.
@@ -721,13 +727,7 @@ func TestStreamedRecoveryRefusesAnEarlyCheckpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			go app.run(ctx, toIC, fromIC)
-			select {
-			case <-app.reachedCh:
-			case err := <-errc:
-				t.Fatalf("the coordinator stopped: %v", err)
-			case <-time.After(20 * time.Second):
-				t.Fatalf("timed out; coordinator %+v", status.Load())
-			}
+			pc.waitReached(t, app)
 			app.mu.Lock()
 			count, aerr := app.count, app.err
 			app.mu.Unlock()
