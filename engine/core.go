@@ -314,8 +314,9 @@ type Core struct {
 	controls int64
 	// replayOpen: a recovery is still feeding the log (StartRecovery until
 	// FinishRecovery; StartFollowing until Promote), which a streamed
-	// recovery does while the app replays. Self-calls are then kept as a follower keeps them: dropped
-	// once a fed record holds them, logged by FinishRecovery if none does.
+	// recovery does while the app replays. Self-calls are then kept as a
+	// follower keeps them: dropped once a fed record holds them, logged by
+	// FinishRecovery if none does.
 	replayOpen bool
 
 	ready Ready
