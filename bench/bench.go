@@ -28,13 +28,14 @@ const (
 	SysAmbrNoSync = "ambr-nosync" // log written, never fdatasynced
 	SysAmbrNoLog  = "ambr-nolog"  // log discarded
 	SysAmbrNoTLS  = "ambr-notls"  // durable, coordinators linked without TLS
+	SysAmbrProcs  = "ambr-procs"  // durable, each coordinator and app a process, as ambr run runs them
 	SysGRPCUnary  = "grpc-unary"
 	SysGRPCStream = "grpc-stream"
 	SysTCP        = "tcp"
 )
 
 // AllSystems lists the throughput suite's systems.
-var AllSystems = []string{SysAmbr, SysAmbrNoTLS, SysAmbrNoSync, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP}
+var AllSystems = []string{SysAmbr, SysAmbrProcs, SysAmbrNoTLS, SysAmbrNoSync, SysAmbrNoLog, SysGRPCUnary, SysGRPCStream, SysTCP}
 
 // systemTitle names a system in tables.
 func systemTitle(s string) string {
@@ -47,6 +48,8 @@ func systemTitle(s string) string {
 		return "ambr log-off"
 	case SysAmbrNoTLS:
 		return "ambr TLS-off"
+	case SysAmbrProcs:
+		return "ambr processes"
 	case SysGRPCUnary:
 		return "gRPC unary"
 	case SysGRPCStream:

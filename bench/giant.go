@@ -136,6 +136,10 @@ func GiantChild() {
 		err = callsServerApp(ctx)
 	case "calls-cli":
 		err = callsClientApp(ctx)
+	case "tput-srv":
+		err = tputServerApp(ctx)
+	case "tput-job":
+		err = tputJobApp(ctx)
 	default:
 		err = fmt.Errorf("no role %q", role)
 	}

@@ -140,6 +140,8 @@ func runSystem(ctx context.Context, cfg Config, dir, sys string, size int, n, wi
 		return runAmbrThroughput(ctx, dir, logDurable, false, size, n, window, echo)
 	case SysAmbrNoTLS:
 		return runAmbrThroughput(ctx, dir, logDurable, true, size, n, window, echo)
+	case SysAmbrProcs:
+		return runAmbrProcThroughput(ctx, dir, size, n, window, echo)
 	case SysAmbrNoSync:
 		return runAmbrThroughput(ctx, dir, logNoSync, false, size, n, window, echo)
 	case SysAmbrNoLog:

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -163,4 +164,111 @@ func runAmbrThroughput(ctx context.Context, dir, logMode string, plaintext bool,
 		err = serr
 	}
 	return elapsed, err
+}
+
+// The throughput workload with processes: two coordinators (the giant
+// suite's "ic" children) and the server and the job, each an app process
+// of its own connected to its coordinator over loopback TCP, as ambr run
+// runs them. The arguments come in the environment.
+const envTputArgs = "AMBR_BENCH_TPUT_ARGS" // size total window echo(0|1)
+
+func tputArgsFromEnv() (size int, total, window int64, echo bool, err error) {
+	var e int
+	if _, err = fmt.Sscan(os.Getenv(envTputArgs), &size, &total, &window, &e); err != nil {
+		err = fmt.Errorf("%s: %v", envTputArgs, err)
+	}
+	return size, total, window, e == 1, err
+}
+
+// tputServerApp is the server as an app process: it prints "done" once it
+// has all the messages (one-way).
+func tputServerApp(ctx context.Context) error {
+	_, total, window, echo, err := tputArgsFromEnv()
+	if err != nil {
+		return err
+	}
+	done := newSignal()
+	srv := newTputServer(tputServerArgs{Job: "job", Echo: echo, AckEvery: max(1, window/4), Total: total}, done)
+	go func() {
+		if done.wait(ctx, "the messages") == nil {
+			say("done")
+		}
+	}()
+	return srv.Run(ctx)
+}
+
+// tputJobApp is the job as an app process: "warm" and "start" on its stdin
+// are its impulses; it prints "warmed" after the warm-up round trip and,
+// echo, "done" once every echo is back.
+func tputJobApp(ctx context.Context) error {
+	size, total, window, echo, err := tputArgsFromEnv()
+	if err != nil {
+		return err
+	}
+	warmed, done := newSignal(), newSignal()
+	job := newTputJob(tputJobArgs{Server: "srv", Size: size, Total: total, Echo: echo, Window: window}, warmed, done)
+	go func() {
+		if warmed.wait(ctx, "the warm-up") == nil {
+			say("warmed")
+		}
+		if done.wait(ctx, "the echoes") == nil {
+			say("done")
+		}
+	}()
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if cmd := sc.Text(); cmd == "warm" || cmd == "start" {
+				if err := impulse(ctx, job, cmd, int64(0)); err != nil {
+					say("error %v", err)
+				}
+			}
+		}
+	}()
+	return job.Run(ctx)
+}
+
+// runAmbrProcThroughput is runAmbrThroughput (durable, TLS) with each
+// coordinator and each app a process; the time runs from the start
+// impulse being asked for to the "done" line.
+func runAmbrProcThroughput(ctx context.Context, dir string, size int, total, window int64, echo bool) (time.Duration, error) {
+	home, err := os.MkdirTemp(dir, "tput-procs-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(home)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	var all []*child
+	defer func() {
+		for _, ch := range all {
+			ch.stop()
+		}
+	}()
+	e := 0
+	if echo {
+		e = 1
+	}
+	args := []string{fmt.Sprintf("%s=%d %d %d %d", envTputArgs, size, total, window, e)}
+	procs, err := startInstances(ctx, home, &all, []instProcs{
+		{"srv", "srv coordinator", "srv app", "tput-srv", args},
+		{"job", "job coordinator", "job app", "tput-job", args}})
+	if err != nil {
+		return 0, err
+	}
+	job, srv := procs["job app"], procs["srv app"]
+	fmt.Fprintln(job.stdin, "warm")
+	if _, err := job.expect(ctx, "warmed", all, nil); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	fmt.Fprintln(job.stdin, "start")
+	last := srv
+	if echo {
+		last = job
+	}
+	if _, err := last.expect(ctx, "done", all, nil); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }
