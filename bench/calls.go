@@ -400,6 +400,9 @@ func runAmbrProcCalls(ctx context.Context, cfg Config, dir string, total, warmup
 	if len(n) == 1 {
 		count, _ = strconv.Atoi(n[0])
 	}
+	if count <= 0 {
+		return callSample{}, fmt.Errorf("client app: no calls timed (%q)", n)
+	}
 	s := callSample{lat: make([]time.Duration, 0, count)}
 	for len(s.lat) < count {
 		lat, err := cli.expect(ctx, "l ", watch, nil)
