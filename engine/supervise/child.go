@@ -114,6 +114,10 @@ func (c *Child) Gone(pid int, delivered int64) {
 	}
 }
 
+// afterStart, if set (tests), runs right after each start: a supervisor
+// slow to get there.
+var afterStart func()
+
 // Run supervises until ctx ends (then it stops the child: SIGTERM, then
 // SIGKILL after a grace period, and returns nil) or the app is in a crash
 // loop (then it returns a *CrashLoopError).
@@ -131,8 +135,15 @@ func (c *Child) Run(ctx context.Context) error {
 		// A grandchild that keeps the app's stderr open must not hold up
 		// the restart.
 		cmd.WaitDelay = time.Second
+		// Only this start's lines: forgotten before it starts (found in CI:
+		// forgotten after, an app that wrote its reason and exited first
+		// was told to have said nothing).
+		stderr.take()
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start app %s: %w", path, err)
+		}
+		if afterStart != nil {
+			afterStart()
 		}
 		start := &childStart{pid: cmd.Process.Pid, gone: make(chan struct{})}
 		c.mu.Lock()
@@ -142,7 +153,6 @@ func (c *Child) Run(ctx context.Context) error {
 			_ = cmd.Process.Kill()
 		}
 		c.mu.Unlock()
-		stderr.take() // only this start's lines
 		if c.OnStart != nil {
 			c.OnStart(start.pid)
 		}

@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -136,5 +137,18 @@ func TestCrashLoopRefused(t *testing.T) {
 	err = exec.Command("sh", "-c", "exit 77").Run()
 	if _, loop := d.Ended(AppRun{Attached: true, Exit: err}); loop != nil {
 		t.Fatalf("exit 77 stopped the supervisor: %v", loop)
+	}
+}
+
+// TestLastWordsOfAQuickExit (found in CI): an app that writes its reason
+// and exits before the supervisor gets past starting it is still quoted.
+func TestLastWordsOfAQuickExit(t *testing.T) {
+	afterStart = func() { time.Sleep(200 * time.Millisecond) }
+	t.Cleanup(func() { afterStart = nil })
+	c := &Child{Path: "sh", Args: []string{"-c", "echo 'config.yaml: no such file' >&2; exit 3"}, Limits: Limits{ExitsBeforeAttach: 2}}
+	err := c.Run(context.Background())
+	var loop *CrashLoopError
+	if !errors.As(err, &loop) || !strings.Contains(loop.Message, "config.yaml: no such file") {
+		t.Fatalf("Run: %v; want a crash loop quoting the app's last line", err)
 	}
 }
