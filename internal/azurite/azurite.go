@@ -23,6 +23,33 @@ const Version = "3.35.0"
 // the first time, and skips the test only when npm is not installed.
 func Start(t *testing.T) string {
 	t.Helper()
+	bin := install(t)
+	// A free port can be taken between freePorts and azurite's bind (other
+	// test binaries start azurite at the same time): an emulator that
+	// exits before it listens is started again on other ports.
+	var ports []int
+	for attempt := 1; ; attempt++ {
+		ports = freePorts(t, 3)
+		logs, err := run(t, bin, ports)
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("%v\n%s", err, logs)
+		}
+		t.Logf("%v; starting it again on other ports", err)
+	}
+	// The emulator's well-known development account and key.
+	const account, key = "devstoreaccount1", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;BlobEndpoint=http://127.0.0.1:%d/%s;QueueEndpoint=http://127.0.0.1:%d/%s;TableEndpoint=http://127.0.0.1:%d/%s;",
+		account, key, ports[0], account, ports[1], account, ports[2], account)
+}
+
+// install returns the azurite executable, installed from the npm registry
+// into the user's cache directory the first time; it skips the test when
+// npm is not installed.
+func install(t *testing.T) string {
+	t.Helper()
 	npm, err := exec.LookPath("npm")
 	if err != nil {
 		t.Skip("npm is not installed: this test runs azurite, the Azure Storage emulator from the npm registry (install Node.js and npm to run it)")
@@ -55,7 +82,14 @@ func Start(t *testing.T) string {
 			}
 		}
 	}
-	ports := freePorts(t, 3)
+	return bin
+}
+
+// run starts azurite on ports and waits until it listens. The emulator is
+// stopped when the test ends. An error says it exited first or did not
+// listen in time, with its output.
+func run(t *testing.T, bin string, ports []int) (string, error) {
+	t.Helper()
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--silent", "--inMemoryPersistence", "--skipApiVersionCheck", "--disableProductStyleUrl",
 		"--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(ports[0]),
@@ -68,9 +102,12 @@ func Start(t *testing.T) string {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	gone := false // exited was received (found hung: the cleanup waited for it again)
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		if !gone {
+			<-exited
+		}
 	})
 	for _, p := range []int{ports[0], ports[2]} {
 		deadline := time.Now().Add(60 * time.Second)
@@ -82,19 +119,20 @@ func Start(t *testing.T) string {
 			}
 			select {
 			case err := <-exited:
-				t.Fatalf("azurite exited: %v\n%s", err, logs.String())
+				gone = true
+				return logs.String(), fmt.Errorf("azurite exited: %v", err)
 			default:
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("azurite did not listen on port %d within 60 s\n%s", p, logs.String())
+				_ = cmd.Process.Kill()
+				<-exited // its output is complete
+				gone = true
+				return logs.String(), fmt.Errorf("azurite did not listen on port %d within 60 s", p)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	// The emulator's well-known development account and key.
-	const account, key = "devstoreaccount1", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;BlobEndpoint=http://127.0.0.1:%d/%s;QueueEndpoint=http://127.0.0.1:%d/%s;TableEndpoint=http://127.0.0.1:%d/%s;",
-		account, key, ports[0], account, ports[1], account, ports[2], account)
+	return "", nil
 }
 
 // freePorts finds n free loopback TCP ports.
