@@ -369,27 +369,20 @@ func callsClientApp(ctx context.Context) error {
 // runAmbrProcCalls is runAmbrCalls (closed loop) with each coordinator and
 // each app a process.
 func runAmbrProcCalls(ctx context.Context, cfg Config, dir string, total, warmup, inflight int) (callSample, error) {
-	home, err := os.MkdirTemp(dir, "calls-procs-")
+	r, err := newProcRun(ctx, dir, "calls-procs-")
 	if err != nil {
 		return callSample{}, err
 	}
-	defer os.RemoveAll(home)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	var all []*child
-	defer func() {
-		for _, ch := range all {
-			ch.stop()
-		}
-	}()
+	defer r.close()
+	ctx, home := r.ctx, r.home
 	args := []string{fmt.Sprintf("%s=%d %d %d", envCallsArgs, total, warmup, inflight)}
-	procs, err := startInstances(ctx, home, &all, []instProcs{
+	procs, err := startInstances(ctx, home, &r.all, []instProcs{
 		{"counter", "counter coordinator", "counter app", "calls-srv", nil},
 		{"client", "client coordinator", "client app", "calls-cli", args}})
 	if err != nil {
 		return callSample{}, err
 	}
-	watch := all
+	watch := r.all
 	cli := procs["client app"]
 	fmt.Fprintln(cli.stdin, "go")
 	n, err := cli.expect(ctx, "lat", watch, nil)

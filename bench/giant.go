@@ -585,6 +585,33 @@ func checkGot(fields []string, size int64, want string) error {
 	return nil
 }
 
+// procRun is what a run of child processes needs: a home directory of
+// its own under the bench's, a deadline, and its children (all), stopped
+// and removed by close.
+type procRun struct {
+	ctx    context.Context
+	cancel func()
+	home   string
+	all    []*child
+}
+
+func newProcRun(ctx context.Context, dir, prefix string) (*procRun, error) {
+	home, err := os.MkdirTemp(dir, prefix)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	return &procRun{ctx: ctx, cancel: cancel, home: home}, nil
+}
+
+func (r *procRun) close() {
+	for _, ch := range r.all {
+		ch.stop()
+	}
+	r.cancel()
+	os.RemoveAll(r.home)
+}
+
 // instProcs is an instance run as two processes: its coordinator (the "ic"
 // child, named ic) and its app (a child of role, named app, with env).
 type instProcs struct {
@@ -630,25 +657,18 @@ func startInstances(ctx context.Context, home string, all *[]*child, insts []ins
 }
 
 func giantAmbrRun(ctx context.Context, cfg Config, dir string, size int64, count int, want string, run int) (giantSample, error) {
-	home, err := os.MkdirTemp(dir, "giant-")
+	r, err := newProcRun(ctx, dir, "giant-")
 	if err != nil {
 		return giantSample{}, err
 	}
-	defer os.RemoveAll(home)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	var all []*child
-	defer func() {
-		for _, ch := range all {
-			ch.stop()
-		}
-	}()
+	defer r.close()
+	ctx, home := r.ctx, r.home
 	cfg.progress("giant run %d/%d: starting two coordinators and their apps, each a process", run+1, cfg.Runs)
-	procs, err := startInstances(ctx, home, &all, []instProcs{{"srv", GiantSrvIC, GiantSrvApp, "srv", nil}, {"job", GiantJobIC, GiantJobApp, "job", nil}})
+	procs, err := startInstances(ctx, home, &r.all, []instProcs{{"srv", GiantSrvIC, GiantSrvApp, "srv", nil}, {"job", GiantJobIC, GiantJobApp, "job", nil}})
 	if err != nil {
 		return giantSample{}, err
 	}
-	watch := all
+	watch := r.all
 	job, srv := procs[GiantJobApp], procs[GiantSrvApp]
 	fmt.Fprintln(job.stdin, "warm")
 	if _, err := job.expect(ctx, "warmed", watch, nil); err != nil {

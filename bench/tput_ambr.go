@@ -232,25 +232,18 @@ func tputJobApp(ctx context.Context) error {
 // coordinator and each app a process; the time runs from the start
 // impulse being asked for to the "done" line.
 func runAmbrProcThroughput(ctx context.Context, dir string, size int, total, window int64, echo bool) (time.Duration, error) {
-	home, err := os.MkdirTemp(dir, "tput-procs-")
+	r, err := newProcRun(ctx, dir, "tput-procs-")
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(home)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	var all []*child
-	defer func() {
-		for _, ch := range all {
-			ch.stop()
-		}
-	}()
+	defer r.close()
+	ctx, home := r.ctx, r.home
 	e := 0
 	if echo {
 		e = 1
 	}
 	args := []string{fmt.Sprintf("%s=%d %d %d %d", envTputArgs, size, total, window, e)}
-	procs, err := startInstances(ctx, home, &all, []instProcs{
+	procs, err := startInstances(ctx, home, &r.all, []instProcs{
 		{"srv", "srv coordinator", "srv app", "tput-srv", args},
 		{"job", "job coordinator", "job app", "tput-job", args}})
 	if err != nil {
@@ -258,7 +251,7 @@ func runAmbrProcThroughput(ctx context.Context, dir string, size int, total, win
 	}
 	job, srv := procs["job app"], procs["srv app"]
 	fmt.Fprintln(job.stdin, "warm")
-	if _, err := job.expect(ctx, "warmed", all, nil); err != nil {
+	if _, err := job.expect(ctx, "warmed", r.all, nil); err != nil {
 		return 0, err
 	}
 	start := time.Now()
@@ -267,7 +260,7 @@ func runAmbrProcThroughput(ctx context.Context, dir string, size int, total, win
 	if echo {
 		last = job
 	}
-	if _, err := last.expect(ctx, "done", all, nil); err != nil {
+	if _, err := last.expect(ctx, "done", r.all, nil); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
